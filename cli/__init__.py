@@ -1,0 +1,1 @@
+"""The `yunying` command: what people do by hand. It sits above flows (cli -> flows -> tasks)."""

@@ -1,0 +1,55 @@
+"""The nightly chain: pull -> lifecycle -> reactivation sends -> daily report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.common import default_business_date, run_name
+from flows.pull import pull_sources
+from flows.reactivation import reactivation
+from flows.report import report
+from tasks.lifecycle import lifecycle
+from yunying.config import load_settings
+
+
+@flow(name="nightly", flow_run_name=lambda: run_name("nightly"))
+def nightly(
+    business_date: dt.date | None = None,
+    campaign: str = "winback",
+    force_report: bool = False,
+) -> dict[str, Any]:
+    settings = load_settings()
+    day = business_date or default_business_date(settings)
+    pulled = pull_sources()
+    states = lifecycle(settings, day)
+    sent = reactivation(campaign=campaign, business_date=day)
+    daily = report(business_date=day, force=force_report)
+    summary = {
+        "business_date": day.isoformat(),
+        "pulled": {r["source"]: r["pulled"] for r in pulled},
+        "rejected": sum(r["rejected"] for r in pulled),
+        "lifecycle": states.by_state,
+        "messages": {k: v for k, v in sent.items() if isinstance(v, int) and v},
+        "report": daily["html"],
+        "report_email": daily["eml"],
+    }
+    create_markdown_artifact(key="nightly-summary", markdown=_markdown(summary))
+    return summary
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    lines = [f"# Nightly run for {summary['business_date']}", ""]
+    for stage in ("pulled", "lifecycle", "messages"):
+        parts = ", ".join(f"{k}: {v}" for k, v in summary[stage].items()) or "none"
+        lines.append(f"- **{stage}**: {parts}")
+    lines.append(f"- **rejected records**: {summary['rejected']}")
+    lines.append(f"- **report**: `{summary['report']}`")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    nightly()

@@ -1,0 +1,64 @@
+"""Reactivation (召回): plan a campaign's outbox for a business date, then send it in batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import uuid
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+
+from flows.common import default_business_date, run_name
+from tasks.reactivation import load_campaign, outbox_status, plan_outbox, send
+from yunying.config import load_settings
+from yunying.store.engine import utcnow
+
+MAX_SEND_TASKS = 200  # keeps a run to a few hundred task runs at any scale
+MAX_RETRY_WAIT = dt.timedelta(seconds=60)
+
+
+@flow(name="reactivation", flow_run_name=lambda: run_name("reactivation"))
+def reactivation(
+    campaign: str = "winback",
+    business_date: dt.date | None = None,
+    resend_failed: bool = False,
+) -> dict[str, Any]:
+    settings = load_settings()
+    day = business_date or default_business_date(settings)
+    chosen = load_campaign(settings, campaign)
+    planned = plan_outbox(settings, chosen, day, resend_failed)
+    if chosen.dry_run:
+        get_run_logger().info("dry run: planned %s, sending nothing", planned)
+        return {"planned": planned, "sent": 0}
+    to_send = planned["queued"] + planned["deferred"] + planned["sending"]
+    batch = max(settings.batch_size, math.ceil(to_send / MAX_SEND_TASKS))
+    progress = create_progress_artifact(progress=0.0, description=f"{chosen.name} {day} sending")
+    worker = uuid.uuid4().hex[:12]
+    handled = 0
+    while True:
+        result = send(settings, chosen, day, worker, batch)
+        handled += result["claimed"]
+        if to_send:
+            update_progress_artifact(progress, progress=min(100.0, 100.0 * handled / to_send))
+        if result["claimed"]:
+            continue
+        status = outbox_status(settings, chosen.name, day)
+        retry_at = status["next_retry_at"]
+        if retry_at is None or retry_at - utcnow() > MAX_RETRY_WAIT:
+            break
+        time.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
+    update_progress_artifact(progress, progress=100.0)
+    create_table_artifact(
+        key="send-summary",
+        table=status["by_channel"],
+        description=f"Outbox of {chosen.name} on {day}, per channel and status",
+    )
+    return {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}
+
+
+if __name__ == "__main__":
+    reactivation()

@@ -1,0 +1,22 @@
+"""The daily report email (日报) for a business date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow
+
+from flows.common import default_business_date, run_name
+from tasks.report import daily_report
+from yunying.config import load_settings
+
+
+@flow(name="daily-report", flow_run_name=lambda: run_name("daily-report"))
+def report(business_date: dt.date | None = None, force: bool = False) -> dict[str, Any]:
+    settings = load_settings()
+    return daily_report(settings, business_date or default_business_date(settings), force)
+
+
+if __name__ == "__main__":
+    report()

@@ -1,0 +1,40 @@
+"""Compute lifecycle states and RFM tiers for a business date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from tasks.policy import RETRY_TRANSIENT, engine_for
+from yunying.config import Settings
+from yunying.lifecycle.states import TIERS, LifecycleSummary, compute_lifecycle
+from yunying.store.engine import session_scope
+
+
+@task(name="lifecycle", task_run_name="lifecycle-{business_date}", **RETRY_TRANSIENT)
+def lifecycle(settings: Settings, business_date: dt.date) -> LifecycleSummary:
+    with session_scope(engine_for(settings.store_url)) as session:
+        summary = compute_lifecycle(session, business_date, settings.lifecycle)
+    get_run_logger().info("users per state on %s: %s", business_date, summary.by_state)
+    create_table_artifact(
+        key="lifecycle-states",
+        table=[
+            {"state": state, "users": users, **summary.by_tier[state]}
+            for state, users in summary.by_state.items()
+        ],
+        description=f"Users per lifecycle state and RFM tier ({', '.join(TIERS)}) on {business_date}",
+    )
+    create_table_artifact(
+        key="lifecycle-transitions",
+        table=[
+            {"from": from_state or "(first seen)", "to": to_state, "users": users}
+            for (from_state, to_state), users in sorted(
+                summary.transitions.items(), key=lambda item: -item[1]
+            )
+        ],
+        description=f"State changes on {business_date}",
+    )
+    return summary

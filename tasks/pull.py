@@ -1,0 +1,33 @@
+"""Pull one configured source into the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from tasks.policy import RETRY_TRANSIENT, engine_for
+from yunying.config import Settings
+from yunying.sources.pull import pull_source
+
+
+@task(name="pull-source", task_run_name="pull-{name}", **RETRY_TRANSIENT)
+def pull(settings: Settings, name: str) -> dict[str, Any]:
+    logger = get_run_logger()
+    stats = pull_source(
+        engine_for(settings.store_url),
+        settings,
+        name,
+        run_id=str(flow_run.get_id() or "local"),
+        on_batch=lambda total: logger.info(
+            "source %s: %d pulled, %d rejected so far", name, total.pulled, total.rejected
+        ),
+    )
+    logger.info(
+        "source %s: %d pulled, %d inserted, %d updated, %d rejected %s",
+        name, stats.pulled, stats.inserted, stats.updated, stats.rejected, stats.reasons or "",
+    )
+    return {"source": name, **asdict(stats)}

@@ -1,0 +1,165 @@
+"""Settings: one typed object, built once at start-up and passed down.
+
+Values come from, highest first: keyword arguments, environment variables prefixed
+`YUNYING_` (nested fields with `__`, e.g. `YUNYING_SMTP__HOST`), then the TOML file named by
+`YUNYING_CONFIG` (default `yunying.toml` in the working directory, when it exists).
+Every default is embedded: a SQLite store and an outbox folder under `var/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from yunying.errors import ConfigError
+from yunying.sources.config import SourceConfig
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class SmtpSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    host: str | None = None  # None: write .eml files to the outbox folder instead
+    port: int = Field(default=25, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "ssl"] = "none"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ProviderSettings(BaseModel):
+    """HTTP endpoints of the message providers; None writes JSON lines to the outbox folder."""
+
+    model_config = {"extra": "forbid"}
+
+    sms_url: str | None = None
+    push_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    concurrency: PositiveInt = 16
+
+
+class LifecycleSettings(BaseModel):
+    """Thresholds in days, counted in the company's time zone. See README, "Lifecycle"."""
+
+    model_config = {"extra": "forbid"}
+
+    new_days: PositiveInt = 7
+    active_days: PositiveInt = 7
+    churn_days: PositiveInt = 30
+    returned_days: PositiveInt = 7
+    activity_events: list[str] = Field(default_factory=list)  # empty: every event counts
+
+    @model_validator(mode="after")
+    def _churn_after_active(self) -> LifecycleSettings:
+        if self.churn_days <= self.active_days:
+            raise ValueError("churn_days must be greater than active_days")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YUNYING_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Path("var")
+    database_url: str = ""  # empty: SQLite at {home}/yunying.db
+    timezone: str = "Asia/Shanghai"
+    batch_size: PositiveInt = 1000
+    outbox_dir: Path | None = None  # None: {home}/outbox
+    report_dir: Path | None = None  # None: {home}/reports
+    campaign_dir: Path = Path("deployments/campaigns")
+    mail_from: str = "Yunying <ops@example.com>"
+    report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
+    public_url: str = "http://127.0.0.1:8000"
+    unsubscribe_secret: SecretStr | None = None  # None: a random key kept in {home}/secret.key
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    providers: ProviderSettings = Field(default_factory=ProviderSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        names = [source.name for source in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(duplicates)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("YUNYING_CONFIG", "yunying.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_path))
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'yunying.db'}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.home / "outbox"
+
+    @property
+    def report_path(self) -> Path:
+        return self.report_dir or self.home / "reports"
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no source named {name!r} in settings.sources")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one ConfigError naming each field."""
+    if "YUNYING_CONFIG" in os.environ and not Path(os.environ["YUNYING_CONFIG"]).is_file():
+        raise ConfigError(f"YUNYING_CONFIG points at {os.environ['YUNYING_CONFIG']}, not a file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, env_prefix="YUNYING_")) from None
+
+
+def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(root)"
+        where = ""
+        if env_prefix:
+            env_name = env_prefix + "__".join(str(p) for p in error["loc"] if isinstance(p, str))
+            where = f" (set it in yunying.toml or {env_name.upper()})"
+        lines.append(f"invalid setting {field!r}: {error['msg']}{where}")
+    return "; ".join(lines)

@@ -1,0 +1,45 @@
+"""One error tree for Yunying. Tasks retry `TransientError` and never retry `PermanentError`.
+
+    YunyingError
+    ├── TransientError            retry with backoff: timeouts, 5xx, 429, lost connections
+    │   └── RateLimited           429 with the provider's Retry-After
+    └── PermanentError            don't retry: the input or the request is wrong
+        ├── ConfigError           a setting or campaign file is invalid (names the field)
+        ├── TemplateError         a template is missing or needs a missing variable
+        └── ProviderRejected      a provider answered 4xx
+"""
+
+from __future__ import annotations
+
+
+class YunyingError(Exception):
+    """Base of every error Yunying raises on purpose."""
+
+
+class TransientError(YunyingError):
+    """A failure that may go away on retry."""
+
+
+class RateLimited(TransientError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(YunyingError):
+    """A failure that retrying cannot fix."""
+
+
+class ConfigError(PermanentError):
+    """Invalid settings or campaign file; the message names the field and what to do."""
+
+
+class TemplateError(PermanentError):
+    """A template that cannot be rendered for the given context."""
+
+
+class ProviderRejected(PermanentError):
+    def __init__(self, status: int, excerpt: str) -> None:
+        super().__init__(f"provider rejected the request: HTTP {status}: {excerpt}")
+        self.status = status
+        self.excerpt = excerpt

@@ -1,0 +1,71 @@
+"""HTTP calls to the company's APIs and to providers: one client per task, errors translated.
+
+Translation: timeouts, connection errors and 5xx -> TransientError; 429 -> RateLimited with
+the Retry-After seconds; any other 4xx -> ProviderRejected (permanent, with a body excerpt).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+
+from yunying.errors import ProviderRejected, RateLimited, TransientError
+
+T = TypeVar("T")
+
+
+def check_response(response: httpx.Response) -> httpx.Response:
+    status = response.status_code
+    if status < 400:
+        return response
+    if status == 429:
+        raise RateLimited("HTTP 429 Too Many Requests", retry_after_seconds(response))
+    if status >= 500:
+        raise TransientError(f"HTTP {status} from {response.request.url.host}")
+    raise ProviderRejected(status, response.text[:200])
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def request(client: httpx.Client, method: str, url: str, **kwargs: object) -> httpx.Response:
+    try:
+        response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    except httpx.TransportError as exc:
+        raise TransientError(f"{type(exc).__name__} calling {httpx.URL(url).host}") from exc
+    return check_response(response)
+
+
+def with_retries(
+    call: Callable[[], T],
+    attempts: int = 4,
+    base_delay: float = 0.2,
+    max_delay: float = 30.0,
+) -> T:
+    """Retry a call on TransientError with jittered exponential backoff, honouring 429s."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except TransientError as exc:
+            if attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                delay = min(max_delay, exc.retry_after)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,79 @@
+"""Reactivation campaign files (TOML under `deployments/campaigns/`), validated up front.
+
+A bad file stops the run before anything is sent, with an error naming the file and field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from yunying.errors import ConfigError
+
+Channel = Literal["email", "sms", "push", "webhook"]
+
+
+class QuietHours(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    start: dt.time = dt.time(22, 0)
+    end: dt.time = dt.time(8, 0)
+
+    def contains(self, moment: dt.time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class Campaign(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    description: str = ""
+    segment: list[Literal["new", "active", "returned", "silent", "churned"]] = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1)  # in priority order
+    template: str = Field(pattern=r"^[a-z0-9_-]+$")
+    holdout_percent: float = Field(default=10.0, ge=0, le=100)
+    frequency_cap_days: int = Field(default=7, ge=0)
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    daily_max: int | None = Field(default=None, gt=0)
+    dry_run: bool = False
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _false_means_none(cls, value: object) -> object:
+        return None if value is False else value  # TOML has no null: `quiet_hours = false`
+
+    @field_validator("channels")
+    @classmethod
+    def _no_repeats(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        return value
+
+
+def load_campaign(path: Path) -> Campaign:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"campaign file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"campaign file {path}: not valid TOML: {exc}") from None
+    try:
+        return Campaign.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in e['loc'])!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"campaign file {path}: {problems}") from None
+
+
+def find_campaign(campaign_dir: Path, name: str) -> Campaign:
+    campaign = load_campaign(campaign_dir / f"{name}.toml")
+    if campaign.name != name:
+        raise ConfigError(f"campaign file {name}.toml: field 'name' is {campaign.name!r}")
+    return campaign

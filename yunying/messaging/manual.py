@@ -1,0 +1,72 @@
+"""What ops staff do by hand: preview a message, send a test, apply an unsubscribe."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from yunying.config import Settings
+from yunying.errors import ConfigError
+from yunying.messaging.campaign import find_campaign
+from yunying.messaging.channels import OutgoingMessage, channels_for
+from yunying.messaging.outbox import Claimed
+from yunying.messaging.preflight import SAMPLE_CONTEXT
+from yunying.messaging.render import Rendered, render
+from yunying.messaging.send import address_of, message_context
+from yunying.messaging.unsubscribe import secret_key, suppress, verify_token
+from yunying.store.engine import create_store_engine, session_scope
+from yunying.store.models import User, UserFacts
+
+
+def _secret(settings: Settings) -> bytes:
+    configured = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    return secret_key(configured, settings.home)
+
+
+def preview(settings: Settings, campaign_name: str, user_id: str, channel: str | None = None) -> str:
+    campaign = find_campaign(settings.campaign_dir, campaign_name)
+    engine = create_store_engine(settings.store_url)
+    with session_scope(engine) as session:
+        row = session.execute(
+            select(User, UserFacts.last_active_day)
+            .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
+            .where(User.user_id == user_id)
+        ).first()
+    engine.dispose()
+    if row is None:
+        raise ConfigError(f"no user {user_id!r} in the store")
+    user, last_active = row
+    chosen = channel or campaign.channels[0]
+    today = dt.datetime.now(settings.zone).date()
+    context = message_context(settings, user, last_active, today, chosen, _secret(settings))
+    return _show(render(campaign.template, chosen, user.locale, context))
+
+
+def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> str:
+    """Send the campaign's email to a staff address, through the configured email channel."""
+    campaign = find_campaign(settings.campaign_dir, campaign_name)
+    rendered = render(campaign.template, "email", locale, {**SAMPLE_CONTEXT, "locale": locale})
+    key = f"test:{campaign.name}:{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+    message = OutgoingMessage(Claimed(0, key, "staff", "email", 1), to, rendered, SAMPLE_CONTEXT["unsubscribe_url"])
+    outcome = channels_for(settings)["email"].send([message])[0]
+    return f"test message {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+
+
+def unsubscribe(settings: Settings, token: str) -> str:
+    user_id, channel = verify_token(_secret(settings), token)
+    engine = create_store_engine(settings.store_url)
+    with session_scope(engine) as session:
+        suppress(session, user_id, channel, "unsubscribed")
+    engine.dispose()
+    return f"unsubscribed {user_id} from {channel}"
+
+
+def _show(rendered: Rendered) -> str:
+    parts = [f"channel: {rendered.channel}"]
+    if rendered.subject:
+        parts.append(f"subject: {rendered.subject}")
+    parts.append(rendered.text)
+    if rendered.html:
+        parts += ["--- html ---", rendered.html]
+    return "\n".join(parts)

@@ -1,0 +1,141 @@
+"""Send one batch of a campaign run: claim, render, honour quiet hours, deliver, record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, select
+
+from yunying.config import Settings
+from yunying.errors import TemplateError
+from yunying.messaging.campaign import Campaign, QuietHours
+from yunying.messaging.channels import Channel, OutgoingMessage
+from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
+from yunying.messaging.render import render
+from yunying.messaging.unsubscribe import make_token, secret_key, suppress
+from yunying.store.engine import session_scope, utcnow
+from yunying.store.models import User, UserFacts
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+
+def send_batch(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    business_date: dt.date,
+    worker: str,
+    channels: dict[str, Channel],
+    limit: int,
+    now: dt.datetime | None = None,
+) -> BatchResult:
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        claimed = claim(session, campaign.name, business_date, worker, limit, now)
+    result = BatchResult(claimed=len(claimed))
+    if not claimed:
+        return result
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(User, UserFacts.last_active_day)
+            .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
+            .where(User.user_id.in_([c.user_id for c in claimed]))
+        ).all()
+    users = {user.user_id: (user, last_active) for user, last_active in rows}
+    key = secret_key(
+        settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None,
+        settings.home,
+    )
+    outcomes: list[Outcome] = []
+    by_channel: dict[str, list[OutgoingMessage]] = defaultdict(list)
+    for item in claimed:
+        user, last_active = users[item.user_id]
+        deferred_until = _quiet_until(campaign.quiet_hours, user.timezone, now)
+        if deferred_until is not None:
+            outcomes.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
+            continue
+        context = message_context(settings, user, last_active, business_date, item.channel, key)
+        try:
+            rendered = render(campaign.template, item.channel, user.locale, context)
+        except TemplateError as exc:
+            outcomes.append(Outcome(item.id, "failed", str(exc)))
+            continue
+        by_channel[item.channel].append(
+            OutgoingMessage(item, address_of(user, item.channel), rendered, context["unsubscribe_url"])
+        )
+    for channel, messages in by_channel.items():
+        outcomes += channels[channel].send(messages)
+    attempts = {c.id: c.attempts for c in claimed}
+    outcomes = [_retry_later_or_give_up(o, attempts[o.id], now) for o in outcomes]
+    with session_scope(engine) as session:
+        record(session, outcomes)
+        by_id = {c.id: c for c in claimed}
+        for outcome in outcomes:
+            if outcome.status == "bounced":
+                suppress(session, by_id[outcome.id].user_id, by_id[outcome.id].channel, "hard bounce")
+    for outcome in outcomes:
+        result.by_status[outcome.status] += 1
+        if outcome.status in ("failed", "retry", "bounced") and outcome.reason:
+            result.failures[outcome.reason[:120]] += 1
+    return result
+
+
+def _retry_later_or_give_up(outcome: Outcome, attempts: int, now: dt.datetime) -> Outcome:
+    if outcome.status != "retry":
+        return outcome
+    if attempts >= MAX_ATTEMPTS:
+        return Outcome(outcome.id, "failed", f"gave up after {attempts} attempts: {outcome.reason}")
+    backoff = dt.timedelta(seconds=2**attempts)
+    return Outcome(outcome.id, "retry", outcome.reason, not_before=now + backoff)
+
+
+def message_context(
+    settings: Settings,
+    user: User,
+    last_active: dt.date | None,
+    business_date: dt.date,
+    channel: str,
+    key: bytes,
+) -> dict[str, Any]:
+    token = make_token(key, user.user_id, channel)
+    return {
+        "user_id": user.user_id,
+        "locale": user.locale,
+        "days_inactive": (business_date - (last_active or user.signup_day)).days,
+        "app_url": settings.public_url,
+        "unsubscribe_url": f"{settings.public_url}/unsubscribe?token={token}",
+    }
+
+
+def address_of(user: User, channel: str) -> str:
+    if channel == "email":
+        return user.email or ""
+    if channel == "sms":
+        return user.phone or ""
+    if channel == "push":
+        return user.push_token or ""
+    return user.user_id
+
+
+def _quiet_until(quiet: QuietHours | None, timezone: str, now: dt.datetime) -> dt.datetime | None:
+    """When the user's local time is in quiet hours, the UTC time the window ends."""
+    if quiet is None:
+        return None
+    zone = ZoneInfo(timezone)
+    local = now.replace(tzinfo=dt.UTC).astimezone(zone)
+    if not quiet.contains(local.time()):
+        return None
+    end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
+    if end <= local:
+        end += dt.timedelta(days=1)
+    end = dt.datetime.combine(end.date(), quiet.end, tzinfo=zone)  # wall clock, DST-safe
+    return end.astimezone(dt.UTC).replace(tzinfo=None)

@@ -1,0 +1,131 @@
+"""The daily report (日报): rendered from templates, archived as HTML, emailed once per date.
+
+The email is multipart/alternative (text, then HTML in multipart/related with the charts as
+inline PNG parts), with styles inlined and no external resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.orm import Session
+
+from yunying.config import Settings
+from yunying.errors import TransientError
+from yunying.messaging.render import TEMPLATES
+from yunying.reports.charts import dau_chart
+from yunying.reports.kpis import DailyKpis
+from yunying.store.engine import utcnow
+from yunying.store.models import ReportRecord
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html_path: Path
+    eml_path: Path | None
+    sent: bool
+    subject: str
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES / "reports"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def subject_for(kpis: DailyKpis, flags: int = 0) -> str:
+    return f"Yunying daily report {kpis.business_date.isoformat()} — {flags} flag(s)"
+
+
+def render(kpis: DailyKpis, image_src: str) -> tuple[str, str]:
+    env = _environment()
+    context = {"k": kpis, "image_src": image_src, "pct": _pct, "money": _money}
+    return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(context)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _money(value: object) -> str:
+    return "—" if value is None else f"¥{value}"
+
+
+def build_message(settings: Settings, subject: str, html: str, text: str, chart: bytes, cid: str) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)
+    message["From"] = settings.mail_from
+    message["To"] = ", ".join(settings.report_recipients)
+    message["Subject"] = subject
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    html_part = message.get_payload()[1]  # type: ignore[index]
+    html_part.add_related(chart, maintype="image", subtype="png", cid=f"<{cid}>", filename="dau.png")
+    return message
+
+
+def publish_report(
+    session: Session, settings: Settings, kpis: DailyKpis, force: bool = False
+) -> ReportFiles:
+    """Archive the report and email it; a date already sent is only resent with `force`."""
+    day = kpis.business_date
+    folder = settings.report_path
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = dau_chart(kpis.dau_trend)
+    (folder / f"daily-{day}-dau.png").write_bytes(chart)
+    html_archive, _ = render(kpis, f"daily-{day}-dau.png")
+    html_path = folder / f"daily-{day}.html"
+    html_path.write_text(html_archive, encoding="utf-8")
+
+    record = session.get(ReportRecord, (day, "daily"))
+    already_sent = record is not None and record.sent_at is not None
+    subject = subject_for(kpis)
+    eml_path: Path | None = None
+    sent = False
+    if not already_sent or force:
+        cid = make_msgid(domain="yunying")[1:-1]
+        html, text = render(kpis, f"cid:{cid}")
+        message = build_message(settings, subject, html, text, chart, cid)
+        eml_path = deliver(settings, message, day)
+        sent = True
+    if record is None:
+        record = ReportRecord(business_date=day, kind="daily", created_at=utcnow(), path="", kpis="")
+        session.add(record)
+    record.path = str(html_path)
+    record.kpis = json.dumps(kpis.as_json())
+    if sent:
+        record.sent_at = utcnow()
+    return ReportFiles(html_path, eml_path, sent, subject)
+
+
+def deliver(settings: Settings, message: EmailMessage, day: dt.date) -> Path | None:
+    smtp = settings.smtp
+    if not smtp.host:
+        path = settings.outbox_path / "reports" / f"daily-{day}.eml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(message.as_bytes())
+        return path
+    factory = smtplib.SMTP_SSL if smtp.security == "ssl" else smtplib.SMTP
+    try:
+        with factory(smtp.host, smtp.port, timeout=smtp.timeout_seconds) as connection:
+            if smtp.security == "starttls":
+                connection.starttls()
+            if smtp.username and smtp.password:
+                connection.login(smtp.username, smtp.password.get_secret_value())
+            connection.send_message(message)
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
+        raise TransientError(f"SMTP server {smtp.host}:{smtp.port} unreachable") from exc
+    return None

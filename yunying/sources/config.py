@@ -1,0 +1,64 @@
+"""How a source is declared in settings. Each kind validates its own fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Entity = Literal["users", "events", "orders"]
+
+
+class _SourceBase(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    entity: Entity
+    # Yunying field -> field name in the source, for the fields whose names differ.
+    mapping: dict[str, str] = Field(default_factory=dict)
+    batch_size: int = Field(default=5000, gt=0)
+
+
+class SqlSource(_SourceBase):
+    kind: Literal["sql"] = "sql"
+    url: str = Field(min_length=1)
+    table: str | None = None
+    query: str | None = None
+    incremental_column: str | None = None  # read rows where this column > the watermark
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+
+class HttpSource(_SourceBase):
+    kind: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://")
+    items_path: str = "items"  # dotted path to the list of records in each page
+    pagination: Literal["cursor", "page", "link"] = "cursor"
+    cursor_param: str = "cursor"
+    next_cursor_path: str = "next_cursor"
+    page_param: str = "page"
+    page_size_param: str = "limit"
+    page_size: int = Field(default=1000, gt=0)
+    auth: Literal["none", "bearer", "basic", "header"] = "none"
+    token_env: str | None = None  # the env var holding the token or "user:password"
+    header_name: str = "X-API-Key"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _auth_needs_token(self) -> HttpSource:
+        if self.auth != "none" and not self.token_env:
+            raise ValueError(f"auth {self.auth!r} needs 'token_env', the env var with the secret")
+        return self
+
+
+class FileSource(_SourceBase):
+    kind: Literal["file"] = "file"
+    path: str = Field(min_length=1)  # a path or a glob; .gz files are decompressed
+    format: Literal["csv", "jsonl"] = "jsonl"
+
+
+SourceConfig = Annotated[SqlSource | HttpSource | FileSource, Field(discriminator="kind")]

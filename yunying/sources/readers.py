@@ -1,0 +1,178 @@
+"""Read a source in batches. Each reader yields `Batch`es of raw records (dicts) with the
+watermark to store once the batch is committed; memory holds one batch at a time."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from yunying.errors import ConfigError, TransientError
+from yunying.http_client import request, with_retries
+from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
+from yunying.store.engine import create_store_engine
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    records: list[Record]
+    watermark: str | None  # where the next run resumes; None keeps the old one
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (raw text, reason)
+
+
+def read_source(source: SourceConfig, watermark: str | None) -> Iterator[Batch]:
+    if isinstance(source, SqlSource):
+        return read_sql(source, watermark)
+    if isinstance(source, HttpSource):
+        return read_http(source, watermark)
+    return read_file(source, watermark)
+
+
+def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
+    base = source.query or f"SELECT * FROM {source.table}"
+    params: dict[str, Any] = {}
+    column = source.incremental_column
+    if column:
+        # `>=` re-reads rows that share the watermark value; upserts make that harmless.
+        base = f"SELECT * FROM ({base}) AS src"
+        if watermark is not None:
+            base += f" WHERE {column} >= :watermark"
+            params["watermark"] = watermark
+        base += f" ORDER BY {column}"
+    engine = create_store_engine(source.url)
+    try:
+        with engine.connect() as connection:
+            result = connection.execution_options(
+                stream_results=True, yield_per=source.batch_size
+            ).execute(text(base), params)
+            for chunk in result.mappings().partitions(source.batch_size):
+                records = [dict(row) for row in chunk]
+                mark = str(records[-1][column]) if column and records else None
+                yield Batch(records, mark)
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise TransientError(f"source {source.name}: database unreachable") from exc
+        raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+
+
+def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
+    with httpx.Client(timeout=source.timeout_seconds, headers=_auth_headers(source)) as client:
+        url: str | None = source.url
+        params: dict[str, Any] = {source.page_size_param: source.page_size}
+        if source.pagination == "cursor" and watermark:
+            params[source.cursor_param] = watermark
+        if source.pagination == "link" and watermark:
+            url, params = watermark, {}
+        page = 1
+        while url is not None:
+            if source.pagination == "page":
+                params[source.page_param] = page
+            response = with_retries(lambda u=url, p=dict(params): request(client, "GET", u, params=p))
+            body = response.json()
+            items = _dig(body, source.items_path)
+            if not isinstance(items, list):
+                raise ConfigError(f"source {source.name}: items_path {source.items_path!r} is no list")
+            url, mark = _next_page(source, body, response, url, params)
+            page += 1
+            if items or mark:
+                yield Batch(items, mark)
+            if not items:
+                break
+
+
+def _next_page(
+    source: HttpSource,
+    body: Any,
+    response: httpx.Response,
+    url: str,
+    params: dict[str, Any],
+) -> tuple[str | None, str | None]:
+    if source.pagination == "cursor":
+        cursor = _dig(body, source.next_cursor_path)
+        if not cursor:
+            return None, None
+        params[source.cursor_param] = cursor
+        return url, str(cursor)
+    if source.pagination == "link":
+        following = response.links.get("next", {}).get("url")
+        params.clear()
+        return following, following
+    return url, None
+
+
+def _auth_headers(source: HttpSource) -> dict[str, str]:
+    if source.auth == "none" or source.token_env is None:
+        return {}
+    secret = os.environ.get(source.token_env)
+    if not secret:
+        raise ConfigError(f"source {source.name}: env var {source.token_env} is not set")
+    if source.auth == "bearer":
+        return {"Authorization": f"Bearer {secret}"}
+    if source.auth == "basic":
+        user, _, password = secret.partition(":")
+        return {"Authorization": httpx.BasicAuth(user, password)._auth_header}
+    return {source.header_name: secret}
+
+
+def _dig(body: Any, path: str) -> Any:
+    for part in path.split(".") if path else []:
+        body = body.get(part) if isinstance(body, dict) else None
+    return body
+
+
+def read_file(source: FileSource, watermark: str | None) -> Iterator[Batch]:
+    """Files are read in name order; the watermark is the last file fully loaded."""
+    paths = sorted(p for p in glob.glob(source.path) if watermark is None or p > watermark)
+    for path in paths:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as raw:
+            stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            records: list[Record] = []
+            unreadable: list[tuple[str, str]] = []
+            rows = _csv_rows(stream) if source.format == "csv" else _jsonl_rows(stream)
+            for record, bad in rows:
+                if bad is not None:
+                    unreadable.append(bad)
+                else:
+                    records.append(record)
+                if len(records) + len(unreadable) >= source.batch_size:
+                    yield Batch(records, None, unreadable)
+                    records, unreadable = [], []
+            yield Batch(records, path, unreadable)
+
+
+def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+    for row in csv.DictReader(stream):
+        if None in row:
+            yield {}, (json.dumps(row, default=str), "csv: more fields than the header")
+        else:
+            yield dict(row), None
+
+
+def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+    for line in stream:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield {}, (line[:2000], f"json: {exc.msg}")
+            continue
+        if not isinstance(record, dict):
+            yield {}, (line[:2000], "json: not an object")
+        else:
+            yield record, None

@@ -1,0 +1,189 @@
+"""Validate raw source records into store rows.
+
+Each `to_*_row` takes a raw mapping (already renamed by the source's `mapping`) and returns a
+row for the store, or raises `InvalidRecord` with a reason a person can act on. Timestamps
+with an offset are converted to UTC; naive timestamps are taken as UTC; numbers are epoch
+seconds. `day` is the calendar date in the company's time zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from yunying.errors import PermanentError
+
+Row = dict[str, Any]
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9]{6,20}$")
+KEY = re.compile(r"^[\w.:@-]{1,200}$")
+LOCALES = {"zh-CN", "en"}
+ORDER_STATUSES = {"paid", "refunded", "cancelled"}
+
+
+class InvalidRecord(PermanentError):
+    """A source record that cannot be loaded; the message is stored as the reason."""
+
+
+def holdout_bucket(user_id: str) -> int:
+    """A stable 31-bit hash of the user id (the same on every machine and run)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row:
+    signup_at = _timestamp(raw, "signup_at")
+    user_id = _key(raw, "user_id")
+    tz_name = _text(raw, "timezone", required=False) or zone.key
+    try:
+        ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRecord(f"timezone: unknown time zone {tz_name!r}") from None
+    locale = _text(raw, "locale", required=False) or "zh-CN"
+    if locale not in LOCALES:
+        raise InvalidRecord(f"locale: {locale!r} is not one of {sorted(LOCALES)}")
+    email = _text(raw, "email", required=False)
+    if email and not EMAIL.match(email):
+        raise InvalidRecord("email: not an email address")
+    phone = _text(raw, "phone", required=False)
+    if phone and not PHONE.match(phone):
+        raise InvalidRecord("phone: not a phone number")
+    return {
+        "user_id": user_id,
+        "signup_at": signup_at,
+        "signup_day": local_day(signup_at, zone),
+        "timezone": tz_name,
+        "locale": locale,
+        "email": email,
+        "phone": phone,
+        "push_token": _text(raw, "push_token", required=False),
+        "email_opt_in": _flag(raw, "email_opt_in"),
+        "sms_opt_in": _flag(raw, "sms_opt_in"),
+        "push_opt_in": _flag(raw, "push_opt_in"),
+        "device_hash": _text(raw, "device_hash", required=False),
+        "ip_hash": _text(raw, "ip_hash", required=False),
+        "holdout_bucket": holdout_bucket(user_id),
+        "updated_at": now,
+    }
+
+
+def to_event_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
+    occurred_at = _timestamp(raw, "occurred_at")
+    return {
+        "event_id": _key(raw, "event_id"),
+        "user_id": _key(raw, "user_id"),
+        "name": _text(raw, "name", required=True, max_length=64),
+        "occurred_at": occurred_at,
+        "day": local_day(occurred_at, zone),
+    }
+
+
+def to_order_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
+    created_at = _timestamp(raw, "created_at")
+    amount = _amount(raw, "amount")
+    currency = (_text(raw, "currency", required=False) or "CNY").upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
+    status = _text(raw, "status", required=False) or "paid"
+    if status not in ORDER_STATUSES:
+        raise InvalidRecord(f"status: {status!r} is not one of {sorted(ORDER_STATUSES)}")
+    return {
+        "order_id": _key(raw, "order_id"),
+        "user_id": _key(raw, "user_id"),
+        "amount": amount,
+        "currency": currency,
+        "status": status,
+        "created_at": created_at,
+        "day": local_day(created_at, zone),
+    }
+
+
+def local_day(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
+    return moment.replace(tzinfo=dt.UTC).astimezone(zone).date()
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """Parse to naive UTC. Raises ValueError with a short reason."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        moment = dt.datetime.fromtimestamp(value, dt.UTC)
+    elif isinstance(value, str) and value.strip():
+        moment = dt.datetime.fromisoformat(value.strip())
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    if not 1970 <= moment.year <= 2100:
+        raise ValueError(f"timestamp out of range: {value!r}")
+    return moment
+
+
+def _timestamp(raw: Mapping[str, Any], field: str) -> dt.datetime:
+    if raw.get(field) in (None, ""):
+        raise InvalidRecord(f"{field}: missing")
+    try:
+        return parse_timestamp(raw[field])
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidRecord(f"{field}: {exc}") from None
+
+
+def _key(raw: Mapping[str, Any], field: str) -> str:
+    value = raw.get(field)
+    if value is None or value == "":
+        raise InvalidRecord(f"{field}: missing")
+    text = str(value)
+    if not KEY.match(text):
+        raise InvalidRecord(f"{field}: {text[:40]!r} is not a valid key")
+    return text
+
+
+def _text(
+    raw: Mapping[str, Any], field: str, *, required: bool, max_length: int = 255
+) -> str | None:
+    value = raw.get(field)
+    if value is None or value == "":
+        if required:
+            raise InvalidRecord(f"{field}: missing")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRecord(f"{field}: expected text, got {type(value).__name__}")
+    if "\ufffd" in value:
+        raise InvalidRecord(f"{field}: bad text encoding")
+    if len(value) > max_length:
+        raise InvalidRecord(f"{field}: longer than {max_length} characters")
+    return value
+
+
+def _flag(raw: Mapping[str, Any], field: str) -> bool:
+    value = raw.get(field, True)
+    if isinstance(value, bool):
+        return value
+    if value in (None, ""):
+        return True
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "t"):
+        return True
+    if text in ("0", "false", "no", "n", "f"):
+        return False
+    raise InvalidRecord(f"{field}: {value!r} is not a yes/no value")
+
+
+def _amount(raw: Mapping[str, Any], field: str) -> Decimal:
+    value = raw.get(field)
+    if value is None or value == "" or isinstance(value, bool):
+        raise InvalidRecord(f"{field}: missing")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidRecord(f"{field}: {str(value)[:40]!r} is not a number") from None
+    if not amount.is_finite():
+        raise InvalidRecord(f"{field}: not a finite number")
+    if amount < 0:
+        raise InvalidRecord(f"{field}: negative amount {amount}")
+    return amount.quantize(Decimal("0.01"))

@@ -1,0 +1,1 @@
+"""The store: typed models, the engine and session factory, and migrations."""

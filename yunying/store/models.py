@@ -1,0 +1,253 @@
+"""SQLAlchemy 2.0 models of Yunying's store; one schema for SQLite and PostgreSQL.
+
+Times are naive UTC; `day` columns are calendar dates in the company's time zone, computed
+once at ingestion so that every later query compares plain dates on either database.
+There are no foreign keys on purpose: events and orders may arrive before their user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UserId = Annotated[str, mapped_column(String(64))]
+Money = Annotated[Decimal, mapped_column(Numeric(14, 2))]
+Key = Annotated[str, mapped_column(String(200))]
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+AutoId = Annotated[
+    int, mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: DateTime(), dt.date: Date()}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    signup_at: Mapped[dt.datetime]
+    signup_day: Mapped[dt.date] = mapped_column(index=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    push_token: Mapped[str | None] = mapped_column(String(255))
+    email_opt_in: Mapped[bool] = mapped_column(default=True)
+    sms_opt_in: Mapped[bool] = mapped_column(default=True)
+    push_opt_in: Mapped[bool] = mapped_column(default=True)
+    device_hash: Mapped[str | None] = mapped_column(String(64))
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    holdout_bucket: Mapped[int]  # a stable hash of user_id, 0 .. 2**31-1
+    updated_at: Mapped[dt.datetime]
+
+
+class UserFacts(Base):
+    """Per-user facts kept current at ingestion, so no later stage rescans the events."""
+
+    __tablename__ = "user_facts"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    last_active_at: Mapped[dt.datetime | None]
+    last_active_day: Mapped[dt.date | None] = mapped_column(index=True)
+    event_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    order_count: Mapped[int] = mapped_column(default=0)
+    revenue: Mapped[Money] = mapped_column(default=Decimal(0))
+    last_order_at: Mapped[dt.datetime | None]
+
+
+class ActiveDay(Base):
+    """One row per user per local day with an activity event: DAU/WAU/MAU and retention."""
+
+    __tablename__ = "active_days"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+
+    __table_args__ = (Index("ix_active_days_day_user", "day", "user_id"),)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[AutoId]
+    event_id: Mapped[Key] = mapped_column(unique=True)
+    user_id: Mapped[UserId] = mapped_column(index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime]
+    day: Mapped[dt.date]
+    load_id: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[Key] = mapped_column(primary_key=True)
+    user_id: Mapped[UserId] = mapped_column(index=True)
+    amount: Mapped[Money]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime]
+    day: Mapped[dt.date] = mapped_column(index=True)
+    load_id: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class SourceWatermark(Base):
+    __tablename__ = "source_watermarks"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    watermark: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime]
+
+
+class RejectedRecord(Base):
+    __tablename__ = "rejected_records"
+
+    id: Mapped[AutoId]
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+
+class LifecycleState(Base):
+    """The current state per user; `prev_*` is the state before `as_of`, so reruns are exact."""
+
+    __tablename__ = "lifecycle_states"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    since: Mapped[dt.date]
+    as_of: Mapped[dt.date]
+    prev_state: Mapped[str | None] = mapped_column(String(16))
+    prev_since: Mapped[dt.date | None]
+    recency_score: Mapped[int]
+    frequency_score: Mapped[int]
+    monetary_score: Mapped[int]
+    tier: Mapped[str] = mapped_column(String(8))
+
+
+class LifecycleScratch(Base):
+    """Working table of one lifecycle run: the freshly computed state per user."""
+
+    __tablename__ = "lifecycle_scratch"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    recency_score: Mapped[int]
+    frequency_score: Mapped[int]
+    monetary_score: Mapped[int]
+    tier: Mapped[str] = mapped_column(String(8))
+
+
+class LifecycleTransition(Base):
+    __tablename__ = "lifecycle_transitions"
+
+    id: Mapped[AutoId]
+    user_id: Mapped[UserId]
+    business_date: Mapped[dt.date] = mapped_column(index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (UniqueConstraint("user_id", "business_date"),)
+
+
+class OutboxMessage(Base):
+    """One message intent per (campaign, business date, user), written before any send."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[AutoId]
+    key: Mapped[Key] = mapped_column(unique=True)  # also the provider's idempotency key
+    campaign: Mapped[str] = mapped_column(String(100))
+    business_date: Mapped[dt.date]
+    user_id: Mapped[UserId]
+    channel: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    not_before: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("campaign", "business_date", "user_id"),
+        Index("ix_outbox_campaign_status", "campaign", "business_date", "status"),
+        Index("ix_outbox_user_sent", "user_id", "sent_at"),
+    )
+
+
+class Suppression(Base):
+    """Users who must not be contacted on a channel ('any' for every channel)."""
+
+    __tablename__ = "suppressions"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+
+
+class RewardBudget(Base):
+    __tablename__ = "reward_budgets"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    total: Mapped[Money]
+    reserved: Mapped[Money] = mapped_column(default=Decimal(0))
+
+
+class RewardLedgerEntry(Base):
+    """One payout per (campaign, user, reward): reserved -> paid / failed."""
+
+    __tablename__ = "reward_ledger"
+
+    id: Mapped[AutoId]
+    key: Mapped[Key] = mapped_column(unique=True)
+    campaign: Mapped[str] = mapped_column(String(100), index=True)
+    user_id: Mapped[UserId]
+    reward: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[Money]
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    paid_at: Mapped[dt.datetime | None]
+
+
+class ReportRecord(Base):
+    __tablename__ = "report_history"
+
+    business_date: Mapped[dt.date] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    kpis: Mapped[str] = mapped_column(Text)  # JSON
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
