@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -165,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.latency_seconds)
         if self.app.roll(faults.drop_rate):
             self.close_connection = True
-            self.connection.close()
+            self.connection.shutdown(socket.SHUT_RDWR)  # close() alone leaves the fd open
             return True
         if self.app.roll(faults.rate_limit_rate):
             self._json(429, {"error": "slow down"}, {"Retry-After": str(faults.retry_after_seconds)})

@@ -45,8 +45,12 @@ class Channel(Protocol):
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]: ...
 
 
+# Long headers (the unsubscribe URL) must stay plain ASCII: fold at 998, never encode them.
+EMAIL_POLICY = SMTP.clone(max_line_length=998)
+
+
 def build_email(mail_from: str, message: OutgoingMessage) -> EmailMessage:
-    email = EmailMessage(policy=SMTP)
+    email = EmailMessage(policy=EMAIL_POLICY)
     email["From"] = mail_from
     email["To"] = message.address
     email["Subject"] = message.rendered.subject

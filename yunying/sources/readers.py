@@ -81,7 +81,9 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
         while url is not None:
             if source.pagination == "page":
                 params[source.page_param] = page
-            response = with_retries(lambda u=url, p=dict(params): request(client, "GET", u, params=p))
+            response = with_retries(
+                lambda u=url, p=dict(params): request(client, "GET", u, params=p or None), attempts=6
+            )
             body = response.json()
             items = _dig(body, source.items_path)
             if not isinstance(items, list):

@@ -1,0 +1,53 @@
+"""Real local servers for tests: an in-process SMTP server (aiosmtpd) that records messages
+and can refuse recipients, like a mail server bouncing an address."""
+
+from __future__ import annotations
+
+import email
+import socket
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+
+
+@dataclass
+class SmtpSink:
+    messages: list[EmailMessage] = field(default_factory=list)
+    connections: int = 0
+    bounce: set[str] = field(default_factory=set)  # recipients answered with 550
+
+    def start(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.bounce:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        self.messages.append(email.message_from_bytes(content, policy=default))  # type: ignore[arg-type]
+        return "250 Message accepted"

@@ -1,0 +1,97 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from yunying.errors import ConfigError, TemplateError
+from yunying.lifecycle.holdout import campaign_bucket, in_holdout
+from yunying.messaging.campaign import QuietHours, load_campaign
+from yunying.messaging.render import render, sms_segments
+from yunying.messaging.send import _quiet_until
+from yunying.messaging.unsubscribe import InvalidToken, make_token, verify_token
+from yunying.sources.records import holdout_bucket
+
+CONTEXT = {
+    "user_id": "u1",
+    "locale": "en",
+    "days_inactive": 9,
+    "app_url": "https://example.com",
+    "unsubscribe_url": "https://example.com/u?t=<x>",
+}
+
+
+def test_email_renders_html_escaped_and_text_plain() -> None:
+    rendered = render("winback", "email", "en", CONTEXT)
+    assert "9 days" in rendered.subject or "9 days" in rendered.text
+    assert "https://example.com/u?t=&lt;x&gt;" in rendered.html  # autoescaped
+    assert "https://example.com/u?t=<x>" in rendered.text  # text is not HTML
+
+
+def test_missing_variable_fails_naming_it() -> None:
+    context = {k: v for k, v in CONTEXT.items() if k != "days_inactive"}
+    with pytest.raises(TemplateError, match="days_inactive"):
+        render("winback", "sms", "en", context)
+
+
+def test_unknown_locale_falls_back() -> None:
+    assert render("winback", "webhook", "zh-CN", CONTEXT).text.startswith("user u1")
+
+
+def test_sandbox_blocks_unsafe_attributes(tmp_path: Path) -> None:
+    folder = tmp_path / "messages" / "evil"
+    folder.mkdir(parents=True)
+    (folder / "sms.en.txt").write_text("{{ user_id.__class__.__mro__ }}")
+    from jinja2.exceptions import SecurityError
+
+    with pytest.raises(SecurityError):
+        render("evil", "sms", "en", CONTEXT, root=tmp_path)
+
+
+def test_sms_segments_gsm7_and_ucs2() -> None:
+    assert sms_segments("a" * 160) == 1
+    assert sms_segments("a" * 161) == 2
+    assert sms_segments("好" * 70) == 1
+    assert sms_segments("好" * 71) == 2
+
+
+def test_unsubscribe_token_round_trip_and_tamper() -> None:
+    token = make_token(b"secret", "u42", "email")
+    assert verify_token(b"secret", token) == ("u42", "email")
+    payload, _, tag = token.partition(".")
+    forged = make_token(b"secret", "u43", "email").partition(".")[0] + "." + tag
+    with pytest.raises(InvalidToken):
+        verify_token(b"secret", forged)
+    with pytest.raises(InvalidToken):
+        verify_token(b"other-secret", token)
+
+
+def test_holdout_is_stable_and_near_its_percentage() -> None:
+    buckets = [holdout_bucket(f"u{i}") for i in range(20_000)]
+    share = sum(in_holdout(b, "winback", 10) for b in buckets) / len(buckets)
+    assert 0.09 < share < 0.11
+    assert [campaign_bucket(b, "winback") for b in buckets[:50]] == [
+        campaign_bucket(b, "winback") for b in buckets[:50]
+    ]
+    other = sum(in_holdout(b, "winback", 10) and in_holdout(b, "spring", 10) for b in buckets)
+    assert other < 0.02 * len(buckets)  # campaigns hold out different users
+
+
+def test_campaign_file_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\nsegment = ["sleeping"]\nchannels = ["email"]\ntemplate = "winback"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml.*'segment\.0'"):
+        load_campaign(path)
+    path.write_text('name = "bad"\nsegment = ["silent"]\nchannels = ["email", "email"]\ntemplate = "w"\n')
+    with pytest.raises(ConfigError, match="'channels'.*twice"):
+        load_campaign(path)
+
+
+def test_quiet_hours_defer_to_local_morning() -> None:
+    quiet = QuietHours(start=dt.time(22), end=dt.time(8))
+    late_in_shanghai = dt.datetime(2026, 11, 23, 15, 0)  # 23:00 in Shanghai
+    assert _quiet_until(quiet, "Asia/Shanghai", late_in_shanghai) == dt.datetime(2026, 11, 24, 0, 0)
+    assert _quiet_until(quiet, "Europe/London", late_in_shanghai) is None  # 15:00 there
+    # Across a DST change (London, 2026-03-29 01:00 UTC): 08:00 BST is 07:00 UTC.
+    assert _quiet_until(quiet, "Europe/London", dt.datetime(2026, 3, 28, 23, 0)) == dt.datetime(
+        2026, 3, 29, 7, 0
+    )
