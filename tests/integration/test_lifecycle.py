@@ -1,0 +1,192 @@
+"""Lifecycle states, tiers and transitions against a plain-Python reference computation."""
+
+import datetime as dt
+from collections import defaultdict
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+
+from tests.builders import company_settings, pull_all
+from yunying.config import LifecycleSettings, Settings
+from yunying.errors import PermanentError
+from yunying.lifecycle.states import compute_lifecycle
+from yunying.sources.load import load_rows, validate
+from yunying.store.engine import session_scope
+from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
+
+RULES = LifecycleSettings(new_days=7, active_days=7, churn_days=30, returned_days=7)
+FIRST = dt.date(2026, 10, 20)
+LAST = dt.date(2026, 11, 3)  # spans the US DST change on 2026-11-01
+
+
+def _utc(local: str, zone: str) -> str:
+    moment = dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(dt.UTC).isoformat()
+
+
+def hard_cases(zone: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Users on the thresholds, around local midnight, and a user who returns then goes silent."""
+    users, events = [], []
+
+    def user(uid: str, signup: str) -> None:
+        users.append({"user_id": uid, "signup_at": _utc(signup, zone), "locale": "en"})
+
+    def active(uid: str, local: str) -> None:
+        events.append({"event_id": f"{uid}-{local}", "user_id": uid, "name": "app_open",
+                       "occurred_at": _utc(local, zone)})
+
+    user("h-no-events", "2026-09-01T10:00:00")
+    for offset in (6, 7, 30, 31):  # active/silent and silent/churned edges on FIRST
+        uid = f"h-edge-{offset}"
+        user(uid, "2026-08-01T10:00:00")
+        active(uid, f"{FIRST - dt.timedelta(days=offset)}T12:00:00")
+    user("h-midnight", "2026-08-01T10:00:00")
+    active("h-midnight", f"{FIRST - dt.timedelta(days=7)}T23:59:59")  # local day matters
+    active("h-midnight", f"{FIRST - dt.timedelta(days=6)}T00:00:01")
+    user("h-boomerang", "2026-08-01T10:00:00")
+    active("h-boomerang", "2026-09-25T09:00:00")  # silent by FIRST
+    active("h-boomerang", "2026-10-22T09:00:00")  # returns
+    user("h-dst", "2026-08-01T10:00:00")
+    active("h-dst", "2026-11-01T01:30:00")  # the repeated hour in Los Angeles
+    user("h-new", f"{FIRST + dt.timedelta(days=3)}T08:00:00")
+    return users, events
+
+
+def reference_states(
+    users: dict[str, tuple[dt.date, int, float]],
+    active_days: dict[str, set[dt.date]],
+    dates: list[dt.date],
+) -> list[dict[str, tuple[str, str]]]:
+    """Straightforward per-user rules; returns {user: (state, tier)} per date."""
+    results = []
+    previous: dict[str, tuple[str, dt.date]] = {}
+    for day in dates:
+        today: dict[str, tuple[str, str]] = {}
+        for uid, (signup, orders, revenue) in users.items():
+            if signup > day:
+                continue
+            seen = [d for d in active_days.get(uid, ()) if d <= day]
+            reference = max(seen) if seen else signup
+            idle = (day - reference).days
+            prev_state, prev_since = previous.get(uid, (None, None))
+            if (day - signup).days < RULES.new_days:
+                state = "new"
+            elif idle < RULES.active_days:
+                came_back = prev_state in ("silent", "churned")
+                still_returning = prev_state == "returned" and (day - prev_since).days < RULES.returned_days
+                state = "returned" if came_back or still_returning else "active"
+            elif idle <= RULES.churn_days:
+                state = "silent"
+            else:
+                state = "churned"
+            recency = 3 if idle < 7 else 2 if idle < 30 else 1
+            frequency = 3 if orders >= 5 else 2 if orders >= 2 else 1
+            monetary = 3 if revenue >= 500 else 2 if revenue >= 100 else 1
+            total = recency + frequency + monetary
+            tier = "high" if total >= 8 else "mid" if total >= 5 else "low"
+            today[uid] = (state, tier)
+            since = prev_since if state == prev_state else day
+            previous[uid] = (state, since)
+        results.append(today)
+    return results
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/Los_Angeles"])
+def test_states_tiers_and_transitions_match_reference(
+    engine: Engine, settings: Settings, tmp_path: Path, zone: str
+) -> None:
+    settings = company_settings(settings.model_copy(update={"timezone": zone}), tmp_path, users=250)
+    pull_all(engine, settings)
+    users, events = hard_cases(zone)
+    with session_scope(engine) as session:
+        good, bad = validate("users", users, {}, settings.zone)
+        load_rows(session, "users", good, "hard-users")
+        good_events, bad_events = validate("events", events, {}, settings.zone)
+        load_rows(session, "events", good_events, "hard-events")
+    assert not bad and not bad_events
+
+    with session_scope(engine) as session:
+        user_rows = session.execute(select(User.user_id, User.signup_at)).all()
+        event_rows = session.execute(select(Event.user_id, Event.occurred_at)).all()
+        order_rows = session.execute(select(Order.user_id, Order.amount).where(Order.status == "paid")).all()
+    zone_info = ZoneInfo(zone)
+
+    def local(moment: dt.datetime) -> dt.date:
+        return moment.replace(tzinfo=dt.UTC).astimezone(zone_info).date()
+
+    spend: dict[str, list[float]] = defaultdict(list)
+    for uid, amount in order_rows:
+        spend[uid].append(float(amount))
+    reference_users = {uid: (local(s), len(spend[uid]), sum(spend[uid])) for uid, s in user_rows}
+    seen: dict[str, set[dt.date]] = defaultdict(set)
+    for uid, moment in event_rows:
+        seen[uid].add(local(moment))
+
+    dates = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    expected = reference_states(reference_users, seen, dates)
+    previous: dict[str, str] = {}
+    for day, want in zip(dates, expected, strict=True):
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, RULES)
+            got = {
+                uid: (state, tier)
+                for uid, state, tier in session.execute(
+                    select(LifecycleState.user_id, LifecycleState.state, LifecycleState.tier)
+                )
+            }
+            moved = {
+                uid: (before, after)
+                for uid, before, after in session.execute(
+                    select(LifecycleTransition.user_id, LifecycleTransition.from_state,
+                           LifecycleTransition.to_state).where(LifecycleTransition.business_date == day)
+                )
+            }
+        assert got == want, f"states differ on {day}"
+        want_moves = {uid: (previous.get(uid), s) for uid, (s, _) in want.items() if previous.get(uid) != s}
+        assert moved == want_moves, f"transitions differ on {day}"
+        previous = {uid: s for uid, (s, _) in want.items()}
+
+    first_day = expected[0]
+    assert first_day["h-no-events"][0] == "churned"
+    assert [first_day[f"h-edge-{n}"][0] for n in (6, 7, 30, 31)] == ["active", "silent", "silent", "churned"]
+    assert first_day["h-midnight"][0] == "active"
+    states_of_boomerang = [day["h-boomerang"][0] for day in expected]
+    assert "returned" in states_of_boomerang and states_of_boomerang[-1] == "silent"
+    assert {s for day in expected for s, _ in day.values()} == {"new", "active", "returned", "silent", "churned"}
+
+
+def test_rerun_changes_nothing_and_dates_run_in_order(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    settings = company_settings(settings, tmp_path, users=150)
+    pull_all(engine, settings)
+    day = dt.date(2026, 10, 30)
+    snapshot = []
+    for _ in range(2):
+        with session_scope(engine) as session:
+            summary = compute_lifecycle(session, day, RULES)
+            rows = session.execute(select(LifecycleState).order_by(LifecycleState.user_id)).scalars()
+            snapshot.append(([(r.user_id, r.state, r.since, r.prev_state) for r in rows], summary))
+    assert snapshot[0] == snapshot[1]
+    with session_scope(engine) as session, pytest.raises(PermanentError, match="in order"):
+        compute_lifecycle(session, day - dt.timedelta(days=1), RULES)
+
+
+def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Settings) -> None:
+    zone = settings.zone
+    with session_scope(engine) as session:
+        good, _ = validate("users", [{"user_id": "late", "signup_at": "2026-08-01T00:00:00Z"}], {}, zone)
+        load_rows(session, "users", good, "l1")
+        good, _ = validate("events", [{"event_id": "l-1", "user_id": "late", "name": "app_open",
+                                       "occurred_at": "2026-10-01T04:00:00Z"}], {}, zone)
+        load_rows(session, "events", good, "l2")
+        assert compute_lifecycle(session, dt.date(2026, 10, 20), RULES).by_state["silent"] == 1
+    with session_scope(engine) as session:  # an event from yesterday arrives a day late
+        good, _ = validate("events", [{"event_id": "l-2", "user_id": "late", "name": "app_open",
+                                       "occurred_at": "2026-10-20T04:00:00Z"}], {}, zone)
+        load_rows(session, "events", good, "l3")
+        summary = compute_lifecycle(session, dt.date(2026, 10, 21), RULES)
+    assert summary.by_state["returned"] == 1
+    assert summary.transitions == {("silent", "returned"): 1}
