@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import ColumnElement, literal
+from sqlalchemy import BigInteger, ColumnElement, cast, literal
 
 MODULUS = 2_147_483_647  # 2**31 - 1, so bucket * multiplier stays inside a 64-bit integer
 BASIS_POINTS = 10_000
@@ -36,5 +36,6 @@ def holdout_condition(
     bucket_column: ColumnElement[int], campaign: str, percent: float
 ) -> ColumnElement[bool]:
     multiplier, offset = campaign_mix(campaign)
-    mixed = ((bucket_column * literal(multiplier) + literal(offset)) % MODULUS) % BASIS_POINTS
+    product = cast(bucket_column, BigInteger) * literal(multiplier, BigInteger)
+    mixed = ((product + literal(offset, BigInteger)) % MODULUS) % BASIS_POINTS
     return mixed < round(percent * 100)
