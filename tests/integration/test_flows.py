@@ -1,0 +1,87 @@
+"""The nightly chain end to end through a real Prefect API (one test server per session)."""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter
+from sqlalchemy import Engine, func, select
+
+from tests.builders import END
+from yunying.config import Settings
+from yunying.demo.local_server import LocalServer
+from yunying.demo.source_db import write_source_db
+from yunying.demo.sources import demo_sources
+from yunying.errors import ConfigError, TemplateError
+from yunying.store.engine import session_scope
+from yunying.store.models import OutboxMessage
+
+pytestmark = pytest.mark.usefixtures("prefect")
+
+
+@pytest.fixture
+def company_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings):  # type: ignore[no-untyped-def]
+    source_db = tmp_path / "source.db"
+    write_source_db(source_db, 250, 5, END)
+    with LocalServer(source_db=source_db) as server:
+        sources = demo_sources(source_db, server.url)
+        monkeypatch.setenv("YUNYING_SOURCES", json.dumps([s.model_dump() for s in sources]))
+        yield server
+
+
+def test_nightly_runs_every_stage_and_a_rerun_sends_nothing_twice(
+    company_api: LocalServer, engine: Engine, settings: Settings
+) -> None:
+    from flows.nightly import nightly
+
+    state = nightly(business_date=END, campaign="winback-demo", return_state=True)
+    summary = state.result()
+    assert all(rows > 0 for rows in summary["pulled"].values())
+    assert summary["rejected"] > 0
+    assert summary["lifecycle"]["silent"] > 0
+    assert summary["messages"]["sent"] > 0 and summary["messages"]["holdout"] > 0
+    assert Path(summary["report"]).exists()
+
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        run = client.read_flow_run(run_id)
+        assert run.name == f"nightly-winback-demo-{END}"
+        artifacts = {a.key for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+        assert "nightly-summary" in artifacts
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter())
+        all_tasks = client.read_task_runs()
+    assert any(r.name.startswith("reactivation-winback-demo") for r in children)
+    assert len(all_tasks) < 100  # batches, not a task per user
+
+    sent_before = sorted(os.listdir(settings.outbox_path / "email"))
+    again = nightly(business_date=END, campaign="winback-demo")
+    assert again["messages"]["sent"] == summary["messages"]["sent"]
+    assert sorted(os.listdir(settings.outbox_path / "email")) == sent_before
+    push_keys = [json.loads(x)["key"] for x in (settings.outbox_path / "push.jsonl").read_text().splitlines()]
+    assert len(push_keys) == len(set(push_keys))
+
+
+def test_a_bad_campaign_stops_before_anything_is_sent(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.reactivation import reactivation
+
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "ghost.toml").write_text(
+        'name = "ghost"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "no-such-template"\n'
+    )
+    (campaigns / "typo.toml").write_text(
+        'name = "typo"\nsegment = ["silent"]\nchannels = ["emial"]\ntemplate = "winback"\n'
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    with pytest.raises(TemplateError, match="no-such-template"):
+        reactivation(campaign="ghost", business_date=dt.date(2026, 11, 1))
+    with pytest.raises(ConfigError, match="'channels.0'"):
+        reactivation(campaign="typo", business_date=dt.date(2026, 11, 1))
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
