@@ -1,0 +1,30 @@
+"""python -m benchmarks NAME [--users N]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from benchmarks import nightly
+
+BENCHMARKS = {"nightly": nightly.run}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    figures = BENCHMARKS[args.name](users=args.users, seed=args.seed)
+    for name, figure in figures.items():
+        if isinstance(figure, dict):
+            print(f"{name:28} {figure['value']!s:>14}  baseline {figure['baseline']!s:>14}  "
+                  f"ratio {figure['ratio']}", file=sys.stderr)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
