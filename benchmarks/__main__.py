@@ -20,8 +20,11 @@ def main() -> int:
     figures = BENCHMARKS[args.name](users=args.users, seed=args.seed)
     for name, figure in figures.items():
         if isinstance(figure, dict):
-            print(f"{name:28} {figure['value']!s:>14}  baseline {figure['baseline']!s:>14}  "
-                  f"ratio {figure['ratio']}", file=sys.stderr)
+            print(
+                f"{name:28} {figure['value']!s:>14}  baseline {figure['baseline']!s:>14}  "
+                f"ratio {figure['ratio']}",
+                file=sys.stderr,
+            )
     print(json.dumps(figures))
     return 0
 

@@ -43,8 +43,9 @@ def run(users: int, seed: int) -> dict[str, Any]:
         "wall_seconds": _figure(flow["wall"], plain["wall"], plain["wall"] / flow["wall"]),
         "peak_rss_mb": _figure(flow["rss_mb"], plain["rss_mb"], plain["rss_mb"] / flow["rss_mb"]),
         "task_runs": _figure(flow["task_runs"], users, users / max(1, flow["task_runs"])),
-        "work_share": _figure(flow["work_share"], plain["work_share"],
-                              flow["work_share"] / plain["work_share"]),
+        "work_share": _figure(
+            flow["work_share"], plain["work_share"], flow["work_share"] / plain["work_share"]
+        ),
     }
 
 
@@ -66,7 +67,10 @@ def _measure(mode: str, work: Path, source_db: Path) -> dict[str, Any]:
     }
     output = subprocess.run(
         [sys.executable, "-m", "benchmarks.nightly", mode],
-        env=env, cwd=ROOT, capture_output=True, text=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if output.returncode:
         raise RuntimeError(f"{mode} run failed:\n{output.stderr[-3000:]}")
@@ -79,8 +83,8 @@ def _flow() -> dict[str, Any]:
     from prefect.client.orchestration import get_client
 
     from flows.nightly import nightly
-    from yunying.store.migrate import upgrade
     from yunying.config import load_settings
+    from yunying.store.migrate import upgrade
 
     upgrade(load_settings().store_url)
     started = time.perf_counter()
@@ -124,7 +128,9 @@ def _plain() -> dict[str, Any]:
     with session_scope(engine) as session:
         plan(session, campaign, END)
     channels = channels_for(settings)
-    while send_batch(engine, settings, campaign, END, "bench", channels, settings.batch_size).claimed:
+    while send_batch(
+        engine, settings, campaign, END, "bench", channels, settings.batch_size
+    ).claimed:
         pass
     with session_scope(engine) as session:
         publish_report(session, settings, compute_kpis(session, END))

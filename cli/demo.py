@@ -25,15 +25,21 @@ def run_demo(settings: Settings, users: int, seed: int, keep: bool) -> dict[str,
     started = time.perf_counter()
     source_db = home / "demo" / "source.db"
     counts = write_source_db(source_db, users, seed, business_date)
-    step("   ", f"{counts.users} users, {counts.events} events, {counts.orders} orders "
-         f"written to the company's app database {source_db} ({time.perf_counter() - started:.1f}s)")
+    step(
+        "   ",
+        f"{counts.users} users, {counts.events} events, {counts.orders} orders "
+        f"written to the company's app database {source_db} ({time.perf_counter() - started:.1f}s)",
+    )
     step("2/4", f"creating the store at {settings.store_url}")
     upgrade(settings.store_url)
     with LocalServer(source_db=source_db) as server:
         sources = demo_sources(source_db.resolve(), server.url)
         os.environ["YUNYING_SOURCES"] = json.dumps([s.model_dump() for s in sources])
         step("3/4", f"the company's HTTP API serves events at {server.url}/events")
-        step("4/4", "running the nightly flow on Prefect's local API (pull -> lifecycle -> send -> report)")
+        step(
+            "4/4",
+            "running the nightly flow on Prefect's local API (pull -> lifecycle -> send -> report)",
+        )
         from flows.nightly import nightly
 
         return nightly(business_date=business_date, campaign="winback-demo", force_report=True)

@@ -1,11 +1,11 @@
 """`yunying`: the command line for what people do by hand.
 
-    yunying demo                     build the synthetic company and run the nightly chain
-    yunying db upgrade               create or migrate the store
-    yunying run FLOW [--date D]      run nightly | pull | reactivation | report locally
-    yunying preview CAMPAIGN --user U   render a campaign's message for one user
-    yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
-    yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying demo                     build the synthetic company and run the nightly chain
+yunying db upgrade               create or migrate the store
+yunying run FLOW [--date D]      run nightly | pull | reactivation | report locally
+yunying preview CAMPAIGN --user U   render a campaign's message for one user
+yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
+yunying unsubscribe TOKEN        apply an unsubscribe link's token
 """
 
 from __future__ import annotations
@@ -100,8 +100,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation
 
-        print(reactivation(campaign=args.campaign, business_date=args.date,
-                           resend_failed=args.resend_failed))
+        print(
+            reactivation(
+                campaign=args.campaign, business_date=args.date, resend_failed=args.resend_failed
+            )
+        )
     else:
         from flows.report import report
 

@@ -25,7 +25,7 @@ def lifecycle(settings: Settings, business_date: dt.date) -> LifecycleSummary:
             {"state": state, "users": users, **summary.by_tier[state]}
             for state, users in summary.by_state.items()
         ],
-        description=f"Users per lifecycle state and RFM tier ({', '.join(TIERS)}) on {business_date}",
+        description=f"Users per lifecycle state and RFM tier ({'/'.join(TIERS)}), {business_date}",
     )
     create_table_artifact(
         key="lifecycle-transitions",

@@ -21,7 +21,7 @@ def retry_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) 
     if error is None:
         try:
             state.result(raise_on_failure=True)
-        except BaseException as exc:  # noqa: BLE001 - we only classify it
+        except BaseException as exc:
             error = exc
     return isinstance(error, TransientError)
 

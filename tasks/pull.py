@@ -28,6 +28,11 @@ def pull(settings: Settings, name: str) -> dict[str, Any]:
     )
     logger.info(
         "source %s: %d pulled, %d inserted, %d updated, %d rejected %s",
-        name, stats.pulled, stats.inserted, stats.updated, stats.rejected, stats.reasons or "",
+        name,
+        stats.pulled,
+        stats.inserted,
+        stats.updated,
+        stats.rejected,
+        stats.reasons or "",
     )
     return {"source": name, **asdict(stats)}

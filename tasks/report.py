@@ -36,11 +36,28 @@ def daily_report(settings: Settings, business_date: dt.date, force: bool = False
         f"Archived at `{files.html_path}`.",
     ]
     create_markdown_artifact(key="daily-report", markdown="\n".join(lines))
-    return {"html": str(files.html_path), "eml": str(files.eml_path or ""), "sent": files.sent,
-            "kpis": kpis.as_json()}
+    return {
+        "html": str(files.html_path),
+        "eml": str(files.eml_path or ""),
+        "sent": files.sent,
+        "kpis": kpis.as_json(),
+    }
 
 
 def _headline(data: dict[str, Any]) -> dict[str, Any]:
-    names = ["dau", "wau", "mau", "stickiness", "new_users", "d1_retention", "d7_retention",
-             "orders", "revenue", "paying_users", "arpu", "arppu", "transitions"]
+    names = [
+        "dau",
+        "wau",
+        "mau",
+        "stickiness",
+        "new_users",
+        "d1_retention",
+        "d7_retention",
+        "orders",
+        "revenue",
+        "paying_users",
+        "arpu",
+        "arppu",
+        "transitions",
+    ]
     return {name: data[name] for name in names}

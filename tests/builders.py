@@ -17,8 +17,14 @@ from yunying.sources.pull import pull_source
 END = dt.date(2026, 11, 1)
 
 
-def company_settings(settings: Settings, tmp_path: Path, users: int = 300, seed: int = 11,
-                     end: dt.date = END, http_url: str | None = None) -> Settings:
+def company_settings(
+    settings: Settings,
+    tmp_path: Path,
+    users: int = 300,
+    seed: int = 11,
+    end: dt.date = END,
+    http_url: str | None = None,
+) -> Settings:
     source_db = tmp_path / "source.db"
     if not source_db.exists():
         write_source_db(source_db, users, seed, end)
@@ -32,8 +38,9 @@ def pull_all(engine: Engine, settings: Settings) -> dict[str, LoadStats]:
 DAY = dt.date(2026, 11, 1)
 
 
-def silent_users(engine: Engine, settings: Settings, count: int, day: dt.date = DAY,
-                 **overrides: object) -> list[str]:
+def silent_users(
+    engine: Engine, settings: Settings, count: int, day: dt.date = DAY, **overrides: object
+) -> list[str]:
     """`count` users, all silent on `day` (last seen 10 days before), reachable on every channel;
     their lifecycle is computed for `day`. `overrides` set fields on every user."""
     from yunying.lifecycle.states import compute_lifecycle
@@ -42,13 +49,27 @@ def silent_users(engine: Engine, settings: Settings, count: int, day: dt.date = 
 
     last_seen = dt.datetime.combine(day - dt.timedelta(days=10), dt.time(4)).isoformat()
     users = [
-        {"user_id": f"s{i:05d}", "signup_at": "2026-06-01T00:00:00Z", "email": f"s{i}@example.com",
-         "phone": f"+8613900{i:06d}", "push_token": f"tok{i}", "locale": "en" if i % 2 else "zh-CN",
-         "timezone": "Asia/Shanghai", **overrides}
+        {
+            "user_id": f"s{i:05d}",
+            "signup_at": "2026-06-01T00:00:00Z",
+            "email": f"s{i}@example.com",
+            "phone": f"+8613900{i:06d}",
+            "push_token": f"tok{i}",
+            "locale": "en" if i % 2 else "zh-CN",
+            "timezone": "Asia/Shanghai",
+            **overrides,
+        }
         for i in range(count)
     ]
-    events = [{"event_id": f"s{i}-e", "user_id": u["user_id"], "name": "app_open", "occurred_at": last_seen}
-              for i, u in enumerate(users)]
+    events = [
+        {
+            "event_id": f"s{i}-e",
+            "user_id": u["user_id"],
+            "name": "app_open",
+            "occurred_at": last_seen,
+        }
+        for i, u in enumerate(users)
+    ]
     with session_scope(engine) as session:
         rows, bad = validate("users", users, {}, settings.zone)
         load_rows(session, "users", rows, "silent-users")

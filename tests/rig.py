@@ -30,14 +30,14 @@ class SmtpSink:
     def stop(self) -> None:
         self._controller.stop()
 
-    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_EHLO(
         self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         self.connections += 1
         session.host_name = hostname
         return responses
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address in self.bounce:
@@ -45,9 +45,7 @@ class SmtpSink:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: Any, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
         self.messages.append(email.message_from_bytes(content, policy=default))  # type: ignore[arg-type]
         return "250 Message accepted"

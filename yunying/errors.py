@@ -1,12 +1,12 @@
 """One error tree for Yunying. Tasks retry `TransientError` and never retry `PermanentError`.
 
-    YunyingError
-    ├── TransientError            retry with backoff: timeouts, 5xx, 429, lost connections
-    │   └── RateLimited           429 with the provider's Retry-After
-    └── PermanentError            don't retry: the input or the request is wrong
-        ├── ConfigError           a setting or campaign file is invalid (names the field)
-        ├── TemplateError         a template is missing or needs a missing variable
-        └── ProviderRejected      a provider answered 4xx
+YunyingError
+├── TransientError            retry with backoff: timeouts, 5xx, 429, lost connections
+│   └── RateLimited           429 with the provider's Retry-After
+└── PermanentError            don't retry: the input or the request is wrong
+    ├── ConfigError           a setting or campaign file is invalid (names the field)
+    ├── TemplateError         a template is missing or needs a missing variable
+    └── ProviderRejected      a provider answered 4xx
 """
 
 from __future__ import annotations

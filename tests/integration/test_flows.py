@@ -49,8 +49,12 @@ def test_nightly_runs_every_stage_and_a_rerun_sends_nothing_twice(
         run_id = state.state_details.flow_run_id
         run = client.read_flow_run(run_id)
         assert run.name == f"nightly-winback-demo-{END}"
-        artifacts = {a.key for a in client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+        artifacts = {
+            a.key
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+        }
         assert "nightly-summary" in artifacts
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter())
         all_tasks = client.read_task_runs()
@@ -61,7 +65,9 @@ def test_nightly_runs_every_stage_and_a_rerun_sends_nothing_twice(
     again = nightly(business_date=END, campaign="winback-demo")
     assert again["messages"]["sent"] == summary["messages"]["sent"]
     assert sorted(os.listdir(settings.outbox_path / "email")) == sent_before
-    push_keys = [json.loads(x)["key"] for x in (settings.outbox_path / "push.jsonl").read_text().splitlines()]
+    push_keys = [
+        json.loads(x)["key"] for x in (settings.outbox_path / "push.jsonl").read_text().splitlines()
+    ]
     assert len(push_keys) == len(set(push_keys))
 
 
@@ -73,7 +79,8 @@ def test_a_bad_campaign_stops_before_anything_is_sent(
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
     (campaigns / "ghost.toml").write_text(
-        'name = "ghost"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "no-such-template"\n'
+        'name = "ghost"\nsegment = ["silent"]\nchannels = ["email"]\n'
+        'template = "no-such-template"\n'
     )
     (campaigns / "typo.toml").write_text(
         'name = "typo"\nsegment = ["silent"]\nchannels = ["emial"]\ntemplate = "winback"\n'

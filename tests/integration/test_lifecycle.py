@@ -34,8 +34,14 @@ def hard_cases(zone: str) -> tuple[list[dict[str, object]], list[dict[str, objec
         users.append({"user_id": uid, "signup_at": _utc(signup, zone), "locale": "en"})
 
     def active(uid: str, local: str) -> None:
-        events.append({"event_id": f"{uid}-{local}", "user_id": uid, "name": "app_open",
-                       "occurred_at": _utc(local, zone)})
+        events.append(
+            {
+                "event_id": f"{uid}-{local}",
+                "user_id": uid,
+                "name": "app_open",
+                "occurred_at": _utc(local, zone),
+            }
+        )
 
     user("h-no-events", "2026-09-01T10:00:00")
     for offset in (6, 7, 30, 31):  # active/silent and silent/churned edges on FIRST
@@ -75,7 +81,9 @@ def reference_states(
                 state = "new"
             elif idle < RULES.active_days:
                 came_back = prev_state in ("silent", "churned")
-                still_returning = prev_state == "returned" and (day - prev_since).days < RULES.returned_days
+                still_returning = (
+                    prev_state == "returned" and (day - prev_since).days < RULES.returned_days
+                )
                 state = "returned" if came_back or still_returning else "active"
             elif idle <= RULES.churn_days:
                 state = "silent"
@@ -110,7 +118,9 @@ def test_states_tiers_and_transitions_match_reference(
     with session_scope(engine) as session:
         user_rows = session.execute(select(User.user_id, User.signup_at)).all()
         event_rows = session.execute(select(Event.user_id, Event.occurred_at)).all()
-        order_rows = session.execute(select(Order.user_id, Order.amount).where(Order.status == "paid")).all()
+        order_rows = session.execute(
+            select(Order.user_id, Order.amount).where(Order.status == "paid")
+        ).all()
     zone_info = ZoneInfo(zone)
 
     def local(moment: dt.datetime) -> dt.date:
@@ -139,22 +149,38 @@ def test_states_tiers_and_transitions_match_reference(
             moved = {
                 uid: (before, after)
                 for uid, before, after in session.execute(
-                    select(LifecycleTransition.user_id, LifecycleTransition.from_state,
-                           LifecycleTransition.to_state).where(LifecycleTransition.business_date == day)
+                    select(
+                        LifecycleTransition.user_id,
+                        LifecycleTransition.from_state,
+                        LifecycleTransition.to_state,
+                    ).where(LifecycleTransition.business_date == day)
                 )
             }
         assert got == want, f"states differ on {day}"
-        want_moves = {uid: (previous.get(uid), s) for uid, (s, _) in want.items() if previous.get(uid) != s}
+        want_moves = {
+            uid: (previous.get(uid), s) for uid, (s, _) in want.items() if previous.get(uid) != s
+        }
         assert moved == want_moves, f"transitions differ on {day}"
         previous = {uid: s for uid, (s, _) in want.items()}
 
     first_day = expected[0]
     assert first_day["h-no-events"][0] == "churned"
-    assert [first_day[f"h-edge-{n}"][0] for n in (6, 7, 30, 31)] == ["active", "silent", "silent", "churned"]
+    assert [first_day[f"h-edge-{n}"][0] for n in (6, 7, 30, 31)] == [
+        "active",
+        "silent",
+        "silent",
+        "churned",
+    ]
     assert first_day["h-midnight"][0] == "active"
     states_of_boomerang = [day["h-boomerang"][0] for day in expected]
     assert "returned" in states_of_boomerang and states_of_boomerang[-1] == "silent"
-    assert {s for day in expected for s, _ in day.values()} == {"new", "active", "returned", "silent", "churned"}
+    assert {s for day in expected for s, _ in day.values()} == {
+        "new",
+        "active",
+        "returned",
+        "silent",
+        "churned",
+    }
 
 
 def test_rerun_changes_nothing_and_dates_run_in_order(
@@ -167,7 +193,9 @@ def test_rerun_changes_nothing_and_dates_run_in_order(
     for _ in range(2):
         with session_scope(engine) as session:
             summary = compute_lifecycle(session, day, RULES)
-            rows = session.execute(select(LifecycleState).order_by(LifecycleState.user_id)).scalars()
+            rows = session.execute(
+                select(LifecycleState).order_by(LifecycleState.user_id)
+            ).scalars()
             snapshot.append(([(r.user_id, r.state, r.since, r.prev_state) for r in rows], summary))
     assert snapshot[0] == snapshot[1]
     with session_scope(engine) as session, pytest.raises(PermanentError, match="in order"):
@@ -177,15 +205,39 @@ def test_rerun_changes_nothing_and_dates_run_in_order(
 def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Settings) -> None:
     zone = settings.zone
     with session_scope(engine) as session:
-        good, _ = validate("users", [{"user_id": "late", "signup_at": "2026-08-01T00:00:00Z"}], {}, zone)
+        good, _ = validate(
+            "users", [{"user_id": "late", "signup_at": "2026-08-01T00:00:00Z"}], {}, zone
+        )
         load_rows(session, "users", good, "l1")
-        good, _ = validate("events", [{"event_id": "l-1", "user_id": "late", "name": "app_open",
-                                       "occurred_at": "2026-10-01T04:00:00Z"}], {}, zone)
+        good, _ = validate(
+            "events",
+            [
+                {
+                    "event_id": "l-1",
+                    "user_id": "late",
+                    "name": "app_open",
+                    "occurred_at": "2026-10-01T04:00:00Z",
+                }
+            ],
+            {},
+            zone,
+        )
         load_rows(session, "events", good, "l2")
         assert compute_lifecycle(session, dt.date(2026, 10, 20), RULES).by_state["silent"] == 1
     with session_scope(engine) as session:  # an event from yesterday arrives a day late
-        good, _ = validate("events", [{"event_id": "l-2", "user_id": "late", "name": "app_open",
-                                       "occurred_at": "2026-10-20T04:00:00Z"}], {}, zone)
+        good, _ = validate(
+            "events",
+            [
+                {
+                    "event_id": "l-2",
+                    "user_id": "late",
+                    "name": "app_open",
+                    "occurred_at": "2026-10-20T04:00:00Z",
+                }
+            ],
+            {},
+            zone,
+        )
         load_rows(session, "events", good, "l3")
         summary = compute_lifecycle(session, dt.date(2026, 10, 21), RULES)
     assert summary.by_state["returned"] == 1

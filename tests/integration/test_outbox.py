@@ -7,7 +7,6 @@ from collections import Counter
 from email import message_from_bytes
 from email.policy import default
 
-import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.builders import DAY, silent_users
@@ -28,13 +27,25 @@ NOON_IN_SHANGHAI = dt.datetime(2026, 11, 2, 4, 0)
 
 
 def campaign(**changes: object) -> Campaign:
-    base = {"name": "winback", "segment": ["silent"], "channels": ["push", "sms", "email"],
-            "template": "winback", "holdout_percent": 10, "frequency_cap_days": 7}
+    base = {
+        "name": "winback",
+        "segment": ["silent"],
+        "channels": ["push", "sms", "email"],
+        "template": "winback",
+        "holdout_percent": 10,
+        "frequency_cap_days": 7,
+    }
     return Campaign.model_validate({**base, **changes})
 
 
-def send_all(engine: Engine, settings: Settings, chosen: Campaign, now: dt.datetime = NOON_IN_SHANGHAI,
-             worker: str = "w1", limit: int = 50) -> Counter[str]:
+def send_all(
+    engine: Engine,
+    settings: Settings,
+    chosen: Campaign,
+    now: dt.datetime = NOON_IN_SHANGHAI,
+    worker: str = "w1",
+    limit: int = 50,
+) -> Counter[str]:
     totals: Counter[str] = Counter()
     channels = channels_for(settings)
     while True:
@@ -49,15 +60,31 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
 ) -> None:
     users = silent_users(engine, settings, 400)
     with session_scope(engine) as session:
-        session.add(Suppression(user_id=users[0], channel="any", reason="test", created_at=utcnow()))
-        session.add(OutboxMessage(key="other:1", campaign="other", business_date=DAY, user_id=users[1],
-                                  channel="email", status="sent", created_at=utcnow(),
-                                  sent_at=dt.datetime(2026, 10, 30)))
+        session.add(
+            Suppression(user_id=users[0], channel="any", reason="test", created_at=utcnow())
+        )
+        session.add(
+            OutboxMessage(
+                key="other:1",
+                campaign="other",
+                business_date=DAY,
+                user_id=users[1],
+                channel="email",
+                status="sent",
+                created_at=utcnow(),
+                sent_at=dt.datetime(2026, 10, 30),
+            )
+        )
     chosen = campaign(channels=["email"])
     with session_scope(engine) as session:
         first = plan(session, chosen, DAY)
         again = plan(session, chosen, DAY)
-        rows = {r.user_id: r for r in session.scalars(select(OutboxMessage).where(OutboxMessage.campaign == "winback"))}
+        rows = {
+            r.user_id: r
+            for r in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.campaign == "winback")
+            )
+        }
     assert first == again  # planning twice adds nothing
     assert sum(first.values()) == 400
     # The SQL holdout is the same function as the Python one, user by user.
@@ -87,7 +114,9 @@ def test_file_channels_send_each_message_exactly_once(engine: Engine, settings: 
     assert len(keys) == len(set(keys)) == sent["sent"]
 
 
-def test_email_files_are_valid_messages_with_one_click_unsubscribe(engine: Engine, settings: Settings) -> None:
+def test_email_files_are_valid_messages_with_one_click_unsubscribe(
+    engine: Engine, settings: Settings
+) -> None:
     silent_users(engine, settings, 30)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
@@ -127,7 +156,10 @@ def test_crash_between_send_and_record_does_not_resend(engine: Engine, settings:
     assert send_all(engine, settings, chosen)["sent"] == 20  # the unclaimed rest
     after_lease = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
     assert send_all(engine, settings, chosen, now=after_lease)["sent"] == 40
-    keys = [json.loads(line)["key"] for line in (settings.outbox_path / "sms.jsonl").read_text().splitlines()]
+    keys = [
+        json.loads(line)["key"]
+        for line in (settings.outbox_path / "sms.jsonl").read_text().splitlines()
+    ]
     assert len(keys) == len(set(keys)) == 60
 
 
@@ -140,8 +172,13 @@ def test_http_provider_with_5xx_and_429_delivers_each_once(
     local_server.faults.retry_after_seconds = 0
     bad_key = f"winback:{DAY}:s00003"
     local_server.faults.reject_keys.add(bad_key)
-    settings = settings.model_copy(update={"providers": settings.providers.model_copy(
-        update={"push_url": local_server.url + "/v1/push", "webhook_secret": None})})
+    settings = settings.model_copy(
+        update={
+            "providers": settings.providers.model_copy(
+                update={"push_url": local_server.url + "/v1/push", "webhook_secret": None}
+            )
+        }
+    )
     chosen = campaign(channels=["push"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -166,8 +203,11 @@ def test_smtp_reuses_one_connection_per_batch_and_bounces_suppress(
 ) -> None:
     silent_users(engine, settings, 45)
     smtp_server.bounce.add("s7@example.com")
-    settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(
-        update={"host": "127.0.0.1", "port": smtp_server.port})})
+    settings = settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+        }
+    )
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -186,14 +226,23 @@ def test_two_workers_at_once_never_send_twice(
 ) -> None:
     silent_users(engine, settings, 300)
     local_server.faults.latency_seconds = 0.002
-    settings = settings.model_copy(update={"providers": settings.providers.model_copy(
-        update={"webhook_url": local_server.url + "/v1/webhook"})})
+    settings = settings.model_copy(
+        update={
+            "providers": settings.providers.model_copy(
+                update={"webhook_url": local_server.url + "/v1/webhook"}
+            )
+        }
+    )
     chosen = campaign(channels=["webhook"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
     results: dict[str, Counter[str]] = {}
     workers = [
-        threading.Thread(target=lambda w=w: results.__setitem__(w, send_all(engine, settings, chosen, worker=w, limit=25)))
+        threading.Thread(
+            target=lambda w=w: results.__setitem__(
+                w, send_all(engine, settings, chosen, worker=w, limit=25)
+            )
+        )
         for w in ("a", "b")
     ]
     for thread in workers:
@@ -203,5 +252,3 @@ def test_two_workers_at_once_never_send_twice(
     assert results["a"]["sent"] > 0 and results["b"]["sent"] > 0
     assert results["a"]["sent"] + results["b"]["sent"] == 300
     assert local_server.recorder.requests == len(local_server.recorder.deliveries) == 300
-
-

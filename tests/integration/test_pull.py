@@ -47,7 +47,9 @@ def test_sql_sources_load_good_rows_and_set_bad_ones_aside(
         ).fetchall()
     )
     with session_scope(engine) as session:
-        facts = {u: t for u, t in session.execute(select(UserFacts.user_id, UserFacts.last_active_at))}
+        facts = {
+            u: t for u, t in session.execute(select(UserFacts.user_id, UserFacts.last_active_at))
+        }
     assert facts.keys() >= expected.keys()
     for user_id, last in expected.items():
         assert facts[user_id].isoformat()[:19] == last[:19].replace("+00:00", "")
@@ -81,7 +83,11 @@ def test_pull_killed_midway_resumes_without_loss(
     assert 0 < _count(engine, Event) < 2000
     pull_source(engine, settings, "app-events", "run-2")
     complete = _count(engine, Event)
-    src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events").fetchone()[0]
+    src = (
+        sqlite3.connect(tmp_path / "source.db")
+        .execute("SELECT count(*) FROM src_events")
+        .fetchone()[0]
+    )
     with session_scope(engine) as session:
         rejected = len(set(session.scalars(select(RejectedRecord.raw))))
     assert complete + rejected == src
@@ -92,7 +98,11 @@ def test_pull_killed_midway_resumes_without_loss(
 
 @pytest.mark.parametrize(
     ("pagination", "path", "items_path"),
-    [("cursor", "/events", "items"), ("page", "/events/pages", "data.items"), ("link", "/events/linked", "items")],
+    [
+        ("cursor", "/events", "items"),
+        ("page", "/events/pages", "data.items"),
+        ("link", "/events/linked", "items"),
+    ],
     ids=["cursor", "page-number", "link-header"],
 )
 def test_http_source_pages_through_faults(
@@ -104,10 +114,21 @@ def test_http_source_pages_through_faults(
         server.faults.rate_limit_rate = 0.1
         server.faults.retry_after_seconds = 0
         server.faults.drop_rate = 0.05
-        source = HttpSource(name="api", entity="events", url=server.url + path, pagination=pagination,
-                            items_path=items_path, page_size=200, mapping=EVENT_MAPPING)
+        source = HttpSource(
+            name="api",
+            entity="events",
+            url=server.url + path,
+            pagination=pagination,
+            items_path=items_path,
+            page_size=200,
+            mapping=EVENT_MAPPING,
+        )
         stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
-    src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events").fetchone()[0]
+    src = (
+        sqlite3.connect(tmp_path / "source.db")
+        .execute("SELECT count(*) FROM src_events")
+        .fetchone()[0]
+    )
     assert stats.pulled == src
     assert _count(engine, Event) == src - stats.rejected
 
@@ -121,7 +142,9 @@ def test_http_4xx_is_permanent_with_status_and_body(
             pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
 
 
-def test_file_sources_csv_and_gzipped_jsonl(engine: Engine, settings: Settings, tmp_path: Path) -> None:
+def test_file_sources_csv_and_gzipped_jsonl(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
     csv_path = tmp_path / "users-001.csv"
     csv_path.write_text(
         "user_id,signup_at,email,locale\n"
@@ -133,13 +156,28 @@ def test_file_sources_csv_and_gzipped_jsonl(engine: Engine, settings: Settings, 
     )
     jsonl_path = tmp_path / "events-001.jsonl.gz"
     with gzip.open(jsonl_path, "wt", encoding="utf-8") as out:
-        out.write(json.dumps({"event_id": "x1", "user_id": "f1", "name": "app_open",
-                              "occurred_at": "2026-10-05T10:00:00Z"}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "event_id": "x1",
+                    "user_id": "f1",
+                    "name": "app_open",
+                    "occurred_at": "2026-10-05T10:00:00Z",
+                }
+            )
+            + "\n"
+        )
         out.write("{not json\n")
-        out.write(json.dumps({"event_id": "x2", "user_id": "f4", "name": "app_open",
-                              "occurred_at": 1790000000}) + "\n")
+        out.write(
+            json.dumps(
+                {"event_id": "x2", "user_id": "f4", "name": "app_open", "occurred_at": 1790000000}
+            )
+            + "\n"
+        )
     sources = [
-        FileSource(name="users-csv", entity="users", path=str(tmp_path / "users-*.csv"), format="csv"),
+        FileSource(
+            name="users-csv", entity="users", path=str(tmp_path / "users-*.csv"), format="csv"
+        ),
         FileSource(name="events-jsonl", entity="events", path=str(tmp_path / "events-*.jsonl.gz")),
     ]
     settings = settings.model_copy(update={"sources": sources})

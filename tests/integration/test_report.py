@@ -20,7 +20,9 @@ from yunying.store.models import Event, Order, User
 DAY = dt.date(2026, 10, 31)
 
 
-def test_kpis_match_a_direct_computation(engine: Engine, settings: Settings, tmp_path: Path) -> None:
+def test_kpis_match_a_direct_computation(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
     settings = company_settings(settings, tmp_path, users=300)
     pull_all(engine, settings)
     with session_scope(engine) as session:
@@ -60,10 +62,14 @@ def test_report_email_is_multipart_with_inline_chart_and_sent_once(
     engine: Engine, settings: Settings, tmp_path: Path, smtp_server: SmtpSink
 ) -> None:
     settings = company_settings(settings, tmp_path, users=100)
-    settings = settings.model_copy(update={
-        "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port}),
-        "report_recipients": ["ops@example.com", "lead@example.com"],
-    })
+    settings = settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(
+                update={"host": "127.0.0.1", "port": smtp_server.port}
+            ),
+            "report_recipients": ["ops@example.com", "lead@example.com"],
+        }
+    )
     pull_all(engine, settings)
     with session_scope(engine) as session:
         compute_lifecycle(session, DAY, settings.lifecycle)

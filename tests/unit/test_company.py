@@ -21,8 +21,12 @@ def test_shapes_are_realistic() -> None:
     assert sum(d <= 2 for d in days_idle) > 50  # active
     assert sum(7 <= d <= 30 for d in days_idle) > 50  # silent
     assert sum(d > 30 for d in days_idle) > 50  # churned
-    opens = [e["ts"][:10] for u in users for e in u.events
-             if e["type"] == "app_open" and not e["ts"].startswith("2024-13")]
+    opens = [
+        e["ts"][:10]
+        for u in users
+        for e in u.events
+        if e["type"] == "app_open" and not e["ts"].startswith("2024-13")
+    ]
     weekend = sum(dt.date.fromisoformat(day).weekday() >= 5 for day in opens)
     weekday = len(opens) - weekend
     assert weekend / 2 > weekday / 5  # busier weekends

@@ -54,7 +54,9 @@ def test_toml_file_is_read_and_validated(tmp_path: Path, monkeypatch: pytest.Mon
     assert settings.timezone == "Europe/London"
     assert settings.source("app-users").entity == "users"
 
-    config.write_text('[[sources]]\nkind = "sql"\nname = "x"\nentity = "users"\nurl = "sqlite://"\n')
+    config.write_text(
+        '[[sources]]\nkind = "sql"\nname = "x"\nentity = "users"\nurl = "sqlite://"\n'
+    )
     with pytest.raises(ConfigError, match="table.*query"):
         load_settings()
 

@@ -57,7 +57,7 @@ def test_sms_segments_gsm7_and_ucs2() -> None:
 def test_unsubscribe_token_round_trip_and_tamper() -> None:
     token = make_token(b"secret", "u42", "email")
     assert verify_token(b"secret", token) == ("u42", "email")
-    payload, _, tag = token.partition(".")
+    _, _, tag = token.partition(".")
     forged = make_token(b"secret", "u43", "email").partition(".")[0] + "." + tag
     with pytest.raises(InvalidToken):
         verify_token(b"secret", forged)
@@ -78,10 +78,14 @@ def test_holdout_is_stable_and_near_its_percentage() -> None:
 
 def test_campaign_file_errors_name_the_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('name = "bad"\nsegment = ["sleeping"]\nchannels = ["email"]\ntemplate = "winback"\n')
+    path.write_text(
+        'name = "bad"\nsegment = ["sleeping"]\nchannels = ["email"]\ntemplate = "winback"\n'
+    )
     with pytest.raises(ConfigError, match=r"bad.toml.*'segment\.0'"):
         load_campaign(path)
-    path.write_text('name = "bad"\nsegment = ["silent"]\nchannels = ["email", "email"]\ntemplate = "w"\n')
+    path.write_text(
+        'name = "bad"\nsegment = ["silent"]\nchannels = ["email", "email"]\ntemplate = "w"\n'
+    )
     with pytest.raises(ConfigError, match="'channels'.*twice"):
         load_campaign(path)
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-ZONES = [("Asia/Shanghai", "zh-CN", 0.8), ("America/Los_Angeles", "en", 0.1), ("Europe/London", "en", 0.1)]
+ZONES = [
+    ("Asia/Shanghai", "zh-CN", 0.8),
+    ("America/Los_Angeles", "en", 0.1),
+    ("Europe/London", "en", 0.1),
+]
 HALF_LIVES = [4, 10, 25, 60, 200]
 MALFORMED_RATE = 0.005
 EVENT_NAMES = ["view_item", "view_item", "search", "add_to_cart", "share"]
@@ -32,7 +36,9 @@ class SyntheticUser:
     orders: list[dict[str, Any]] = field(default_factory=list)
 
 
-def generate(users: int, seed: int, end: dt.date, history_days: int = 120) -> Iterator[SyntheticUser]:
+def generate(
+    users: int, seed: int, end: dt.date, history_days: int = 120
+) -> Iterator[SyntheticUser]:
     """Yield one user at a time with their events and orders up to the end of `end` (UTC)."""
     for index in range(users):
         yield make_user(index, seed, end, history_days)
@@ -54,7 +60,9 @@ def make_user(index: int, seed: int, end: dt.date, history_days: int) -> Synthet
         "lang": locale,
         "email": f"{uid}@example.com" if rng.random() < 0.9 else None,
         "phone": f"+86138{index:08d}" if rng.random() < 0.7 else None,
-        "push_token": hashlib.sha1(f"push{seed}{index}".encode()).hexdigest() if rng.random() < 0.6 else None,
+        "push_token": hashlib.sha1(f"push{seed}{index}".encode()).hexdigest()
+        if rng.random() < 0.6
+        else None,
         "email_ok": int(rng.random() > 0.05),
         "sms_ok": int(rng.random() > 0.1),
         "push_ok": int(rng.random() > 0.08),

@@ -57,8 +57,7 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> LocalServer:
         self._thread.start()
@@ -109,10 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
     app: LocalServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self._faulted():
             return
         parsed = urlparse(self.path)
@@ -137,12 +136,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
         if self._faulted():
             return
-        if self.app.bearer_token and self.headers.get("Authorization") != f"Bearer {self.app.bearer_token}":
+        if (
+            self.app.bearer_token
+            and self.headers.get("Authorization") != f"Bearer {self.app.bearer_token}"
+        ):
             self._json(401, {"error": "bad credentials"})
             return
         key = self.headers.get("Idempotency-Key", "")
@@ -169,7 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)  # close() alone leaves the fd open
             return True
         if self.app.roll(faults.rate_limit_rate):
-            self._json(429, {"error": "slow down"}, {"Retry-After": str(faults.retry_after_seconds)})
+            self._json(
+                429, {"error": "slow down"}, {"Retry-After": str(faults.retry_after_seconds)}
+            )
             return True
         if self.app.roll(faults.error_rate):
             self._json(503, {"error": "unavailable"})

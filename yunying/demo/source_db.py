@@ -24,8 +24,20 @@ CREATE TABLE IF NOT EXISTS src_orders (
     updated_seq INTEGER);
 """
 
-USER_COLUMNS = ["id", "created", "tz", "lang", "email", "phone", "push_token", "email_ok",
-                "sms_ok", "push_ok", "device", "ip"]
+USER_COLUMNS = [
+    "id",
+    "created",
+    "tz",
+    "lang",
+    "email",
+    "phone",
+    "push_token",
+    "email_ok",
+    "sms_ok",
+    "push_ok",
+    "device",
+    "ip",
+]
 ORDER_COLUMNS = ["order_no", "uid", "amount", "currency", "status", "paid_at"]
 EVENT_COLUMNS = ["event_uuid", "uid", "type", "ts"]
 
@@ -62,7 +74,8 @@ def write_source_db(
             "INSERT INTO src_events (event_uuid, uid, type, ts) VALUES (?,?,?,?)", event_rows
         )
         connection.executemany(
-            f"INSERT INTO src_orders VALUES ({','.join('?' * (len(ORDER_COLUMNS) + 1))})", order_rows
+            f"INSERT INTO src_orders VALUES ({','.join('?' * (len(ORDER_COLUMNS) + 1))})",
+            order_rows,
         )
         connection.commit()
         user_rows.clear()

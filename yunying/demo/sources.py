@@ -26,7 +26,9 @@ def demo_sources(source_db: Path, http_url: str | None) -> list[SourceConfig]:
     """Users and orders from the app database; events from its HTTP API (or the database)."""
     url = f"sqlite:///{source_db}"
     events: SourceConfig = (
-        HttpSource(name="app-events", entity="events", url=f"{http_url}/events", mapping=EVENT_MAPPING)
+        HttpSource(
+            name="app-events", entity="events", url=f"{http_url}/events", mapping=EVENT_MAPPING
+        )
         if http_url
         else SqlSource(
             name="app-events",
@@ -39,9 +41,21 @@ def demo_sources(source_db: Path, http_url: str | None) -> list[SourceConfig]:
         )
     )
     return [
-        SqlSource(name="app-users", entity="users", url=url, table="src_users",
-                  incremental_column="updated_seq", mapping=USER_MAPPING),
-        SqlSource(name="app-orders", entity="orders", url=url, table="src_orders",
-                  incremental_column="updated_seq", mapping=ORDER_MAPPING),
+        SqlSource(
+            name="app-users",
+            entity="users",
+            url=url,
+            table="src_users",
+            incremental_column="updated_seq",
+            mapping=USER_MAPPING,
+        ),
+        SqlSource(
+            name="app-orders",
+            entity="orders",
+            url=url,
+            table="src_orders",
+            incremental_column="updated_seq",
+            mapping=ORDER_MAPPING,
+        ),
         events,
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from sqlalchemy import BigInteger, ColumnElement, cast, literal
+from sqlalchemy.orm import QueryableAttribute
 
 MODULUS = 2_147_483_647  # 2**31 - 1, so bucket * multiplier stays inside a 64-bit integer
 BASIS_POINTS = 10_000
@@ -33,7 +34,7 @@ def in_holdout(bucket: int, campaign: str, percent: float) -> bool:
 
 
 def holdout_condition(
-    bucket_column: ColumnElement[int], campaign: str, percent: float
+    bucket_column: ColumnElement[int] | QueryableAttribute[int], campaign: str, percent: float
 ) -> ColumnElement[bool]:
     multiplier, offset = campaign_mix(campaign)
     product = cast(bucket_column, BigInteger) * literal(multiplier, BigInteger)

@@ -211,9 +211,7 @@ def summarise(session: Session, business_date: dt.date) -> LifecycleSummary:
     transitions = {
         (from_state, to_state): count
         for from_state, to_state, count in session.execute(
-            select(
-                LifecycleTransition.from_state, LifecycleTransition.to_state, func.count()
-            )
+            select(LifecycleTransition.from_state, LifecycleTransition.to_state, func.count())
             .where(LifecycleTransition.business_date == business_date)
             .group_by(LifecycleTransition.from_state, LifecycleTransition.to_state)
         )

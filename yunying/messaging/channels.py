@@ -54,7 +54,9 @@ def build_email(mail_from: str, message: OutgoingMessage) -> EmailMessage:
     email["From"] = mail_from
     email["To"] = message.address
     email["Subject"] = message.rendered.subject
-    email["Message-ID"] = f"<{hashlib.sha256(message.claimed.key.encode()).hexdigest()[:32]}@yunying>"
+    email["Message-ID"] = (
+        f"<{hashlib.sha256(message.claimed.key.encode()).hexdigest()[:32]}@yunying>"
+    )
     email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email["X-Yunying-Key"] = message.claimed.key
@@ -147,9 +149,10 @@ class HttpChannel:
 
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
         limits = httpx.Limits(max_connections=self.concurrency)
-        with httpx.Client(timeout=self.timeout, limits=limits) as client, ThreadPoolExecutor(
-            self.concurrency
-        ) as pool:
+        with (
+            httpx.Client(timeout=self.timeout, limits=limits) as client,
+            ThreadPoolExecutor(self.concurrency) as pool,
+        ):
             return list(pool.map(lambda m: self._send_one(client, m), messages))
 
     def _send_one(self, client: httpx.Client, message: OutgoingMessage) -> Outcome:
@@ -189,12 +192,14 @@ class SmtpChannel:
             done = {outcome.id for outcome in outcomes}
             reason = f"SMTP connection: {type(exc).__name__}"
             outcomes += [
-                Outcome(m.claimed.id, "retry", reason=reason) for m in messages if m.claimed.id not in done
+                Outcome(m.claimed.id, "retry", reason=reason)
+                for m in messages
+                if m.claimed.id not in done
             ]
         return outcomes
 
     def _connect(self) -> smtplib.SMTP:
-        assert self.smtp.host is not None  # noqa: S101 - channels_for checks the host
+        assert self.smtp.host is not None
         factory = smtplib.SMTP_SSL if self.smtp.security == "ssl" else smtplib.SMTP
         connection = factory(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_seconds)
         if self.smtp.security == "starttls":
@@ -209,7 +214,11 @@ class SmtpChannel:
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             status = "bounced" if code >= 500 else "retry"
-            return Outcome(message.claimed.id, status, reason=f"SMTP {code} {reply.decode(errors='replace')[:120]}")
+            return Outcome(
+                message.claimed.id,
+                status,
+                reason=f"SMTP {code} {reply.decode(errors='replace')[:120]}",
+            )
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
                 return Outcome(message.claimed.id, "failed", reason=f"SMTP {exc.smtp_code}")
@@ -226,7 +235,11 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
         if settings.smtp.host
         else EmlFileChannel(outbox, settings.mail_from)
     }
-    for name, url in (("sms", providers.sms_url), ("push", providers.push_url), ("webhook", providers.webhook_url)):
+    for name, url in (
+        ("sms", providers.sms_url),
+        ("push", providers.push_url),
+        ("webhook", providers.webhook_url),
+    ):
         channels[name] = (
             HttpChannel(url, secret, providers.timeout_seconds, providers.concurrency)
             if url
@@ -241,5 +254,7 @@ def display_address(address: str) -> str:
     target = addr or address
     if "@" in target:
         local, _, domain = target.partition("@")
-        return formataddr((name, f"{local[:1]}***@{domain}")) if name else f"{local[:1]}***@{domain}"
+        return (
+            formataddr((name, f"{local[:1]}***@{domain}")) if name else f"{local[:1]}***@{domain}"
+        )
     return f"{target[:3]}***{target[-2:]}" if len(target) > 5 else "***"

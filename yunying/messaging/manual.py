@@ -13,18 +13,22 @@ from yunying.messaging.channels import OutgoingMessage, channels_for
 from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.render import Rendered, render
-from yunying.messaging.send import address_of, message_context
+from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import secret_key, suppress, verify_token
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
 
 def _secret(settings: Settings) -> bytes:
-    configured = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    configured = (
+        settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    )
     return secret_key(configured, settings.home)
 
 
-def preview(settings: Settings, campaign_name: str, user_id: str, channel: str | None = None) -> str:
+def preview(
+    settings: Settings, campaign_name: str, user_id: str, channel: str | None = None
+) -> str:
     campaign = find_campaign(settings.campaign_dir, campaign_name)
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
@@ -48,7 +52,9 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
     campaign = find_campaign(settings.campaign_dir, campaign_name)
     rendered = render(campaign.template, "email", locale, {**SAMPLE_CONTEXT, "locale": locale})
     key = f"test:{campaign.name}:{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-    message = OutgoingMessage(Claimed(0, key, "staff", "email", 1), to, rendered, SAMPLE_CONTEXT["unsubscribe_url"])
+    message = OutgoingMessage(
+        Claimed(0, key, "staff", "email", 1), to, rendered, str(SAMPLE_CONTEXT["unsubscribe_url"])
+    )
     outcome = channels_for(settings)["email"].send([message])[0]
     return f"test message {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import (
     Date,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -80,8 +82,9 @@ def _reachable(channel: str) -> object:
 
 def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts."""
+    whens: list[tuple[Any, Any]] = [(_reachable(name), literal(name)) for name in campaign.channels]
     channel = case(
-        *[(_reachable(name), literal(name)) for name in campaign.channels],  # type: ignore[misc]
+        *whens,
         else_=null(),
     )
     cap_start = dt.datetime.combine(business_date, dt.time()) - dt.timedelta(
@@ -93,13 +96,19 @@ def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[s
         OutboxMessage.sent_at >= cap_start,
     )
     status = case(
-        (holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent), "holdout"),
+        (
+            holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent),
+            "holdout",
+        ),
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
         else_="queued",
     )
     reason = case(
-        (holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent), "holdout group"),
+        (
+            holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent),
+            "holdout group",
+        ),
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         else_=null(),
@@ -126,8 +135,17 @@ def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[s
     )
     if campaign.daily_max is not None:
         candidates = candidates.limit(campaign.daily_max)
-    columns = ["key", "campaign", "business_date", "user_id", "channel", "status", "reason",
-               "attempts", "created_at"]
+    columns = [
+        "key",
+        "campaign",
+        "business_date",
+        "user_id",
+        "channel",
+        "status",
+        "reason",
+        "attempts",
+        "created_at",
+    ]
     statement = upsert_insert(session, OutboxMessage).from_select(columns, candidates)
     session.execute(statement.on_conflict_do_nothing())
     return counts(session, campaign.name, business_date)
@@ -205,9 +223,10 @@ def record(session: Session, outcomes: Iterable[Outcome]) -> None:
         )
     if not rows:
         return
+    table = cast(Table, OutboxMessage.__table__)
     session.connection().execute(
-        update(OutboxMessage.__table__)
-        .where(OutboxMessage.__table__.c.id == bindparam("b_id"))
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
         .values(
             status=bindparam("status"),
             reason=bindparam("reason"),
@@ -234,9 +253,7 @@ def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> i
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def counts(
-    session: Session, campaign: str | None, business_date: dt.date
-) -> dict[str, int]:
+def counts(session: Session, campaign: str | None, business_date: dt.date) -> dict[str, int]:
     query = select(OutboxMessage.status, func.count()).where(
         OutboxMessage.business_date == business_date
     )
@@ -258,7 +275,9 @@ def counts_by_channel(
     )
     table: dict[str, dict[str, object]] = {}
     for channel, status, count in session.execute(query):
-        row = table.setdefault(channel or "-", {"channel": channel or "-", **dict.fromkeys(STATUSES, 0)})
+        row = table.setdefault(
+            channel or "-", {"channel": channel or "-", **dict.fromkeys(STATUSES, 0)}
+        )
         row[status] = count
     return sorted(table.values(), key=lambda row: str(row["channel"]))
 

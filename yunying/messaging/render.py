@@ -82,7 +82,9 @@ def sms_segments(text: str) -> int:
 
 def check_sms_length(text: str, max_segments: int = 2) -> None:
     if sms_segments(text) > max_segments:
-        raise TemplateError(f"SMS of {len(text)} characters needs more than {max_segments} segments")
+        raise TemplateError(
+            f"SMS of {len(text)} characters needs more than {max_segments} segments"
+        )
 
 
 def _render(

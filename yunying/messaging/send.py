@@ -70,7 +70,9 @@ def send_batch(
             outcomes.append(Outcome(item.id, "failed", str(exc)))
             continue
         by_channel[item.channel].append(
-            OutgoingMessage(item, address_of(user, item.channel), rendered, context["unsubscribe_url"])
+            OutgoingMessage(
+                item, address_of(user, item.channel), rendered, context["unsubscribe_url"]
+            )
         )
     for channel, messages in by_channel.items():
         outcomes += channels[channel].send(messages)
@@ -81,7 +83,9 @@ def send_batch(
         by_id = {c.id: c for c in claimed}
         for outcome in outcomes:
             if outcome.status == "bounced":
-                suppress(session, by_id[outcome.id].user_id, by_id[outcome.id].channel, "hard bounce")
+                suppress(
+                    session, by_id[outcome.id].user_id, by_id[outcome.id].channel, "hard bounce"
+                )
     for outcome in outcomes:
         result.by_status[outcome.status] += 1
         if outcome.status in ("failed", "retry", "bounced") and outcome.reason:

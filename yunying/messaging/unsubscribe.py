@@ -53,4 +53,6 @@ def verify_token(key: bytes, token: str) -> tuple[str, str]:
 
 def suppress(session: Session, user_id: str, channel: str, reason: str) -> None:
     if session.get(Suppression, (user_id, channel)) is None:
-        session.add(Suppression(user_id=user_id, channel=channel, reason=reason, created_at=utcnow()))
+        session.add(
+            Suppression(user_id=user_id, channel=channel, reason=reason, created_at=utcnow())
+        )

@@ -14,7 +14,8 @@ def dau_chart(trend: list[tuple[dt.date, int]]) -> bytes:
 
     figure, axes = pyplot.subplots(figsize=(6, 2.4), dpi=100)
     try:
-        axes.plot([day for day, _ in trend], [count for _, count in trend], color="#1f6feb", linewidth=2)
+        days = [day for day, _ in trend]  # matplotlib plots dates; its stubs say floats
+        axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2)  # type: ignore[arg-type]
         axes.set_title("DAU, last 30 days", fontsize=10)
         axes.tick_params(labelsize=8)
         axes.grid(alpha=0.3)

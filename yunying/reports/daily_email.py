@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.orm import Session
 
 from yunying.config import Settings
-from yunying.errors import TransientError
+from yunying.errors import TemplateError, TransientError
 from yunying.messaging.render import TEMPLATES
 from yunying.reports.charts import dau_chart
 from yunying.reports.kpis import DailyKpis
@@ -54,7 +54,9 @@ def subject_for(kpis: DailyKpis, flags: int = 0) -> str:
 def render(kpis: DailyKpis, image_src: str) -> tuple[str, str]:
     env = _environment()
     context = {"k": kpis, "image_src": image_src, "pct": _pct, "money": _money}
-    return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(context)
+    return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(
+        context
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -65,15 +67,21 @@ def _money(value: object) -> str:
     return "—" if value is None else f"¥{value}"
 
 
-def build_message(settings: Settings, subject: str, html: str, text: str, chart: bytes, cid: str) -> EmailMessage:
+def build_message(
+    settings: Settings, subject: str, html: str, text: str, chart: bytes, cid: str
+) -> EmailMessage:
     message = EmailMessage(policy=SMTP)
     message["From"] = settings.mail_from
     message["To"] = ", ".join(settings.report_recipients)
     message["Subject"] = subject
     message.set_content(text)
     message.add_alternative(html, subtype="html")
-    html_part = message.get_payload()[1]  # type: ignore[index]
-    html_part.add_related(chart, maintype="image", subtype="png", cid=f"<{cid}>", filename="dau.png")
+    html_part = message.get_body(preferencelist=("html",))
+    if html_part is None:
+        raise TemplateError("the report has no HTML part")
+    html_part.add_related(
+        chart, maintype="image", subtype="png", cid=f"<{cid}>", filename="dau.png"
+    )
     return message
 
 
@@ -102,7 +110,9 @@ def publish_report(
         eml_path = deliver(settings, message, day)
         sent = True
     if record is None:
-        record = ReportRecord(business_date=day, kind="daily", created_at=utcnow(), path="", kpis="")
+        record = ReportRecord(
+            business_date=day, kind="daily", created_at=utcnow(), path="", kpis=""
+        )
         session.add(record)
     record.path = str(html_path)
     record.kpis = json.dumps(kpis.as_json())

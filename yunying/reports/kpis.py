@@ -70,7 +70,9 @@ class DailyKpis:
 def active_users(session: Session, first: dt.date, last: dt.date) -> int:
     return int(
         session.scalar(
-            select(func.count(distinct(ActiveDay.user_id))).where(ActiveDay.day.between(first, last))
+            select(func.count(distinct(ActiveDay.user_id))).where(
+                ActiveDay.day.between(first, last)
+            )
         )
         or 0
     )
@@ -90,23 +92,32 @@ def retention(session: Session, business_date: dt.date, days: int) -> float | No
     return int(retained or 0) / int(cohort)
 
 
-def dau_trend(session: Session, business_date: dt.date, days: int = 30) -> list[tuple[dt.date, int]]:
+def dau_trend(
+    session: Session, business_date: dt.date, days: int = 30
+) -> list[tuple[dt.date, int]]:
     first = business_date - dt.timedelta(days=days - 1)
-    rows = dict(
-        session.execute(
+    rows: dict[dt.date, int] = {
+        day: count
+        for day, count in session.execute(
             select(ActiveDay.day, func.count())
             .where(ActiveDay.day.between(first, business_date))
             .group_by(ActiveDay.day)
-        ).all()
-    )
-    return [(first + dt.timedelta(days=i), int(rows.get(first + dt.timedelta(days=i), 0))) for i in range(days)]
+        )
+    }
+    return [
+        (first + dt.timedelta(days=i), int(rows.get(first + dt.timedelta(days=i), 0)))
+        for i in range(days)
+    ]
 
 
 def compute_kpis(session: Session, business_date: dt.date) -> DailyKpis:
     day = dt.timedelta(days=1)
     orders, revenue, payers = session.execute(
-        select(func.count(), func.coalesce(func.sum(Order.amount), 0), func.count(distinct(Order.user_id)))
-        .where(Order.day == business_date, Order.status == "paid")
+        select(
+            func.count(),
+            func.coalesce(func.sum(Order.amount), 0),
+            func.count(distinct(Order.user_id)),
+        ).where(Order.day == business_date, Order.status == "paid")
     ).one()
     lifecycle = summarise(session, business_date)
     return DailyKpis(
@@ -114,7 +125,9 @@ def compute_kpis(session: Session, business_date: dt.date) -> DailyKpis:
         dau=active_users(session, business_date, business_date),
         wau=active_users(session, business_date - 6 * day, business_date),
         mau=active_users(session, business_date - 29 * day, business_date),
-        new_users=int(session.scalar(select(func.count()).where(User.signup_day == business_date)) or 0),
+        new_users=int(
+            session.scalar(select(func.count()).where(User.signup_day == business_date)) or 0
+        ),
         d1_retention=retention(session, business_date, 1),
         d7_retention=retention(session, business_date, 7),
         orders=int(orders),

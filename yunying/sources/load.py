@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from yunying.sources.config import Entity
 from yunying.sources.records import InvalidRecord, Row, to_event_row, to_order_row, to_user_row
 from yunying.store.engine import upsert_insert, utcnow
-from yunying.store.models import Event, Order, RejectedRecord, SourceWatermark, User
+from yunying.store.models import Base, Event, Order, RejectedRecord, SourceWatermark, User
 
 
 @dataclass
@@ -76,19 +76,21 @@ def load_rows(
     if entity == "events":
         for row in rows:
             row["load_id"] = load_id
-        _insert(session, Event.__table__, rows, key="event_id", update=False)
+        _insert(session, Event, rows, key="event_id", update=False)
         inserted = session.scalar(
             select(func.count()).select_from(Event).where(Event.load_id == load_id)
         )
         update_activity_facts(session, load_id, activity_events)
         return int(inserted or 0), 0
-    table, key = (User.__table__, "user_id") if entity == "users" else (Order.__table__, "order_id")
+    model: type[User | Order] = User if entity == "users" else Order
+    key = _KEYS[entity]
     if entity == "orders":
         for row in rows:
             row["load_id"] = load_id
+    key_column = getattr(model, key)
     keys = [row[key] for row in rows]
-    existing = len(session.execute(select(table.c[key]).where(table.c[key].in_(keys))).all())
-    _insert(session, table, rows, key=key, update=True)
+    existing = len(session.execute(select(key_column).where(key_column.in_(keys))).all())
+    _insert(session, model, rows, key=key, update=True)
     if entity == "orders":
         update_order_facts(session, load_id)
     return len(rows) - existing, existing
@@ -102,8 +104,10 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
     return list({row[key]: row for row in rows}.values())
 
 
-def _insert(session: Session, table: Table, rows: list[Row], *, key: str, update: bool) -> None:
-    statement = upsert_insert(session, table)
+def _insert(
+    session: Session, model: type[Base], rows: list[Row], *, key: str, update: bool
+) -> None:
+    statement = upsert_insert(session, model)
     if update:
         columns = {name: statement.excluded[name] for name in rows[0] if name != key}
         statement = statement.on_conflict_do_update(index_elements=[key], set_=columns)
@@ -168,9 +172,15 @@ def reject(session: Session, source: str, run_id: str, rejects: list[tuple[str, 
     if rejects:
         now = utcnow()
         session.execute(
-            RejectedRecord.__table__.insert(),
+            insert(RejectedRecord),
             [
-                {"source": source, "run_id": run_id, "raw": raw, "reason": reason, "created_at": now}
+                {
+                    "source": source,
+                    "run_id": run_id,
+                    "raw": raw,
+                    "reason": reason,
+                    "created_at": now,
+                }
                 for raw, reason in rejects
             ],
         )
@@ -187,6 +197,9 @@ def set_watermark(session: Session, source: str, watermark: str) -> None:
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["source"],
-            set_={"watermark": statement.excluded.watermark, "updated_at": statement.excluded.updated_at},
+            set_={
+                "watermark": statement.excluded.watermark,
+                "updated_at": statement.excluded.updated_at,
+            },
         )
     )

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from yunying.config import Settings
-from yunying.sources.load import LoadStats, get_watermark, load_rows, reject, set_watermark, validate
+from yunying.sources.load import (
+    LoadStats,
+    get_watermark,
+    load_rows,
+    reject,
+    set_watermark,
+    validate,
+)
 from yunying.sources.readers import read_source
 from yunying.store.engine import session_scope
 

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -81,19 +82,24 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
         while url is not None:
             if source.pagination == "page":
                 params[source.page_param] = page
-            response = with_retries(
-                lambda u=url, p=dict(params): request(client, "GET", u, params=p or None), attempts=6
-            )
+            response = with_retries(partial(_get, client, url, dict(params)), attempts=6)
             body = response.json()
             items = _dig(body, source.items_path)
             if not isinstance(items, list):
-                raise ConfigError(f"source {source.name}: items_path {source.items_path!r} is no list")
+                raise ConfigError(
+                    f"source {source.name}: items_path {source.items_path!r} is no list"
+                )
             url, mark = _next_page(source, body, response, url, params)
             page += 1
             if items or mark:
                 yield Batch(items, mark)
             if not items:
                 break
+
+
+def _get(client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
+    # Empty params would make httpx drop the query string of a Link URL.
+    return request(client, "GET", url, params=params or None)
 
 
 def _next_page(

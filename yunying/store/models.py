@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -44,7 +44,7 @@ AutoId = Annotated[
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: DateTime(), dt.date: Date()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(), dt.date: Date()}
 
 
 class User(Base):
