@@ -12,7 +12,7 @@ from flows.common import default_business_date, run_name
 from flows.pull import pull_sources
 from flows.reactivation import reactivation
 from flows.report import report
-from tasks.lifecycle import lifecycle
+from tasks.lifecycle import lifecycle, lifecycle_dates
 from yunying.config import load_settings
 
 
@@ -25,6 +25,8 @@ def nightly(
     settings = load_settings()
     day = business_date or default_business_date(settings)
     pulled = pull_sources()
+    for earlier in lifecycle_dates(settings, day)[:-1]:  # catch up missed nights in order
+        lifecycle(settings, earlier)
     states = lifecycle(settings, day)
     sent = reactivation(campaign=campaign, business_date=day)
     daily = report(business_date=day, force=force_report)

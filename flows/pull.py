@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from prefect import flow
@@ -12,7 +13,11 @@ from tasks.pull import pull
 from yunying.config import load_settings
 
 
-@flow(name="pull", log_prints=True)
+def _run_name() -> str:
+    return f"pull-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%MZ}"
+
+
+@flow(name="pull", flow_run_name=_run_name)
 def pull_sources(sources: list[str] | None = None) -> list[dict[str, Any]]:
     settings = load_settings()
     names = sources or [source.name for source in settings.sources]

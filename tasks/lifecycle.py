@@ -10,8 +10,14 @@ from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
-from yunying.lifecycle.states import TIERS, LifecycleSummary, compute_lifecycle
+from yunying.lifecycle.states import TIERS, LifecycleSummary, compute_lifecycle, dates_to_compute
 from yunying.store.engine import session_scope
+
+
+@task(name="lifecycle-dates", **RETRY_TRANSIENT)
+def lifecycle_dates(settings: Settings, business_date: dt.date) -> list[dt.date]:
+    with session_scope(engine_for(settings.store_url)) as session:
+        return dates_to_compute(session, business_date, settings.lifecycle.catch_up_days)
 
 
 @task(name="lifecycle", task_run_name="lifecycle-{business_date}", **RETRY_TRANSIENT)

@@ -60,6 +60,7 @@ class LifecycleSettings(BaseModel):
     active_days: PositiveInt = 7
     churn_days: PositiveInt = 30
     returned_days: PositiveInt = 7
+    catch_up_days: PositiveInt = 14  # how far back a new store (or missed nights) start
     activity_events: list[str] = Field(default_factory=list)  # empty: every event counts
 
     @model_validator(mode="after")

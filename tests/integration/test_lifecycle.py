@@ -16,6 +16,7 @@ from yunying.sources.load import load_rows, validate
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 
+RULES_ZONE = ZoneInfo("Asia/Shanghai")
 RULES = LifecycleSettings(new_days=7, active_days=7, churn_days=30, returned_days=7)
 FIRST = dt.date(2026, 10, 20)
 LAST = dt.date(2026, 11, 3)  # spans the US DST change on 2026-11-01
@@ -242,3 +243,22 @@ def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Setti
         summary = compute_lifecycle(session, dt.date(2026, 10, 21), RULES)
     assert summary.by_state["returned"] == 1
     assert summary.transitions == {("silent", "returned"): 1}
+
+
+def test_a_new_store_catches_up_and_missed_nights_are_filled(engine: Engine) -> None:
+    from yunying.lifecycle.states import dates_to_compute
+
+    day = dt.date(2026, 11, 10)
+    with session_scope(engine) as session:
+        rows, _ = validate(
+            "users", [{"user_id": "a", "signup_at": "2026-01-01T00:00:00Z"}], {}, RULES_ZONE
+        )
+        load_rows(session, "users", rows, "one-user")
+        assert dates_to_compute(session, day, 5) == [
+            day - dt.timedelta(days=n) for n in (4, 3, 2, 1, 0)
+        ]
+        compute_lifecycle(session, day - dt.timedelta(days=3), RULES)
+        assert dates_to_compute(session, day, 5) == [day - dt.timedelta(days=n) for n in (2, 1, 0)]
+        assert dates_to_compute(session, day - dt.timedelta(days=3), 5) == [
+            day - dt.timedelta(days=3)
+        ]

@@ -61,6 +61,17 @@ class LifecycleSummary:
     transitions: dict[tuple[str | None, str], int]
 
 
+def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: int) -> list[dt.date]:
+    """The dates from the day after the last computed one up to `business_date`, in order:
+    a missed night is caught up, and a new store starts `catch_up_days` back so that
+    transitions (and `returned`) are meaningful from the first run."""
+    latest = session.scalar(select(func.max(LifecycleState.as_of)))
+    first = business_date - dt.timedelta(days=catch_up_days - 1)
+    if latest is not None:
+        first = max(first, min(latest + dt.timedelta(days=1), business_date))
+    return [first + dt.timedelta(days=i) for i in range((business_date - first).days + 1)]
+
+
 def compute_lifecycle(
     session: Session, business_date: dt.date, rules: LifecycleSettings
 ) -> LifecycleSummary:

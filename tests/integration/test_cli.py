@@ -1,0 +1,39 @@
+"""The `yunying` command, run in-process against real stores and a real SMTP server."""
+
+import pytest
+from sqlalchemy import Engine
+
+from cli.main import main
+from tests.builders import silent_users
+from tests.rig import SmtpSink
+from yunying.config import Settings
+
+
+def test_upgrade_preview_test_send_and_unsubscribe(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["db", "upgrade"]) == 0
+    silent_users(engine, settings, 3)
+    assert main(["preview", "winback", "--user", "s00001", "--channel", "sms"]) == 0
+    assert "channel: sms" in capsys.readouterr().out
+
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 0
+    assert "test message sent" in capsys.readouterr().out
+    assert [m["To"] for m in smtp_server.messages] == ["staff@example.com"]
+
+    assert main(["unsubscribe", "dGFtcGVyZWQ.AAAA"]) == 2
+    assert "signature does not match" in capsys.readouterr().err
+
+
+def test_a_bad_setting_stops_the_command_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_TIMEZONE", "Atlantis/Capital")
+    assert main(["db", "upgrade"]) == 2
+    assert "YUNYING_TIMEZONE" in capsys.readouterr().err
