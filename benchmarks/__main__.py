@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from benchmarks import nightly
+from benchmarks import nightly, pull
 
-BENCHMARKS = {"nightly": nightly.run}
+BENCHMARKS = {"nightly": nightly.run, "pull": pull.run}
 
 
 def main() -> int:

@@ -61,12 +61,22 @@ class LifecycleSettings(BaseModel):
     churn_days: PositiveInt = 30
     returned_days: PositiveInt = 7
     catch_up_days: PositiveInt = 14  # how far back a new store (or missed nights) start
+    # RFM cut points, each [score 2 from, score 3 from]; recency counts inactive days, lower is
+    # better: score 3 under the first, 2 under the second.
+    recency_days: tuple[PositiveInt, PositiveInt] = (7, 30)
+    frequency_orders: tuple[PositiveInt, PositiveInt] = (2, 5)
+    monetary_spend: tuple[PositiveInt, PositiveInt] = (100, 500)
+    tier_points: tuple[PositiveInt, PositiveInt] = (5, 8)  # total for `mid`, for `high`
     activity_events: list[str] = Field(default_factory=list)  # empty: every event counts
 
     @model_validator(mode="after")
     def _churn_after_active(self) -> LifecycleSettings:
         if self.churn_days <= self.active_days:
             raise ValueError("churn_days must be greater than active_days")
+        for name in ("recency_days", "frequency_orders", "monetary_spend", "tier_points"):
+            low, high = getattr(self, name)
+            if low >= high:
+                raise ValueError(f"{name}: the first cut point must be below the second")
         return self
 
 

@@ -17,7 +17,17 @@ from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 
 RULES_ZONE = ZoneInfo("Asia/Shanghai")
-RULES = LifecycleSettings(new_days=7, active_days=7, churn_days=30, returned_days=7)
+# Cut points differ from the defaults, so the test proves they are read from the settings.
+RULES = LifecycleSettings(
+    new_days=7,
+    active_days=7,
+    churn_days=30,
+    returned_days=7,
+    recency_days=(5, 20),
+    frequency_orders=(1, 3),
+    monetary_spend=(50, 300),
+    tier_points=(6, 8),
+)
 FIRST = dt.date(2026, 10, 20)
 LAST = dt.date(2026, 11, 3)  # spans the US DST change on 2026-11-01
 
@@ -90,11 +100,11 @@ def reference_states(
                 state = "silent"
             else:
                 state = "churned"
-            recency = 3 if idle < 7 else 2 if idle < 30 else 1
-            frequency = 3 if orders >= 5 else 2 if orders >= 2 else 1
-            monetary = 3 if revenue >= 500 else 2 if revenue >= 100 else 1
+            recency = 3 if idle < 5 else 2 if idle < 20 else 1
+            frequency = 3 if orders >= 3 else 2 if orders >= 1 else 1
+            monetary = 3 if revenue >= 300 else 2 if revenue >= 50 else 1
             total = recency + frequency + monetary
-            tier = "high" if total >= 8 else "mid" if total >= 5 else "low"
+            tier = "high" if total >= 8 else "mid" if total >= 6 else "low"
             today[uid] = (state, tier)
             since = prev_since if state == prev_state else day
             previous[uid] = (state, since)

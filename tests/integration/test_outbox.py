@@ -21,7 +21,7 @@ from yunying.messaging.outbox import LEASE, claim, counts, plan
 from yunying.messaging.send import send_batch
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
-from yunying.store.models import OutboxMessage, Suppression
+from yunying.store.models import OutboxMessage, Suppression, User
 
 NOON_IN_SHANGHAI = dt.datetime(2026, 11, 2, 4, 0)
 
@@ -252,3 +252,89 @@ def test_two_workers_at_once_never_send_twice(
     assert results["a"]["sent"] > 0 and results["b"]["sent"] > 0
     assert results["a"]["sent"] + results["b"]["sent"] == 300
     assert local_server.recorder.requests == len(local_server.recorder.deliveries) == 300
+
+
+def test_eligibility_matches_a_reference_on_mixed_users(engine: Engine, settings: Settings) -> None:
+    import random
+
+    rng = random.Random(4)
+    users = silent_users(engine, settings, 300)
+    chosen = campaign(channels=["push", "sms", "email"], holdout_percent=15, frequency_cap_days=5)
+    profile: dict[str, dict[str, object]] = {}
+    with session_scope(engine) as session:
+        for uid in users:
+            p = {
+                "email": rng.random() < 0.7,
+                "email_opt_in": rng.random() < 0.8,
+                "phone": rng.random() < 0.5,
+                "sms_opt_in": rng.random() < 0.8,
+                "push_token": rng.random() < 0.4,
+                "push_opt_in": rng.random() < 0.8,
+                "suppressed": rng.choice([None, None, None, "any", "push", "email"]),
+                "last_sent_days_ago": rng.choice([None, None, 2, 4, 5, 6, 9]),
+            }
+            profile[uid] = p
+            user = session.get(User, uid)
+            assert user is not None
+            user.email = user.email if p["email"] else None
+            user.phone = user.phone if p["phone"] else None
+            user.push_token = user.push_token if p["push_token"] else None
+            user.email_opt_in, user.sms_opt_in, user.push_opt_in = (
+                bool(p["email_opt_in"]),
+                bool(p["sms_opt_in"]),
+                bool(p["push_opt_in"]),
+            )
+            if p["suppressed"]:
+                session.add(
+                    Suppression(
+                        user_id=uid, channel=str(p["suppressed"]), reason="t", created_at=utcnow()
+                    )
+                )
+            if p["last_sent_days_ago"] is not None:
+                sent_at = dt.datetime.combine(DAY, dt.time(12)) - dt.timedelta(
+                    days=int(p["last_sent_days_ago"])
+                )  # type: ignore[call-overload]
+                session.add(
+                    OutboxMessage(
+                        key=f"old:{uid}",
+                        campaign="old",
+                        business_date=DAY - dt.timedelta(days=30),
+                        user_id=uid,
+                        channel="email",
+                        status="sent",
+                        created_at=sent_at,
+                        sent_at=sent_at,
+                    )
+                )
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+        got = {
+            r.user_id: (r.status, r.channel)
+            for r in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.campaign == "winback")
+            )
+        }
+
+    def expected(uid: str) -> tuple[str, str | None]:
+        p = profile[uid]
+        channel = None
+        for name, contact, opt_in in (
+            ("push", "push_token", "push_opt_in"),
+            ("sms", "phone", "sms_opt_in"),
+            ("email", "email", "email_opt_in"),
+        ):
+            if p[contact] and p[opt_in] and p["suppressed"] not in ("any", name):
+                channel = name
+                break
+        if in_holdout(holdout_bucket(uid), "winback", 15):
+            return "holdout", channel
+        if channel is None:
+            return "suppressed", None
+        days = p["last_sent_days_ago"]
+        # capped when a message went out on or after midnight five days before the business date
+        if days is not None and int(days) <= 5:  # type: ignore[call-overload]
+            return "suppressed", channel
+        return "queued", channel
+
+    assert got == {uid: expected(uid) for uid in users}
+    assert {status for status, _ in got.values()} == {"holdout", "suppressed", "queued"}

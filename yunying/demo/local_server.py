@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep test output quiet
 
     def do_GET(self) -> None:
-        if self._faulted():
+        if self._faulted() or not self._authorised():
             return
         parsed = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
@@ -139,13 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
-        if self._faulted():
-            return
-        if (
-            self.app.bearer_token
-            and self.headers.get("Authorization") != f"Bearer {self.app.bearer_token}"
-        ):
-            self._json(401, {"error": "bad credentials"})
+        if self._faulted() or not self._authorised():
             return
         key = self.headers.get("Idempotency-Key", "")
         if not key:
@@ -161,6 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.app.deliver(key, body, dict(self.headers.items()))
         self._json(200, {"id": f"msg-{key}"})
+
+    def _authorised(self) -> bool:
+        token = self.app.bearer_token
+        if token and self.headers.get("Authorization") != f"Bearer {token}":
+            self._json(401, {"error": "bad credentials"})
+            return False
+        return True
 
     def _faulted(self) -> bool:
         faults = self.app.faults

@@ -10,8 +10,9 @@ user was never active), all in the company's time zone:
 - `silent`    inactive `active_days` .. `churn_days` days;
 - `churned`   inactive more than `churn_days`.
 
-RFM scores 1..3: recency from inactive days (<7, <30), frequency from paid orders (>=2, >=5),
-monetary from spend (>=100, >=500); tier `high` when the sum >= 8, `mid` >= 5, else `low`.
+RFM scores 1..3 from configurable cut points (defaults): recency from inactive days (<7, <30),
+frequency from paid orders (>=2, >=5), monetary from spend (>=100, >=500); tier `high` when
+the sum >= 8, `mid` >= 5, else `low`.
 
 A run for a date writes `lifecycle_states` (state, since, and the state before that date)
 and one `lifecycle_transitions` row per user whose state changed on that date. Rerunning
@@ -196,15 +197,19 @@ def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tupl
         (base.c.reference_day >= churn_cutoff, "silent"),
         else_="churned",
     )
+    recent, lapsed = rules.recency_days
     recency = case(
-        (base.c.reference_day > business_date - dt.timedelta(days=7), 3),
-        (base.c.reference_day > business_date - dt.timedelta(days=30), 2),
+        (base.c.reference_day > business_date - dt.timedelta(days=recent), 3),
+        (base.c.reference_day > business_date - dt.timedelta(days=lapsed), 2),
         else_=1,
     )
-    frequency = case((base.c.orders >= 5, 3), (base.c.orders >= 2, 2), else_=1)
-    monetary = case((base.c.revenue >= 500, 3), (base.c.revenue >= 100, 2), else_=1)
+    some, many = rules.frequency_orders
+    frequency = case((base.c.orders >= many, 3), (base.c.orders >= some, 2), else_=1)
+    low, high = rules.monetary_spend
+    monetary = case((base.c.revenue >= high, 3), (base.c.revenue >= low, 2), else_=1)
     total = recency + frequency + monetary
-    tier = case((total >= 8, "high"), (total >= 5, "mid"), else_="low")
+    mid_points, high_points = rules.tier_points
+    tier = case((total >= high_points, "high"), (total >= mid_points, "mid"), else_="low")
     return select(base.c.user_id, state, recency, frequency, monetary, tier)
 
 

@@ -24,7 +24,10 @@ class SqlSource(_SourceBase):
     url: str = Field(min_length=1)
     table: str | None = None
     query: str | None = None
-    incremental_column: str | None = None  # read rows where this column > the watermark
+    incremental_column: str | None = None  # read rows where this column >= the watermark
+    # Re-read this much before the watermark, for records that arrive late: seconds when the
+    # column holds timestamps, units when it holds numbers.
+    lookback: float = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:

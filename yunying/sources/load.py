@@ -3,9 +3,11 @@ per-user facts (last activity, counts, spend, active days) kept current set-base
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.config import Entity
 from yunying.sources.records import InvalidRecord, Row, to_event_row, to_order_row, to_user_row
-from yunying.store.engine import upsert_insert, utcnow
+from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import Base, Event, Order, RejectedRecord, SourceWatermark, User
 
 
@@ -107,13 +109,51 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
 def _insert(
     session: Session, model: type[Base], rows: list[Row], *, key: str, update: bool
 ) -> None:
-    statement = upsert_insert(session, model)
+    table = model.__tablename__
+    columns = list(rows[0])
+    names = ", ".join(columns)
     if update:
-        columns = {name: statement.excluded[name] for name in rows[0] if name != key}
-        statement = statement.on_conflict_do_update(index_elements=[key], set_=columns)
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+        conflict = f"ON CONFLICT ({key}) DO UPDATE SET {assignments}"
     else:
-        statement = statement.on_conflict_do_nothing(index_elements=[key])
-    session.execute(statement, rows)
+        conflict = f"ON CONFLICT ({key}) DO NOTHING"
+    if is_postgres(session):
+        _copy_upsert(session, table, columns, rows, conflict)
+        return
+    # SQLite: one executemany on the driver, with values in the formats SQLAlchemy's
+    # SQLite types store (so reads through the models see the same values).
+    marks = ", ".join("?" * len(columns))
+    session.connection().exec_driver_sql(
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}",
+        [tuple(_sqlite_value(row[c]) for c in columns) for row in rows],
+    )
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(" ", "microseconds")
+    if isinstance(value, dt.date | Decimal):
+        return str(value)
+    return value
+
+
+def _copy_upsert(
+    session: Session, table: str, columns: list[str], rows: list[Row], conflict: str
+) -> None:
+    """PostgreSQL: COPY the batch into a temporary staging table, then one set-based upsert."""
+    names = ", ".join(columns)
+    stage = f"stage_{table}"
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+            f" SELECT {names} FROM {table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
+        cursor.execute(f"TRUNCATE {stage}")
 
 
 def update_activity_facts(session: Session, load_id: str, activity_events: Sequence[str]) -> None:

@@ -4,6 +4,7 @@ watermark to store once the batch is committed; memory holds one batch at a time
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import glob
 import gzip
 import io
@@ -50,7 +51,7 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         base = f"SELECT * FROM ({base}) AS src"
         if watermark is not None:
             base += f" WHERE {column} >= :watermark"
-            params["watermark"] = watermark
+            params["watermark"] = _looked_back(watermark, source.lookback)
         base += f" ORDER BY {column}"
     engine = create_store_engine(source.url)
     try:
@@ -68,6 +69,16 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _looked_back(watermark: str, lookback: float) -> str | float:
+    if not lookback:
+        return watermark
+    try:
+        return float(watermark) - lookback
+    except ValueError:
+        moment = dt.datetime.fromisoformat(watermark) - dt.timedelta(seconds=lookback)
+        return moment.isoformat(sep=" " if " " in watermark else "T")
 
 
 def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:

@@ -1,0 +1,205 @@
+"""Pulling events into the store against the bare way to move the same rows.
+
+Figures (higher ratio is better for Yunying):
+- sqlite_rows_per_s: the SQL source into a SQLite store vs a bare sqlite3 executemany of the
+  same rows (read from the same source) into a table of the same shape;
+- postgres_rows_per_s: the same into PostgreSQL vs a bare psycopg COPY of the same rows;
+- http_rows_per_s: the HTTP source (1,000 per page, local server) vs a raw httpx loop fetching
+  the same pages;
+- peak_rss_mb: a pull of all events vs a pull of a tenth of them (flat memory: ratio ~1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import sqlalchemy as sa
+
+from yunying.demo.local_server import LocalServer
+from yunying.demo.source_db import write_source_db
+from yunying.demo.sources import EVENT_MAPPING, demo_sources
+from yunying.sources.config import HttpSource
+from yunying.store.migrate import upgrade
+
+END = dt.date(2026, 11, 1)
+POSTGRES = os.environ.get("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT, load_id TEXT"
+
+
+def run(users: int, seed: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="yunying-pull-"))
+    source_db = work / "source.db"
+    counts = write_source_db(source_db, users, seed, END)
+    print(f"source: {counts}", file=sys.stderr)
+    figures: dict[str, Any] = {"benchmark": "pull", "users": users, "events": counts.events}
+
+    ours = _pull_in_subprocess(work, source_db, f"sqlite:///{work / 'store.db'}")
+    bare = _bare_sqlite(source_db, work / "bare.db")
+    figures["sqlite_rows_per_s"] = _figure(ours["rows_per_s"], bare, ours["rows_per_s"] / bare)
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        ours_pg = _pull_in_subprocess(work, source_db, url)
+        bare_pg = _bare_copy(source_db, url)
+        figures["postgres_rows_per_s"] = _figure(
+            ours_pg["rows_per_s"], bare_pg, ours_pg["rows_per_s"] / bare_pg
+        )
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+    with LocalServer(source_db=source_db) as server:
+        ours_http = _pull_in_subprocess(
+            work, source_db, f"sqlite:///{work / 'http.db'}", server.url
+        )
+        raw = _raw_httpx(server.url)
+    figures["http_rows_per_s"] = _figure(
+        ours_http["rows_per_s"], raw, ours_http["rows_per_s"] / raw
+    )
+
+    tenth = _pull_in_subprocess(
+        work, source_db, f"sqlite:///{work / 'tenth.db'}", limit=counts.events // 10
+    )
+    figures["peak_rss_mb"] = _figure(
+        ours["rss_mb"], tenth["rss_mb"], tenth["rss_mb"] / ours["rss_mb"]
+    )
+    return figures
+
+
+def _figure(value: float, baseline: float, ratio: float) -> dict[str, float]:
+    return {"value": round(value, 1), "baseline": round(baseline, 1), "ratio": round(ratio, 3)}
+
+
+def _pull_in_subprocess(
+    work: Path,
+    source_db: Path,
+    store_url: str,
+    http_url: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    sources = demo_sources(source_db, None)
+    events = next(s for s in sources if s.name == "app-events")
+    if http_url:
+        events = HttpSource(
+            name="app-events",
+            entity="events",
+            url=f"{http_url}/events",
+            mapping=EVENT_MAPPING,
+            page_size=1000,
+        )
+    elif limit:
+        events = events.model_copy(
+            update={"table": None, "query": f"SELECT * FROM src_events WHERE seq <= {limit}"}
+        )
+    env = {
+        **os.environ,
+        "YUNYING_HOME": str(work / "home"),
+        "YUNYING_DATABASE_URL": store_url,
+        "YUNYING_SOURCES": json.dumps([events.model_dump()]),
+    }
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pull"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    if output.returncode:
+        raise RuntimeError(output.stderr[-3000:])
+    result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    print(
+        f"ours {store_url.split(':')[0]} {'http' if http_url else 'sql'}: {result}", file=sys.stderr
+    )
+    return result
+
+
+def _source_rows(source_db: Path) -> Any:
+    source = sqlite3.connect(source_db)
+    return source.execute(
+        "SELECT event_uuid, uid, type, ts, substr(ts, 1, 10), 'bare' FROM src_events"
+    )
+
+
+def _bare_sqlite(source_db: Path, target: Path) -> float:
+    started = time.perf_counter()
+    connection = sqlite3.connect(target)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(f"CREATE TABLE events ({EVENT_COLUMNS}, PRIMARY KEY (event_id))")
+    rows = _source_rows(source_db)
+    total = 0
+    while chunk := rows.fetchmany(20_000):
+        connection.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", chunk)
+        connection.commit()
+        total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def _bare_copy(source_db: Path, url: str) -> float:
+    started = time.perf_counter()
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE bare_events ({EVENT_COLUMNS}, PRIMARY KEY (event_id))")
+        rows = _source_rows(source_db)
+        total = 0
+        while chunk := rows.fetchmany(20_000):
+            with cursor.copy("COPY bare_events FROM STDIN") as copy:
+                for row in chunk:
+                    copy.write_row(row)
+            connection.commit()
+            total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def _raw_httpx(url: str) -> float:
+    started = time.perf_counter()
+    total, cursor = 0, None
+    with httpx.Client() as client:
+        while True:
+            params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            body = client.get(f"{url}/events", params=params).json()
+            total += len(body["items"])
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+    return total / (time.perf_counter() - started)
+
+
+def _pull_once() -> dict[str, Any]:
+    from yunying.config import load_settings
+    from yunying.sources.pull import pull_source
+    from yunying.store.engine import create_store_engine
+
+    settings = load_settings()
+    upgrade(settings.store_url)
+    engine = create_store_engine(settings.store_url)
+    started = time.perf_counter()
+    stats = pull_source(engine, settings, "app-events", "bench")
+    elapsed = time.perf_counter() - started
+    return {
+        "rows": stats.pulled,
+        "seconds": elapsed,
+        "rows_per_s": stats.pulled / elapsed,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_pull_once()))
