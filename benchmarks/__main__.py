@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from benchmarks import nightly, pull
+from benchmarks import lifecycle, nightly, pull
 
-BENCHMARKS = {"nightly": nightly.run, "pull": pull.run}
+BENCHMARKS = {"lifecycle": lifecycle.run, "nightly": nightly.run, "pull": pull.run}
 
 
 def main() -> int:

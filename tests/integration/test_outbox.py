@@ -7,23 +7,29 @@ from collections import Counter
 from email import message_from_bytes
 from email.policy import default
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from tests.builders import DAY, silent_users
 from tests.rig import SmtpSink
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.lifecycle.holdout import in_holdout
+from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import LEASE, claim, counts, plan
 from yunying.messaging.send import send_batch
+from yunying.messaging.unsubscribe import secret_key, verify_token
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import OutboxMessage, Suppression, User
 
 NOON_IN_SHANGHAI = dt.datetime(2026, 11, 2, 4, 0)
+
+
+def secret_of(settings: Settings) -> bytes:
+    return secret_key(None, settings.home)
 
 
 def campaign(**changes: object) -> Campaign:
@@ -131,12 +137,21 @@ def test_email_files_are_valid_messages_with_one_click_unsubscribe(
     assert url.startswith("http://127.0.0.1:8000/unsubscribe?token=")
     # The link's token unsubscribes that user, and the next plan honours it.
     print(unsubscribe(settings, url.split("token=")[1]))
-    tomorrow = campaign(channels=["email"], holdout_percent=0, frequency_cap_days=0)
+    tomorrow = DAY + dt.timedelta(days=1)
     with session_scope(engine) as session:
-        result = plan(session, tomorrow, DAY + dt.timedelta(days=1))
-    assert result["queued"] == 0  # nobody is silent tomorrow in lifecycle terms yet
-    with session_scope(engine) as session:
-        assert session.scalar(select(func.count()).select_from(Suppression)) == 1
+        compute_lifecycle(session, tomorrow, settings.lifecycle)
+        plan(
+            session, campaign(channels=["email"], holdout_percent=0, frequency_cap_days=0), tomorrow
+        )
+        rows = session.execute(
+            select(OutboxMessage.user_id, OutboxMessage.status).where(
+                OutboxMessage.business_date == tomorrow
+            )
+        )
+        statuses = {user_id: status for user_id, status in rows}
+    unsubscribed = url.split("token=")[1]
+    assert statuses.pop(verify_token(secret_of(settings), unsubscribed)[0]) == "suppressed"
+    assert set(statuses.values()) == {"queued"}
 
 
 def test_crash_between_send_and_record_does_not_resend(engine: Engine, settings: Settings) -> None:

@@ -14,9 +14,11 @@ RFM scores 1..3 from configurable cut points (defaults): recency from inactive d
 frequency from paid orders (>=2, >=5), monetary from spend (>=100, >=500); tier `high` when
 the sum >= 8, `mid` >= 5, else `low`.
 
-A run for a date writes `lifecycle_states` (state, since, and the state before that date)
-and one `lifecycle_transitions` row per user whose state changed on that date. Rerunning
-the same date gives the same rows; dates must be run in order.
+A run for a date rewrites only the `lifecycle_states` rows whose state or scores changed
+(state, since, and the state before that), adds one `lifecycle_transitions` row per user whose
+state changed on that date, and records the date in `lifecycle_runs`. `lifecycle_states`
+always describes the latest date run. Rerunning the same date gives the same rows; dates run
+in order.
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
 from sqlalchemy.orm import Session
 
 from yunying.config import LifecycleSettings
 from yunying.errors import PermanentError
-from yunying.store.engine import upsert_insert
+from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import (
     ActiveDay,
+    LifecycleRun,
     LifecycleScratch,
     LifecycleState,
     LifecycleTransition,
@@ -62,11 +66,15 @@ class LifecycleSummary:
     transitions: dict[tuple[str | None, str], int]
 
 
+def latest_date(session: Session) -> dt.date | None:
+    return session.scalar(select(func.max(LifecycleRun.business_date)))
+
+
 def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: int) -> list[dt.date]:
     """The dates from the day after the last computed one up to `business_date`, in order:
     a missed night is caught up, and a new store starts `catch_up_days` back so that
     transitions (and `returned`) are meaningful from the first run."""
-    latest = session.scalar(select(func.max(LifecycleState.as_of)))
+    latest = latest_date(session)
     first = business_date - dt.timedelta(days=catch_up_days - 1)
     if latest is not None:
         first = max(first, min(latest + dt.timedelta(days=1), business_date))
@@ -76,59 +84,49 @@ def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: in
 def compute_lifecycle(
     session: Session, business_date: dt.date, rules: LifecycleSettings
 ) -> LifecycleSummary:
-    latest = session.scalar(select(func.max(LifecycleState.as_of)))
+    """Compute every user's state as of the date, writing only the users whose state or
+    tier changed: the nightly cost is one read of users and facts, plus the changes."""
+    latest = latest_date(session)
     if latest is not None and latest > business_date:
         raise PermanentError(
             f"lifecycle already computed for {latest}; dates run in order, "
             f"so {business_date} cannot be computed again"
         )
     day = literal(business_date, Date)
-    session.execute(delete(LifecycleScratch))
-    session.execute(
-        insert(LifecycleScratch).from_select(
-            ["user_id", "state", "recency_score", "frequency_score", "monetary_score", "tier"],
-            _new_states(business_date, rules),
-        )
-    )
-    scratch, old = LifecycleScratch, LifecycleState
-    prev_state = case((old.as_of == day, old.prev_state), else_=old.state)
-    prev_since = case((old.as_of == day, old.prev_since), else_=old.since)
-
-    session.execute(
-        delete(LifecycleTransition).where(LifecycleTransition.business_date == business_date)
-    )
-    changed = (
+    fresh = _new_states(business_date, rules).subquery()
+    old = LifecycleState
+    # The state before this date: a row changed on this very date (by an earlier run of it)
+    # still remembers what it was before.
+    changed_today = old.since == day
+    before_state = case((changed_today, old.prev_state), else_=old.state)
+    before_since = case((changed_today, old.prev_since), else_=old.since)
+    same = fresh.c.state == before_state
+    rows = (
         select(
-            scratch.user_id,
-            day,
-            prev_state,
-            scratch.state,
+            fresh.c.user_id,
+            fresh.c.state,
+            case((same, before_since), else_=day),
+            case((same & ~changed_today, old.prev_state), (same, None), else_=before_state),
+            case((same & ~changed_today, old.prev_since), (same, None), else_=before_since),
+            fresh.c.recency_score,
+            fresh.c.frequency_score,
+            fresh.c.monetary_score,
+            fresh.c.tier,
         )
-        .join(old, old.user_id == scratch.user_id, isouter=True)
-        .where(prev_state.is_distinct_from(scratch.state))
-    )
-    session.execute(
-        insert(LifecycleTransition).from_select(
-            ["user_id", "business_date", "from_state", "to_state"], changed
+        .join(old, old.user_id == fresh.c.user_id, isouter=True)
+        .where(
+            old.user_id.is_(None)
+            | (fresh.c.state != old.state)
+            | (fresh.c.tier != old.tier)
+            | (fresh.c.recency_score != old.recency_score)
+            | (fresh.c.frequency_score != old.frequency_score)
+            | (fresh.c.monetary_score != old.monetary_score)
         )
     )
-    new_rows = select(
-        scratch.user_id,
-        scratch.state,
-        case((scratch.state == prev_state, prev_since), else_=day),
-        day,
-        prev_state,
-        prev_since,
-        scratch.recency_score,
-        scratch.frequency_score,
-        scratch.monetary_score,
-        scratch.tier,
-    ).join(old, old.user_id == scratch.user_id, isouter=True)
     columns = [
         "user_id",
         "state",
         "since",
-        "as_of",
         "prev_state",
         "prev_since",
         "recency_score",
@@ -136,13 +134,43 @@ def compute_lifecycle(
         "monetary_score",
         "tier",
     ]
-    upsert = upsert_insert(session, LifecycleState).from_select(columns, new_rows)
+    scratch = LifecycleScratch
+    session.execute(delete(scratch))
+    session.execute(insert(scratch).from_select(columns, rows))
+
+    session.execute(
+        delete(LifecycleTransition).where(
+            LifecycleTransition.business_date == business_date,
+            LifecycleTransition.user_id.in_(select(scratch.user_id)),
+        )
+    )
+    session.execute(
+        insert(LifecycleTransition).from_select(
+            ["user_id", "business_date", "from_state", "to_state"],
+            select(scratch.user_id, day, scratch.prev_state, scratch.state).where(
+                scratch.since == day
+            ),
+        )
+    )
+    upsert = upsert_insert(session, LifecycleState).from_select(
+        columns,
+        # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT.
+        select(scratch).where(true()),
+    )
     upsert = upsert.on_conflict_do_update(
         index_elements=["user_id"],
         set_={name: upsert.excluded[name] for name in columns if name != "user_id"},
     )
     session.execute(upsert)
-    session.execute(delete(LifecycleScratch))
+    session.execute(delete(scratch))
+    run = upsert_insert(session, LifecycleRun).values(
+        business_date=business_date, computed_at=utcnow()
+    )
+    session.execute(
+        run.on_conflict_do_update(
+            index_elements=["business_date"], set_={"computed_at": run.excluded.computed_at}
+        )
+    )
     return summarise(session, business_date)
 
 
@@ -168,8 +196,8 @@ def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tupl
             func.coalesce(last_active, User.signup_day).label("reference_day"),
             func.coalesce(UserFacts.order_count, 0).label("orders"),
             func.coalesce(UserFacts.revenue, 0).label("revenue"),
-            case((old.as_of == day, old.prev_state), else_=old.state).label("prev_state"),
-            case((old.as_of == day, old.prev_since), else_=old.since).label("prev_since"),
+            case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
+            case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
         )
         .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
@@ -210,16 +238,23 @@ def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tupl
     total = recency + frequency + monetary
     mid_points, high_points = rules.tier_points
     tier = case((total >= high_points, "high"), (total >= mid_points, "mid"), else_="low")
-    return select(base.c.user_id, state, recency, frequency, monetary, tier)
+    return select(
+        base.c.user_id,
+        state.label("state"),
+        recency.label("recency_score"),
+        frequency.label("frequency_score"),
+        monetary.label("monetary_score"),
+        tier.label("tier"),
+    )
 
 
 def summarise(session: Session, business_date: dt.date) -> LifecycleSummary:
     by_state = dict.fromkeys(STATES, 0)
     by_tier: dict[str, dict[str, int]] = {s: dict.fromkeys(TIERS, 0) for s in STATES}
     rows = session.execute(
-        select(LifecycleState.state, LifecycleState.tier, func.count())
-        .where(LifecycleState.as_of == business_date)
-        .group_by(LifecycleState.state, LifecycleState.tier)
+        select(LifecycleState.state, LifecycleState.tier, func.count()).group_by(
+            LifecycleState.state, LifecycleState.tier
+        )
     )
     for state, tier, count in rows:
         by_state[state] += count

@@ -35,7 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import holdout_condition
+from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import LifecycleState, OutboxMessage, Suppression, User
@@ -82,6 +84,12 @@ def _reachable(channel: str) -> object:
 
 def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts."""
+    computed = latest_date(session)
+    if computed != business_date:
+        raise PermanentError(
+            f"lifecycle states are for {computed}, not {business_date}: "
+            "run the lifecycle step for that date first"
+        )
     whens: list[tuple[Any, Any]] = [(_reachable(name), literal(name)) for name in campaign.channels]
     channel = case(
         *whens,
@@ -94,6 +102,7 @@ def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[s
         OutboxMessage.user_id == User.user_id,
         OutboxMessage.status == "sent",
         OutboxMessage.sent_at >= cap_start,
+        literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     status = case(
         (
@@ -127,10 +136,7 @@ def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[s
             literal(utcnow()),
         )
         .join(LifecycleState, LifecycleState.user_id == User.user_id)
-        .where(
-            LifecycleState.as_of == business_date,
-            LifecycleState.state.in_(campaign.segment),
-        )
+        .where(LifecycleState.state.in_(campaign.segment))
         .order_by(User.user_id)
     )
     if campaign.daily_max is not None:

@@ -136,15 +136,23 @@ class RejectedRecord(Base):
     created_at: Mapped[dt.datetime]
 
 
+class LifecycleRun(Base):
+    """The business dates the lifecycle was computed for; the latest is what states show."""
+
+    __tablename__ = "lifecycle_runs"
+
+    business_date: Mapped[dt.date] = mapped_column(primary_key=True)
+    computed_at: Mapped[dt.datetime]
+
+
 class LifecycleState(Base):
-    """The current state per user; `prev_*` is the state before `as_of`, so reruns are exact."""
+    """The state per user as of the latest run; `prev_*` is the state before `since`."""
 
     __tablename__ = "lifecycle_states"
 
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     since: Mapped[dt.date]
-    as_of: Mapped[dt.date]
     prev_state: Mapped[str | None] = mapped_column(String(16))
     prev_since: Mapped[dt.date | None]
     recency_score: Mapped[int]
@@ -154,12 +162,15 @@ class LifecycleState(Base):
 
 
 class LifecycleScratch(Base):
-    """Working table of one lifecycle run: the freshly computed state per user."""
+    """Working table of one lifecycle run: the users whose state or scores change."""
 
     __tablename__ = "lifecycle_scratch"
 
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[dt.date]
+    prev_state: Mapped[str | None] = mapped_column(String(16))
+    prev_since: Mapped[dt.date | None]
     recency_score: Mapped[int]
     frequency_score: Mapped[int]
     monetary_score: Mapped[int]

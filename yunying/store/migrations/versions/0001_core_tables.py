@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:44:06.789949
+Create Date: 2026-11-23 19:43:49.630037
 """
 
 from __future__ import annotations
@@ -44,9 +44,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_events_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "lifecycle_runs",
+        sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("business_date", name=op.f("pk_lifecycle_runs")),
+    )
+    op.create_table(
         "lifecycle_scratch",
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("since", sa.Date(), nullable=False),
+        sa.Column("prev_state", sa.String(length=16), nullable=True),
+        sa.Column("prev_since", sa.Date(), nullable=True),
         sa.Column("recency_score", sa.Integer(), nullable=False),
         sa.Column("frequency_score", sa.Integer(), nullable=False),
         sa.Column("monetary_score", sa.Integer(), nullable=False),
@@ -58,7 +67,6 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("since", sa.Date(), nullable=False),
-        sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("prev_state", sa.String(length=16), nullable=True),
         sa.Column("prev_since", sa.Date(), nullable=True),
         sa.Column("recency_score", sa.Integer(), nullable=False),
@@ -282,6 +290,7 @@ def downgrade() -> None:
 
     op.drop_table("lifecycle_states")
     op.drop_table("lifecycle_scratch")
+    op.drop_table("lifecycle_runs")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_user_id"))
         batch_op.drop_index(batch_op.f("ix_events_load_id"))
