@@ -108,7 +108,7 @@ def _fill(engine: sa.Engine, users: int, per_user: int) -> None:
                 "INSERT INTO users (user_id, signup_at, signup_day, timezone, locale, email,"
                 " email_opt_in, sms_opt_in, push_opt_in, holdout_bucket, updated_at)"
                 f" SELECT {concat}, {day_of}, {day_of}, 'Asia/Shanghai', 'zh-CN', {concat} || '@example.com',"
-                f" true, true, true, (i * 7919) % 2147483647, {day_of} FROM {numbers}"
+                f" true, true, true, (CAST(i AS BIGINT) * 7919) % 2147483647, {day_of} FROM {numbers}"
             ),
             {"n": users},
         )

@@ -82,10 +82,17 @@ def _reachable(channel: str) -> object:
     return not_suppressed
 
 
-def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[str, int]:
-    """Write one outbox row per targeted user (set-based); returns the run's counts."""
+def plan(
+    session: Session,
+    campaign: Campaign,
+    business_date: dt.date,
+    only_users: list[str] | None = None,
+) -> dict[str, int]:
+    """Write one outbox row per targeted user (set-based); returns the run's counts.
+
+    Targets are the campaign's lifecycle segment, or exactly `only_users` (e.g. winners)."""
     computed = latest_date(session)
-    if computed != business_date:
+    if only_users is None and computed != business_date:
         raise PermanentError(
             f"lifecycle states are for {computed}, not {business_date}: "
             "run the lifecycle step for that date first"
@@ -123,22 +130,23 @@ def plan(session: Session, campaign: Campaign, business_date: dt.date) -> dict[s
         else_=null(),
     )
     prefix = f"{campaign.name}:{business_date.isoformat()}:"
-    candidates = (
-        select(
-            literal(prefix, String) + User.user_id,
-            literal(campaign.name, String),
-            literal(business_date, Date),
-            User.user_id,
-            channel,
-            status,
-            reason,
-            literal(0),
-            literal(utcnow()),
+    candidates = select(
+        literal(prefix, String) + User.user_id,
+        literal(campaign.name, String),
+        literal(business_date, Date),
+        User.user_id,
+        channel,
+        status,
+        reason,
+        literal(0),
+        literal(utcnow()),
+    ).order_by(User.user_id)
+    if only_users is None:
+        candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
+            LifecycleState.state.in_(campaign.segment)
         )
-        .join(LifecycleState, LifecycleState.user_id == User.user_id)
-        .where(LifecycleState.state.in_(campaign.segment))
-        .order_by(User.user_id)
-    )
+    else:
+        candidates = candidates.where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
         candidates = candidates.limit(campaign.daily_max)
     columns = [

@@ -64,6 +64,7 @@ def send_batch(
             outcomes.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
             continue
         context = message_context(settings, user, last_active, business_date, item.channel, key)
+        context["campaign"] = campaign.name
         try:
             rendered = render(campaign.template, item.channel, user.locale, context)
         except TemplateError as exc:

@@ -67,6 +67,7 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
         "push_opt_in": _flag(raw, "push_opt_in"),
         "device_hash": _text(raw, "device_hash", required=False),
         "ip_hash": _text(raw, "ip_hash", required=False),
+        "referred_by": _text(raw, "referred_by", required=False, max_length=64),
         "holdout_bucket": holdout_bucket(user_id),
         "updated_at": now,
     }

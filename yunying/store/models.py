@@ -63,6 +63,7 @@ class User(Base):
     push_opt_in: Mapped[bool] = mapped_column(default=True)
     device_hash: Mapped[str | None] = mapped_column(String(64))
     ip_hash: Mapped[str | None] = mapped_column(String(64))
+    referred_by: Mapped[str | None] = mapped_column(String(64))
     holdout_bucket: Mapped[int]  # a stable hash of user_id, 0 .. 2**31-1
     updated_at: Mapped[dt.datetime]
 
@@ -251,6 +252,43 @@ class RewardLedgerEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     paid_at: Mapped[dt.datetime | None]
+
+
+class RewardDraw(Base):
+    """A lottery's seed, committed (its SHA-256 published) before the draw."""
+
+    __tablename__ = "reward_draws"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seed: Mapped[str] = mapped_column(String(64))
+    commitment: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+
+
+class RewardApproval(Base):
+    """Who decided on a payout plan, when, and the hash of the plan they saw."""
+
+    __tablename__ = "reward_approvals"
+
+    id: Mapped[AutoId]
+    campaign: Mapped[str] = mapped_column(String(100), index=True)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    approved: Mapped[bool]
+    approver: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime]
+
+
+class PointsEntry(Base):
+    """The embedded points ledger: rewards of kind `points` land here, keyed like the payout."""
+
+    __tablename__ = "points_ledger"
+
+    key: Mapped[Key] = mapped_column(primary_key=True)
+    user_id: Mapped[UserId] = mapped_column(index=True)
+    campaign: Mapped[str] = mapped_column(String(100))
+    points: Mapped[Money]
+    created_at: Mapped[dt.datetime]
 
 
 class ReportRecord(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 19:43:49.630037
+Create Date: 2026-11-23 19:47:32.726432
 """
 
 from __future__ import annotations
@@ -145,6 +145,18 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_user_sent", ["user_id", "sent_at"], unique=False)
 
     op.create_table(
+        "points_ledger",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("campaign", sa.String(length=100), nullable=False),
+        sa.Column("points", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_points_ledger")),
+    )
+    with op.batch_alter_table("points_ledger", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_points_ledger_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
         "rejected_records",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source", sa.String(length=100), nullable=False),
@@ -168,11 +180,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("business_date", "kind", name=op.f("pk_report_history")),
     )
     op.create_table(
+        "reward_approvals",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("campaign", sa.String(length=100), nullable=False),
+        sa.Column("plan_hash", sa.String(length=64), nullable=False),
+        sa.Column("approved", sa.Boolean(), nullable=False),
+        sa.Column("approver", sa.String(length=200), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("decided_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reward_approvals")),
+    )
+    with op.batch_alter_table("reward_approvals", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_reward_approvals_campaign"), ["campaign"], unique=False
+        )
+
+    op.create_table(
         "reward_budgets",
         sa.Column("campaign", sa.String(length=100), nullable=False),
         sa.Column("total", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("reserved", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.PrimaryKeyConstraint("campaign", name=op.f("pk_reward_budgets")),
+    )
+    op.create_table(
+        "reward_draws",
+        sa.Column("campaign", sa.String(length=100), nullable=False),
+        sa.Column("seed", sa.String(length=64), nullable=False),
+        sa.Column("commitment", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("campaign", name=op.f("pk_reward_draws")),
     )
     op.create_table(
         "reward_ledger",
@@ -238,6 +274,7 @@ def upgrade() -> None:
         sa.Column("push_opt_in", sa.Boolean(), nullable=False),
         sa.Column("device_hash", sa.String(length=64), nullable=True),
         sa.Column("ip_hash", sa.String(length=64), nullable=True),
+        sa.Column("referred_by", sa.String(length=64), nullable=True),
         sa.Column("holdout_bucket", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_users")),
@@ -264,12 +301,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_reward_ledger_campaign"))
 
     op.drop_table("reward_ledger")
+    op.drop_table("reward_draws")
     op.drop_table("reward_budgets")
+    with op.batch_alter_table("reward_approvals", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reward_approvals_campaign"))
+
+    op.drop_table("reward_approvals")
     op.drop_table("report_history")
     with op.batch_alter_table("rejected_records", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_rejected_records_source"))
 
     op.drop_table("rejected_records")
+    with op.batch_alter_table("points_ledger", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_points_ledger_user_id"))
+
+    op.drop_table("points_ledger")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_user_sent")
         batch_op.drop_index("ix_outbox_campaign_status")

@@ -1,0 +1,1 @@
+"""Reward distribution (奖励发放): campaign rules, fraud screens, the payout ledger, publication."""

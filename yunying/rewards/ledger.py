@@ -1,0 +1,179 @@
+"""The payout ledger: one row per (campaign, user, reward) under a unique key, with the budget
+reserved atomically before anything is paid.
+
+    reserved -> paid | failed        over_budget: the budget ran out, nothing reserved
+
+1. Reserve (one transaction per batch): insert the ledger row (a conflict means another run
+   already has it) and add its amount to the budget's `reserved` only while
+   `reserved + amount <= total` — one conditional UPDATE, so two payouts at once can never
+   overrun the budget.
+2. Pay (one transaction per batch): points go to the embedded points ledger under the same
+   key in the same transaction that marks the row paid, so a crash pays nobody twice; an HTTP
+   rewards provider gets the key as its idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from yunying.rewards.campaign import RewardCampaign
+from yunying.rewards.plan import PlanEntry
+from yunying.store.engine import session_scope, upsert_insert, utcnow
+from yunying.store.models import PointsEntry, RewardBudget, RewardLedgerEntry
+
+
+@dataclass
+class PayoutResult:
+    paid: int = 0
+    already_paid: int = 0
+    over_budget: int = 0
+    failed: int = 0
+    amount: Decimal = Decimal(0)
+
+
+def ledger_key(campaign: str, entry: PlanEntry, reward: str) -> str:
+    return f"{campaign}:{entry.user_id}:{reward}"
+
+
+def ensure_budget(session: Session, campaign: RewardCampaign) -> None:
+    statement = upsert_insert(session, RewardBudget).values(
+        campaign=campaign.name, total=campaign.budget, reserved=Decimal(0)
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["campaign"]))
+
+
+def remaining_budget(session: Session, campaign: str) -> Decimal:
+    budget = session.get(RewardBudget, campaign)
+    return Decimal(0) if budget is None else budget.total - budget.reserved
+
+
+def reserve(session: Session, campaign: RewardCampaign, entries: Iterable[PlanEntry]) -> list[str]:
+    """Reserve budget for new entries; returns the keys now reserved (new or left by a crash)."""
+    reward = campaign.reward.kind
+    keys = []
+    for entry in entries:
+        key = ledger_key(campaign.name, entry, reward)
+        inserted = session.execute(
+            upsert_insert(session, RewardLedgerEntry)
+            .values(
+                key=key,
+                campaign=campaign.name,
+                user_id=entry.user_id,
+                reward=reward,
+                amount=entry.amount,
+                status="reserved",
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(RewardLedgerEntry.id)
+        ).first()
+        if inserted is None:
+            status = session.scalar(
+                select(RewardLedgerEntry.status).where(RewardLedgerEntry.key == key)
+            )
+            if status == "reserved":
+                keys.append(key)
+            continue
+        granted = session.execute(
+            update(RewardBudget)
+            .where(
+                RewardBudget.campaign == campaign.name,
+                RewardBudget.reserved + entry.amount <= RewardBudget.total,
+            )
+            .values(reserved=RewardBudget.reserved + entry.amount)
+        )
+        if granted.rowcount == 1:  # type: ignore[attr-defined]
+            keys.append(key)
+        else:
+            session.execute(
+                update(RewardLedgerEntry)
+                .where(RewardLedgerEntry.key == key)
+                .values(status="over_budget", reason="the budget is used up")
+            )
+    return keys
+
+
+PayFunction = Callable[[list[RewardLedgerEntry]], dict[str, str | None]]
+
+
+def pay_points(session: Session, rows: list[RewardLedgerEntry]) -> None:
+    """The embedded points ledger: same key, same transaction as the status change."""
+    if not rows:
+        return
+    statement = upsert_insert(session, PointsEntry).values(
+        [
+            {
+                "key": r.key,
+                "user_id": r.user_id,
+                "campaign": r.campaign,
+                "points": r.amount,
+                "created_at": utcnow(),
+            }
+            for r in rows
+        ]
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+
+
+def pay_batch(
+    engine: Engine,
+    campaign: RewardCampaign,
+    entries: list[PlanEntry],
+    provider: PayFunction | None = None,
+) -> PayoutResult:
+    """Reserve then pay one batch. `provider` pays outside the store (HTTP), returning an
+    error message per key, or None when paid; without it rewards go to the points ledger."""
+    result = PayoutResult()
+    with session_scope(engine) as session:
+        ensure_budget(session, campaign)
+    with session_scope(engine) as session:
+        keys = reserve(session, campaign, entries)
+        statuses = list(
+            session.scalars(
+                select(RewardLedgerEntry.status).where(
+                    RewardLedgerEntry.key.in_(
+                        [ledger_key(campaign.name, e, campaign.reward.kind) for e in entries]
+                    )
+                )
+            )
+        )
+    result.over_budget = sum(1 for status in statuses if status == "over_budget")
+    with session_scope(engine) as session:
+        rows = list(
+            session.scalars(
+                select(RewardLedgerEntry)
+                .where(RewardLedgerEntry.key.in_(keys), RewardLedgerEntry.status == "reserved")
+                .with_for_update()
+            )
+        )
+        errors = provider(rows) if provider else {}
+        if provider is None:
+            pay_points(session, rows)
+        now = utcnow()
+        for row in rows:
+            error = errors.get(row.key)
+            row.status = "failed" if error else "paid"
+            row.reason = error
+            row.paid_at = None if error else now
+            if error:
+                result.failed += 1
+            else:
+                result.paid += 1
+                result.amount += row.amount
+    result.already_paid = len(entries) - result.paid - result.failed - result.over_budget
+    return result
+
+
+def ledger(session: Session, campaign: str) -> list[RewardLedgerEntry]:
+    return list(
+        session.scalars(
+            select(RewardLedgerEntry)
+            .where(RewardLedgerEntry.campaign == campaign)
+            .order_by(RewardLedgerEntry.id)
+        )
+    )
