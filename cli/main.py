@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     test_send.add_argument("--locale", default="zh-CN")
     test_send.set_defaults(handler=_test_send)
 
+    payouts = commands.add_parser("payouts", help="a reward campaign's payout ledger")
+    payouts.add_argument("action", choices=["show"])
+    payouts.add_argument("campaign")
+    payouts.set_defaults(handler=_payouts)
+
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
     unsubscribe.set_defaults(handler=_unsubscribe)
@@ -123,6 +128,13 @@ def _test_send(settings: Settings, args: argparse.Namespace) -> int:
     from cli.messages import test_send
 
     print(test_send(settings, args.campaign, args.to, args.locale))
+    return 0
+
+
+def _payouts(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.rewards.report import ledger_report
+
+    print(ledger_report(settings, args.campaign))
     return 0
 
 

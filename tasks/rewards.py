@@ -30,7 +30,7 @@ def rewards_folder(settings: Settings, campaign: str) -> Any:
 
 @task(name="load-reward-campaign", **RETRY_TRANSIENT)
 def load(settings: Settings, name: str) -> RewardCampaign:
-    return load_reward_campaign(settings.campaign_dir.parent / "rewards", name)
+    return load_reward_campaign(settings.reward_dir, name)
 
 
 @task(name="plan-payout", task_run_name="plan-payout-{campaign.name}", **RETRY_TRANSIENT)

@@ -101,6 +101,7 @@ def settings(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
     monkeypatch.setenv("YUNYING_DATABASE_URL", store_url)
     monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(REPO / "deployments" / "campaigns"))
+    monkeypatch.setenv("YUNYING_REWARD_DIR", str(REPO / "deployments" / "rewards"))
     return load_settings()
 
 

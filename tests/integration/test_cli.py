@@ -37,3 +37,29 @@ def test_a_bad_setting_stops_the_command_naming_it(
     monkeypatch.setenv("YUNYING_TIMEZONE", "Atlantis/Capital")
     assert main(["db", "upgrade"]) == 2
     assert "YUNYING_TIMEZONE" in capsys.readouterr().err
+
+
+def test_payouts_show_lists_the_ledger(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import datetime as dt
+
+    from yunying.rewards.campaign import RewardCampaign
+    from yunying.rewards.ledger import pay_batch
+    from yunying.rewards.plan import PlanEntry
+
+    campaign = RewardCampaign.model_validate(
+        {
+            "name": "tiny",
+            "start": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            "end": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+            "budget": 10,
+            "per_user_cap": 10,
+            "rule": {"kind": "min_actions", "event": "x"},
+            "reward": {"kind": "points", "amounts": [10]},
+        }
+    )
+    pay_batch(engine, campaign, [PlanEntry("user-1234", 1, campaign.reward.amounts[0])])
+    assert main(["payouts", "show", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "budget 10" in out and "us***34" in out and "paid" in out

@@ -3,7 +3,11 @@
 import datetime as dt
 import json
 import os
+import threading
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -92,3 +96,105 @@ def test_a_bad_campaign_stops_before_anything_is_sent(
         reactivation(campaign="typo", business_date=dt.date(2026, 11, 1))
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+REWARD_FILE = """
+name = "{name}"
+start = 2026-11-02T00:00:00Z
+end = 2026-11-09T00:00:00Z
+budget = 500
+per_user_cap = 100
+[rule]
+kind = "lottery"
+event = "checkin"
+count = 2
+winners = 3
+[reward]
+kind = "points"
+amounts = [100, 50]
+"""
+
+
+def _run_until_paused(name: str, target: Any) -> tuple[threading.Thread, dict[str, Any], Any]:
+    from prefect.client.schemas.filters import FlowRunFilterName
+
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=target()))
+    thread.start()
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    name=FlowRunFilterName(any_=[f"reward-payout-{name}"])
+                )
+            )
+            if runs and runs[0].state and runs[0].state.is_paused():
+                return thread, outcome, runs[0].id
+            time.sleep(0.5)
+    raise AssertionError("the payout never paused for approval")
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approved", "rejected"])
+def test_reward_payout_waits_for_approval_given_through_the_api(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    approve: bool,
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.reward_payout import reward_payout
+    from yunying.sources.load import load_rows, validate
+    from yunying.store.models import PointsEntry, RewardApproval
+
+    name = f"lottery-{'yes' if approve else 'no'}-{uuid.uuid4().hex[:6]}"
+    rewards = tmp_path / "rewards"
+    rewards.mkdir()
+    (rewards / f"{name}.toml").write_text(REWARD_FILE.format(name=name))
+    monkeypatch.setenv("YUNYING_REWARD_DIR", str(rewards))
+    users = [
+        {
+            "user_id": f"w{i}",
+            "signup_at": "2026-10-01T00:00:00Z",
+            "email": f"w{i}@example.com",
+            "device_hash": f"d{i}",
+        }
+        for i in range(8)
+    ]
+    events = [
+        {
+            "event_id": f"w{i}-{d}",
+            "user_id": f"w{i}",
+            "name": "checkin",
+            "occurred_at": f"2026-11-0{3 + d}T03:00:00Z",
+        }
+        for i in range(8)
+        for d in range(2)
+    ]
+    with session_scope(engine) as session:
+        load_rows(session, "users", validate("users", users, {}, settings.zone)[0], "u")
+        load_rows(session, "events", validate("events", events, {}, settings.zone)[0], "e")
+
+    thread, outcome, run_id = _run_until_paused(
+        name, lambda: reward_payout(campaign=name, poll_interval_seconds=1)
+    )
+    commitment = json.loads((settings.home / "rewards" / name / "commitment.json").read_text())
+    assert len(commitment["participants"]) == 8  # published before anything is paid
+    resume_flow_run(
+        run_id, run_input={"approve": approve, "approver": "lead@ops", "note": "checked"}
+    )
+    thread.join(timeout=120)
+    result = outcome["result"]
+    with session_scope(engine) as session:
+        paid = session.scalar(select(func.count()).select_from(PointsEntry))
+        audit = session.scalars(select(RewardApproval).where(RewardApproval.campaign == name)).one()
+    assert (audit.approved, audit.approver) == (approve, "lead@ops")
+    if not approve:
+        assert result["paid"] == 0 and paid == 0
+        return
+    assert result["paid"] == paid == 3
+    page = (settings.home / "rewards" / name / "winners.html").read_text()
+    assert "w***" in page and not any(f">w{i}<" in page for i in range(8))  # masked ids only
+    assert result["notified"]["sent"] == 3

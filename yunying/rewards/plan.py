@@ -161,8 +161,13 @@ def compute_plan(session: Session, campaign: RewardCampaign) -> PayoutPlan:
             ranked = [by_public[p] for p in draw(list(by_public), record.seed, rule.winners or 0)]
         else:
             ranked = eligible
+    ranked_amounts = rule.kind in ("top_n", "lottery")  # others pay everyone the first amount
     entries = [
-        PlanEntry(user_id, rank, min(campaign.reward.amount_for(rank), campaign.per_user_cap))
+        PlanEntry(
+            user_id,
+            rank,
+            min(campaign.reward.amount_for(rank if ranked_amounts else 1), campaign.per_user_cap),
+        )
         for rank, user_id in enumerate(ranked, start=1)
     ]
     flag_entries(session, campaign, entries)

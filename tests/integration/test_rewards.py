@@ -1,0 +1,217 @@
+"""Reward rules, fraud screens and the payout ledger on planted data, on SQLite and PostgreSQL."""
+
+import datetime as dt
+import hashlib
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from yunying.config import Settings
+from yunying.rewards.campaign import RewardCampaign
+from yunying.rewards.ledger import pay_batch
+from yunying.rewards.plan import compute_plan, public_id, verify_draw
+from yunying.sources.load import load_rows, validate
+from yunying.store.engine import session_scope
+from yunying.store.models import PointsEntry, RewardBudget, RewardDraw, RewardLedgerEntry
+
+START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+
+
+def campaign(**changes: Any) -> RewardCampaign:
+    base: dict[str, Any] = {
+        "name": "nov",
+        "start": START,
+        "end": START + dt.timedelta(days=7),
+        "budget": 1000,
+        "per_user_cap": 80,
+        "rule": {"kind": "min_actions", "event": "checkin", "count": 3},
+        "reward": {"kind": "points", "amounts": [100, 50, 10]},
+    }
+    return RewardCampaign.model_validate({**base, **changes})
+
+
+def load(
+    engine: Engine,
+    settings: Settings,
+    users: list[dict[str, Any]],
+    actions: dict[str, list[dt.datetime]],
+) -> None:
+    events = [
+        {
+            "event_id": f"{uid}-{i}",
+            "user_id": uid,
+            "name": "checkin",
+            "occurred_at": moment.isoformat(),
+        }
+        for uid, moments in actions.items()
+        for i, moment in enumerate(moments)
+    ]
+    with session_scope(engine) as session:
+        rows, bad = validate("users", users, {}, settings.zone)
+        load_rows(session, "users", rows, "u")
+        event_rows, bad_events = validate("events", events, {}, settings.zone)
+        load_rows(session, "events", event_rows, "e")
+    assert not bad and not bad_events
+
+
+def user(uid: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "user_id": uid,
+        "signup_at": "2026-10-01T00:00:00Z",
+        "device_hash": f"dev-{uid}",
+        "ip_hash": f"ip-{uid}",
+        **extra,
+    }
+
+
+def days(*offsets: int, hour: int = 4) -> list[dt.datetime]:
+    return [START + dt.timedelta(days=d, hours=hour) for d in offsets]
+
+
+@pytest.fixture
+def planted(engine: Engine, settings: Settings) -> None:
+    load(
+        engine,
+        settings,
+        [user(u) for u in ("a", "b", "c", "d")],
+        {
+            "a": days(0, 1, 2, 3, 4),  # a five-day streak
+            "b": days(0, 1, 3),  # three actions, a two-day streak
+            "c": days(0),
+            "d": [
+                START + dt.timedelta(hours=5, minutes=m) for m in range(0, 80, 10)
+            ],  # 8 in one day
+        },
+    )
+
+
+@pytest.mark.usefixtures("planted")
+def test_each_rule_picks_its_winners(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        at_least = compute_plan(session, campaign())
+        streak = compute_plan(
+            session, campaign(rule={"kind": "streak", "event": "checkin", "days": 3})
+        )
+        top = compute_plan(
+            session, campaign(rule={"kind": "top_n", "event": "checkin", "winners": 2})
+        )
+    assert [e.user_id for e in at_least.entries] == ["a", "b", "d"]
+    assert [e.user_id for e in streak.entries] == ["a"]
+    assert [(e.user_id, e.rank, e.amount) for e in top.entries] == [
+        ("d", 1, Decimal(80)),  # 100 for first place, capped per user at 80
+        ("a", 2, Decimal(50)),
+    ]
+
+
+@pytest.mark.usefixtures("planted")
+def test_lottery_commitment_verifies_and_the_draw_reruns(engine: Engine) -> None:
+    lottery = campaign(rule={"kind": "lottery", "event": "checkin", "count": 3, "winners": 2})
+    with session_scope(engine) as session:
+        first = compute_plan(session, lottery)
+    with session_scope(engine) as session:
+        again = compute_plan(session, lottery)
+        seed = session.get(RewardDraw, "nov")
+    assert seed is not None and first.commitment == seed.commitment
+    assert hashlib.sha256(seed.seed.encode()).hexdigest() == first.commitment
+    assert [e.user_id for e in again.entries] == [e.user_id for e in first.entries]
+    winners = [public_id("nov", e.user_id) for e in first.entries]
+    assert first.public_ids == sorted(public_id("nov", u) for u in ("a", "b", "d"))
+    assert verify_draw(first.public_ids, seed.seed, first.commitment, winners)
+    assert not verify_draw(first.public_ids, "another-seed", first.commitment, winners)
+
+
+def test_fraud_screens_flag_planted_cheaters(engine: Engine, settings: Settings) -> None:
+    three = days(0, 1, 2)
+    users = [
+        user("honest"),
+        *[user(f"farm{i}", device_hash="shared-device") for i in range(4)],
+        user("bot"),
+        user("burst", signup_at=(START + dt.timedelta(hours=1)).isoformat()),
+        user("loop1", referred_by="loop2"),
+        user("loop2", referred_by="loop1"),
+        user("self", referred_by="self"),
+        user("blocked"),
+    ]
+    actions = {u["user_id"]: three for u in users}
+    actions["bot"] = [START + dt.timedelta(hours=2, milliseconds=200 * i) for i in range(6)]
+    actions["burst"] = [START + dt.timedelta(hours=2, minutes=2 * i) for i in range(25)]
+    load(engine, settings, users, actions)
+    with session_scope(engine) as session:
+        payout = compute_plan(session, campaign(blocklist=["blocked"]))
+    flags = {e.user_id: e.flags for e in payout.entries}
+    assert flags["honest"] == []
+    assert all("4 accounts share one device" in flags[f"farm{i}"] for i in range(4))
+    assert flags["bot"] == ["actions faster than a person could make them"]
+    assert "new account with a burst of actions" in flags["burst"]
+    assert flags["loop1"] == ["referral loop with lo***p2"]
+    assert flags["self"] == ["referred themselves"]
+    assert flags["blocked"] == ["blocklisted"]
+    assert [e.user_id for e in payout.payable()] == ["honest"]
+    assert {e.user_id for e in payout.payable({"bot"})} == {"honest", "bot"}
+
+
+def _ledger(engine: Engine) -> tuple[int, Decimal, Decimal]:
+    with session_scope(engine) as session:
+        points = session.scalar(select(func.count()).select_from(PointsEntry)) or 0
+        total = session.scalar(select(func.coalesce(func.sum(PointsEntry.points), 0)))
+        budget = session.get(RewardBudget, "nov")
+        return int(points), Decimal(total), budget.reserved if budget else Decimal(0)
+
+
+@pytest.mark.usefixtures("planted")
+def test_paying_twice_pays_once_and_never_over_budget(engine: Engine) -> None:
+    tight = campaign(budget=100, rule={"kind": "top_n", "event": "checkin", "winners": 3})
+    with session_scope(engine) as session:
+        payout = compute_plan(session, tight)  # 80 + 50 + 10 = 140 > 100
+    first = pay_batch(engine, tight, payout.payable())
+    second = pay_batch(engine, tight, payout.payable())
+    assert (first.paid, first.over_budget) == (2, 1)  # 80 then 10 fit; 50 does not
+    assert (second.paid, second.already_paid) == (0, 2)
+    assert _ledger(engine) == (2, Decimal(90), Decimal(90))
+
+
+@pytest.mark.usefixtures("planted")
+def test_crash_mid_payout_then_rerun_pays_the_rest_once(engine: Engine) -> None:
+    chosen = campaign()
+    with session_scope(engine) as session:
+        entries = compute_plan(session, chosen).payable()
+
+    def provider_dies(rows: list[RewardLedgerEntry]) -> dict[str, str | None]:
+        raise RuntimeError("killed mid-payout")
+
+    pay_batch(engine, chosen, entries[:1])
+    with pytest.raises(RuntimeError):
+        pay_batch(engine, chosen, entries, provider=provider_dies)
+    with session_scope(engine) as session:
+        statuses = sorted(r.status for r in session.scalars(select(RewardLedgerEntry)))
+    assert statuses == ["paid", "reserved", "reserved"]
+    rerun = pay_batch(engine, chosen, entries)
+    assert (rerun.paid, rerun.already_paid) == (2, 1)
+    assert _ledger(engine) == (3, Decimal(240), Decimal(240))
+
+
+@pytest.mark.usefixtures("planted")
+def test_two_payouts_at_once_pay_once_within_budget(engine: Engine) -> None:
+    chosen = campaign(budget=150)
+    with session_scope(engine) as session:
+        entries = compute_plan(session, chosen).payable()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pay_batch(engine, chosen, entries)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    points, total, reserved = _ledger(engine)
+    assert total == reserved <= Decimal(150)
+    assert points == 1  # 100 fits the budget of 150, the next 100 does not; nobody twice

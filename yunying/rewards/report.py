@@ -1,0 +1,36 @@
+"""`yunying payouts show CAMPAIGN`: the ledger, the budget and who approved what."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from yunying.config import Settings
+from yunying.rewards.ledger import ledger
+from yunying.rewards.plan import mask
+from yunying.store.engine import create_store_engine, session_scope
+from yunying.store.models import RewardApproval, RewardBudget
+
+
+def ledger_report(settings: Settings, campaign: str) -> str:
+    engine = create_store_engine(settings.store_url)
+    with session_scope(engine) as session:
+        budget = session.get(RewardBudget, campaign)
+        rows = ledger(session, campaign)
+        approvals = list(
+            session.scalars(select(RewardApproval).where(RewardApproval.campaign == campaign))
+        )
+        lines = [
+            f"{campaign}: "
+            + (f"budget {budget.total}, reserved {budget.reserved}" if budget else "no payout yet")
+        ]
+        lines += [
+            f"  {mask(r.user_id):10} {r.reward:7} {r.amount:>10} {r.status:12} {r.reason or ''}"
+            for r in rows
+        ]
+        lines += [
+            f"  {'approved' if a.approved else 'rejected'} by {a.approver}"
+            f" at {a.decided_at:%Y-%m-%d %H:%M} UTC, plan {a.plan_hash[:12]}: {a.note}"
+            for a in approvals
+        ]
+    engine.dispose()
+    return "\n".join(lines)
