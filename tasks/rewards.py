@@ -17,7 +17,12 @@ from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, plan
 from yunying.messaging.send import send_batch
 from yunying.rewards.campaign import RewardCampaign, load_reward_campaign
-from yunying.rewards.ledger import ensure_budget, pay_batch, remaining_budget
+from yunying.rewards.ledger import (
+    ensure_budget,
+    http_rewards_provider,
+    pay_batch,
+    remaining_budget,
+)
 from yunying.rewards.plan import PayoutPlan, PlanEntry, compute_plan, mask
 from yunying.rewards.publish import publish, record_decision, winners_page, write_commitment
 from yunying.store.engine import session_scope
@@ -71,7 +76,9 @@ def decide(
 
 @task(name="pay-batch", **RETRY_TRANSIENT)
 def pay(settings: Settings, campaign: RewardCampaign, entries: list[PlanEntry]) -> dict[str, Any]:
-    result = pay_batch(engine_for(settings.store_url), campaign, entries)
+    url = settings.providers.rewards_url
+    provider = http_rewards_provider(url, settings.providers.timeout_seconds) if url else None
+    result = pay_batch(engine_for(settings.store_url), campaign, entries, provider)
     get_run_logger().info(
         "paid %d (%s), already paid %d, over budget %d",
         result.paid,

@@ -47,6 +47,7 @@ class ProviderSettings(BaseModel):
     push_url: str | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    rewards_url: str | None = None  # None: rewards go to the embedded points ledger
     timeout_seconds: float = Field(default=10.0, gt=0)
     concurrency: PositiveInt = 16
 

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from yunying.config import Settings
+from yunying.demo.local_server import LocalServer
 from yunying.rewards.campaign import RewardCampaign
-from yunying.rewards.ledger import pay_batch
+from yunying.rewards.ledger import http_rewards_provider, pay_batch
 from yunying.rewards.plan import compute_plan, public_id, verify_draw
 from yunying.sources.load import load_rows, validate
 from yunying.store.engine import session_scope
@@ -215,3 +216,23 @@ def test_two_payouts_at_once_pay_once_within_budget(engine: Engine) -> None:
     points, total, reserved = _ledger(engine)
     assert total == reserved <= Decimal(150)
     assert points == 1  # 100 fits the budget of 150, the next 100 does not; nobody twice
+
+
+@pytest.mark.usefixtures("planted")
+def test_http_rewards_provider_gets_the_ledger_key_and_a_5xx_storm_pays_once(
+    engine: Engine, local_server: LocalServer
+) -> None:
+    chosen = campaign()
+    with session_scope(engine) as session:
+        entries = compute_plan(session, chosen).payable()
+    local_server.faults.error_rate = 0.4
+    local_server.faults.reject_keys.add("nov:b:points")
+    provider = http_rewards_provider(local_server.url + "/v1/rewards", timeout=5)
+    result = pay_batch(engine, chosen, entries, provider)
+    assert (result.paid, result.failed) == (2, 1)
+    assert set(local_server.recorder.deliveries) == {"nov:a:points", "nov:d:points"}
+    with session_scope(engine) as session:
+        failed = session.scalars(
+            select(RewardLedgerEntry).where(RewardLedgerEntry.status == "failed")
+        ).one()
+    assert failed.user_id == "b" and "HTTP 400" in (failed.reason or "")

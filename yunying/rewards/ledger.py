@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from decimal import Decimal
 
+import httpx
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from yunying.errors import ProviderRejected
+from yunying.http_client import request, with_retries
 from yunying.rewards.campaign import RewardCampaign
 from yunying.rewards.plan import PlanEntry
 from yunying.store.engine import session_scope, upsert_insert, utcnow
@@ -167,6 +171,39 @@ def pay_batch(
                 result.amount += row.amount
     result.already_paid = len(entries) - result.paid - result.failed - result.over_budget
     return result
+
+
+def http_rewards_provider(url: str, timeout: float) -> PayFunction:
+    """Pay through a rewards provider's HTTP API, the ledger key as the idempotency key.
+    A permanent refusal fails that payout; a transient failure raises, so the batch stays
+    reserved and the task's retry pays it under the same keys."""
+
+    def pay(rows: list[RewardLedgerEntry]) -> dict[str, str | None]:
+        errors: dict[str, str | None] = {}
+        with httpx.Client(timeout=timeout) as client:
+            for row in rows:
+                body = {
+                    "user_id": row.user_id,
+                    "reward": row.reward,
+                    "amount": str(row.amount),
+                    "campaign": row.campaign,
+                }
+                try:
+                    with_retries(
+                        partial(
+                            request,
+                            client,
+                            "POST",
+                            url,
+                            json=body,
+                            headers={"Idempotency-Key": row.key},
+                        )
+                    )
+                except ProviderRejected as exc:
+                    errors[row.key] = str(exc)
+        return errors
+
+    return pay
 
 
 def ledger(session: Session, campaign: str) -> list[RewardLedgerEntry]:
