@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from decimal import Decimal
+from functools import partial
 
 import httpx
 from sqlalchemy import Engine, select, update
