@@ -33,7 +33,7 @@ ui: install
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 serve: install
-	$(BIN)/python deployments/serve.py
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python deployments/serve.py
 
 bench: install
 	$(BIN)/python -m benchmarks nightly --users 100000

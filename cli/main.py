@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     test_send.add_argument("--locale", default="zh-CN")
     test_send.set_defaults(handler=_test_send)
 
+    runs = commands.add_parser("runs", help="recent flow runs with state and duration")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(handler=_runs)
+
     payouts = commands.add_parser("payouts", help="a reward campaign's payout ledger")
     payouts.add_argument("action", choices=["show"])
     payouts.add_argument("campaign")
@@ -128,6 +132,13 @@ def _test_send(settings: Settings, args: argparse.Namespace) -> int:
     from cli.messages import test_send
 
     print(test_send(settings, args.campaign, args.to, args.locale))
+    return 0
+
+
+def _runs(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.runs import recent_runs
+
+    print(recent_runs(args.limit))
     return 0
 
 

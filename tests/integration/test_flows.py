@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from sqlalchemy import Engine, func, select
 
 from tests.builders import END
+from tests.rig import SmtpSink
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.source_db import write_source_db
@@ -198,3 +199,36 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
     page = (settings.home / "rewards" / name / "winners.html").read_text()
     assert "w***" in page and not any(f">w{i}<" in page for i in range(8))  # masked ids only
     assert result["notified"]["sent"] == 3
+
+
+def test_a_failed_nightly_emails_ops(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    smtp_server: SmtpSink,
+) -> None:
+    from flows.nightly import nightly
+    from yunying.sources.config import HttpSource
+
+    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    state = nightly(business_date=END, return_state=True)
+    assert state.is_failed()
+    [alert] = smtp_server.messages
+    assert alert["Subject"].startswith(f"Yunying: nightly-winback-{END}")
+    assert "404" in alert.get_content()
+
+
+def test_runs_command_lists_recent_runs(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+    from flows.report import report
+
+    report(business_date=END)
+    assert main(["runs", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"daily-report-{END}" in out and "Completed" in out

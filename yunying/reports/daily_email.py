@@ -6,7 +6,6 @@ inline PNG parts), with styles inlined and no external resources.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import smtplib
 from dataclasses import dataclass
@@ -85,6 +84,17 @@ def build_message(
     return message
 
 
+def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
+    """A plain-text email to the report recipients, e.g. when a nightly run fails."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = settings.mail_from
+    message["To"] = ", ".join(settings.report_recipients)
+    message["Subject"] = subject
+    message.set_content(text)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+    return deliver(settings, message, f"alert-{stamp}")
+
+
 def publish_report(
     session: Session, settings: Settings, kpis: DailyKpis, force: bool = False
 ) -> ReportFiles:
@@ -107,7 +117,7 @@ def publish_report(
         cid = make_msgid(domain="yunying")[1:-1]
         html, text = render(kpis, f"cid:{cid}")
         message = build_message(settings, subject, html, text, chart, cid)
-        eml_path = deliver(settings, message, day)
+        eml_path = deliver(settings, message, f"daily-{day}")
         sent = True
     if record is None:
         record = ReportRecord(
@@ -121,10 +131,11 @@ def publish_report(
     return ReportFiles(html_path, eml_path, sent, subject)
 
 
-def deliver(settings: Settings, message: EmailMessage, day: dt.date) -> Path | None:
+def deliver(settings: Settings, message: EmailMessage, name: str) -> Path | None:
+    """Send to the report recipients over SMTP, or write `outbox/reports/<name>.eml`."""
     smtp = settings.smtp
     if not smtp.host:
-        path = settings.outbox_path / "reports" / f"daily-{day}.eml"
+        path = settings.outbox_path / "reports" / f"{name}.eml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(message.as_bytes())
         return path
