@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.store.engine import create_store_engine, session_scope
+from yunying.store.engine import create_store_engine, session_scope, utcnow
 from yunying.store.migrate import upgrade
 
 DAY = dt.date(2026, 11, 1)
@@ -136,8 +136,8 @@ def _fill(engine: sa.Engine, users: int, per_user: int) -> None:
         connection.execute(
             sa.text(
                 "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-                " order_count, revenue) SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0"
-                " FROM events GROUP BY user_id"
+                " order_count, revenue, updated_at) SELECT user_id, MAX(occurred_at), MAX(day),"
+                " COUNT(*), 0, 0, MIN(occurred_at) FROM events GROUP BY user_id"
             )
         )
     with engine.connect() as connection:
@@ -150,8 +150,8 @@ def _todays_activity(engine: sa.Engine, users: int) -> None:
         connection.execute(
             sa.text(
                 "UPDATE user_facts SET last_active_day = :day, last_active_at = :moment,"
-                " event_count = event_count + 1 WHERE user_id IN"
+                " event_count = event_count + 1, updated_at = :now WHERE user_id IN"
                 " (SELECT user_id FROM users WHERE holdout_bucket % 100 = 7)"
             ),
-            {"day": DAY, "moment": dt.datetime.combine(DAY, dt.time(3))},
+            {"day": DAY, "moment": dt.datetime.combine(DAY, dt.time(3)), "now": utcnow()},
         )

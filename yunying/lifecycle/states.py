@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Date,
@@ -38,6 +39,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 from sqlalchemy.orm import Session
 
@@ -86,14 +88,20 @@ def compute_lifecycle(
 ) -> LifecycleSummary:
     """Compute every user's state as of the date, writing only the users whose state or
     tier changed: the nightly cost is one read of users and facts, plus the changes."""
-    latest = latest_date(session)
-    if latest is not None and latest > business_date:
+    latest = session.execute(
+        select(LifecycleRun.business_date, LifecycleRun.computed_at)
+        .order_by(LifecycleRun.business_date.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.business_date > business_date:
         raise PermanentError(
-            f"lifecycle already computed for {latest}; dates run in order, "
+            f"lifecycle already computed for {latest.business_date}; dates run in order, "
             f"so {business_date} cannot be computed again"
         )
     day = literal(business_date, Date)
-    fresh = _new_states(business_date, rules).subquery()
+    started = utcnow()
+    candidates = _candidates(session, business_date, latest, rules)
+    fresh = _new_states(business_date, rules, candidates).subquery()
     old = LifecycleState
     # The state before this date: a row changed on this very date (by an earlier run of it)
     # still remembers what it was before.
@@ -164,7 +172,7 @@ def compute_lifecycle(
     session.execute(upsert)
     session.execute(delete(scratch))
     run = upsert_insert(session, LifecycleRun).values(
-        business_date=business_date, computed_at=utcnow()
+        business_date=business_date, computed_at=started
     )
     session.execute(
         run.on_conflict_do_update(
@@ -174,7 +182,57 @@ def compute_lifecycle(
     return summarise(session, business_date)
 
 
-def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tuple[object, ...]]:
+def _candidates(
+    session: Session, business_date: dt.date, latest: Any, rules: LifecycleSettings
+) -> Select[tuple[str]] | None:
+    """The users whose state or scores can have changed since the last run, or None for all.
+
+    Without new facts a user's inactive days only grow, so the state can change only where a
+    threshold is crossed between the last run and this date: those users are found through
+    indexes on their last active (or signup) day, plus everyone whose record or facts changed
+    since the last run, the new signups, `returned` users whose window ends, and on a rerun
+    everyone who changed on this date."""
+    if latest is None:
+        return None
+    newest_activity = session.scalar(select(func.max(UserFacts.last_active_day)))
+    if newest_activity is not None and newest_activity > business_date:
+        return None  # a backfill: facts describe later days, so look at everyone
+    last = latest.business_date
+
+    def crossed(column: Any, days: int) -> Any:
+        return column.between(
+            last - dt.timedelta(days=days) + dt.timedelta(days=1),
+            business_date - dt.timedelta(days=days),
+        )
+
+    thresholds = {
+        rules.active_days,
+        rules.churn_days + 1,
+        *rules.recency_days,
+    }
+    parts: list[Select[tuple[str]]] = [
+        select(UserFacts.user_id).where(UserFacts.updated_at >= latest.computed_at),
+        select(UserFacts.user_id).where(  # active since the last run date
+            UserFacts.last_active_day > last, UserFacts.last_active_day <= business_date
+        ),
+        select(User.user_id).where(User.signup_day > last, User.signup_day <= business_date),
+        select(User.user_id).where(crossed(User.signup_day, rules.new_days)),
+        select(LifecycleState.user_id).where(
+            LifecycleState.state == "returned", crossed(LifecycleState.since, rules.returned_days)
+        ),
+        select(LifecycleState.user_id).where(LifecycleState.since == business_date),
+    ]
+    for days in sorted(thresholds):
+        parts.append(select(UserFacts.user_id).where(crossed(UserFacts.last_active_day, days)))
+        parts.append(select(User.user_id).where(crossed(User.signup_day, days)))
+    return union(*parts)  # type: ignore[return-value]
+
+
+def _new_states(
+    business_date: dt.date,
+    rules: LifecycleSettings,
+    candidates: Select[tuple[str]] | None = None,
+) -> Select[tuple[object, ...]]:
     day = literal(business_date, Date)
     old = LifecycleState
     # Facts hold the latest activity; for a backfill the activity after the date is ignored
@@ -189,7 +247,7 @@ def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tupl
         (UserFacts.last_active_day <= day, UserFacts.last_active_day),
         else_=last_active_then,
     )
-    base = (
+    rows = (
         select(
             User.user_id.label("user_id"),
             User.signup_day.label("signup_day"),
@@ -202,8 +260,10 @@ def _new_states(business_date: dt.date, rules: LifecycleSettings) -> Select[tupl
         .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
         .where(User.signup_day <= day)
-        .subquery()
     )
+    if candidates is not None:
+        rows = rows.where(User.user_id.in_(candidates))
+    base = rows.subquery()
     active_cutoff = business_date - dt.timedelta(days=rules.active_days)
     churn_cutoff = business_date - dt.timedelta(days=rules.churn_days)
     new_cutoff = business_date - dt.timedelta(days=rules.new_days)

@@ -167,8 +167,8 @@ def update_activity_facts(session: Session, load_id: str, activity_events: Seque
     session.execute(
         text(
             "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-            " order_count, revenue)"
-            " SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0 FROM events"
+            " order_count, revenue, updated_at)"
+            " SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0, :now FROM events"
             f" WHERE load_id = :load_id{only_activity} GROUP BY user_id"
             " ON CONFLICT (user_id) DO UPDATE SET"
             " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
@@ -177,9 +177,10 @@ def update_activity_facts(session: Session, load_id: str, activity_events: Seque
             " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
             "   OR excluded.last_active_day > user_facts.last_active_day"
             "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-            " event_count = user_facts.event_count + excluded.event_count"
+            " event_count = user_facts.event_count + excluded.event_count,"
+            " updated_at = excluded.updated_at"
         ),
-        params,
+        {**params, "now": _store_time(session)},
     )
     session.execute(
         text(
@@ -195,17 +196,24 @@ def update_order_facts(session: Session, load_id: str) -> None:
     """Recount paid orders and spend for the users whose orders this load touched."""
     session.execute(
         text(
-            "INSERT INTO user_facts (user_id, event_count, order_count, revenue, last_order_at)"
+            "INSERT INTO user_facts (user_id, event_count, order_count, revenue, last_order_at,"
+            " updated_at)"
             " SELECT touched.user_id, 0, COUNT(o.order_id), COALESCE(SUM(o.amount), 0),"
-            " MAX(o.created_at)"
+            " MAX(o.created_at), :now"
             " FROM (SELECT DISTINCT user_id FROM orders WHERE load_id = :load_id) AS touched"
             " LEFT JOIN orders o ON o.user_id = touched.user_id AND o.status = 'paid'"
             " GROUP BY touched.user_id"
             " ON CONFLICT (user_id) DO UPDATE SET order_count = excluded.order_count,"
-            " revenue = excluded.revenue, last_order_at = excluded.last_order_at"
+            " revenue = excluded.revenue, last_order_at = excluded.last_order_at,"
+            " updated_at = excluded.updated_at"
         ),
-        {"load_id": load_id},
+        {"load_id": load_id, "now": _store_time(session)},
     )
+
+
+def _store_time(session: Session) -> Any:
+    """Now, as a bound value raw SQL text can compare with DateTime columns on either store."""
+    return utcnow() if is_postgres(session) else _sqlite_value(utcnow())
 
 
 def reject(session: Session, source: str, run_id: str, rejects: list[tuple[str, str]]) -> None:

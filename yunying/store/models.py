@@ -65,7 +65,7 @@ class User(Base):
     ip_hash: Mapped[str | None] = mapped_column(String(64))
     referred_by: Mapped[str | None] = mapped_column(String(64))
     holdout_bucket: Mapped[int]  # a stable hash of user_id, 0 .. 2**31-1
-    updated_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class UserFacts(Base):
@@ -80,6 +80,7 @@ class UserFacts(Base):
     order_count: Mapped[int] = mapped_column(default=0)
     revenue: Mapped[Money] = mapped_column(default=Decimal(0))
     last_order_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(index=True)  # lets lifecycle skip the rest
 
 
 class ActiveDay(Base):
@@ -153,7 +154,7 @@ class LifecycleState(Base):
 
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    since: Mapped[dt.date]
+    since: Mapped[dt.date] = mapped_column(index=True)
     prev_state: Mapped[str | None] = mapped_column(String(16))
     prev_since: Mapped[dt.date | None]
     recency_score: Mapped[int]
