@@ -16,8 +16,15 @@ def main() -> int:
     parser.add_argument("name", choices=sorted(BENCHMARKS))
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--events-per-user",
+        type=int,
+        default=None,
+        help="lifecycle: events per user (default 50, the issue's 1M/50M)",
+    )
     args = parser.parse_args()
-    figures = BENCHMARKS[args.name](users=args.users, seed=args.seed)
+    options = {"events_per_user": args.events_per_user} if args.events_per_user else {}
+    figures = BENCHMARKS[args.name](users=args.users, seed=args.seed, **options)
     for name, figure in figures.items():
         if isinstance(figure, dict):
             print(

@@ -30,7 +30,7 @@ DAY = dt.date(2026, 11, 1)
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def run(users: int, seed: int, events_per_user: int = 10) -> dict[str, Any]:
+def run(users: int, seed: int, events_per_user: int = 50) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "benchmark": "lifecycle",
         "users": users,

@@ -6,13 +6,12 @@ A bad file stops the run before anything is sent, with an error naming the file 
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from yunying.errors import ConfigError
+from yunying.campaign_files import find_named, load_model_file
 
 Channel = Literal["email", "sms", "push", "webhook"]
 
@@ -57,23 +56,8 @@ class Campaign(BaseModel):
 
 
 def load_campaign(path: Path) -> Campaign:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"campaign file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"campaign file {path}: not valid TOML: {exc}") from None
-    try:
-        return Campaign.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc'])!r}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"campaign file {path}: {problems}") from None
+    return load_model_file(path, Campaign, "campaign")
 
 
 def find_campaign(campaign_dir: Path, name: str) -> Campaign:
-    campaign = load_campaign(campaign_dir / f"{name}.toml")
-    if campaign.name != name:
-        raise ConfigError(f"campaign file {name}.toml: field 'name' is {campaign.name!r}")
-    return campaign
+    return find_named(campaign_dir, name, Campaign, "campaign")

@@ -19,14 +19,13 @@ amounts = [100, 50, 20]                # per rank (top_n); the last applies to t
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from yunying.errors import ConfigError
+from yunying.campaign_files import find_named
 
 
 class Rule(BaseModel):
@@ -99,21 +98,4 @@ class RewardCampaign(BaseModel):
 
 
 def load_reward_campaign(folder: Path, name: str) -> RewardCampaign:
-    path = folder / f"{name}.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"reward campaign file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"reward campaign file {path}: not valid TOML: {exc}") from None
-    try:
-        campaign = RewardCampaign.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc']) or '(file)'!r}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"reward campaign file {path}: {problems}") from None
-    if campaign.name != name:
-        raise ConfigError(f"reward campaign file {path}: field 'name' is {campaign.name!r}")
-    return campaign
+    return find_named(folder, name, RewardCampaign, "reward campaign")
