@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     test_send.add_argument("--locale", default="zh-CN")
     test_send.set_defaults(handler=_test_send)
 
+    setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
+    setup.set_defaults(handler=_setup)
+
     runs = commands.add_parser("runs", help="recent flow runs with state and duration")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(handler=_runs)
@@ -132,6 +135,14 @@ def _test_send(settings: Settings, args: argparse.Namespace) -> int:
     from cli.messages import test_send
 
     print(test_send(settings, args.campaign, args.to, args.locale))
+    return 0
+
+
+def _setup(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.setup import create_rate_limits
+
+    created = create_rate_limits(settings)
+    print("\n".join(created) or "no providers.rate_limits configured: nothing to create")
     return 0
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from prefect import task
+from prefect.concurrency.sync import rate_limit
 from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
@@ -51,6 +52,7 @@ def send(
         worker,
         channels_for(settings),
         limit,
+        pace=provider_pace if settings.providers.rate_limits else None,
     )
     logger = get_run_logger()
     if result.claimed:
@@ -58,6 +60,12 @@ def send(
     for reason, count in result.failures.items():
         logger.warning("%d message(s) not sent: %s", count, reason)
     return {"claimed": result.claimed, **result.by_status}
+
+
+def provider_pace(channel: str, messages: int) -> None:
+    """Take slots of the channel's Prefect rate limit (see `yunying setup`); one call per
+    chunk, because Prefect's limits are coarse when taken per message."""
+    rate_limit(f"provider-{channel}", occupy=messages)
 
 
 @task(name="outbox-status", **RETRY_TRANSIENT)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.errors import ConfigError
 from yunying.messaging.campaign import find_campaign
 from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, plan
@@ -35,7 +36,13 @@ def rewards_folder(settings: Settings, campaign: str) -> Any:
 
 @task(name="load-reward-campaign", **RETRY_TRANSIENT)
 def load(settings: Settings, name: str) -> RewardCampaign:
-    return load_reward_campaign(settings.reward_dir, name)
+    campaign = load_reward_campaign(settings.reward_dir, name)
+    if campaign.reward.kind != "points" and not settings.providers.rewards_url:
+        raise ConfigError(
+            f"reward campaign {name}: {campaign.reward.kind} rewards need a rewards provider;"
+            " set providers.rewards_url (YUNYING_PROVIDERS__REWARDS_URL)"
+        )
+    return campaign
 
 
 @task(name="plan-payout", task_run_name="plan-payout-{campaign.name}", **RETRY_TRANSIENT)

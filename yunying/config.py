@@ -50,6 +50,9 @@ class ProviderSettings(BaseModel):
     rewards_url: str | None = None  # None: rewards go to the embedded points ledger
     timeout_seconds: float = Field(default=10.0, gt=0)
     concurrency: PositiveInt = 16
+    # Messages per second per channel, held across all workers (`yunying setup` creates the
+    # matching Prefect rate limits); a channel not listed is not paced.
+    rate_limits: dict[str, PositiveInt] = Field(default_factory=dict)
 
 
 class LifecycleSettings(BaseModel):

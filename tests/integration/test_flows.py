@@ -232,3 +232,34 @@ def test_runs_command_lists_recent_runs(
     assert main(["runs", "--limit", "5"]) == 0
     out = capsys.readouterr().out
     assert f"daily-report-{END}" in out and "Completed" in out
+
+
+def test_provider_rate_limit_paces_sends_through_prefect(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from flows.reactivation import reactivation
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 60)
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "hook.toml").write_text(
+        'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    monkeypatch.setenv("YUNYING_PROVIDERS__RATE_LIMITS", '{"webhook": 20}')
+    assert main(["setup"]) == 0
+    assert "provider-webhook: 20/s" in capsys.readouterr().out
+    result = reactivation(campaign="hook", business_date=DAY)
+    assert result["sent"] == len(local_server.recorder.deliveries) == 60
+    arrivals = local_server.recorder.arrivals
+    # 60 messages at 20/s: the provider sees them spread over two seconds or more.
+    assert max(arrivals) - min(arrivals) >= 1.5

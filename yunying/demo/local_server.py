@@ -39,6 +39,7 @@ class Recorder:
     requests: int = 0
     duplicates: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # monotonic time of each delivery
 
 
 class LocalServer:
@@ -101,6 +102,7 @@ class LocalServer:
                 self.recorder.duplicates += 1
                 return False
             self.recorder.deliveries[key] = body
+            self.recorder.arrivals.append(time.monotonic())
             return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,7 +38,10 @@ def send_batch(
     channels: dict[str, Channel],
     limit: int,
     now: dt.datetime | None = None,
+    pace: Callable[[str, int], None] | None = None,
 ) -> BatchResult:
+    """`pace(channel, n)` blocks until n more messages may go out on that channel (a rate
+    limit shared by all workers); it is called per chunk of at most the channel's rate."""
     now = now or utcnow()
     with session_scope(engine) as session:
         claimed = claim(session, campaign.name, business_date, worker, limit, now)
@@ -76,7 +80,14 @@ def send_batch(
             )
         )
     for channel, messages in by_channel.items():
-        outcomes += channels[channel].send(messages)
+        chunk = (
+            settings.providers.rate_limits.get(channel, len(messages)) if pace else len(messages)
+        )
+        for start in range(0, len(messages), chunk):
+            part = messages[start : start + chunk]
+            if pace is not None:
+                pace(channel, len(part))
+            outcomes += channels[channel].send(part)
     attempts = {c.id: c.attempts for c in claimed}
     outcomes = [_retry_later_or_give_up(o, attempts[o.id], now) for o in outcomes]
     with session_scope(engine) as session:
