@@ -134,7 +134,7 @@ def _plain() -> dict[str, Any]:
     ).claimed:
         pass
     with session_scope(engine) as session:
-        publish_report(session, settings, compute_kpis(session, END))
+        publish_report(session, settings, compute_kpis(session, END, settings.zone))
     stages += time.perf_counter() - t
     wall = time.perf_counter() - started
     return {"wall": wall, "task_runs": 0, "work_share": stages / wall}

@@ -19,7 +19,7 @@ from yunying.store.engine import session_scope
 @task(name="daily-report", task_run_name="daily-report-{business_date}", **RETRY_TRANSIENT)
 def daily_report(settings: Settings, business_date: dt.date, force: bool = False) -> dict[str, Any]:
     with session_scope(engine_for(settings.store_url)) as session:
-        kpis = compute_kpis(session, business_date)
+        kpis = compute_kpis(session, business_date, settings.zone)
         files = publish_report(session, settings, kpis, force=force)
     logger = get_run_logger()
     if files.sent:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from tests.builders import company_settings, pull_all
@@ -20,14 +21,20 @@ from yunying.store.models import Event, Order, User
 DAY = dt.date(2026, 10, 31)
 
 
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("Asia/Shanghai", DAY), ("America/Los_Angeles", dt.date(2026, 11, 1))],  # a DST change
+    ids=["shanghai", "los-angeles-dst"],
+)
 def test_kpis_match_a_direct_computation(
-    engine: Engine, settings: Settings, tmp_path: Path
+    engine: Engine, settings: Settings, tmp_path: Path, zone: str, day: dt.date
 ) -> None:
-    settings = company_settings(settings, tmp_path, users=300)
+    DAY = day
+    settings = company_settings(settings.model_copy(update={"timezone": zone}), tmp_path, users=300)
     pull_all(engine, settings)
     with session_scope(engine) as session:
         compute_lifecycle(session, DAY, settings.lifecycle)
-        kpis = compute_kpis(session, DAY)
+        kpis = compute_kpis(session, DAY, settings.zone)
         events = session.execute(select(Event.user_id, Event.occurred_at)).all()
         users = session.execute(select(User.user_id, User.signup_at)).all()
         orders = session.execute(
@@ -57,6 +64,23 @@ def test_kpis_match_a_direct_computation(
         assert kpis.d1_retention == sum(DAY in days_by_user[u] for u in cohort) / len(cohort)
     assert sum(kpis.lifecycle.values()) == sum(1 for _, s in users if local(s) <= DAY)
 
+    signup = {u: local(s) for u, s in users}
+    order_days: dict[str, set[dt.date]] = defaultdict(set)
+    for uid, _, created in orders:
+        order_days[uid].add(local(created))
+    week = dt.timedelta(days=7)
+    cohort = [u for u, d in signup.items() if DAY - 13 * dt.timedelta(days=1) <= d <= DAY - week]
+    assert kpis.funnel.signed_up == len(cohort) > 0
+    assert kpis.funnel.activated == sum(
+        any(signup[u] < d <= signup[u] + week for d in days_by_user[u]) for u in cohort
+    )
+    assert kpis.funnel.ordered == sum(
+        any(signup[u] <= d <= signup[u] + week for d in order_days[u]) for u in cohort
+    )
+    thirty = [u for u, d in signup.items() if d == DAY - dt.timedelta(days=30)]
+    if thirty:
+        assert kpis.d30_retention == sum(DAY in days_by_user[u] for u in thirty) / len(thirty)
+
 
 def test_report_email_is_multipart_with_inline_chart_and_sent_once(
     engine: Engine, settings: Settings, tmp_path: Path, smtp_server: SmtpSink
@@ -73,21 +97,24 @@ def test_report_email_is_multipart_with_inline_chart_and_sent_once(
     pull_all(engine, settings)
     with session_scope(engine) as session:
         compute_lifecycle(session, DAY, settings.lifecycle)
-        kpis = compute_kpis(session, DAY)
+        kpis = compute_kpis(session, DAY, settings.zone)
         files = publish_report(session, settings, kpis)
     assert files.sent and files.html_path.exists()
     assert len(smtp_server.messages) == 1
     message = smtp_server.messages[0]
-    assert message["Subject"] == f"Yunying daily report {DAY} — 0 flag(s)"
+    flags = len(kpis.raised_flags)
+    assert message["Subject"] == f"Yunying daily report {DAY} — {flags} flag(s)"
     assert message.get_content_type() == "multipart/alternative"
     text_part, related = message.get_payload()  # type: ignore[misc]
     assert text_part.get_content_type() == "text/plain"
     assert related.get_content_type() == "multipart/related"
-    html_part, image = related.get_payload()
-    assert image.get_content_type() == "image/png"
-    assert image.get_payload(decode=True)[:8] == b"\x89PNG\r\n\x1a\n"
+    html_part, *images = related.get_payload()
     html = html_part.get_content()
-    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
+    assert len(images) == 3  # DAU with its band, funnel, retention
+    for image in images:
+        assert image.get_content_type() == "image/png"
+        assert image.get_payload(decode=True)[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
     assert not re.search(r"""(src|href)=["']https?://""", html)  # no external resources
     assert "<script" not in html
     text = text_part.get_content()
@@ -99,3 +126,119 @@ def test_report_email_is_multipart_with_inline_chart_and_sent_once(
     with session_scope(engine) as session:
         assert publish_report(session, settings, kpis, force=True).sent
     assert len(smtp_server.messages) == 2
+
+
+def _active_users(engine: Engine, settings: Settings, counts: dict[dt.date, int]) -> None:
+    """`counts[day]` users active on each day; all signed up on 2026-08-01."""
+    from yunying.sources.load import load_rows, validate
+
+    users = [
+        {"user_id": f"p{i}", "signup_at": "2026-08-01T00:00:00+08:00"}
+        for i in range(max(counts.values()))
+    ]
+    events = [
+        {
+            "event_id": f"p{i}-{day}",
+            "user_id": f"p{i}",
+            "name": "app_open",
+            "occurred_at": f"{day}T12:00:00+08:00",
+        }
+        for day, n in counts.items()
+        for i in range(n)
+    ]
+    with session_scope(engine) as session:
+        load_rows(session, "users", validate("users", users, {}, settings.zone)[0], "u")
+        load_rows(session, "events", validate("events", events, {}, settings.zone)[0], "e")
+
+
+def _weekly(days: int, end: dt.date) -> dict[dt.date, int]:
+    """A steady week: 200 on weekdays, 140 on weekends, with a little noise."""
+    counts = {}
+    for back in range(days):
+        day = end - dt.timedelta(days=back)
+        counts[day] = (140 if day.weekday() >= 5 else 200) + (back * 7) % 11
+    return counts
+
+
+def test_a_planted_spike_is_flagged_and_a_weekend_dip_is_not(
+    engine: Engine, settings: Settings
+) -> None:
+    saturday = dt.date(2026, 10, 31)
+    counts = _weekly(60, saturday)  # Saturday is a normal weekend dip
+    _active_users(engine, settings, counts)
+    with session_scope(engine) as session:
+        weekend = compute_kpis(session, saturday, settings.zone)
+    dau = next(f for f in weekend.flags if f.kpi == "dau")
+    assert dau.status == "normal" and dau.band is not None and dau.band.high < 180
+
+    monday = saturday + dt.timedelta(days=2)
+    _active_users(engine, settings, {saturday + dt.timedelta(days=1): 140, monday: 420})
+    with session_scope(engine) as session:
+        spike = compute_kpis(session, monday, settings.zone)
+    flag = next(f for f in spike.flags if f.kpi == "dau")
+    assert (flag.value, flag.status) == (420, "new")
+    assert "dau" in {f.kpi for f in spike.raised_flags}
+
+
+def test_an_empty_day_and_a_store_with_no_history(engine: Engine, settings: Settings) -> None:
+    with session_scope(engine) as session:
+        kpis = compute_kpis(session, DAY, settings.zone)
+    assert (kpis.dau, kpis.orders, kpis.revenue, kpis.arpu) == (0, 0, 0, None)
+    assert kpis.flags == [] and kpis.uplift is not None and kpis.uplift.uplift is None
+
+
+def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Settings) -> None:
+    from yunying.sources.load import load_rows, validate
+    from yunying.store.engine import utcnow
+    from yunying.store.models import OutboxMessage
+
+    sent_day = DAY - dt.timedelta(days=7)
+    users = [{"user_id": f"r{i}", "signup_at": "2026-08-01T00:00:00Z"} for i in range(20)]
+    back = [0, 1, 2, 3, 4, 5, 10, 11]  # 6 of 10 treated and 2 of 10 held out came back
+    events = [
+        {
+            "event_id": f"r{i}",
+            "user_id": f"r{i}",
+            "name": "app_open",
+            "occurred_at": f"{sent_day + dt.timedelta(days=3)}T04:00:00Z",
+        }
+        for i in back
+    ]
+    orders = [
+        {
+            "order_id": f"o{i}",
+            "user_id": f"r{i}",
+            "amount": "100",
+            "created_at": f"{sent_day + dt.timedelta(days=2)}T04:00:00Z",
+        }
+        for i in (0, 1)
+    ]
+    with session_scope(engine) as session:
+        for entity, rows in (("users", users), ("events", events), ("orders", orders)):
+            load_rows(session, entity, validate(entity, rows, {}, settings.zone)[0], entity)
+        for i in range(20):
+            session.add(
+                OutboxMessage(
+                    key=f"winback:{sent_day}:r{i}",
+                    campaign="winback",
+                    business_date=sent_day,
+                    user_id=f"r{i}",
+                    channel="email",
+                    status="sent" if i < 10 else "holdout",
+                    created_at=utcnow(),
+                )
+            )
+    with session_scope(engine) as session:
+        uplift = compute_kpis(session, DAY, settings.zone).uplift
+    assert uplift is not None
+    counts = (
+        uplift.treated,
+        uplift.treated_reactivated,
+        uplift.holdout,
+        uplift.holdout_reactivated,
+    )
+    assert counts == (10, 6, 10, 2)
+    assert uplift.uplift == pytest.approx(0.4)
+    error = 1.96 * (0.6 * 0.4 / 10 + 0.2 * 0.8 / 10) ** 0.5
+    assert uplift.interval == pytest.approx((0.4 - error, 0.4 + error))
+    assert uplift.incremental_revenue == 200

@@ -1,28 +1,75 @@
-"""Charts for the report as PNG bytes (matplotlib, no display needed)."""
+"""Charts for the report as PNG bytes (matplotlib's Agg backend, no display needed)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import Any
+
+from yunying.reports.anomaly import Band
 
 
-def dau_chart(trend: list[tuple[dt.date, int]]) -> bytes:
+def _figure() -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(6, 2.4), dpi=100)
+    return pyplot.subplots(figsize=(6, 2.4), dpi=100)
+
+
+def _png(figure: Any) -> bytes:
+    from matplotlib import pyplot
+
     try:
-        days = [day for day, _ in trend]  # matplotlib plots dates; its stubs say floats
-        axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2)  # type: ignore[arg-type]
-        axes.set_title("DAU, last 30 days", fontsize=10)
-        axes.tick_params(labelsize=8)
-        axes.grid(alpha=0.3)
-        figure.autofmt_xdate()
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         return buffer.getvalue()
     finally:
         pyplot.close(figure)
+
+
+def dau_chart(trend: list[tuple[dt.date, int]], band: Band | None = None) -> bytes:
+    figure, axes = _figure()
+    days = [day for day, _ in trend]
+    axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2, label="DAU")
+    if band is not None and days:
+        axes.fill_between([days[-1]], [band.low], [band.high], color="#f0883e", alpha=0.4)
+        axes.errorbar(
+            [days[-1]],
+            [band.median],
+            yerr=[[band.median - band.low], [band.high - band.median]],
+            color="#f0883e",
+            capsize=4,
+            label="expected band",
+        )
+        axes.legend(fontsize=7)
+    axes.set_title("DAU, last 30 days", fontsize=10)
+    axes.tick_params(labelsize=8)
+    axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def funnel_chart(steps: list[tuple[str, int]]) -> bytes:
+    figure, axes = _figure()
+    axes.barh([name for name, _ in steps][::-1], [n for _, n in steps][::-1], color="#2da44e")
+    axes.set_title("Funnel (signups 7-13 days ago, 7-day window)", fontsize=10)
+    axes.tick_params(labelsize=8)
+    return _png(figure)
+
+
+def retention_chart(rows: list[tuple[str, list[float | None]]], offsets: list[int]) -> bytes:
+    figure, axes = _figure()
+    for label, values in rows:
+        points = [(o, v) for o, v in zip(offsets, values, strict=True) if v is not None]
+        if points:
+            axes.plot([o for o, _ in points], [v * 100 for _, v in points], marker="o", label=label)
+    axes.set_xlabel("days after signup", fontsize=8)
+    axes.set_ylabel("% active", fontsize=8)
+    axes.set_title("Retention of recent cohorts", fontsize=10)
+    axes.tick_params(labelsize=8)
+    if rows:
+        axes.legend(fontsize=6, ncol=4)
+    return _png(figure)

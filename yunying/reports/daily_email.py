@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from yunying.config import Settings
 from yunying.errors import TemplateError, TransientError
 from yunying.messaging.render import TEMPLATES
-from yunying.reports.charts import dau_chart
+from yunying.reports.anomaly import METHOD
+from yunying.reports.charts import dau_chart, funnel_chart, retention_chart
 from yunying.reports.kpis import DailyKpis
 from yunying.store.engine import utcnow
 from yunying.store.models import ReportRecord
@@ -46,13 +47,34 @@ def _environment() -> Environment:
     )
 
 
-def subject_for(kpis: DailyKpis, flags: int = 0) -> str:
+def subject_for(kpis: DailyKpis) -> str:
+    flags = len(kpis.raised_flags)
     return f"Yunying daily report {kpis.business_date.isoformat()} — {flags} flag(s)"
 
 
-def render(kpis: DailyKpis, image_src: str) -> tuple[str, str]:
+def charts(kpis: DailyKpis) -> dict[str, bytes]:
+    dau_flag = next((f for f in kpis.flags if f.kpi == "dau"), None)
+    offsets = [1, 3, 7]
+    return {
+        "dau": dau_chart(kpis.dau_trend, dau_flag.band if dau_flag else None),
+        "funnel": funnel_chart(
+            [
+                ("signed up", kpis.funnel.signed_up),
+                ("activated", kpis.funnel.activated),
+                ("ordered", kpis.funnel.ordered),
+            ]
+        ),
+        "retention": retention_chart(
+            [(str(c.signup_day), [c.retention.get(o) for o in offsets]) for c in kpis.cohorts],
+            offsets,
+        ),
+    }
+
+
+def render(kpis: DailyKpis, images: dict[str, str]) -> tuple[str, str]:
+    """HTML and text; `images` maps each chart to its src (a cid: or a file name)."""
     env = _environment()
-    context = {"k": kpis, "image_src": image_src, "pct": _pct, "money": _money}
+    context = {"k": kpis, "images": images, "pct": _pct, "money": _money, "method": METHOD}
     return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(
         context
     )
@@ -67,8 +89,9 @@ def _money(value: object) -> str:
 
 
 def build_message(
-    settings: Settings, subject: str, html: str, text: str, chart: bytes, cid: str
+    settings: Settings, subject: str, html: str, text: str, images: dict[str, tuple[str, bytes]]
 ) -> EmailMessage:
+    """multipart/alternative: text, then HTML inside multipart/related with the charts."""
     message = EmailMessage(policy=SMTP)
     message["From"] = settings.mail_from
     message["To"] = ", ".join(settings.report_recipients)
@@ -78,9 +101,10 @@ def build_message(
     html_part = message.get_body(preferencelist=("html",))
     if html_part is None:
         raise TemplateError("the report has no HTML part")
-    html_part.add_related(
-        chart, maintype="image", subtype="png", cid=f"<{cid}>", filename="dau.png"
-    )
+    for name, (cid, png) in images.items():
+        html_part.add_related(
+            png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{name}.png"
+        )
     return message
 
 
@@ -102,9 +126,10 @@ def publish_report(
     day = kpis.business_date
     folder = settings.report_path
     folder.mkdir(parents=True, exist_ok=True)
-    chart = dau_chart(kpis.dau_trend)
-    (folder / f"daily-{day}-dau.png").write_bytes(chart)
-    html_archive, _ = render(kpis, f"daily-{day}-dau.png")
+    pngs = charts(kpis)
+    for name, png in pngs.items():
+        (folder / f"daily-{day}-{name}.png").write_bytes(png)
+    html_archive, _ = render(kpis, {name: f"daily-{day}-{name}.png" for name in pngs})
     html_path = folder / f"daily-{day}.html"
     html_path.write_text(html_archive, encoding="utf-8")
 
@@ -114,9 +139,10 @@ def publish_report(
     eml_path: Path | None = None
     sent = False
     if not already_sent or force:
-        cid = make_msgid(domain="yunying")[1:-1]
-        html, text = render(kpis, f"cid:{cid}")
-        message = build_message(settings, subject, html, text, chart, cid)
+        cids = {name: make_msgid(domain="yunying")[1:-1] for name in pngs}
+        html, text = render(kpis, {name: f"cid:{cid}" for name, cid in cids.items()})
+        images = {name: (cids[name], png) for name, png in pngs.items()}
+        message = build_message(settings, subject, html, text, images)
         eml_path = deliver(settings, message, f"daily-{day}")
         sent = True
     if record is None:
