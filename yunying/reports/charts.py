@@ -35,7 +35,6 @@ def dau_chart(trend: list[tuple[dt.date, int]], band: Band | None = None) -> byt
     days = [day for day, _ in trend]
     axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2, label="DAU")
     if band is not None and days:
-        axes.fill_between([days[-1]], [band.low], [band.high], color="#f0883e", alpha=0.4)
         axes.errorbar(
             [days[-1]],
             [band.median],
