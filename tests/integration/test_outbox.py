@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from tests.builders import DAY, silent_users
@@ -353,3 +355,71 @@ def test_eligibility_matches_a_reference_on_mixed_users(engine: Engine, settings
 
     assert got == {uid: expected(uid) for uid in users}
     assert {status for status, _ in got.values()} == {"holdout", "suppressed", "queued"}
+
+
+SENDER = """
+import datetime as dt, json, sys
+from yunying.config import load_settings
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.channels import channels_for
+from yunying.messaging.send import send_batch
+from yunying.store.engine import create_store_engine
+settings = load_settings()
+campaign = Campaign.model_validate_json(sys.argv[1])
+engine = create_store_engine(settings.store_url)
+now = dt.datetime.fromisoformat(sys.argv[2])
+day = dt.date.fromisoformat(sys.argv[3])
+channels = channels_for(settings)
+while send_batch(engine, settings, campaign, day, "doomed", channels, 10, now=now).claimed:
+    pass
+"""
+
+
+def test_sigkill_mid_batch_then_rerun_delivers_each_message_once(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    silent_users(engine, settings, 120)
+    chosen = campaign(channels=["webhook"], holdout_percent=0)
+    with session_scope(engine) as session:
+        planned = plan(session, chosen, DAY)["queued"]
+    local_server.faults.latency_seconds = 0.02
+    webhook = local_server.url + "/v1/webhook"
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", webhook)
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    sender = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            chosen.model_dump_json(),
+            NOON_IN_SHANGHAI.isoformat(),
+            str(DAY),
+        ],
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 60
+    while len(local_server.recorder.deliveries) < 35 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sender.send_signal(signal.SIGKILL)  # mid-batch: some sent, some claimed, none recorded
+    sender.wait()
+    assert 0 < len(local_server.recorder.deliveries) < planned
+
+    settings = settings.model_copy(
+        update={"providers": settings.providers.model_copy(update={"webhook_url": webhook})}
+    )
+    after_lease = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
+    send_all(engine, settings, chosen, now=after_lease)
+    with session_scope(engine) as session:
+        final = counts(session, "winback", DAY)
+    assert final["sent"] == planned
+    assert len(local_server.recorder.deliveries) == planned  # each user got exactly one message
