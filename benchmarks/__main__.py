@@ -6,9 +6,14 @@ import argparse
 import json
 import sys
 
-from benchmarks import lifecycle, nightly, pull
+from benchmarks import lifecycle, nightly, pull, report
 
-BENCHMARKS = {"lifecycle": lifecycle.run, "nightly": nightly.run, "pull": pull.run}
+BENCHMARKS = {
+    "lifecycle": lifecycle.run,
+    "nightly": nightly.run,
+    "pull": pull.run,
+    "report": report.run,
+}
 
 
 def main() -> int:
@@ -20,7 +25,7 @@ def main() -> int:
         "--events-per-user",
         type=int,
         default=None,
-        help="lifecycle: events per user (default 50, the issue's 1M/50M)",
+        help="lifecycle, report: events per user (default 50: 1M users, 50M events)",
     )
     args = parser.parse_args()
     options = {"events_per_user": args.events_per_user} if args.events_per_user else {}

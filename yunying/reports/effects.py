@@ -21,9 +21,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, exists, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
+from yunying.store.engine import is_postgres
 from yunying.store.models import (
     ActiveDay,
     Order,
@@ -89,61 +90,71 @@ class Uplift:
         return (per_user * self.treated).quantize(Decimal("0.01"))
 
 
+def days_after(session: Session, column: Any, days: int) -> Any:
+    """`column + days` for a date column, in this database's dialect."""
+    if is_postgres(session):
+        return column + days
+    return func.date(column, f"+{days} days")
+
+
+def _share_with(condition: Any) -> Any:
+    return func.sum(case((condition, 1), else_=0))
+
+
 def funnel(session: Session, business_date: dt.date) -> Funnel:
-    first = business_date - dt.timedelta(days=2 * WINDOW - 1)
-    last = business_date - dt.timedelta(days=WINDOW)
-    # One query per signup day: day arithmetic stays in Python, the same on both databases.
-    signed = activated = ordered = 0
-    for offset in range((last - first).days + 1):
-        day = first + dt.timedelta(days=offset)
-        window_end = day + dt.timedelta(days=WINDOW)
-        cohort = select(User.user_id).where(User.signup_day == day)
-        signed += _count(session, cohort)
-        activated += _count(
-            session,
-            cohort.where(
-                exists().where(
-                    ActiveDay.user_id == User.user_id,
-                    ActiveDay.day > day,
-                    ActiveDay.day <= window_end,
-                )
-            ),
+    end = days_after(session, User.signup_day, WINDOW)
+    activated = exists().where(
+        ActiveDay.user_id == User.user_id, ActiveDay.day > User.signup_day, ActiveDay.day <= end
+    )
+    ordered = exists().where(
+        Order.user_id == User.user_id,
+        Order.status == "paid",
+        Order.day >= User.signup_day,
+        Order.day <= end,
+    )
+    signed, active, paying = session.execute(
+        select(func.count(), _share_with(activated), _share_with(ordered)).where(
+            User.signup_day.between(
+                business_date - dt.timedelta(days=2 * WINDOW - 1),
+                business_date - dt.timedelta(days=WINDOW),
+            )
         )
-        ordered += _count(
-            session,
-            cohort.where(
-                exists().where(
-                    Order.user_id == User.user_id,
-                    Order.status == "paid",
-                    Order.day >= day,
-                    Order.day <= window_end,
-                )
-            ),
-        )
-    return Funnel(signed, activated, ordered)
+    ).one()
+    return Funnel(int(signed), int(active or 0), int(paying or 0))
 
 
 def cohorts(
     session: Session, business_date: dt.date, offsets: tuple[int, ...] = (1, 3, 7)
 ) -> list[Cohort]:
+    def active_after(offset: int) -> Any:
+        return exists().where(
+            ActiveDay.user_id == User.user_id,
+            ActiveDay.day == days_after(session, User.signup_day, offset),
+        )
+
+    rows = session.execute(
+        select(User.signup_day, func.count(), *(_share_with(active_after(o)) for o in offsets))
+        .where(
+            User.signup_day.between(
+                business_date - dt.timedelta(days=WINDOW), business_date - dt.timedelta(days=1)
+            )
+        )
+        .group_by(User.signup_day)
+    ).all()
+    by_day = {row[0]: row[1:] for row in rows}
     result = []
     for back in range(1, WINDOW + 1):
         day = business_date - dt.timedelta(days=back)
-        size = _count(session, select(User.user_id).where(User.signup_day == day))
-        retention: dict[int, float | None] = {}
-        for offset in offsets:
-            target = day + dt.timedelta(days=offset)
-            if target > business_date or not size:
-                retention[offset] = None
-                continue
-            active = _count(
-                session,
-                select(ActiveDay.user_id)
-                .join(User, User.user_id == ActiveDay.user_id)
-                .where(User.signup_day == day, ActiveDay.day == target),
+        size, *active = by_day.get(day, (0, *([0] * len(offsets))))
+        retention: dict[int, float | None] = {
+            offset: (
+                int(n or 0) / size
+                if size and day + dt.timedelta(days=offset) <= business_date
+                else None
             )
-            retention[offset] = active / size
-        result.append(Cohort(day, size, retention))
+            for offset, n in zip(offsets, active, strict=True)
+        }
+        result.append(Cohort(day, int(size), retention))
     return result
 
 
@@ -202,7 +213,3 @@ def rewards_paid(
     total = session.scalar(select(func.coalesce(func.sum(RewardLedgerEntry.amount), 0)).where(paid))
     budget = session.scalar(select(func.coalesce(func.sum(RewardBudget.total), 0)))
     return Decimal(str(today)), Decimal(str(total)), Decimal(str(budget))
-
-
-def _count(session: Session, query: Select[Any]) -> int:
-    return int(session.execute(select(func.count()).select_from(query.subquery())).scalar_one())

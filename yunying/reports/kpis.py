@@ -131,24 +131,6 @@ def retention(session: Session, business_date: dt.date, days: int) -> float | No
     return int(retained or 0) / int(cohort)
 
 
-def dau_trend(
-    session: Session, business_date: dt.date, days: int = 30
-) -> list[tuple[dt.date, int]]:
-    first = business_date - dt.timedelta(days=days - 1)
-    rows: dict[dt.date, int] = {
-        day: count
-        for day, count in session.execute(
-            select(ActiveDay.day, func.count())
-            .where(ActiveDay.day.between(first, business_date))
-            .group_by(ActiveDay.day)
-        )
-    }
-    return [
-        (first + dt.timedelta(days=i), int(rows.get(first + dt.timedelta(days=i), 0)))
-        for i in range(days)
-    ]
-
-
 SERIES_WEEKS = 8
 
 
@@ -172,7 +154,9 @@ def kpi_series(session: Session, business_date: dt.date) -> dict[str, dict[dt.da
     }
 
 
-def anomaly_flags(session: Session, business_date: dt.date) -> list[Flag]:
+def anomaly_flags(
+    session: Session, business_date: dt.date, series: dict[str, dict[dt.date, float]]
+) -> list[Flag]:
     data_start = session.scalar(select(func.min(User.signup_day)))
     if data_start is None:
         return []
@@ -183,7 +167,7 @@ def anomaly_flags(session: Session, business_date: dt.date) -> list[Flag]:
 
     flags = []
     yesterday = business_date - dt.timedelta(days=1)
-    for kpi, values in kpi_series(session, business_date).items():
+    for kpi, values in series.items():
         before = judge(kpi, values.get(yesterday, 0.0), history(values, yesterday), False)
         outside = before.status in ("new", "continuing")
         flags.append(
@@ -194,32 +178,34 @@ def anomaly_flags(session: Session, business_date: dt.date) -> list[Flag]:
 
 def compute_kpis(session: Session, business_date: dt.date, zone: ZoneInfo) -> DailyKpis:
     day = dt.timedelta(days=1)
-    orders, revenue, payers = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(Order.amount), 0),
-            func.count(distinct(Order.user_id)),
-        ).where(Order.day == business_date, Order.status == "paid")
-    ).one()
+    series = kpi_series(session, business_date)  # daily DAU, signups, orders, revenue
+    payers = session.scalar(
+        select(func.count(distinct(Order.user_id))).where(
+            Order.day == business_date, Order.status == "paid"
+        )
+    )
+    first_of_trend = business_date - 29 * day
+    trend = [
+        (first_of_trend + i * day, int(series["dau"].get(first_of_trend + i * day, 0)))
+        for i in range(30)
+    ]
     lifecycle = summarise(session, business_date)
     today_paid, total_paid, budget = rewards_paid(session, business_date, zone)
     return DailyKpis(
         business_date=business_date,
-        dau=active_users(session, business_date, business_date),
+        dau=int(series["dau"].get(business_date, 0)),
         wau=active_users(session, business_date - 6 * day, business_date),
         mau=active_users(session, business_date - 29 * day, business_date),
-        new_users=int(
-            session.scalar(select(func.count()).where(User.signup_day == business_date)) or 0
-        ),
+        new_users=int(series["new_users"].get(business_date, 0)),
         d1_retention=retention(session, business_date, 1),
         d7_retention=retention(session, business_date, 7),
-        orders=int(orders),
-        revenue=Decimal(revenue).quantize(Decimal("0.01")),
-        paying_users=int(payers),
+        orders=int(series["orders"].get(business_date, 0)),
+        revenue=Decimal(str(series["revenue"].get(business_date, 0))).quantize(Decimal("0.01")),
+        paying_users=int(payers or 0),
         lifecycle=lifecycle.by_state,
         transitions=sum(lifecycle.transitions.values()),
         messages=outbox_counts(session, None, business_date),
-        dau_trend=dau_trend(session, business_date),
+        dau_trend=trend,
         d30_retention=retention(session, business_date, 30),
         funnel=funnel(session, business_date),
         cohorts=cohorts(session, business_date),
@@ -227,5 +213,5 @@ def compute_kpis(session: Session, business_date: dt.date, zone: ZoneInfo) -> Da
         rewards_today=today_paid,
         rewards_total=total_paid,
         rewards_budget=budget,
-        flags=anomaly_flags(session, business_date),
+        flags=anomaly_flags(session, business_date, series),
     )
