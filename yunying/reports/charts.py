@@ -61,14 +61,16 @@ def funnel_chart(steps: list[tuple[str, int]]) -> bytes:
 
 def retention_chart(rows: list[tuple[str, list[float | None]]], offsets: list[int]) -> bytes:
     figure, axes = _figure()
+    plotted = False
     for label, values in rows:
         points = [(o, v) for o, v in zip(offsets, values, strict=True) if v is not None]
         if points:
             axes.plot([o for o, _ in points], [v * 100 for _, v in points], marker="o", label=label)
+            plotted = True
     axes.set_xlabel("days after signup", fontsize=8)
     axes.set_ylabel("% active", fontsize=8)
     axes.set_title("Retention of recent cohorts", fontsize=10)
     axes.tick_params(labelsize=8)
-    if rows:
+    if plotted:
         axes.legend(fontsize=6, ncol=4)
     return _png(figure)
