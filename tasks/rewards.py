@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -30,7 +30,7 @@ from yunying.store.engine import session_scope
 from yunying.store.models import RewardLedgerEntry
 
 
-def rewards_folder(settings: Settings, campaign: str) -> Any:
+def rewards_folder(settings: Settings, campaign: str) -> Path:
     return settings.home / "rewards" / campaign
 
 
@@ -139,7 +139,3 @@ def notify(settings: Settings, campaign: RewardCampaign, winners: list[str]) -> 
         pass
     with session_scope(engine) as session:
         return counts(session, notice.name, day)
-
-
-def today(settings: Settings) -> dt.date:
-    return dt.datetime.now(settings.zone).date()
