@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,27 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def run(users: int, seed: int, events_per_user: int = 50) -> dict[str, Any]:
-    figures: dict[str, Any] = {
+    return {
         "benchmark": "lifecycle",
         "users": users,
         "events": users * events_per_user,
+        **on_both_stores(lambda url: _measure(url, users, events_per_user)),
     }
-    sqlite_url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='yunying-lc-')) / 'store.db'}"
-    figures["sqlite"] = _measure(sqlite_url, users, events_per_user)
+
+
+def on_both_stores(measure: Callable[[str], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Run `measure` on a fresh SQLite store, then on a fresh PostgreSQL schema."""
+    figures = {
+        "sqlite": measure(
+            f"sqlite:///{Path(tempfile.mkdtemp(prefix='yunying-bench-')) / 'store.db'}"
+        )
+    }
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(POSTGRES)
     with admin.begin() as connection:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
-        figures["postgresql"] = _measure(
-            f"{POSTGRES}?options=-csearch_path%3D{schema}", users, events_per_user
-        )
+        figures["postgresql"] = measure(f"{POSTGRES}?options=-csearch_path%3D{schema}")
     finally:
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from benchmarks.lifecycle import DAY, POSTGRES, _fill
+from benchmarks.lifecycle import DAY, _fill, on_both_stores
 from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.reports.kpis import compute_kpis
@@ -29,26 +26,12 @@ from yunying.store.migrate import upgrade
 
 
 def run(users: int, seed: int, events_per_user: int = 50) -> dict[str, Any]:
-    figures: dict[str, Any] = {
+    return {
         "benchmark": "report",
         "users": users,
         "events": users * events_per_user,
+        **on_both_stores(lambda url: _measure(url, users, events_per_user)),
     }
-    sqlite_url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='yunying-report-')) / 'store.db'}"
-    figures["sqlite"] = _measure(sqlite_url, users, events_per_user)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        figures["postgresql"] = _measure(
-            f"{POSTGRES}?options=-csearch_path%3D{schema}", users, events_per_user
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-    return figures
 
 
 def _measure(url: str, users: int, per_user: int) -> dict[str, float]:
