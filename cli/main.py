@@ -125,14 +125,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.messages import preview
+    from yunying.messaging.manual import preview
 
     print(preview(settings, args.campaign, args.user, args.channel))
     return 0
 
 
 def _test_send(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.messages import test_send
+    from yunying.messaging.manual import test_send
 
     print(test_send(settings, args.campaign, args.to, args.locale))
     return 0
@@ -161,7 +161,7 @@ def _payouts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.messages import unsubscribe
+    from yunying.messaging.manual import unsubscribe
 
     print(unsubscribe(settings, args.token))
     return 0

@@ -4,14 +4,19 @@ into the store by the same code the nightly flow runs."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from yunying.config import Settings
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
-from yunying.sources.load import LoadStats
+from yunying.sources.config import Entity
+from yunying.sources.load import LoadStats, load_rows, validate
 from yunying.sources.pull import pull_source
 
 END = dt.date(2026, 11, 1)
@@ -31,6 +36,17 @@ def company_settings(
     return settings.model_copy(update={"sources": demo_sources(source_db, http_url)})
 
 
+def load_records(
+    session: Session, zone: ZoneInfo, entity: Entity, records: list[dict[str, Any]]
+) -> None:
+    """Load test records through the ingestion path (validation, upsert, facts); test data
+    must be valid, so a rejected record is an error in the test."""
+    rows, rejected = validate(entity, records, {}, zone)
+    if rejected:
+        raise ValueError(f"invalid test {entity}: {rejected}")
+    load_rows(session, entity, rows, uuid.uuid4().hex)
+
+
 def pull_all(engine: Engine, settings: Settings) -> dict[str, LoadStats]:
     return {s.name: pull_source(engine, settings, s.name, "test") for s in settings.sources}
 
@@ -44,7 +60,6 @@ def silent_users(
     """`count` users, all silent on `day` (last seen 10 days before), reachable on every channel;
     their lifecycle is computed for `day`. `overrides` set fields on every user."""
     from yunying.lifecycle.states import compute_lifecycle
-    from yunying.sources.load import load_rows, validate
     from yunying.store.engine import session_scope
 
     last_seen = dt.datetime.combine(day - dt.timedelta(days=10), dt.time(4)).isoformat()
@@ -71,11 +86,7 @@ def silent_users(
         for i, u in enumerate(users)
     ]
     with session_scope(engine) as session:
-        rows, bad = validate("users", users, {}, settings.zone)
-        load_rows(session, "users", rows, "silent-users")
-        rows, bad_events = validate("events", events, {}, settings.zone)
-        load_rows(session, "events", rows, "silent-events")
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
         compute_lifecycle(session, day, settings.lifecycle)
-    if bad or bad_events:
-        raise ValueError(f"test users invalid: {bad or bad_events}")
     return [u["user_id"] for u in users]

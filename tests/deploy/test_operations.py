@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from yunying.sources.load import load_rows, validate
+from tests.builders import load_records
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
 from yunying.store.models import PointsEntry, RewardApproval
@@ -80,8 +80,8 @@ def environment(tmp_path: Path) -> dict[str, str]:
     ]
     zone = ZoneInfo("Asia/Shanghai")
     with session_scope(engine) as session:
-        load_rows(session, "users", validate("users", users, {}, zone)[0], "u")
-        load_rows(session, "events", validate("events", events, {}, zone)[0], "e")
+        load_records(session, zone, "users", users)
+        load_records(session, zone, "events", events)
     engine.dispose()
     port = _free_port()
     return {

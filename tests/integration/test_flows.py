@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter
 from sqlalchemy import Engine, func, select
 
-from tests.builders import END
+from tests.builders import END, load_records
 from tests.rig import SmtpSink
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
@@ -147,7 +147,6 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
     from prefect.flow_runs import resume_flow_run
 
     from flows.reward_payout import reward_payout
-    from yunying.sources.load import load_rows, validate
     from yunying.store.models import PointsEntry, RewardApproval
 
     name = f"lottery-{'yes' if approve else 'no'}-{uuid.uuid4().hex[:6]}"
@@ -175,8 +174,8 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
         for d in range(2)
     ]
     with session_scope(engine) as session:
-        load_rows(session, "users", validate("users", users, {}, settings.zone)[0], "u")
-        load_rows(session, "events", validate("events", events, {}, settings.zone)[0], "e")
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
 
     thread, outcome, run_id = _run_until_paused(
         name, lambda: reward_payout(campaign=name, poll_interval_seconds=1)

@@ -8,11 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.builders import company_settings, pull_all
+from tests.builders import company_settings, load_records, pull_all
 from yunying.config import LifecycleSettings, Settings
 from yunying.errors import PermanentError
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.sources.load import load_rows, validate
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 
@@ -120,11 +119,8 @@ def test_states_tiers_and_transitions_match_reference(
     pull_all(engine, settings)
     users, events = hard_cases(zone)
     with session_scope(engine) as session:
-        good, bad = validate("users", users, {}, settings.zone)
-        load_rows(session, "users", good, "hard-users")
-        good_events, bad_events = validate("events", events, {}, settings.zone)
-        load_rows(session, "events", good_events, "hard-events")
-    assert not bad and not bad_events
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
 
     with session_scope(engine) as session:
         user_rows = session.execute(select(User.user_id, User.signup_at)).all()
@@ -216,11 +212,12 @@ def test_rerun_changes_nothing_and_dates_run_in_order(
 def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Settings) -> None:
     zone = settings.zone
     with session_scope(engine) as session:
-        good, _ = validate(
-            "users", [{"user_id": "late", "signup_at": "2026-08-01T00:00:00Z"}], {}, zone
+        load_records(
+            session, zone, "users", [{"user_id": "late", "signup_at": "2026-08-01T00:00:00Z"}]
         )
-        load_rows(session, "users", good, "l1")
-        good, _ = validate(
+        load_records(
+            session,
+            zone,
             "events",
             [
                 {
@@ -230,13 +227,12 @@ def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Setti
                     "occurred_at": "2026-10-01T04:00:00Z",
                 }
             ],
-            {},
-            zone,
         )
-        load_rows(session, "events", good, "l2")
         assert compute_lifecycle(session, dt.date(2026, 10, 20), RULES).by_state["silent"] == 1
     with session_scope(engine) as session:  # an event from yesterday arrives a day late
-        good, _ = validate(
+        load_records(
+            session,
+            zone,
             "events",
             [
                 {
@@ -246,10 +242,7 @@ def test_late_events_are_counted_on_the_next_run(engine: Engine, settings: Setti
                     "occurred_at": "2026-10-20T04:00:00Z",
                 }
             ],
-            {},
-            zone,
         )
-        load_rows(session, "events", good, "l3")
         summary = compute_lifecycle(session, dt.date(2026, 10, 21), RULES)
     assert summary.by_state["returned"] == 1
     assert summary.transitions == {("silent", "returned"): 1}
@@ -260,10 +253,9 @@ def test_a_new_store_catches_up_and_missed_nights_are_filled(engine: Engine) -> 
 
     day = dt.date(2026, 11, 10)
     with session_scope(engine) as session:
-        rows, _ = validate(
-            "users", [{"user_id": "a", "signup_at": "2026-01-01T00:00:00Z"}], {}, RULES_ZONE
+        load_records(
+            session, RULES_ZONE, "users", [{"user_id": "a", "signup_at": "2026-01-01T00:00:00Z"}]
         )
-        load_rows(session, "users", rows, "one-user")
         assert dates_to_compute(session, day, 5) == [
             day - dt.timedelta(days=n) for n in (4, 3, 2, 1, 0)
         ]

@@ -22,7 +22,7 @@ from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import LEASE, claim, counts, plan
 from yunying.messaging.send import send_batch
-from yunying.messaging.unsubscribe import secret_key, verify_token
+from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import OutboxMessage, Suppression, User
@@ -31,7 +31,7 @@ NOON_IN_SHANGHAI = dt.datetime(2026, 11, 2, 4, 0)
 
 
 def secret_of(settings: Settings) -> bytes:
-    return secret_key(None, settings.home)
+    return unsubscribe_key(settings)
 
 
 def campaign(**changes: object) -> Campaign:

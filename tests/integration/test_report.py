@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.builders import company_settings, pull_all
+from tests.builders import company_settings, load_records, pull_all
 from tests.rig import SmtpSink
 from yunying.config import Settings
 from yunying.lifecycle.states import compute_lifecycle
@@ -130,7 +130,6 @@ def test_report_email_is_multipart_with_inline_chart_and_sent_once(
 
 def _active_users(engine: Engine, settings: Settings, counts: dict[dt.date, int]) -> None:
     """`counts[day]` users active on each day; all signed up on 2026-08-01."""
-    from yunying.sources.load import load_rows, validate
 
     users = [
         {"user_id": f"p{i}", "signup_at": "2026-08-01T00:00:00+08:00"}
@@ -147,8 +146,8 @@ def _active_users(engine: Engine, settings: Settings, counts: dict[dt.date, int]
         for i in range(n)
     ]
     with session_scope(engine) as session:
-        load_rows(session, "users", validate("users", users, {}, settings.zone)[0], "u")
-        load_rows(session, "events", validate("events", events, {}, settings.zone)[0], "e")
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
 
 
 def _weekly(days: int, end: dt.date) -> dict[dt.date, int]:
@@ -188,7 +187,6 @@ def test_an_empty_day_and_a_store_with_no_history(engine: Engine, settings: Sett
 
 
 def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Settings) -> None:
-    from yunying.sources.load import load_rows, validate
     from yunying.store.engine import utcnow
     from yunying.store.models import OutboxMessage
 
@@ -215,7 +213,7 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
     ]
     with session_scope(engine) as session:
         for entity, rows in (("users", users), ("events", events), ("orders", orders)):
-            load_rows(session, entity, validate(entity, rows, {}, settings.zone)[0], entity)
+            load_records(session, settings.zone, entity, rows)
         for i in range(20):
             session.add(
                 OutboxMessage(

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from tests.builders import load_records
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.rewards.campaign import RewardCampaign
 from yunying.rewards.ledger import http_rewards_provider, pay_batch
 from yunying.rewards.plan import compute_plan, public_id, verify_draw
-from yunying.sources.load import load_rows, validate
 from yunying.store.engine import session_scope
 from yunying.store.models import PointsEntry, RewardBudget, RewardDraw, RewardLedgerEntry
 
@@ -51,11 +51,8 @@ def load(
         for i, moment in enumerate(moments)
     ]
     with session_scope(engine) as session:
-        rows, bad = validate("users", users, {}, settings.zone)
-        load_rows(session, "users", rows, "u")
-        event_rows, bad_events = validate("events", events, {}, settings.zone)
-        load_rows(session, "events", event_rows, "e")
-    assert not bad and not bad_events
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
 
 
 def user(uid: str, **extra: Any) -> dict[str, Any]:

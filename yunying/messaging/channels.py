@@ -31,6 +31,7 @@ from yunying.errors import PermanentError, TransientError
 from yunying.http_client import request, with_retries
 from yunying.messaging.outbox import Claimed, Outcome
 from yunying.messaging.render import Rendered
+from yunying.messaging.smtp_connection import open_smtp
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class SmtpChannel:
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         try:
-            with self._connect() as connection:
+            with open_smtp(self.smtp) as connection:
                 for message in messages:
                     outcomes.append(self._send_one(connection, message))
         except (smtplib.SMTPException, OSError) as exc:
@@ -197,16 +198,6 @@ class SmtpChannel:
                 if m.claimed.id not in done
             ]
         return outcomes
-
-    def _connect(self) -> smtplib.SMTP:
-        assert self.smtp.host is not None
-        factory = smtplib.SMTP_SSL if self.smtp.security == "ssl" else smtplib.SMTP
-        connection = factory(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_seconds)
-        if self.smtp.security == "starttls":
-            connection.starttls()
-        if self.smtp.username and self.smtp.password:
-            connection.login(self.smtp.username, self.smtp.password.get_secret_value())
-        return connection
 
     def _send_one(self, connection: smtplib.SMTP, message: OutgoingMessage) -> Outcome:
         try:

@@ -14,16 +14,9 @@ from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
-from yunying.messaging.unsubscribe import secret_key, suppress, verify_token
+from yunying.messaging.unsubscribe import suppress, unsubscribe_key, verify_token
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
-
-
-def _secret(settings: Settings) -> bytes:
-    configured = (
-        settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
-    )
-    return secret_key(configured, settings.home)
 
 
 def preview(
@@ -43,7 +36,7 @@ def preview(
     user, last_active = row
     chosen = channel or campaign.channels[0]
     today = dt.datetime.now(settings.zone).date()
-    context = message_context(settings, user, last_active, today, chosen, _secret(settings))
+    context = message_context(settings, user, last_active, today, chosen, unsubscribe_key(settings))
     return _show(render(campaign.template, chosen, user.locale, context))
 
 
@@ -60,7 +53,7 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
 
 
 def unsubscribe(settings: Settings, token: str) -> str:
-    user_id, channel = verify_token(_secret(settings), token)
+    user_id, channel = verify_token(unsubscribe_key(settings), token)
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
         suppress(session, user_id, channel, "unsubscribed")

@@ -111,20 +111,15 @@ def plan(
         OutboxMessage.sent_at >= cap_start,
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
+    held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     status = case(
-        (
-            holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent),
-            "holdout",
-        ),
+        (held_out, "holdout"),
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
         else_="queued",
     )
     reason = case(
-        (
-            holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent),
-            "holdout group",
-        ),
+        (held_out, "holdout group"),
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         else_=null(),

@@ -17,7 +17,7 @@ from yunying.messaging.campaign import Campaign, QuietHours
 from yunying.messaging.channels import Channel, OutgoingMessage
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
 from yunying.messaging.render import render
-from yunying.messaging.unsubscribe import make_token, secret_key, suppress
+from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import User, UserFacts
 
@@ -55,10 +55,7 @@ def send_batch(
             .where(User.user_id.in_([c.user_id for c in claimed]))
         ).all()
     users = {user.user_id: (user, last_active) for user, last_active in rows}
-    key = secret_key(
-        settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None,
-        settings.home,
-    )
+    key = unsubscribe_key(settings)
     outcomes: list[Outcome] = []
     by_channel: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for item in claimed:

@@ -6,10 +6,10 @@ import base64
 import hashlib
 import hmac
 import secrets
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from yunying.config import Settings
 from yunying.errors import PermanentError
 from yunying.store.engine import utcnow
 from yunying.store.models import Suppression
@@ -19,11 +19,11 @@ class InvalidToken(PermanentError):
     """The token was altered or signed with another secret."""
 
 
-def secret_key(configured: str | None, home: Path) -> bytes:
+def unsubscribe_key(settings: Settings) -> bytes:
     """The configured secret, or a random one kept beside the embedded store."""
-    if configured:
-        return configured.encode()
-    path = home / "secret.key"
+    if settings.unsubscribe_secret:
+        return settings.unsubscribe_secret.get_secret_value().encode()
+    path = settings.home / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))

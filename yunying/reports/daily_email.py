@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from yunying.config import Settings
 from yunying.errors import TemplateError, TransientError
 from yunying.messaging.render import TEMPLATES
+from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
 from yunying.reports.charts import dau_chart, funnel_chart, retention_chart
 from yunying.reports.kpis import DailyKpis
@@ -165,13 +166,8 @@ def deliver(settings: Settings, message: EmailMessage, name: str) -> Path | None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(message.as_bytes())
         return path
-    factory = smtplib.SMTP_SSL if smtp.security == "ssl" else smtplib.SMTP
     try:
-        with factory(smtp.host, smtp.port, timeout=smtp.timeout_seconds) as connection:
-            if smtp.security == "starttls":
-                connection.starttls()
-            if smtp.username and smtp.password:
-                connection.login(smtp.username, smtp.password.get_secret_value())
+        with open_smtp(smtp) as connection:
             connection.send_message(message)
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
         raise TransientError(f"SMTP server {smtp.host}:{smtp.port} unreachable") from exc
