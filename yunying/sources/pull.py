@@ -1,13 +1,18 @@
 """Pull one source into the store, one committed transaction per batch.
 
 The watermark is written in the same transaction as the batch it covers, so a pull killed
-mid-way resumes after the last committed batch and the upserts absorb any overlap.
+mid-way resumes after the last committed batch and the upserts absorb any overlap. The next
+batch is read and validated in a thread while this one is written, so the source, Python and
+the store work at the same time; at most two batches wait in memory.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -20,7 +25,8 @@ from yunying.sources.load import (
     set_watermark,
     validate,
 )
-from yunying.sources.readers import read_source
+from yunying.sources.readers import Batch, read_source
+from yunying.sources.records import Row
 from yunying.store.engine import session_scope
 
 
@@ -35,9 +41,13 @@ def pull_source(
     with session_scope(engine) as session:
         watermark = get_watermark(session, name)
     total = LoadStats(watermark=watermark)
-    for batch in read_source(source, watermark):
-        rows, rejects = validate(source.entity, batch.records, source.mapping, settings.zone)
-        rejects += batch.unreadable
+
+    def read_and_validate() -> Iterator[tuple[Batch, list[Row], list[tuple[str, str]]]]:
+        for batch in read_source(source, watermark):
+            rows, rejects = validate(source.entity, batch.records, source.mapping, settings.zone)
+            yield batch, rows, rejects + batch.unreadable
+
+    for batch, rows, rejects in read_ahead(read_and_validate()):
         stats = LoadStats(pulled=len(batch.records) + len(batch.unreadable), rejected=len(rejects))
         for _, reason in rejects:
             field_name = reason.split(":", 1)[0]
@@ -58,3 +68,47 @@ def pull_source(
         if on_batch is not None:
             on_batch(total)
     return total
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate `items` in a thread, up to `depth` ahead of the consumer; the producer's
+    exceptions are raised here, and the producer stops when the consumer does."""
+    ready: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+            return
+        put(_DONE)
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        producer.join()
