@@ -163,6 +163,14 @@ class LifecycleState(Base):
     tier: Mapped[str] = mapped_column(String(8))
 
 
+class LifecycleCandidate(Base):
+    """Working table of one lifecycle run: the users whose state can have changed."""
+
+    __tablename__ = "lifecycle_candidates"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+
+
 class LifecycleScratch(Base):
     """Working table of one lifecycle run: the users whose state or scores change."""
 

@@ -50,6 +50,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("business_date", name=op.f("pk_lifecycle_runs")),
     )
     op.create_table(
+        "lifecycle_candidates",
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_lifecycle_candidates")),
+    )
+    op.create_table(
         "lifecycle_scratch",
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -75,6 +80,10 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(length=8), nullable=False),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_lifecycle_states")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Working tables, emptied by every run: no need to write them to the WAL.
+        op.execute("ALTER TABLE lifecycle_candidates SET UNLOGGED")
+        op.execute("ALTER TABLE lifecycle_scratch SET UNLOGGED")
     with op.batch_alter_table("lifecycle_states", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_lifecycle_states_since"), ["since"], unique=False)
         batch_op.create_index(batch_op.f("ix_lifecycle_states_state"), ["state"], unique=False)
@@ -343,6 +352,7 @@ def downgrade() -> None:
 
     op.drop_table("lifecycle_states")
     op.drop_table("lifecycle_scratch")
+    op.drop_table("lifecycle_candidates")
     op.drop_table("lifecycle_runs")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_user_id"))
