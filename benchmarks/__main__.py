@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
-from benchmarks import lifecycle, nightly, pull, report
+from benchmarks import lifecycle, nightly, pull, report, send
 
 BENCHMARKS = {
     "lifecycle": lifecycle.run,
     "nightly": nightly.run,
     "pull": pull.run,
     "report": report.run,
+    "send": send.run,
 }
 
 
@@ -27,8 +29,18 @@ def main() -> int:
         default=None,
         help="lifecycle, report: events per user (default 50: 1M users, 50M events)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("both", "sqlite", "postgresql"),
+        default="both",
+        help="lifecycle, report: which store to measure",
+    )
     args = parser.parse_args()
-    options = {"events_per_user": args.events_per_user} if args.events_per_user else {}
+    options: dict[str, Any] = (
+        {"events_per_user": args.events_per_user} if args.events_per_user else {}
+    )
+    if args.name in ("lifecycle", "report"):
+        options["store"] = args.store
     figures = BENCHMARKS[args.name](users=args.users, seed=args.seed, **options)
     for name, figure in figures.items():
         if isinstance(figure, dict):

@@ -44,15 +44,36 @@ class ProviderSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     sms_url: str | None = None
+    # The API spoken at sms_url: our signed JSON webhook, or Twilio's Messages API (then
+    # sms_url is Twilio's base URL, https://api.twilio.com).
+    sms_api: Literal["webhook", "twilio"] = "webhook"
+    sms_from: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
     push_url: str | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # An email API used instead of SMTP: Resend's (https://api.resend.com/emails).
+    email_url: str | None = None
+    email_api_key: SecretStr | None = None
     rewards_url: str | None = None  # None: rewards go to the embedded points ledger
     timeout_seconds: float = Field(default=10.0, gt=0)
     concurrency: PositiveInt = 16
     # Messages per second per channel, held across all workers (`yunying setup` creates the
     # matching Prefect rate limits); a channel not listed is not paced.
     rate_limits: dict[str, PositiveInt] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> ProviderSettings:
+        needed = []
+        if self.sms_url and self.sms_api == "twilio":
+            needed += ["twilio_account_sid", "twilio_auth_token", "sms_from"]
+        if self.email_url:
+            needed.append("email_api_key")
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} for the configured provider")
+        return self
 
 
 class LifecycleSettings(BaseModel):

@@ -24,14 +24,16 @@ def check_response(response: httpx.Response) -> httpx.Response:
     if status < 400:
         return response
     if status == 429:
-        raise RateLimited("HTTP 429 Too Many Requests", retry_after_seconds(response))
+        raise RateLimited(
+            "HTTP 429 Too Many Requests", retry_after_seconds(response.headers.get("Retry-After"))
+        )
     if status >= 500:
         raise TransientError(f"HTTP {status} from {response.request.url.host}")
     raise ProviderRejected(status, response.text[:200])
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's delay: seconds or an HTTP date."""
     if not value:
         return None
     if value.strip().isdigit():
@@ -51,6 +53,17 @@ def request(client: httpx.Client, method: str, url: str, **kwargs: object) -> ht
     return check_response(response)
 
 
+def backoff(
+    attempt: int, retry_after: float | None, base_delay: float = 0.2, max_delay: float = 30.0
+) -> float:
+    """Seconds to wait before retry number `attempt`: the server's Retry-After when it gave
+    one, else jittered exponential backoff."""
+    if retry_after is not None:
+        return min(max_delay, retry_after)
+    delay: float = min(max_delay, base_delay * 2 ** (attempt - 1))
+    return delay * random.uniform(0.5, 1.5)
+
+
 def with_retries(
     call: Callable[[], T],
     attempts: int = 4,
@@ -64,8 +77,6 @@ def with_retries(
         except TransientError as exc:
             if attempt == attempts:
                 raise
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-            if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                delay = min(max_delay, exc.retry_after)
-            time.sleep(delay)
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            time.sleep(backoff(attempt, retry_after, base_delay, max_delay))
     raise AssertionError("unreachable")

@@ -164,7 +164,8 @@ def test_crash_between_send_and_record_does_not_resend(engine: Engine, settings:
         claimed = claim(session, chosen.name, DAY, "crashed-worker", 40, NOON_IN_SHANGHAI)
     # The crashed worker wrote half of its batch to the provider (here the JSONL file)
     # and died before recording anything.
-    from yunying.messaging.channels import JsonLinesChannel, OutgoingMessage
+    from yunying.messaging.channels import JsonLinesChannel
+    from yunying.messaging.providers import OutgoingMessage
     from yunying.messaging.render import Rendered
 
     JsonLinesChannel(settings.outbox_path, "sms").send(
@@ -209,7 +210,7 @@ def test_http_provider_with_5xx_and_429_delivers_each_once(
         rejected = session.scalar(select(OutboxMessage).where(OutboxMessage.key == bad_key))
     assert final["sent"] == 149 and final["failed"] == 1
     assert rejected is not None and "HTTP 400" in (rejected.reason or "")
-    assert rejected.attempts == 1  # a permanent 4xx is not retried
+    assert local_server.recorder.refusals[bad_key] == 1  # a permanent 4xx is not retried
     assert set(local_server.recorder.deliveries) == {
         f"winback:{DAY}:s{i:05d}" for i in range(150) if i != 3
     }

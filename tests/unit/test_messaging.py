@@ -27,6 +27,28 @@ def test_email_renders_html_escaped_and_text_plain() -> None:
     assert "https://example.com/u?t=<x>" in rendered.text  # text is not HTML
 
 
+def test_style_block_is_inlined_and_jinja_tags_survive(tmp_path: Path) -> None:
+    folder = tmp_path / "messages" / "styled"
+    folder.mkdir(parents=True)
+    (folder / "email.en.subject.txt").write_text("Hi")
+    (folder / "email.en.txt").write_text("{{ app_url }}")
+    (folder / "email.en.html").write_text(
+        "<html><head><style>p { color: #123456 } a.cta { font-weight: bold }</style></head>"
+        "<body>{% if days_inactive > 3 %}<p>{{ days_inactive }} days</p>{% endif %}"
+        '<a class="cta" href="{{ app_url }}/?a=1&b={{ user_id }}">go</a></body></html>'
+    )
+    html = render("styled", "email", "en", CONTEXT, root=tmp_path).html
+    assert "<style" not in html and "class=" not in html
+    assert '<p style="color:#123456">9 days</p>' in html
+    assert 'href="https://example.com/?a=1&amp;b=u1" style="font-weight:bold"' in html
+
+
+def test_shipped_email_templates_carry_inline_styles_only() -> None:
+    for locale in ("en", "zh-CN"):
+        html = render("winback", "email", locale, CONTEXT).html
+        assert "<style" not in html and 'style="' in html
+
+
 def test_missing_variable_fails_naming_it() -> None:
     context = {k: v for k, v in CONTEXT.items() if k != "days_inactive"}
     with pytest.raises(TemplateError, match="days_inactive"):

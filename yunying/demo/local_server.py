@@ -4,23 +4,33 @@
   `/events/pages?page=&limit=` by page number; `/events/linked` by a Link header.
 - `POST /v1/<channel>` accepts a message like a provider would, deduplicating on the
   `Idempotency-Key` header, so `deliveries` counts what a real provider would deliver.
+- `POST /emails` plays Resend's send-email API (bearer key, JSON, Idempotency-Key);
+  `POST|GET /2010-04-01/Accounts/<sid>/Messages.json` plays Twilio's Messages API (Basic
+  auth, a form body, no idempotency key: a repeat is delivered again and counted in
+  `double_sends`), with the list filters To and DateSent>.
 - Fault switches for tests and benchmarks: latency, a 5xx rate, a 429 rate with
   Retry-After, a dropped-connection rate, and a set of keys to reject permanently (4xx).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import re
 import socket
 import sqlite3
 import threading
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+TWILIO_MESSAGES = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
 
 
 @dataclass
@@ -30,16 +40,18 @@ class Faults:
     rate_limit_rate: float = 0.0
     retry_after_seconds: int = 1
     drop_rate: float = 0.0
-    reject_keys: set[str] = field(default_factory=set)
+    reject_keys: set[str] = field(default_factory=set)  # idempotency keys or recipients
 
 
 @dataclass
 class Recorder:
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> first body
     requests: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # repeats a provider absorbed on its idempotency key
+    double_sends: int = 0  # repeats a provider without idempotency delivered a second time
     headers: list[dict[str, str]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # monotonic time of each delivery
+    refusals: Counter[str] = field(default_factory=Counter)  # reject_keys answered, per key
 
 
 class LocalServer:
@@ -48,6 +60,7 @@ class LocalServer:
         self.faults = Faults()
         self.recorder = Recorder()
         self.bearer_token: str | None = None
+        self.twilio_account: tuple[str, str] | None = None  # (AccountSid, AuthToken)
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._local = threading.local()
@@ -93,17 +106,39 @@ class LocalServer:
         ).fetchall()
         return [dict(row) for row in rows]
 
-    def deliver(self, key: str, body: dict[str, Any], headers: dict[str, str]) -> bool:
-        """Record a delivery; False when the key was already delivered."""
+    def refuses(self, key: str) -> bool:
+        """Whether `key` is one the provider rejects as invalid; counts each refusal."""
+        if key not in self.faults.reject_keys:
+            return False
+        with self._lock:
+            self.recorder.refusals[key] += 1
+        return True
+
+    def deliver(
+        self, key: str, body: dict[str, Any], headers: dict[str, str], idempotent: bool = True
+    ) -> dict[str, Any] | None:
+        """Record a delivery under `key`; the first body when the key was already delivered
+        (a provider that deduplicates answers with it; one that doesn't delivers again)."""
         with self._lock:
             self.recorder.requests += 1
             self.recorder.headers.append(headers)
-            if key in self.recorder.deliveries:
-                self.recorder.duplicates += 1
-                return False
-            self.recorder.deliveries[key] = body
+            earlier = self.recorder.deliveries.get(key)
+            if earlier is not None:
+                if idempotent:
+                    self.recorder.duplicates += 1
+                    return earlier
+                self.recorder.double_sends += 1
+            self.recorder.deliveries.setdefault(key, body)
             self.recorder.arrivals.append(time.monotonic())
-            return True
+            return None
+
+    def sent_to(self, recipient: str, since: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                body
+                for body in self.recorder.deliveries.values()
+                if body.get("to") == recipient and body.get("day", "") >= since
+            ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,10 +149,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep test output quiet
 
     def do_GET(self) -> None:
-        if self._faulted() or not self._authorised():
+        if self._faulted():
+            return
+        if not TWILIO_MESSAGES.fullmatch(urlparse(self.path).path) and not self._authorised():
             return
         parsed = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        if TWILIO_MESSAGES.fullmatch(parsed.path):
+            self._twilio_list(query)
+            return
         limit = int(query.get("limit", "1000"))
         if parsed.path == "/events":
             items = self.app.events_after(int(query.get("cursor") or 0), limit)
@@ -141,13 +181,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
-        if self._faulted() or not self._authorised():
+        path = urlparse(self.path).path
+        if self._faulted():
             return
+        if TWILIO_MESSAGES.fullmatch(path):
+            self._twilio_send(raw)
+        elif path == "/emails":
+            self._resend_send(raw)
+        elif self._authorised():
+            self._generic_send(raw)
+
+    def _generic_send(self, raw: bytes) -> None:
         key = self.headers.get("Idempotency-Key", "")
         if not key:
             self._json(400, {"error": "Idempotency-Key header is required"})
             return
-        if key in self.app.faults.reject_keys:
+        if self.app.refuses(key):
             self._json(400, {"error": "invalid recipient"})
             return
         try:
@@ -157,6 +206,90 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.app.deliver(key, body, dict(self.headers.items()))
         self._json(200, {"id": f"msg-{key}"})
+
+    def _resend_send(self, raw: bytes) -> None:
+        if not self._authorised():
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._resend_error(400, "invalid_json", "The request body is not valid JSON.")
+            return
+        for name in ("from", "to", "subject"):
+            if not body.get(name):
+                self._resend_error(422, "validation_error", f"Missing `{name}` field.")
+                return
+        if not (body.get("html") or body.get("text")):
+            self._resend_error(422, "validation_error", "Missing `html` or `text` field.")
+            return
+        if any(self.app.refuses(to) for to in body["to"]):
+            self._resend_error(422, "validation_error", "Invalid `to` field.")
+            return
+        key = self.headers.get("Idempotency-Key") or str(uuid.uuid4())
+        body["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+        earlier = self.app.deliver(key, body, dict(self.headers.items()))
+        if earlier is not None and {**earlier, "id": ""} != {**body, "id": ""}:
+            self._resend_error(
+                409, "invalid_idempotent_request", "Same idempotency key, different payload."
+            )
+            return
+        self._json(200, {"id": (earlier or body)["id"]})
+
+    def _resend_error(self, status: int, name: str, message: str) -> None:
+        self._json(status, {"statusCode": status, "name": name, "message": message})
+
+    def _twilio_send(self, raw: bytes) -> None:
+        if not self._twilio_authorised():
+            return
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        for name, code in (("To", 21604), ("From", 21603), ("Body", 21602)):
+            if not form.get(name):
+                self._twilio_error(400, code, f"A '{name}' parameter is required.")
+                return
+        if self.app.refuses(form["To"]):
+            self._twilio_error(400, 21211, f"Invalid 'To' Phone Number: {form['To'][:4]}***")
+            return
+        now = time.gmtime()
+        message = {
+            "sid": "SM" + uuid.uuid4().hex,
+            "account_sid": self._twilio_sid(),
+            "to": form["To"],
+            "from": form["From"],
+            "body": form["Body"],
+            "status": "queued",
+            "date_created": time.strftime("%a, %d %b %Y %H:%M:%S +0000", now),
+            "day": time.strftime("%Y-%m-%d", now),
+        }
+        self.app.deliver(
+            f"{form['To']}|{form['Body']}", message, dict(self.headers.items()), idempotent=False
+        )
+        self._json(201, message)
+
+    def _twilio_list(self, query: dict[str, str]) -> None:
+        if not self._twilio_authorised():
+            return
+        found = self.app.sent_to(query.get("To", ""), query.get("DateSent>", ""))
+        self._json(200, {"messages": found, "next_page_uri": None, "page": 0})
+
+    def _twilio_sid(self) -> str:
+        match = TWILIO_MESSAGES.fullmatch(urlparse(self.path).path)
+        return match.group(1) if match else ""
+
+    def _twilio_authorised(self) -> bool:
+        account = self.app.twilio_account
+        if account is None:
+            return True
+        expected = "Basic " + base64.b64encode(f"{account[0]}:{account[1]}".encode()).decode()
+        if self.headers.get("Authorization") != expected or self._twilio_sid() != account[0]:
+            self._twilio_error(401, 20003, "Authenticate")
+            return False
+        return True
+
+    def _twilio_error(self, status: int, code: int, message: str) -> None:
+        more_info = f"https://www.twilio.com/docs/errors/{code}"
+        self._json(
+            status, {"code": code, "message": message, "more_info": more_info, "status": status}
+        )
 
     def _authorised(self) -> bool:
         token = self.app.bearer_token

@@ -9,9 +9,10 @@ from sqlalchemy import select
 from yunying.config import Settings
 from yunying.errors import ConfigError
 from yunying.messaging.campaign import find_campaign
-from yunying.messaging.channels import OutgoingMessage, channels_for
+from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
+from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import suppress, unsubscribe_key, verify_token

@@ -3,17 +3,28 @@
 Files live under `templates/messages/<template>/`:
 `email.<locale>.subject.txt`, `email.<locale>.html`, `email.<locale>.txt`, `sms.<locale>.txt`,
 `push.<locale>.txt` (first line the title), `webhook.<locale>.txt`. A locale without its own
-file falls back to `en`, then `zh-CN`.
+file falls back to `en`, then `zh-CN`. Email HTML is styled by `messages/email.css` and the
+template's own `<style>` block: mail clients drop <style>, so the rules are inlined into
+`style` attributes once, when a file is loaded.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
+import premailer
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    UndefinedError,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from yunying.errors import TemplateError
@@ -38,10 +49,53 @@ class Rendered:
     text: str = ""
 
 
+JINJA_TAG = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+HIDDEN_TAG = re.compile(r"JINJATAG(\d+)X")
+HEAD = re.compile(r"<head[^>]*>", re.IGNORECASE)
+
+
+def inline_css(source: str, shared_css: str = "") -> str:
+    """Move a template's <style> rules, after `shared_css`, into style attributes, keeping
+    its Jinja tags intact (premailer would URL-encode a `{{ url }}` inside an href)."""
+    if shared_css:
+        style = f"<style>{shared_css}</style>"
+        source, found = HEAD.subn(lambda match: match.group(0) + style, source, count=1)
+        if not found:
+            source = style + source
+    if "<style" not in source:
+        return source
+    tags: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        tags.append(match.group(0))
+        return f"JINJATAG{len(tags) - 1}X"
+
+    inlined: str = premailer.transform(
+        JINJA_TAG.sub(hide, source),
+        keep_style_tags=False,
+        remove_classes=True,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    return HIDDEN_TAG.sub(lambda match: tags[int(match.group(1))], inlined)
+
+
+class CssInliningLoader(FileSystemLoader):
+    """Inlines CSS into message emails: `messages/email.css`, then the file's own <style>."""
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(".html"):
+            shared = Path(self.searchpath[0]) / "messages" / "email.css"
+            source = inline_css(source, shared.read_text() if shared.is_file() else "")
+        return source, filename, uptodate
+
+
 @cache
 def environment(root: Path = TEMPLATES) -> SandboxedEnvironment:
     return SandboxedEnvironment(
-        loader=FileSystemLoader(root),
+        loader=CssInliningLoader(root),
         autoescape=lambda name: bool(name and name.endswith(".html")),
         undefined=StrictUndefined,
         trim_blocks=True,

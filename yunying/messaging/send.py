@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -14,8 +14,9 @@ from sqlalchemy import Engine, select
 from yunying.config import Settings
 from yunying.errors import TemplateError
 from yunying.messaging.campaign import Campaign, QuietHours
-from yunying.messaging.channels import Channel, OutgoingMessage
+from yunying.messaging.channels import Channel
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
+from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.store.engine import session_scope, utcnow
@@ -49,12 +50,14 @@ def send_batch(
     if not claimed:
         return result
     with session_scope(engine) as session:
+        # Plain rows, not ORM objects: building a thousand User objects costs more than
+        # rendering their messages.
         rows = session.execute(
-            select(User, UserFacts.last_active_day)
+            select(*RECIPIENT_COLUMNS, UserFacts.last_active_day)
             .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
             .where(User.user_id.in_([c.user_id for c in claimed]))
         ).all()
-    users = {user.user_id: (user, last_active) for user, last_active in rows}
+    users = {row.user_id: (cast(Recipient, row), row.last_active_day) for row in rows}
     key = unsubscribe_key(settings)
     outcomes: list[Outcome] = []
     by_channel: dict[str, list[OutgoingMessage]] = defaultdict(list)
@@ -111,9 +114,32 @@ def _retry_later_or_give_up(outcome: Outcome, attempts: int, now: dt.datetime) -
     return Outcome(outcome.id, "retry", outcome.reason, not_before=now + backoff)
 
 
+class Recipient(Protocol):
+    """What a message needs of its user: a `User` or a row of `RECIPIENT_COLUMNS`."""
+
+    user_id: str
+    email: str | None
+    phone: str | None
+    push_token: str | None
+    locale: str
+    timezone: str
+    signup_day: dt.date
+
+
+RECIPIENT_COLUMNS = (
+    User.user_id,
+    User.email,
+    User.phone,
+    User.push_token,
+    User.locale,
+    User.timezone,
+    User.signup_day,
+)
+
+
 def message_context(
     settings: Settings,
-    user: User,
+    user: Recipient,
     last_active: dt.date | None,
     business_date: dt.date,
     channel: str,
@@ -129,7 +155,7 @@ def message_context(
     }
 
 
-def address_of(user: User, channel: str) -> str:
+def address_of(user: Recipient, channel: str) -> str:
     if channel == "email":
         return user.email or ""
     if channel == "sms":
