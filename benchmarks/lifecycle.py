@@ -140,8 +140,8 @@ def _fill(engine: sa.Engine, users: int, per_user: int) -> None:
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "INSERT INTO events (event_id, user_id, name, occurred_at, day, load_id)"
-                f" SELECT {event_id}, {user}, 'app_open', {occurred}, {event_day}, 'bench' FROM {numbers}"
+                "INSERT INTO events (event_id, user_id, name, occurred_at, day)"
+                f" SELECT {event_id}, {user}, 'app_open', {occurred}, {event_day} FROM {numbers}"
             ),
             {"n": users * per_user, "users": users},
         )

@@ -36,7 +36,7 @@ from yunying.store.migrate import upgrade
 
 END = dt.date(2026, 11, 1)
 POSTGRES = os.environ.get("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT, load_id TEXT"
+EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT"
 
 
 def run(users: int, seed: int) -> dict[str, Any]:
@@ -133,9 +133,7 @@ def _pull_in_subprocess(
 
 def _source_rows(source_db: Path) -> Any:
     source = sqlite3.connect(source_db)
-    return source.execute(
-        "SELECT event_uuid, uid, type, ts, substr(ts, 1, 10), 'bare' FROM src_events"
-    )
+    return source.execute("SELECT event_uuid, uid, type, ts, substr(ts, 1, 10) FROM src_events")
 
 
 def _bare_sqlite(source_db: Path, target: Path) -> float:
@@ -147,7 +145,7 @@ def _bare_sqlite(source_db: Path, target: Path) -> float:
     rows = _source_rows(source_db)
     total = 0
     while chunk := rows.fetchmany(20_000):
-        connection.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", chunk)
+        connection.executemany("INSERT INTO events VALUES (?,?,?,?,?)", chunk)
         connection.commit()
         total += len(chunk)
     return total / (time.perf_counter() - started)

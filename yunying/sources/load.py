@@ -3,21 +3,20 @@ per-user facts (last activity, counts, spend, active days) kept current set-base
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Date, DateTime, Numeric, insert, select, text
 from sqlalchemy.orm import Session
 
 from yunying.sources.config import Entity
 from yunying.sources.records import InvalidRecord, Row, to_event_row, to_order_row, to_user_row
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
-from yunying.store.models import Base, Event, Order, RejectedRecord, SourceWatermark, User
+from yunying.store.models import Base, Order, RejectedRecord, SourceWatermark, User
 
 
 @dataclass
@@ -39,29 +38,55 @@ class LoadStats:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
+# The fields each entity's validator reads from a raw record.
+FIELDS: dict[Entity, tuple[str, ...]] = {
+    "users": (
+        "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
+        "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
+    ),
+    "events": ("event_id", "user_id", "name", "occurred_at"),
+    "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),
+}  # fmt: skip
+
+
 def validate(
     entity: Entity,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Any],
     mapping: dict[str, str],
     zone: ZoneInfo,
+    columns: Sequence[str] | None = None,
 ) -> tuple[list[Row], list[tuple[str, str]]]:
-    """Split raw records into store rows and (raw JSON, reason) rejects."""
+    """Split raw records into store rows and (raw JSON, reason) rejects. Records are dicts, or
+    rows of values in `columns` order (what a SQL source reads)."""
+    fields = FIELDS[entity]
+    pick = _picker([mapping.get(f, f) for f in fields], columns)
     now = utcnow()
     good: list[Row] = []
     bad: list[tuple[str, str]] = []
     for record in records:
-        renamed = {target: record.get(src) for target, src in mapping.items()}
-        raw = {**record, **renamed}
+        raw = dict(zip(fields, pick(record), strict=True))
         try:
-            if entity == "users":
-                good.append(to_user_row(raw, zone, now))
-            elif entity == "events":
+            if entity == "events":
                 good.append(to_event_row(raw, zone))
+            elif entity == "users":
+                good.append(to_user_row(raw, zone, now))
             else:
                 good.append(to_order_row(raw, zone))
         except InvalidRecord as exc:
-            bad.append((json.dumps(record, default=str, ensure_ascii=False), str(exc)))
+            whole = record if columns is None else dict(zip(columns, record, strict=True))
+            bad.append((json.dumps(whole, default=str, ensure_ascii=False), str(exc)))
     return good, bad
+
+
+def _picker(sources: list[str], columns: Sequence[str] | None) -> Callable[[Any], Sequence[Any]]:
+    """A function from a record to the values of `sources`, None where a record has none."""
+    if columns is None:
+        return lambda record: [record.get(name) for name in sources]
+    present = [name for name in sources if name in columns]
+    if present == sources:
+        return itemgetter(*(columns.index(name) for name in sources))
+    where = [columns.index(name) if name in columns else None for name in sources]
+    return lambda row: [None if i is None else row[i] for i in where]
 
 
 def load_rows(
@@ -72,33 +97,34 @@ def load_rows(
     activity_events: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Upsert rows of one entity; returns (inserted, updated)."""
-    rows = _last_per_key(rows, _KEYS[entity])
     if not rows:
         return 0, 0
     if entity == "events":
-        for row in rows:
-            row["load_id"] = load_id
-        _insert(session, Event, rows, key="event_id", update=False)
-        inserted = session.scalar(
-            select(func.count()).select_from(Event).where(Event.load_id == load_id)
-        )
-        update_activity_facts(session, load_id, activity_events)
-        return int(inserted or 0), 0
+        return load_events(session, rows, activity_events), 0
     model: type[User | Order] = User if entity == "users" else Order
     key = _KEYS[entity]
+    rows = _last_per_key(rows, key)
     if entity == "orders":
         for row in rows:
             row["load_id"] = load_id
     key_column = getattr(model, key)
     keys = [row[key] for row in rows]
     existing = len(session.execute(select(key_column).where(key_column.in_(keys))).all())
-    _insert(session, model, rows, key=key, update=True)
+    columns = list(rows[0])
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    conflict = f"ON CONFLICT ({key}) DO UPDATE SET {assignments}"
+    if is_postgres(session):
+        _copy_to_stage(session, model.__tablename__, columns, rows)
+        session.execute(text(_from_stage(model.__tablename__, columns, conflict)))
+    else:
+        _sqlite_insert(session, model.__tablename__, columns, rows, conflict)
     if entity == "orders":
         update_order_facts(session, load_id)
     return len(rows) - existing, existing
 
 
 _KEYS: dict[Entity, str] = {"users": "user_id", "events": "event_id", "orders": "order_id"}
+EVENT_COLUMNS = ["event_id", "user_id", "name", "occurred_at", "day"]
 
 
 def _last_per_key(rows: list[Row], key: str) -> list[Row]:
@@ -106,90 +132,129 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
     return list({row[key]: row for row in rows}.values())
 
 
-def _insert(
-    session: Session, model: type[Base], rows: list[Row], *, key: str, update: bool
-) -> None:
-    table = model.__tablename__
-    columns = list(rows[0])
-    names = ", ".join(columns)
-    if update:
-        assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
-        conflict = f"ON CONFLICT ({key}) DO UPDATE SET {assignments}"
-    else:
-        conflict = f"ON CONFLICT ({key}) DO NOTHING"
+def load_events(session: Session, rows: list[Row], activity_events: Sequence[str]) -> int:
+    """Insert the events whose id is new (events never change) and fold exactly those into
+    the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
+    twice. Returns how many were new."""
+    only, params = _activity_filter(activity_events)
+    params["now"] = _store_time(session)
+    skip_known = "ON CONFLICT (event_id) DO NOTHING"
     if is_postgres(session):
-        _copy_upsert(session, table, columns, rows, conflict)
-        return
-    # SQLite: one executemany on the driver, with values in the formats SQLAlchemy's
-    # SQLite types store (so reads through the models see the same values).
+        # One statement: the rows the insert returns are exactly the new ones.
+        _copy_to_stage(session, "events", EVENT_COLUMNS, rows)
+        insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
+        facts, days = _fact_updates("fresh", only)
+        count = session.scalar(
+            text(
+                f"WITH fresh AS ({insert_new} RETURNING user_id, name, occurred_at, day),"
+                f" facts AS ({facts} RETURNING 1), days AS ({days} RETURNING 1)"
+                " SELECT COUNT(*) FROM fresh"
+            ),
+            params,
+        )
+        return int(count or 0)
+    # SQLite: new rows take rowids above the largest so far (one writer at a time).
+    params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
+    _sqlite_insert(session, "events", EVENT_COLUMNS, rows, skip_known)
+    fresh = "(SELECT user_id, name, occurred_at, day FROM events WHERE rowid > :before) AS fresh"
+    for statement in _fact_updates(fresh, only):
+        session.execute(text(statement), params)
+    count = session.scalar(text("SELECT COUNT(*) FROM events WHERE rowid > :before"), params)
+    return int(count or 0)
+
+
+def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """A condition on `name` keeping the events that count as activity (all when none are
+    configured), with its parameters."""
+    if not activity_events:
+        return "TRUE", {}
+    names = ", ".join(f":name{i}" for i in range(len(activity_events)))
+    return f"name IN ({names})", {f"name{i}": name for i, name in enumerate(activity_events)}
+
+
+def _fact_updates(fresh: str, only: str) -> tuple[str, str]:
+    """The statements folding the new events in `fresh` into user_facts and active_days."""
+    facts = (
+        "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+        " order_count, revenue, updated_at)"
+        f" SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0, :now FROM {fresh}"
+        f" WHERE {only} GROUP BY user_id"
+        " ON CONFLICT (user_id) DO UPDATE SET"
+        " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
+        "   OR excluded.last_active_at > user_facts.last_active_at"
+        "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
+        " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
+        "   OR excluded.last_active_day > user_facts.last_active_day"
+        "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
+        " event_count = user_facts.event_count + excluded.event_count,"
+        " updated_at = excluded.updated_at"
+    )
+    days = (
+        f"INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM {fresh}"
+        f" WHERE {only} ON CONFLICT DO NOTHING"
+    )
+    return facts, days
+
+
+def _sqlite_insert(
+    session: Session, table: str, columns: list[str], rows: list[Row], conflict: str
+) -> None:
+    """One executemany on the driver, with values in the formats SQLAlchemy's SQLite types
+    store (so reads through the models see the same values)."""
     marks = ", ".join("?" * len(columns))
-    session.connection().exec_driver_sql(
-        f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}",
-        [tuple(_sqlite_value(row[c]) for c in columns) for row in rows],
+    driver = session.connection().connection.driver_connection
+    driver.executemany(  # type: ignore[union-attr]
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}",
+        _sqlite_rows(table, columns, rows),
     )
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(" ", "microseconds")
-    if isinstance(value, dt.date | Decimal):
-        return str(value)
-    return value
+def _sqlite_rows(table: str, columns: list[str], rows: list[Row]) -> list[Any]:
+    pick = itemgetter(*columns)
+    types = Base.metadata.tables[table].columns
+    formats = [
+        (i, _SQLITE_FORMATS[kind])
+        for i, name in enumerate(columns)
+        for kind in _SQLITE_FORMATS
+        if isinstance(types[name].type, kind)
+    ]
+    if not formats:
+        return [pick(row) for row in rows]
+    stored = []
+    for row in rows:
+        values = list(pick(row))
+        for i, format in formats:
+            if values[i] is not None:
+                values[i] = format(values[i])
+        stored.append(values)
+    return stored
 
 
-def _copy_upsert(
-    session: Session, table: str, columns: list[str], rows: list[Row], conflict: str
-) -> None:
-    """PostgreSQL: COPY the batch into a temporary staging table, then one set-based upsert."""
+_SQLITE_FORMATS: dict[type[Any], Callable[[Any], str]] = {
+    DateTime: lambda moment: moment.isoformat(" ", "microseconds"),
+    Date: lambda day: day.isoformat(),
+    Numeric: str,
+}
+
+
+def _copy_to_stage(session: Session, table: str, columns: list[str], rows: list[Row]) -> None:
+    """PostgreSQL: COPY the batch into the temporary table stage_<table>, emptied at commit."""
     names = ", ".join(columns)
-    stage = f"stage_{table}"
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+            f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DELETE ROWS AS"
             f" SELECT {names} FROM {table} WITH NO DATA"
         )
-        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        cursor.execute(f"TRUNCATE stage_{table}")
+        with cursor.copy(f"COPY stage_{table} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
-        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
-        cursor.execute(f"TRUNCATE {stage}")
 
 
-def update_activity_facts(session: Session, load_id: str, activity_events: Sequence[str]) -> None:
-    """Fold the events of one load into user_facts and active_days (set-based)."""
-    only_activity = ""
-    params: dict[str, Any] = {"load_id": load_id}
-    if activity_events:
-        names = ", ".join(f":name{i}" for i in range(len(activity_events)))
-        only_activity = f" AND name IN ({names})"
-        params.update({f"name{i}": name for i, name in enumerate(activity_events)})
-    session.execute(
-        text(
-            "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-            " order_count, revenue, updated_at)"
-            " SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0, :now FROM events"
-            f" WHERE load_id = :load_id{only_activity} GROUP BY user_id"
-            " ON CONFLICT (user_id) DO UPDATE SET"
-            " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
-            "   OR excluded.last_active_at > user_facts.last_active_at"
-            "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
-            " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
-            "   OR excluded.last_active_day > user_facts.last_active_day"
-            "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-            " event_count = user_facts.event_count + excluded.event_count,"
-            " updated_at = excluded.updated_at"
-        ),
-        {**params, "now": _store_time(session)},
-    )
-    session.execute(
-        text(
-            "INSERT INTO active_days (user_id, day)"
-            f" SELECT DISTINCT user_id, day FROM events WHERE load_id = :load_id{only_activity}"
-            " ON CONFLICT DO NOTHING"
-        ),
-        params,
-    )
+def _from_stage(table: str, columns: list[str], conflict: str) -> str:
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} {conflict}"
 
 
 def update_order_facts(session: Session, load_id: str) -> None:
@@ -213,7 +278,8 @@ def update_order_facts(session: Session, load_id: str) -> None:
 
 def _store_time(session: Session) -> Any:
     """Now, as a bound value raw SQL text can compare with DateTime columns on either store."""
-    return utcnow() if is_postgres(session) else _sqlite_value(utcnow())
+    now = utcnow()
+    return now if is_postgres(session) else _SQLITE_FORMATS[DateTime](now)
 
 
 def reject(session: Session, source: str, run_id: str, rejects: list[tuple[str, str]]) -> None:

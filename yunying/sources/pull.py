@@ -44,7 +44,9 @@ def pull_source(
 
     def read_and_validate() -> Iterator[tuple[Batch, list[Row], list[tuple[str, str]]]]:
         for batch in read_source(source, watermark):
-            rows, rejects = validate(source.entity, batch.records, source.mapping, settings.zone)
+            rows, rejects = validate(
+                source.entity, batch.records, source.mapping, settings.zone, batch.columns
+            )
             yield batch, rows, rejects + batch.unreadable
 
     for batch, rows, rejects in read_ahead(read_and_validate()):

@@ -10,7 +10,7 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,9 +29,10 @@ Record = dict[str, Any]
 
 @dataclass(frozen=True)
 class Batch:
-    records: list[Record]
+    records: Sequence[Any]  # dicts, or rows of values in `columns` order
     watermark: str | None  # where the next run resumes; None keeps the old one
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (raw text, reason)
+    columns: tuple[str, ...] | None = None
 
 
 def read_source(source: SourceConfig, watermark: str | None) -> Iterator[Batch]:
@@ -59,10 +60,10 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
             result = connection.execution_options(
                 stream_results=True, yield_per=source.batch_size
             ).execute(text(base), params)
-            for chunk in result.mappings().partitions(source.batch_size):
-                records = [dict(row) for row in chunk]
-                mark = str(records[-1][column]) if column and records else None
-                yield Batch(records, mark)
+            columns = tuple(result.keys())
+            for rows in result.partitions(source.batch_size):
+                mark = str(rows[-1][columns.index(column)]) if column and rows else None
+                yield Batch(rows, mark, columns=columns)
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise TransientError(f"source {source.name}: database unreachable") from exc

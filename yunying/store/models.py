@@ -97,13 +97,11 @@ class ActiveDay(Base):
 class Event(Base):
     __tablename__ = "events"
 
-    id: Mapped[AutoId]
-    event_id: Mapped[Key] = mapped_column(unique=True)
+    event_id: Mapped[Key] = mapped_column(primary_key=True)
     user_id: Mapped[UserId] = mapped_column(index=True)
     name: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[dt.datetime]
     day: Mapped[dt.date]
-    load_id: Mapped[str] = mapped_column(String(32), index=True)
 
 
 class Order(Base):

@@ -29,18 +29,14 @@ def upgrade() -> None:
 
     op.create_table(
         "events",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", sa.DateTime(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("load_id", sa.String(length=32), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_events_event_id")),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_events_load_id"), ["load_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -356,7 +352,6 @@ def downgrade() -> None:
     op.drop_table("lifecycle_runs")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_user_id"))
-        batch_op.drop_index(batch_op.f("ix_events_load_id"))
 
     op.drop_table("events")
     with op.batch_alter_table("active_days", schema=None) as batch_op:
