@@ -41,6 +41,7 @@ from sqlalchemy import (
     text,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import (
     ActiveDay,
     LifecycleCandidate,
+    LifecycleCount,
     LifecycleRun,
     LifecycleScratch,
     LifecycleState,
@@ -106,7 +108,7 @@ def compute_lifecycle(
     if candidates is not None:
         # Materialised, with statistics, so the database looks the few candidates up by key
         # instead of hashing every user, fact and state row to join them.
-        session.execute(delete(LifecycleCandidate))
+        _empty(session, LifecycleCandidate)
         session.execute(insert(LifecycleCandidate).from_select(["user_id"], candidates))
         if is_postgres(session):
             session.execute(text("ANALYZE lifecycle_candidates"))
@@ -115,34 +117,29 @@ def compute_lifecycle(
             session.execute(text("SET LOCAL random_page_cost = 1.1"))
         candidates = select(LifecycleCandidate.user_id)
     fresh = _new_states(business_date, rules, candidates).subquery()
-    old = LifecycleState
     # The state before this date: a row changed on this very date (by an earlier run of it)
     # still remembers what it was before.
-    changed_today = old.since == day
-    before_state = case((changed_today, old.prev_state), else_=old.state)
-    before_since = case((changed_today, old.prev_since), else_=old.since)
+    changed_today = fresh.c.old_since == day
+    before_state = case((changed_today, fresh.c.old_prev_state), else_=fresh.c.old_state)
+    before_since = case((changed_today, fresh.c.old_prev_since), else_=fresh.c.old_since)
     same = fresh.c.state == before_state
-    rows = (
-        select(
-            fresh.c.user_id,
-            fresh.c.state,
-            case((same, before_since), else_=day),
-            case((same & ~changed_today, old.prev_state), (same, None), else_=before_state),
-            case((same & ~changed_today, old.prev_since), (same, None), else_=before_since),
-            fresh.c.recency_score,
-            fresh.c.frequency_score,
-            fresh.c.monetary_score,
-            fresh.c.tier,
-        )
-        .join(old, old.user_id == fresh.c.user_id, isouter=True)
-        .where(
-            old.user_id.is_(None)
-            | (fresh.c.state != old.state)
-            | (fresh.c.tier != old.tier)
-            | (fresh.c.recency_score != old.recency_score)
-            | (fresh.c.frequency_score != old.frequency_score)
-            | (fresh.c.monetary_score != old.monetary_score)
-        )
+    rows = select(
+        fresh.c.user_id,
+        fresh.c.state,
+        case((same, before_since), else_=day),
+        case((same & ~changed_today, fresh.c.old_prev_state), (same, None), else_=before_state),
+        case((same & ~changed_today, fresh.c.old_prev_since), (same, None), else_=before_since),
+        fresh.c.recency_score,
+        fresh.c.frequency_score,
+        fresh.c.monetary_score,
+        fresh.c.tier,
+    ).where(
+        fresh.c.old_state.is_(None)
+        | (fresh.c.state != fresh.c.old_state)
+        | (fresh.c.tier != fresh.c.old_tier)
+        | (fresh.c.recency_score != fresh.c.old_recency_score)
+        | (fresh.c.frequency_score != fresh.c.old_frequency_score)
+        | (fresh.c.monetary_score != fresh.c.old_monetary_score)
     )
     columns = [
         "user_id",
@@ -156,7 +153,7 @@ def compute_lifecycle(
         "tier",
     ]
     scratch = LifecycleScratch
-    session.execute(delete(scratch))
+    _empty(session, scratch)
     session.execute(insert(scratch).from_select(columns, rows))
 
     if latest is not None and latest.business_date == business_date:  # a rerun of the date
@@ -174,6 +171,8 @@ def compute_lifecycle(
             ),
         )
     )
+    if candidates is not None:
+        _count_changes(session)
     upsert = upsert_insert(session, LifecycleState).from_select(
         columns,
         # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT.
@@ -184,7 +183,12 @@ def compute_lifecycle(
         set_={name: upsert.excluded[name] for name in columns if name != "user_id"},
     )
     session.execute(upsert)
-    session.execute(delete(scratch))
+    _empty(session, scratch)
+    if candidates is None:
+        _count_all(session)
+        if is_postgres(session):
+            # Every row may be new: give the planner of the next nights the table's size.
+            session.execute(text("ANALYZE lifecycle_states"))
     run = upsert_insert(session, LifecycleRun).values(
         business_date=business_date, computed_at=started
     )
@@ -194,6 +198,48 @@ def compute_lifecycle(
         )
     )
     return summarise(session, business_date)
+
+
+def _empty(session: Session, table: type[LifecycleScratch | LifecycleCandidate]) -> None:
+    # PostgreSQL's DELETE leaves dead rows the next run has to scan past.
+    if is_postgres(session):
+        session.execute(text(f"TRUNCATE {table.__tablename__}"))
+    else:
+        session.execute(delete(table))
+
+
+def _count_changes(session: Session) -> None:
+    """Move the users per state and tier by the rows in the scratch table, before they
+    replace their old versions in lifecycle_states."""
+    scratch, old = LifecycleScratch, LifecycleState
+    moves = union_all(
+        select(scratch.state, scratch.tier, literal(1).label("users")),
+        select(old.state, old.tier, literal(-1)).join(scratch, scratch.user_id == old.user_id),
+    ).subquery()
+    upsert = upsert_insert(session, LifecycleCount).from_select(
+        ["state", "tier", "users"],
+        select(moves.c.state, moves.c.tier, func.sum(moves.c.users))
+        .where(true())
+        .group_by(moves.c.state, moves.c.tier),
+    )
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["state", "tier"],
+            set_={"users": LifecycleCount.users + upsert.excluded.users},
+        )
+    )
+
+
+def _count_all(session: Session) -> None:
+    session.execute(delete(LifecycleCount))
+    session.execute(
+        insert(LifecycleCount).from_select(
+            ["state", "tier", "users"],
+            select(LifecycleState.state, LifecycleState.tier, func.count()).group_by(
+                LifecycleState.state, LifecycleState.tier
+            ),
+        )
+    )
 
 
 def _candidates(
@@ -270,6 +316,7 @@ def _new_states(
             func.coalesce(UserFacts.revenue, 0).label("revenue"),
             case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
             case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
+            *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
         )
         .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
@@ -319,17 +366,21 @@ def _new_states(
         frequency.label("frequency_score"),
         monetary.label("monetary_score"),
         tier.label("tier"),
+        *(base.c[f"old_{name}"] for name in _KEPT),
     )
+
+
+# The columns of a user's stored row that the run compares with or carries over.
+_KEPT = (
+    "state", "since", "prev_state", "prev_since", "tier",
+    "recency_score", "frequency_score", "monetary_score",
+)  # fmt: skip
 
 
 def summarise(session: Session, business_date: dt.date) -> LifecycleSummary:
     by_state = dict.fromkeys(STATES, 0)
     by_tier: dict[str, dict[str, int]] = {s: dict.fromkeys(TIERS, 0) for s in STATES}
-    rows = session.execute(
-        select(LifecycleState.state, LifecycleState.tier, func.count()).group_by(
-            LifecycleState.state, LifecycleState.tier
-        )
-    )
+    rows = session.execute(select(LifecycleCount.state, LifecycleCount.tier, LifecycleCount.users))
     for state, tier, count in rows:
         by_state[state] += count
         by_tier[state][tier] = count

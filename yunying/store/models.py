@@ -169,6 +169,16 @@ class LifecycleCandidate(Base):
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
 
 
+class LifecycleCount(Base):
+    """Users per state and tier in `lifecycle_states`, moved by each run's changes."""
+
+    __tablename__ = "lifecycle_counts"
+
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)
+    users: Mapped[int]
+
+
 class LifecycleScratch(Base):
     """Working table of one lifecycle run: the users whose state or scores change."""
 

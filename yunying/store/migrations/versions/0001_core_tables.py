@@ -51,6 +51,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_lifecycle_candidates")),
     )
     op.create_table(
+        "lifecycle_counts",
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("tier", sa.String(length=8), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("state", "tier", name=op.f("pk_lifecycle_counts")),
+    )
+    op.create_table(
         "lifecycle_scratch",
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -348,6 +355,7 @@ def downgrade() -> None:
 
     op.drop_table("lifecycle_states")
     op.drop_table("lifecycle_scratch")
+    op.drop_table("lifecycle_counts")
     op.drop_table("lifecycle_candidates")
     op.drop_table("lifecycle_runs")
     with op.batch_alter_table("events", schema=None) as batch_op:
