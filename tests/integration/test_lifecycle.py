@@ -1,7 +1,7 @@
 """Lifecycle states, tiers and transitions against a plain-Python reference computation."""
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -146,7 +146,7 @@ def test_states_tiers_and_transitions_match_reference(
     previous: dict[str, str] = {}
     for day, want in zip(dates, expected, strict=True):
         with session_scope(engine) as session:
-            compute_lifecycle(session, day, RULES)
+            summary = compute_lifecycle(session, day, RULES)
             got = {
                 uid: (state, tier)
                 for uid, state, tier in session.execute(
@@ -164,6 +164,8 @@ def test_states_tiers_and_transitions_match_reference(
                 )
             }
         assert got == want, f"states differ on {day}"
+        counted = {(st, t): n for st, tiers in summary.by_tier.items() for t, n in tiers.items()}
+        assert {k: n for k, n in counted.items() if n} == Counter(want.values()), day
         want_moves = {
             uid: (previous.get(uid), s) for uid, (s, _) in want.items() if previous.get(uid) != s
         }

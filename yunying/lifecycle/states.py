@@ -16,8 +16,9 @@ the sum >= 8, `mid` >= 5, else `low`.
 
 A run for a date rewrites only the `lifecycle_states` rows whose state or scores changed
 (state, since, and the state before that), adds one `lifecycle_transitions` row per user whose
-state changed on that date, and records the date in `lifecycle_runs`. `lifecycle_states`
-always describes the latest date run. Rerunning the same date gives the same rows; dates run
+state changed on that date, moves the users per state and tier in `lifecycle_counts` by
+those changes, and records the date in `lifecycle_runs`. `lifecycle_states` (and the counts)
+always describe the latest date run. Rerunning the same date gives the same rows; dates run
 in order.
 """
 

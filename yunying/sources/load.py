@@ -156,7 +156,11 @@ def load_events(session: Session, rows: list[Row], activity_events: Sequence[str
     # SQLite: new rows take rowids above the largest so far (one writer at a time).
     params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
     _sqlite_insert(session, "events", EVENT_COLUMNS, rows, skip_known)
-    fresh = "(SELECT user_id, name, occurred_at, day FROM events WHERE rowid > :before) AS fresh"
+    # NOT INDEXED: otherwise SQLite groups by walking the whole user_id index.
+    fresh = (
+        "(SELECT user_id, name, occurred_at, day FROM events NOT INDEXED WHERE rowid > :before)"
+        " AS fresh"
+    )
     for statement in _fact_updates(fresh, only):
         session.execute(text(statement), params)
     count = session.scalar(text("SELECT COUNT(*) FROM events WHERE rowid > :before"), params)
