@@ -104,9 +104,8 @@ def _plain() -> dict[str, Any]:
     from yunying.config import load_settings
     from yunying.lifecycle.states import compute_lifecycle
     from yunying.messaging.campaign import find_campaign
-    from yunying.messaging.channels import channels_for
     from yunying.messaging.outbox import plan
-    from yunying.messaging.send import send_batch
+    from yunying.messaging.send import send_all
     from yunying.reports.daily_email import publish_report
     from yunying.reports.kpis import compute_kpis
     from yunying.sources.pull import pull_source
@@ -128,11 +127,7 @@ def _plain() -> dict[str, Any]:
     campaign = find_campaign(settings.campaign_dir, "winback-demo")
     with session_scope(engine) as session:
         plan(session, campaign, END)
-    channels = channels_for(settings)
-    while send_batch(
-        engine, settings, campaign, END, "bench", channels, settings.batch_size
-    ).claimed:
-        pass
+    send_all(engine, settings, campaign, END, "bench", settings.batch_size)
     with session_scope(engine) as session:
         publish_report(session, settings, compute_kpis(session, END, settings.zone))
     stages += time.perf_counter() - t

@@ -200,9 +200,9 @@ def _naive_flow(url: str, count: int) -> float:
 def _smtp(count: int) -> dict[str, float]:
     from yunying.config import load_settings
     from yunying.messaging.campaign import find_campaign
-    from yunying.messaging.channels import build_email, channels_for
+    from yunying.messaging.channels import build_email
     from yunying.messaging.outbox import plan
-    from yunying.messaging.send import send_batch
+    from yunying.messaging.send import send_all
     from yunying.store.engine import create_store_engine, session_scope
 
     ready: multiprocessing.Queue[int] = multiprocessing.Queue()
@@ -216,14 +216,8 @@ def _smtp(count: int) -> dict[str, float]:
         campaign = find_campaign(settings.campaign_dir, "bench-smtp")
         with session_scope(engine) as session:
             plan(session, campaign, DAY, only_users=[f"u{i:08d}" for i in range(count)])
-        channels = channels_for(settings)
         started = time.perf_counter()
-        sent = 0
-        while True:
-            batch = send_batch(engine, settings, campaign, DAY, "bench", channels, 1000)
-            if not batch.claimed:
-                break
-            sent += batch.by_status["sent"]
+        sent = send_all(engine, settings, campaign, DAY, "bench", 1000)["sent"]
         ours = sent / (time.perf_counter() - started)
         engine.dispose()
 

@@ -14,9 +14,8 @@ from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
 from yunying.errors import ConfigError
 from yunying.messaging.campaign import find_campaign
-from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, plan
-from yunying.messaging.send import send_batch
+from yunying.messaging.send import send_all
 from yunying.rewards.campaign import RewardCampaign, load_reward_campaign
 from yunying.rewards.ledger import (
     ensure_budget,
@@ -132,10 +131,6 @@ def notify(settings: Settings, campaign: RewardCampaign, winners: list[str]) -> 
     engine = engine_for(settings.store_url)
     with session_scope(engine) as session:
         plan(session, notice, day, only_users=winners)
-    channels = channels_for(settings)
-    while send_batch(
-        engine, settings, notice, day, "payout", channels, settings.batch_size
-    ).claimed:
-        pass
+    send_all(engine, settings, notice, day, "payout", settings.batch_size)
     with session_scope(engine) as session:
         return counts(session, notice.name, day)

@@ -17,11 +17,10 @@ from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
+from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import LEASE, claim, counts, plan
-from yunying.messaging.send import send_batch
 from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
@@ -54,13 +53,7 @@ def send_all(
     worker: str = "w1",
     limit: int = 50,
 ) -> Counter[str]:
-    totals: Counter[str] = Counter()
-    channels = channels_for(settings)
-    while True:
-        result = send_batch(engine, settings, chosen, DAY, worker, channels, limit, now=now)
-        if not result.claimed:
-            return totals
-        totals.update(result.by_status)
+    return sending.send_all(engine, settings, chosen, DAY, worker, limit, now)
 
 
 def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
@@ -362,17 +355,14 @@ SENDER = """
 import datetime as dt, json, sys
 from yunying.config import load_settings
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.channels import channels_for
-from yunying.messaging.send import send_batch
+from yunying.messaging.send import send_all
 from yunying.store.engine import create_store_engine
 settings = load_settings()
 campaign = Campaign.model_validate_json(sys.argv[1])
 engine = create_store_engine(settings.store_url)
 now = dt.datetime.fromisoformat(sys.argv[2])
 day = dt.date.fromisoformat(sys.argv[3])
-channels = channels_for(settings)
-while send_batch(engine, settings, campaign, day, "doomed", channels, 10, now=now).claimed:
-    pass
+send_all(engine, settings, campaign, day, "doomed", 10, now)
 """
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from yunying.config import Settings
 from yunying.errors import TemplateError
 from yunying.messaging.campaign import Campaign, QuietHours
-from yunying.messaging.channels import Channel
+from yunying.messaging.channels import Channel, channels_for
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
@@ -103,6 +103,25 @@ def send_batch(
         if outcome.status in ("failed", "retry", "bounced") and outcome.reason:
             result.failures[outcome.reason[:120]] += 1
     return result
+
+
+def send_all(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    business_date: dt.date,
+    worker: str,
+    limit: int,
+    now: dt.datetime | None = None,
+) -> Counter[str]:
+    """Send batches until none is due; returns the messages per outcome."""
+    channels = channels_for(settings)
+    totals: Counter[str] = Counter()
+    while True:
+        result = send_batch(engine, settings, campaign, business_date, worker, channels, limit, now)
+        if not result.claimed:
+            return totals
+        totals.update(result.by_status)
 
 
 def _retry_later_or_give_up(outcome: Outcome, attempts: int, now: dt.datetime) -> Outcome:

@@ -82,8 +82,7 @@ def _picker(sources: list[str], columns: Sequence[str] | None) -> Callable[[Any]
     """A function from a record to the values of `sources`, None where a record has none."""
     if columns is None:
         return lambda record: [record.get(name) for name in sources]
-    present = [name for name in sources if name in columns]
-    if present == sources:
+    if all(name in columns for name in sources):
         return itemgetter(*(columns.index(name) for name in sources))
     where = [columns.index(name) if name in columns else None for name in sources]
     return lambda row: [None if i is None else row[i] for i in where]
