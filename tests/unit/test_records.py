@@ -1,12 +1,17 @@
 import datetime as dt
+import random
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from yunying.sources.records import (
+    EventRow,
     InvalidRecord,
+    event_values,
     holdout_bucket,
+    plain_event,
     to_event_row,
     to_order_row,
     to_user_row,
@@ -95,3 +100,56 @@ def test_users_validate_contacts_and_flags() -> None:
         to_user_row({**raw, "timezone": "Nowhere/City"}, SHANGHAI, NOW)
     with pytest.raises(InvalidRecord, match="locale"):
         to_user_row({**raw, "locale": "fr"}, SHANGHAI, NOW)
+
+
+ZONES = ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"]
+SUFFIXES = ["", "Z", "+00:00", "-00:00", "+08:00", "-05:30", ".123456", ".5+01:00", "+05:45"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_plain_events_take_the_fast_path_to_the_same_row(zone: str) -> None:
+    """The fast path gives exactly the validator's row, or leaves the event to it."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    starts = [dt.datetime(2016, 1, 1) + dt.timedelta(seconds=rng.randrange(12 * 365 * 86400))]
+    # Every quarter hour around this zone's DST changes and local midnights.
+    for day in (dt.datetime(2026, 3, 7), dt.datetime(2026, 3, 28), dt.datetime(2026, 10, 3)):
+        starts += [day + dt.timedelta(minutes=15 * q) for q in range(3 * 96)]
+    starts += [starts[0] + dt.timedelta(seconds=rng.randrange(86400)) for _ in range(500)]
+    fast = 0
+    for moment in starts:
+        for suffix in SUFFIXES:
+            text = moment.isoformat() + suffix
+            fast += _same_row("e.1:a@b-c_D", "u1", "app_open", text, tz)
+    assert fast > len(starts) * len(SUFFIXES) * 0.9
+    odd = [
+        ("é1", "u1", "x", "2026-01-01T00:00:00"),  # non-ASCII key: the validator's \w accepts it
+        ("e1", "u 1", "x", "2026-01-01T00:00:00"),
+        ("e1", "u1", "bad\ufffd", "2026-01-01T00:00:00"),
+        ("e1", "u1", "", "2026-01-01T00:00:00"),
+        ("e1", "u1", "x" * 65, "2026-01-01T00:00:00"),
+        ("e1", "u1", 5, "2026-01-01T00:00:00"),
+        (7, "u1", "x", "2026-01-01T00:00:00"),
+        ("e1", None, "x", "2026-01-01T00:00:00"),
+        ("e1", "u1", "x", " 2026-01-01T00:00:00 "),
+        ("e1", "u1", "x", "2026-01-01"),
+        ("e1", "u1", "x", "2026-02-30T00:00:00"),
+        ("e1", "u1", "x", "1969-12-31T23:00:00"),
+        ("e1", "u1", "x", "2101-01-01T00:00:00"),
+        ("e1", "u1", "x", "0001-01-01T00:00:00+01:00"),
+        ("e1", "u1", "x", "2026-W01-1T00:00:00"),
+        ("e1", "u1", "x", 1_700_000_000),
+    ]
+    for values in odd:
+        _same_row(*values, tz)
+
+
+def _same_row(event_id: Any, user_id: Any, name: Any, occurred_at: Any, zone: ZoneInfo) -> bool:
+    raw = {"event_id": event_id, "user_id": user_id, "name": name, "occurred_at": occurred_at}
+    try:
+        expected: EventRow | None = event_values(to_event_row(raw, zone))
+    except InvalidRecord:
+        expected = None
+    row = plain_event((event_id, user_id, name, occurred_at), zone)
+    assert row is None or row == expected, (raw, row, expected)
+    return row is not None

@@ -37,7 +37,6 @@ def demo_sources(source_db: Path, http_url: str | None) -> list[SourceConfig]:
             table="src_events",
             incremental_column="seq",
             mapping=EVENT_MAPPING,
-            batch_size=20_000,
         )
     )
     return [

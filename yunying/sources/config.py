@@ -16,7 +16,7 @@ class _SourceBase(BaseModel):
     entity: Entity
     # Yunying field -> field name in the source, for the fields whose names differ.
     mapping: dict[str, str] = Field(default_factory=dict)
-    batch_size: int = Field(default=5000, gt=0)
+    batch_size: int = Field(default=20_000, gt=0)  # records per store transaction
 
 
 class SqlSource(_SourceBase):

@@ -14,7 +14,16 @@ from sqlalchemy import Date, DateTime, Numeric, insert, select, text
 from sqlalchemy.orm import Session
 
 from yunying.sources.config import Entity
-from yunying.sources.records import InvalidRecord, Row, to_event_row, to_order_row, to_user_row
+from yunying.sources.records import (
+    EventRow,
+    InvalidRecord,
+    Row,
+    event_values,
+    plain_event,
+    to_event_row,
+    to_order_row,
+    to_user_row,
+)
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import Base, Order, RejectedRecord, SourceWatermark, User
 
@@ -55,19 +64,26 @@ def validate(
     mapping: dict[str, str],
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
-) -> tuple[list[Row], list[tuple[str, str]]]:
-    """Split raw records into store rows and (raw JSON, reason) rejects. Records are dicts, or
-    rows of values in `columns` order (what a SQL source reads)."""
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Split raw records into store rows (`Row`s; `EventRow`s for events) and (raw JSON,
+    reason) rejects. Records are dicts, or rows of values in `columns` order (what a SQL
+    source reads)."""
     fields = FIELDS[entity]
     pick = _picker([mapping.get(f, f) for f in fields], columns)
     now = utcnow()
-    good: list[Row] = []
+    good: list[Any] = []
     bad: list[tuple[str, str]] = []
     for record in records:
-        raw = dict(zip(fields, pick(record), strict=True))
+        values = pick(record)
+        if entity == "events":
+            row = plain_event(values, zone)
+            if row is not None:
+                good.append(row)
+                continue
+        raw = dict(zip(fields, values, strict=True))
         try:
             if entity == "events":
-                good.append(to_event_row(raw, zone))
+                good.append(event_values(to_event_row(raw, zone)))
             elif entity == "users":
                 good.append(to_user_row(raw, zone, now))
             else:
@@ -91,7 +107,7 @@ def _picker(sources: list[str], columns: Sequence[str] | None) -> Callable[[Any]
 def load_rows(
     session: Session,
     entity: Entity,
-    rows: list[Row],
+    rows: list[Any],
     load_id: str,
     activity_events: Sequence[str] = (),
 ) -> tuple[int, int]:
@@ -131,7 +147,7 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
     return list({row[key]: row for row in rows}.values())
 
 
-def load_events(session: Session, rows: list[Row], activity_events: Sequence[str]) -> int:
+def load_events(session: Session, rows: list[EventRow], activity_events: Sequence[str]) -> int:
     """Insert the events whose id is new (events never change) and fold exactly those into
     the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
     twice. Returns how many were new."""
@@ -140,7 +156,7 @@ def load_events(session: Session, rows: list[Row], activity_events: Sequence[str
     skip_known = "ON CONFLICT (event_id) DO NOTHING"
     if is_postgres(session):
         # One statement: the rows the insert returns are exactly the new ones.
-        _copy_to_stage(session, "events", EVENT_COLUMNS, rows)
+        _copy_to_stage(session, "events", EVENT_COLUMNS, rows, as_is=True)
         insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
         facts, days = _fact_updates("fresh", only)
         count = session.scalar(
@@ -152,9 +168,18 @@ def load_events(session: Session, rows: list[Row], activity_events: Sequence[str
             params,
         )
         return int(count or 0)
-    # SQLite: new rows take rowids above the largest so far (one writer at a time).
+    # SQLite: new rows take rowids above the largest so far (one writer at a time). The batch
+    # goes in as one JSON text: one statement, during which Python's other thread (reading
+    # the next batch) runs; an executemany would hand the GIL back and forth on every row.
     params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
-    _sqlite_insert(session, "events", EVENT_COLUMNS, rows, skip_known)
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(EVENT_COLUMNS)))
+    session.execute(
+        text(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {values}"
+            f" FROM json_each(:rows) WHERE true {skip_known}"
+        ),
+        {"rows": json.dumps(rows, ensure_ascii=False)},
+    )
     # NOT INDEXED: otherwise SQLite groups by walking the whole user_id index.
     fresh = (
         "(SELECT user_id, name, occurred_at, day FROM events NOT INDEXED WHERE rowid > :before)"
@@ -240,8 +265,11 @@ _SQLITE_FORMATS: dict[type[Any], Callable[[Any], str]] = {
 }
 
 
-def _copy_to_stage(session: Session, table: str, columns: list[str], rows: list[Row]) -> None:
-    """PostgreSQL: COPY the batch into the temporary table stage_<table>, emptied at commit."""
+def _copy_to_stage(
+    session: Session, table: str, columns: list[str], rows: Sequence[Any], as_is: bool = False
+) -> None:
+    """PostgreSQL: COPY the batch into the temporary table stage_<table>, emptied at commit;
+    `as_is`: rows are already value tuples in `columns` order."""
     names = ", ".join(columns)
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
@@ -252,7 +280,7 @@ def _copy_to_stage(session: Session, table: str, columns: list[str], rows: list[
         cursor.execute(f"TRUNCATE stage_{table}")
         with cursor.copy(f"COPY stage_{table} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row if as_is else [row[c] for c in columns])
 
 
 def _from_stage(table: str, columns: list[str], conflict: str) -> str:

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from yunying.errors import ConfigError, TransientError
@@ -57,11 +57,7 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
     engine = create_store_engine(source.url)
     try:
         with engine.connect() as connection:
-            result = connection.execution_options(
-                stream_results=True, yield_per=source.batch_size
-            ).execute(text(base), params)
-            columns = tuple(result.keys())
-            for rows in result.partitions(source.batch_size):
+            for columns, rows in _driver_batches(connection, base, params, source.batch_size):
                 mark = str(rows[-1][columns.index(column)]) if column and rows else None
                 yield Batch(rows, mark, columns=columns)
     except (OperationalError, DBAPIError) as exc:
@@ -70,6 +66,47 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _driver_batches(
+    connection: Connection, query: str, params: dict[str, Any], size: int
+) -> Iterator[tuple[tuple[str, ...], Sequence[Any]]]:
+    """The query's rows in batches, as the driver's own tuples: building SQLAlchemy rows
+    would cost as much as the rest of the read. PostgreSQL streams through a server-side
+    cursor; other databases through SQLAlchemy's streaming results."""
+    statement = text(query)
+    if connection.dialect.name not in ("sqlite", "postgresql"):
+        result = connection.execution_options(stream_results=True, yield_per=size).execute(
+            statement, params
+        )
+        columns = tuple(result.keys())
+        for rows in result.partitions(size):
+            yield columns, rows
+        return
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect)
+    values = compiled.construct_params(params)
+    args = tuple(values[n] for n in compiled.positiontup or ()) if compiled.positional else values
+    driver: Any = connection.connection.driver_connection
+    server_side = dialect.name == "postgresql"
+    cursor = driver.cursor(name="yunying_source") if server_side else driver.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        columns = tuple(d[0] for d in cursor.description)
+        while rows := cursor.fetchmany(size):
+            yield columns, rows
+    except dialect.loaded_dbapi.Error as exc:
+        # Wrapped as SQLAlchemy wraps what it executes, lost connections marked as such.
+        raise DBAPIError.instance(
+            compiled.string,
+            args,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(exc, driver, cursor),
+            dialect=dialect,
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _looked_back(watermark: str, lookback: float) -> str | float:
@@ -91,6 +128,9 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
         if source.pagination == "link" and watermark:
             url, params = watermark, {}
         page = 1
+        # Pages are gathered into batches of about batch_size: each batch is a transaction.
+        pending: list[Any] = []
+        pending_mark: str | None = None
         while url is not None:
             if source.pagination == "page":
                 params[source.page_param] = page
@@ -103,10 +143,14 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                 )
             url, mark = _next_page(source, body, response, url, params)
             page += 1
-            if items or mark:
-                yield Batch(items, mark)
+            pending += items
+            pending_mark = mark or pending_mark
             if not items:
-                break
+                url = None
+            if len(pending) >= source.batch_size or url is None:
+                if pending or pending_mark:
+                    yield Batch(pending, pending_mark)
+                pending, pending_mark = [], None
 
 
 def _get(client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
