@@ -97,7 +97,7 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
     """The row of an event given as (event_id, user_id, name, occurred_at) whose values are
     plainly valid (ASCII keys, a text name, an ISO timestamp text), or None to leave the event
     to `to_event_row`, which accepts more forms and says what is wrong. The same values as
-    `event_values(to_event_row(...))` at a fifth of the cost: a large pull spends most of its
+    `event_values(to_event_row(...))` at a third of the cost: a large pull spends most of its
     Python time here."""
     event_id, user_id, name, occurred_at = values
     if not (
