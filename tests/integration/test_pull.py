@@ -11,9 +11,10 @@ from tests.builders import company_settings, pull_all
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.sources import EVENT_MAPPING
-from yunying.errors import ConfigError, ProviderRejected
+from yunying.errors import ConfigError, ProviderRejected, TransientError
 from yunying.sources.config import FileSource, HttpSource, SqlSource
 from yunying.sources.pull import pull_source
+from yunying.sources.readers import read_source
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
 
@@ -280,3 +281,40 @@ def test_undecodable_bytes_are_rejected_not_loaded(
     source = FileSource(name="csv", entity="events", path=str(path), format="csv")
     stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "csv", "t")
     assert (stats.inserted, stats.rejected, stats.reasons) == (1, 1, {"name": 1})
+
+
+def test_postgresql_source_lost_mid_read_is_transient(postgres_server: str) -> None:
+    import sqlalchemy as sa
+
+    schema = f"src_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_server)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        connection.execute(
+            sa.text(f"CREATE TABLE {schema}.ev AS SELECT n FROM generate_series(1, 5000) n")
+        )
+    source = SqlSource(
+        name="pg-events",
+        entity="events",
+        url=f"{postgres_server}?options=-csearch_path%3D{schema}&application_name={schema}",
+        table="ev",
+        batch_size=100,
+    )
+    try:
+        batches = read_source(source, None)
+        assert len(next(batches).records) == 100
+        with admin.begin() as connection:  # the source database drops the connection
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = :name"
+                ),
+                {"name": schema},
+            )
+        with pytest.raises(TransientError, match="unreachable"):
+            for _ in batches:
+                pass
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
