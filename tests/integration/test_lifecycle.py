@@ -1,6 +1,7 @@
 """Lifecycle states, tiers and transitions against a plain-Python reference computation."""
 
 import datetime as dt
+import sqlite3
 from collections import Counter, defaultdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +13,9 @@ from tests.builders import company_settings, load_records, pull_all
 from yunying.config import LifecycleSettings, Settings
 from yunying.errors import PermanentError
 from yunying.lifecycle.states import compute_lifecycle
+from yunying.sources.load import FIELDS, load_rows, validate
+from yunying.sources.pull import pull_source
+from yunying.sources.records import EventRow
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 
@@ -54,6 +58,9 @@ def hard_cases(zone: str) -> tuple[list[dict[str, object]], list[dict[str, objec
         )
 
     user("h-no-events", "2026-09-01T10:00:00")
+    # Never active: the signup day is what crosses the recency and churn thresholds.
+    for days_before in (1, 15, 25):
+        user(f"h-quiet-{days_before}", f"{FIRST - dt.timedelta(days=days_before)}T10:00:00")
     for offset in (6, 7, 30, 31):  # active/silent and silent/churned edges on FIRST
         uid = f"h-edge-{offset}"
         user(uid, "2026-08-01T10:00:00")
@@ -112,12 +119,29 @@ def reference_states(
 
 
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/Los_Angeles"])
+@pytest.mark.parametrize("nightly", [False, True], ids=["backfill", "nightly"])
 def test_states_tiers_and_transitions_match_reference(
-    engine: Engine, settings: Settings, tmp_path: Path, zone: str
+    engine: Engine, settings: Settings, tmp_path: Path, zone: str, nightly: bool
 ) -> None:
+    """`backfill`: every event is in the store before the first date, so each run looks at
+    every user; `nightly`: each day's events arrive before that day's run, so runs after the
+    first look only at the users who can have changed."""
     settings = company_settings(settings.model_copy(update={"timezone": zone}), tmp_path, users=250)
-    pull_all(engine, settings)
     users, events = hard_cases(zone)
+    arriving: dict[str, list[EventRow]] = defaultdict(list)  # local day -> events
+    if nightly:
+        for source in settings.sources:
+            if source.entity != "events":
+                pull_source(engine, settings, source.name, "test")
+        with sqlite3.connect(tmp_path / "source.db") as source_db:
+            company = source_db.execute("SELECT event_uuid, uid, type, ts FROM src_events")
+            events += [dict(zip(FIELDS["events"], row, strict=True)) for row in company]
+        rows, _ = validate("events", events, {}, settings.zone)  # malformed ones set aside
+        for row in rows:
+            arriving[max(row[4], str(FIRST))].append(row)
+        events = []
+    else:
+        pull_all(engine, settings)
     with session_scope(engine) as session:
         load_records(session, settings.zone, "users", users)
         load_records(session, settings.zone, "events", events)
@@ -140,12 +164,15 @@ def test_states_tiers_and_transitions_match_reference(
     seen: dict[str, set[dt.date]] = defaultdict(set)
     for uid, moment in event_rows:
         seen[uid].add(local(moment))
+    for row in (row for day_rows in arriving.values() for row in day_rows):
+        seen[row[1]].add(dt.date.fromisoformat(row[4]))
 
     dates = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
     expected = reference_states(reference_users, seen, dates)
     previous: dict[str, str] = {}
     for day, want in zip(dates, expected, strict=True):
         with session_scope(engine) as session:
+            load_rows(session, "events", arriving.pop(str(day), []), "test")
             summary = compute_lifecycle(session, day, RULES)
             got = {
                 uid: (state, tier)

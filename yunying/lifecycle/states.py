@@ -34,6 +34,7 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -283,9 +284,13 @@ def _candidates(
         ),
         select(LifecycleState.user_id).where(LifecycleState.since == business_date),
     ]
+    # The signup day is the reference day only of users never active.
+    never_active = ~exists().where(
+        UserFacts.user_id == User.user_id, UserFacts.last_active_day.is_not(None)
+    )
     for days in sorted(thresholds):
         parts.append(select(UserFacts.user_id).where(crossed(UserFacts.last_active_day, days)))
-        parts.append(select(User.user_id).where(crossed(User.signup_day, days)))
+        parts.append(select(User.user_id).where(crossed(User.signup_day, days), never_active))
     return union(*parts)  # type: ignore[return-value]
 
 
