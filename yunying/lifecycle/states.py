@@ -117,8 +117,7 @@ def compute_lifecycle(
             # A few thousand key lookups beat hashing every row of three tables; the default
             # cost of a random page read (4) assumes spinning disks and picks the hashing.
             session.execute(text("SET LOCAL random_page_cost = 1.1"))
-        candidates = select(LifecycleCandidate.user_id)
-    fresh = _new_states(business_date, rules, candidates).subquery()
+    fresh = _new_states(business_date, rules, candidates is not None).subquery()
     # The state before this date: a row changed on this very date (by an earlier run of it)
     # still remembers what it was before.
     changed_today = fresh.c.old_since == day
@@ -135,6 +134,8 @@ def compute_lifecycle(
         fresh.c.frequency_score,
         fresh.c.monetary_score,
         fresh.c.tier,
+        fresh.c.old_state,
+        fresh.c.old_tier,
     ).where(
         fresh.c.old_state.is_(None)
         | (fresh.c.state != fresh.c.old_state)
@@ -156,7 +157,7 @@ def compute_lifecycle(
     ]
     scratch = LifecycleScratch
     _empty(session, scratch)
-    session.execute(insert(scratch).from_select(columns, rows))
+    session.execute(insert(scratch).from_select([*columns, "old_state", "old_tier"], rows))
 
     if latest is not None and latest.business_date == business_date:  # a rerun of the date
         session.execute(
@@ -178,7 +179,7 @@ def compute_lifecycle(
     upsert = upsert_insert(session, LifecycleState).from_select(
         columns,
         # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT.
-        select(scratch).where(true()),
+        select(*(getattr(scratch, name) for name in columns)).where(true()),
     )
     upsert = upsert.on_conflict_do_update(
         index_elements=["user_id"],
@@ -211,12 +212,14 @@ def _empty(session: Session, table: type[LifecycleScratch | LifecycleCandidate])
 
 
 def _count_changes(session: Session) -> None:
-    """Move the users per state and tier by the rows in the scratch table, before they
-    replace their old versions in lifecycle_states."""
-    scratch, old = LifecycleScratch, LifecycleState
+    """Move the users per state and tier by the rows in the scratch table: +1 for each new
+    row, -1 for the row it replaces."""
+    scratch = LifecycleScratch
     moves = union_all(
         select(scratch.state, scratch.tier, literal(1).label("users")),
-        select(old.state, old.tier, literal(-1)).join(scratch, scratch.user_id == old.user_id),
+        select(scratch.old_state, scratch.old_tier, literal(-1)).where(
+            scratch.old_state.is_not(None)
+        ),
     ).subquery()
     upsert = upsert_insert(session, LifecycleCount).from_select(
         ["state", "tier", "users"],
@@ -282,23 +285,28 @@ def _candidates(
         select(LifecycleState.user_id).where(
             LifecycleState.state == "returned", crossed(LifecycleState.since, rules.returned_days)
         ),
-        select(LifecycleState.user_id).where(LifecycleState.since == business_date),
+        select(LifecycleState.user_id).where(
+            LifecycleState.state.in_(STATES), LifecycleState.since == business_date
+        ),
+        select(UserFacts.user_id).where(
+            or_(*(crossed(UserFacts.last_active_day, days) for days in sorted(thresholds)))
+        ),
+        # The signup day is the reference day only of users never active.
+        select(User.user_id).where(
+            or_(*(crossed(User.signup_day, days) for days in sorted(thresholds))),
+            ~exists().where(
+                UserFacts.user_id == User.user_id, UserFacts.last_active_day.is_not(None)
+            ),
+        ),
     ]
-    # The signup day is the reference day only of users never active.
-    never_active = ~exists().where(
-        UserFacts.user_id == User.user_id, UserFacts.last_active_day.is_not(None)
-    )
-    for days in sorted(thresholds):
-        parts.append(select(UserFacts.user_id).where(crossed(UserFacts.last_active_day, days)))
-        parts.append(select(User.user_id).where(crossed(User.signup_day, days), never_active))
     return union(*parts)  # type: ignore[return-value]
 
 
 def _new_states(
-    business_date: dt.date,
-    rules: LifecycleSettings,
-    candidates: Select[tuple[str]] | None = None,
+    business_date: dt.date, rules: LifecycleSettings, only_candidates: bool
 ) -> Select[tuple[object, ...]]:
+    """Every user's (or only the candidates') state and scores as of the date, with the
+    stored row's columns as old_*."""
     day = literal(business_date, Date)
     old = LifecycleState
     # Facts hold the latest activity; for a backfill the activity after the date is ignored
@@ -313,24 +321,27 @@ def _new_states(
         (UserFacts.last_active_day <= day, UserFacts.last_active_day),
         else_=last_active_then,
     )
-    rows = (
-        select(
-            User.user_id.label("user_id"),
-            User.signup_day.label("signup_day"),
-            func.coalesce(last_active, User.signup_day).label("reference_day"),
-            func.coalesce(UserFacts.order_count, 0).label("orders"),
-            func.coalesce(UserFacts.revenue, 0).label("revenue"),
-            case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
-            case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
-            *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
+    rows = select(
+        User.user_id.label("user_id"),
+        User.signup_day.label("signup_day"),
+        func.coalesce(last_active, User.signup_day).label("reference_day"),
+        func.coalesce(UserFacts.order_count, 0).label("orders"),
+        func.coalesce(UserFacts.revenue, 0).label("revenue"),
+        case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
+        case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
+        *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
+    )
+    if only_candidates:
+        # Driven by the candidates: a few key lookups per candidate, not a scan of users.
+        rows = rows.select_from(LifecycleCandidate).join(
+            User, User.user_id == LifecycleCandidate.user_id
         )
-        .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
+    base = (
+        rows.join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
         .where(User.signup_day <= day)
+        .subquery()
     )
-    if candidates is not None:
-        rows = rows.where(User.user_id.in_(candidates))
-    base = rows.subquery()
     active_cutoff = business_date - dt.timedelta(days=rules.active_days)
     churn_cutoff = business_date - dt.timedelta(days=rules.churn_days)
     new_cutoff = business_date - dt.timedelta(days=rules.new_days)

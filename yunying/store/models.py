@@ -151,14 +151,18 @@ class LifecycleState(Base):
     __tablename__ = "lifecycle_states"
 
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    since: Mapped[dt.date] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[dt.date]
     prev_state: Mapped[str | None] = mapped_column(String(16))
     prev_since: Mapped[dt.date | None]
     recency_score: Mapped[int]
     frequency_score: Mapped[int]
     monetary_score: Mapped[int]
     tier: Mapped[str] = mapped_column(String(8))
+
+    # One index for segments by state and for states that began on a date: every changed
+    # row rewrites its entries in each index.
+    __table_args__ = (Index("ix_lifecycle_states_state_since", "state", "since"),)
 
 
 class LifecycleCandidate(Base):
@@ -193,18 +197,18 @@ class LifecycleScratch(Base):
     frequency_score: Mapped[int]
     monetary_score: Mapped[int]
     tier: Mapped[str] = mapped_column(String(8))
+    old_state: Mapped[str | None] = mapped_column(String(16))  # as stored before this run
+    old_tier: Mapped[str | None] = mapped_column(String(8))
 
 
 class LifecycleTransition(Base):
     __tablename__ = "lifecycle_transitions"
 
-    id: Mapped[AutoId]
-    user_id: Mapped[UserId]
-    business_date: Mapped[dt.date] = mapped_column(index=True)
+    # Date first: a run appends its date's rows at the end of the one index.
+    business_date: Mapped[dt.date] = mapped_column(primary_key=True)
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
-
-    __table_args__ = (UniqueConstraint("user_id", "business_date"),)
 
 
 class OutboxMessage(Base):

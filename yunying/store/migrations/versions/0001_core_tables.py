@@ -68,6 +68,8 @@ def upgrade() -> None:
         sa.Column("frequency_score", sa.Integer(), nullable=False),
         sa.Column("monetary_score", sa.Integer(), nullable=False),
         sa.Column("tier", sa.String(length=8), nullable=False),
+        sa.Column("old_state", sa.String(length=16), nullable=True),
+        sa.Column("old_tier", sa.String(length=8), nullable=True),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_lifecycle_scratch")),
     )
     op.create_table(
@@ -88,25 +90,20 @@ def upgrade() -> None:
         op.execute("ALTER TABLE lifecycle_candidates SET UNLOGGED")
         op.execute("ALTER TABLE lifecycle_scratch SET UNLOGGED")
     with op.batch_alter_table("lifecycle_states", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_lifecycle_states_since"), ["since"], unique=False)
-        batch_op.create_index(batch_op.f("ix_lifecycle_states_state"), ["state"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_lifecycle_states_state_since"), ["state", "since"], unique=False
+        )
 
     op.create_table(
         "lifecycle_transitions",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("from_state", sa.String(length=16), nullable=True),
         sa.Column("to_state", sa.String(length=16), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_lifecycle_transitions")),
-        sa.UniqueConstraint(
-            "user_id", "business_date", name=op.f("uq_lifecycle_transitions_user_id_business_date")
+        sa.PrimaryKeyConstraint(
+            "business_date", "user_id", name=op.f("pk_lifecycle_transitions")
         ),
     )
-    with op.batch_alter_table("lifecycle_transitions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_lifecycle_transitions_business_date"), ["business_date"], unique=False
-        )
 
     op.create_table(
         "orders",
@@ -345,13 +342,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_orders_day"))
 
     op.drop_table("orders")
-    with op.batch_alter_table("lifecycle_transitions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_lifecycle_transitions_business_date"))
-
     op.drop_table("lifecycle_transitions")
     with op.batch_alter_table("lifecycle_states", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_lifecycle_states_state"))
-        batch_op.drop_index(batch_op.f("ix_lifecycle_states_since"))
+        batch_op.drop_index(batch_op.f("ix_lifecycle_states_state_since"))
 
     op.drop_table("lifecycle_states")
     op.drop_table("lifecycle_scratch")
