@@ -108,15 +108,16 @@ def compute_lifecycle(
     started = utcnow()
     candidates = _candidates(session, business_date, latest, rules)
     if candidates is not None:
+        if is_postgres(session):
+            # A few thousand key lookups beat hashing every row of a table; the default cost
+            # of a random page read (4) assumes spinning disks and picks the hashing.
+            session.execute(text("SET LOCAL random_page_cost = 1.1"))
         # Materialised, with statistics, so the database looks the few candidates up by key
         # instead of hashing every user, fact and state row to join them.
         _empty(session, LifecycleCandidate)
         session.execute(insert(LifecycleCandidate).from_select(["user_id"], candidates))
         if is_postgres(session):
             session.execute(text("ANALYZE lifecycle_candidates"))
-            # A few thousand key lookups beat hashing every row of three tables; the default
-            # cost of a random page read (4) assumes spinning disks and picks the hashing.
-            session.execute(text("SET LOCAL random_page_cost = 1.1"))
     fresh = _new_states(business_date, rules, candidates is not None).subquery()
     # The state before this date: a row changed on this very date (by an earlier run of it)
     # still remembers what it was before.
@@ -282,11 +283,13 @@ def _candidates(
         ),
         select(User.user_id).where(User.signup_day > last, User.signup_day <= business_date),
         select(User.user_id).where(crossed(User.signup_day, rules.new_days)),
-        select(LifecycleState.user_id).where(
-            LifecycleState.state == "returned", crossed(LifecycleState.since, rules.returned_days)
+        # A state's `since` is the date of the transition into it.
+        select(LifecycleTransition.user_id).where(
+            crossed(LifecycleTransition.business_date, rules.returned_days),
+            LifecycleTransition.to_state == "returned",
         ),
-        select(LifecycleState.user_id).where(
-            LifecycleState.state.in_(STATES), LifecycleState.since == business_date
+        select(LifecycleTransition.user_id).where(
+            LifecycleTransition.business_date == business_date
         ),
         select(UserFacts.user_id).where(
             or_(*(crossed(UserFacts.last_active_day, days) for days in sorted(thresholds)))
