@@ -334,17 +334,14 @@ def _new_states(
         case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
         *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
     )
-    if only_candidates:
-        # Driven by the candidates: a few key lookups per candidate, not a scan of users.
-        rows = rows.select_from(LifecycleCandidate).join(
-            User, User.user_id == LifecycleCandidate.user_id
-        )
-    base = (
+    rows = (
         rows.join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
         .where(User.signup_day <= day)
-        .subquery()
     )
+    if only_candidates:
+        rows = rows.where(User.user_id.in_(select(LifecycleCandidate.user_id)))
+    base = rows.subquery()
     active_cutoff = business_date - dt.timedelta(days=rules.active_days)
     churn_cutoff = business_date - dt.timedelta(days=rules.churn_days)
     new_cutoff = business_date - dt.timedelta(days=rules.new_days)
