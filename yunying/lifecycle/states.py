@@ -324,18 +324,18 @@ def _new_states(
         (UserFacts.last_active_day <= day, UserFacts.last_active_day),
         else_=last_active_then,
     )
-    rows = select(
-        User.user_id.label("user_id"),
-        User.signup_day.label("signup_day"),
-        func.coalesce(last_active, User.signup_day).label("reference_day"),
-        func.coalesce(UserFacts.order_count, 0).label("orders"),
-        func.coalesce(UserFacts.revenue, 0).label("revenue"),
-        case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
-        case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
-        *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
-    )
     rows = (
-        rows.join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
+        select(
+            User.user_id.label("user_id"),
+            User.signup_day.label("signup_day"),
+            func.coalesce(last_active, User.signup_day).label("reference_day"),
+            func.coalesce(UserFacts.order_count, 0).label("orders"),
+            func.coalesce(UserFacts.revenue, 0).label("revenue"),
+            case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
+            case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
+            *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
+        )
+        .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .join(old, old.user_id == User.user_id, isouter=True)
         .where(User.signup_day <= day)
     )
