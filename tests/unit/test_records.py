@@ -64,8 +64,12 @@ def test_epoch_seconds_and_naive_utc() -> None:
             {"event_id": "has space", "user_id": "u", "name": "x", "occurred_at": "2024-01-01"},
             "not a valid key",
         ),
+        (
+            {"event_id": "e", "user_id": "u" * 65, "name": "x", "occurred_at": "2024-01-01"},
+            "user_id: longer than 64",
+        ),
     ],
-    ids=["bad-date", "missing-key", "bad-encoding", "wrong-type", "bad-key"],
+    ids=["bad-date", "missing-key", "bad-encoding", "wrong-type", "bad-key", "long-user-id"],
 )
 def test_bad_events_say_why(raw: dict[str, object], reason: str) -> None:
     with pytest.raises(InvalidRecord, match=reason):
@@ -128,6 +132,8 @@ def test_plain_events_take_the_fast_path_to_the_same_row(zone: str) -> None:
         ("e1", "u1", "bad\ufffd", "2026-01-01T00:00:00"),
         ("e1", "u1", "", "2026-01-01T00:00:00"),
         ("e1", "u1", "x" * 65, "2026-01-01T00:00:00"),
+        ("e1", "u" * 65, "x", "2026-01-01T00:00:00"),
+        ("e" * 201, "u1", "x", "2026-01-01T00:00:00"),
         ("e1", "u1", 5, "2026-01-01T00:00:00"),
         (7, "u1", "x", "2026-01-01T00:00:00"),
         ("e1", None, "x", "2026-01-01T00:00:00"),

@@ -26,6 +26,7 @@ EventRow = tuple[str, str, str, str, str]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9]{6,20}$")
 KEY = re.compile(r"^[\w.:@-]{1,200}$")
+USER_ID_LENGTH = 64  # the stores' user_id columns; other keys take up to 200 characters
 LOCALES = {"zh-CN", "en"}
 ORDER_STATUSES = {"paid", "refunded", "cancelled"}
 
@@ -41,7 +42,7 @@ def holdout_bucket(user_id: str) -> int:
 
 def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row:
     signup_at = _timestamp(raw, "signup_at")
-    user_id = _key(raw, "user_id")
+    user_id = _key(raw, "user_id", USER_ID_LENGTH)
     tz_name = _text(raw, "timezone", required=False) or zone.key
     try:
         ZoneInfo(tz_name)
@@ -80,7 +81,7 @@ def to_event_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
     occurred_at = _timestamp(raw, "occurred_at")
     return {
         "event_id": _key(raw, "event_id"),
-        "user_id": _key(raw, "user_id"),
+        "user_id": _key(raw, "user_id", USER_ID_LENGTH),
         "name": _text(raw, "name", required=True, max_length=64),
         "occurred_at": occurred_at,
         "day": local_day(occurred_at, zone),
@@ -106,7 +107,7 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
         and type(name) is str
         and type(occurred_at) is str
         and 0 < len(event_id) <= 200
-        and 0 < len(user_id) <= 200
+        and 0 < len(user_id) <= USER_ID_LENGTH
         and 0 < len(name) <= 64
         and _KEY_CHARS.issuperset(event_id)
         and _KEY_CHARS.issuperset(user_id)
@@ -177,7 +178,7 @@ def to_order_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
         raise InvalidRecord(f"status: {status!r} is not one of {sorted(ORDER_STATUSES)}")
     return {
         "order_id": _key(raw, "order_id"),
-        "user_id": _key(raw, "user_id"),
+        "user_id": _key(raw, "user_id", USER_ID_LENGTH),
         "amount": amount,
         "currency": currency,
         "status": status,
@@ -233,13 +234,15 @@ def _timestamp(raw: Mapping[str, Any], field: str) -> dt.datetime:
         raise InvalidRecord(f"{field}: {exc}") from None
 
 
-def _key(raw: Mapping[str, Any], field: str) -> str:
+def _key(raw: Mapping[str, Any], field: str, max_length: int = 200) -> str:
     value = raw.get(field)
     if value is None or value == "":
         raise InvalidRecord(f"{field}: missing")
     text = str(value)
     if not KEY.match(text):
         raise InvalidRecord(f"{field}: {text[:40]!r} is not a valid key")
+    if len(text) > max_length:
+        raise InvalidRecord(f"{field}: longer than {max_length} characters")
     return text
 
 
