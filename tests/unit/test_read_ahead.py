@@ -37,3 +37,20 @@ def test_the_producer_stops_when_the_consumer_does() -> None:
     items.close()
     assert len(produced) <= 5  # one handed over, at most `depth` queued, one being put
     assert not any(t.name == "read-ahead" for t in threading.enumerate())
+
+
+def test_a_stopped_consumer_stops_a_chain_of_read_aheads() -> None:
+    def endless() -> Iterator[int]:
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    def doubled() -> Iterator[int]:
+        for n in read_ahead(endless(), depth=1):
+            yield 2 * n
+
+    items = read_ahead(doubled(), depth=1)
+    assert [next(items), next(items)] == [0, 2]
+    items.close()
+    assert not any(t.name == "read-ahead" for t in threading.enumerate())

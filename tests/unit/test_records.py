@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from yunying.sources.load import validate
 from yunying.sources.records import (
     EventRow,
     InvalidRecord,
@@ -159,3 +160,12 @@ def _same_row(event_id: Any, user_id: Any, name: Any, occurred_at: Any, zone: Zo
     row = plain_event((event_id, user_id, name, occurred_at), zone)
     assert row is None or row == expected, (raw, row, expected)
     return row is not None
+
+
+def test_records_that_are_not_objects_are_set_aside_with_the_rest_loaded() -> None:
+    good = {"event_id": "e1", "user_id": "u1", "name": "x", "occurred_at": "2026-01-01T00:00:00"}
+    partial = {"event_id": "e2", "user_id": "u1", "occurred_at": "2026-01-01T00:00:00"}
+    rows, rejects = validate("events", [good, "e3", ["e4", "u1"], None, partial], {}, SHANGHAI)
+    assert [row[0] for row in rows] == ["e1"]
+    assert [reason for _, reason in rejects] == ["occurred_at: missing"] * 3 + ["name: missing"]
+    assert [raw for raw, _ in rejects][:3] == ['"e3"', '["e4", "u1"]', "null"]

@@ -98,7 +98,16 @@ def validate(
 def _picker(sources: list[str], columns: Sequence[str] | None) -> Callable[[Any], Sequence[Any]]:
     """A function from a record to the values of `sources`, None where a record has none."""
     if columns is None:
-        return lambda record: [record.get(name) for name in sources]
+        every = itemgetter(*sources)
+
+        def pick(record: Any) -> Sequence[Any]:
+            try:
+                return every(record)  # type: ignore[no-any-return]
+            except (KeyError, TypeError):  # a field missing, or no object at all
+                get = record.get if isinstance(record, dict) else {}.get
+                return [get(name) for name in sources]
+
+        return pick
     if all(name in columns for name in sources):
         return itemgetter(*(columns.index(name) for name in sources))
     where = [columns.index(name) if name in columns else None for name in sources]

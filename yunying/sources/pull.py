@@ -43,7 +43,8 @@ def pull_source(
     total = LoadStats(watermark=watermark)
 
     def read_and_validate() -> Iterator[tuple[Batch, list[Row], list[tuple[str, str]]]]:
-        for batch in read_source(source, watermark):
+        # Reading (the source's wait and decoding) runs ahead of validation in its own thread.
+        for batch in read_ahead(read_source(source, watermark), depth=1):
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )

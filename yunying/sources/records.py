@@ -115,19 +115,26 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
     ):
         return None
     try:
-        moment = dt.datetime.fromisoformat(occurred_at)
-        offset = moment.utcoffset()
-        if offset:
-            moment -= offset
+        if (  # already UTC, as 'YYYY-MM-DD?HH:MM:SS': the text is the stored one
+            occurred_at[19:] in _UTC_SUFFIXES
+            and len(occurred_at) >= 19
+            and occurred_at[4] == occurred_at[7] == "-"
+            and occurred_at[13] == occurred_at[16] == ":"
+            and occurred_at[10] in "T "
+        ):
+            dt.datetime.fromisoformat(occurred_at[:19])  # a real date and time?
+            text = f"{occurred_at[:10]} {occurred_at[11:19]}.000000"
+        else:
+            moment = dt.datetime.fromisoformat(occurred_at)
+            offset = moment.utcoffset()
+            if offset:
+                moment -= offset
+            text = dt.datetime.combine(moment.date(), moment.time()).isoformat(" ", "microseconds")
     except (ValueError, OverflowError):
         return None
-    if not offset and occurred_at[19:] in _UTC_SUFFIXES and _plain_shape(occurred_at):
-        text = occurred_at[:10] + " " + occurred_at[11:19] + ".000000"
-    else:
-        text = dt.datetime.combine(moment.date(), moment.time()).isoformat(" ", "microseconds")
     if not "1970" <= text[:4] <= "2100":
         return None
-    splits = _DAY_SPLITS.setdefault(zone.key, {})
+    splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
     split = splits.get(text[:10]) or _day_split(splits, text[:10], zone)
     return event_id, user_id, name, text, split[2] if text[11:] >= split[0] else split[1]
 
@@ -136,7 +143,7 @@ _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _UTC_SUFFIXES = frozenset(("", "Z", "+00:00", "-00:00"))
 # Per zone and UTC date: the UTC time at which the local date turns, and the local dates
 # before and after it.
-_DAY_SPLITS: dict[str, dict[str, tuple[str, str, str]]] = {}
+_DAY_SPLITS: dict[ZoneInfo, dict[str, tuple[str, str, str]]] = {}
 
 
 def _day_split(
@@ -155,16 +162,6 @@ def _day_split(
             break
     splits[date] = split
     return split
-
-
-def _plain_shape(text: str) -> bool:
-    """'YYYY-MM-DD?HH:MM:SS...', whose first 19 characters are the date and time as written."""
-    return (
-        len(text) >= 19
-        and text[4] == text[7] == "-"
-        and text[13] == text[16] == ":"
-        and text[10] in "T "
-    )
 
 
 def to_order_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
