@@ -1,9 +1,9 @@
 """Pull one source into the store, one committed transaction per batch.
 
 The watermark is written in the same transaction as the batch it covers, so a pull killed
-mid-way resumes after the last committed batch and the upserts absorb any overlap. The next
-batch is read and validated in a thread while this one is written, so the source, Python and
-the store work at the same time; at most two batches wait in memory.
+mid-way resumes after the last committed batch and the upserts absorb any overlap. While a
+batch is written, the next ones are validated and read in two threads, so the source, Python
+and the store work at the same time; at most three batches wait in memory.
 """
 
 from __future__ import annotations
