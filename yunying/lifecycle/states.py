@@ -122,11 +122,8 @@ def compute_lifecycle(
         if is_postgres(session):
             session.execute(text("ANALYZE lifecycle_candidates"))
     fresh = _new_states(business_date, rules, candidates is not None).subquery()
-    # The state before this date: a row changed on this very date (by an earlier run of it)
-    # still remembers what it was before.
     changed_today = fresh.c.old_since == day
-    before_state = case((changed_today, fresh.c.old_prev_state), else_=fresh.c.old_state)
-    before_since = case((changed_today, fresh.c.old_prev_since), else_=fresh.c.old_since)
+    before_state, before_since = fresh.c.before_state, fresh.c.before_since
     same = fresh.c.state == before_state
     rows = select(
         fresh.c.user_id,
@@ -312,7 +309,7 @@ def _new_states(
     business_date: dt.date, rules: LifecycleSettings, only_candidates: bool
 ) -> Select[tuple[object, ...]]:
     """Every user's (or only the candidates') state and scores as of the date, with the
-    stored row's columns as old_*."""
+    state (and its since) before the date and the stored row's columns as old_*."""
     day = literal(business_date, Date)
     old = LifecycleState
     # Facts hold the latest activity; for a backfill the activity after the date is ignored
@@ -334,8 +331,10 @@ def _new_states(
             func.coalesce(last_active, User.signup_day).label("reference_day"),
             func.coalesce(UserFacts.order_count, 0).label("orders"),
             func.coalesce(UserFacts.revenue, 0).label("revenue"),
-            case((old.since == day, old.prev_state), else_=old.state).label("prev_state"),
-            case((old.since == day, old.prev_since), else_=old.since).label("prev_since"),
+            # The state before this date: a row changed on this very date (by an earlier run
+            # of it) still remembers what it was before.
+            case((old.since == day, old.prev_state), else_=old.state).label("before_state"),
+            case((old.since == day, old.prev_since), else_=old.since).label("before_since"),
             *(getattr(old, name).label(f"old_{name}") for name in _KEPT),
         )
         .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
@@ -356,8 +355,8 @@ def _new_states(
             and_(
                 is_active,
                 or_(
-                    base.c.prev_state.in_(("silent", "churned")),
-                    and_(base.c.prev_state == "returned", base.c.prev_since > returned_cutoff),
+                    base.c.before_state.in_(("silent", "churned")),
+                    and_(base.c.before_state == "returned", base.c.before_since > returned_cutoff),
                 ),
             ),
             "returned",
@@ -386,6 +385,8 @@ def _new_states(
         frequency.label("frequency_score"),
         monetary.label("monetary_score"),
         tier.label("tier"),
+        base.c.before_state,
+        base.c.before_since,
         *(base.c[f"old_{name}"] for name in _KEPT),
     )
 

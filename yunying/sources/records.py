@@ -124,15 +124,11 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
         ):
             dt.datetime.fromisoformat(occurred_at[:19])  # a real date and time?
             text = f"{occurred_at[:10]} {occurred_at[11:19]}.000000"
+            if not "1970" <= text[:4] <= "2100":
+                return None
         else:
-            moment = dt.datetime.fromisoformat(occurred_at)
-            offset = moment.utcoffset()
-            if offset:
-                moment -= offset
-            text = dt.datetime.combine(moment.date(), moment.time()).isoformat(" ", "microseconds")
+            text = parse_timestamp(occurred_at).isoformat(" ", "microseconds")
     except (ValueError, OverflowError):
-        return None
-    if not "1970" <= text[:4] <= "2100":
         return None
     splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
     split = splits.get(text[:10]) or _day_split(splits, text[:10], zone)
