@@ -191,6 +191,30 @@ def test_file_sources_csv_and_gzipped_jsonl(
     assert pull_source(engine, settings, "users-csv", "t").pulled == 0
 
 
+def test_event_names_with_control_characters_arrive_intact(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # The PostgreSQL store takes events as COPY text, where these characters are escapes.
+    names = ["tab\there", "line\nbreak", "back\\slash", "carriage\rreturn", "签到 \\N", "plain"]
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"event_id": f"n{i}", "user_id": "u1", "name": name,
+                 "occurred_at": "2026-10-05T10:00:00Z"}
+            ) + "\n"
+            for i, name in enumerate(names)
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    source = FileSource(name="odd-names", entity="events", path=str(path))
+    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "odd-names", "t")
+    assert (stats.inserted, stats.rejected) == (len(names), 0)
+    with session_scope(engine) as session:
+        stored = dict(session.execute(select(Event.event_id, Event.name)).tuples().all())
+    assert stored == {f"n{i}": name for i, name in enumerate(names)}
+
+
 @pytest.mark.postgres
 def test_postgresql_source_with_lookback_for_late_rows(
     engine: Engine, settings: Settings, postgres_server: str

@@ -120,12 +120,16 @@ def load_rows(
     rows: list[Any],
     load_id: str,
     activity_events: Sequence[str] = (),
+    events_text: str | None = None,
 ) -> tuple[int, int]:
-    """Upsert rows of one entity; returns (inserted, updated)."""
+    """Upsert rows of one entity; returns (inserted, updated). `events_text`: the event rows
+    as `events_text` made them for this store, when the caller made it already."""
     if not rows:
         return 0, 0
     if entity == "events":
-        return load_events(session, rows, activity_events), 0
+        if events_text is None:
+            events_text = bulk_events_text(rows, is_postgres(session))
+        return load_events(session, rows, activity_events, events_text), 0
     model: type[User | Order] = User if entity == "users" else Order
     key = _KEYS[entity]
     rows = _last_per_key(rows, key)
@@ -157,7 +161,34 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
     return list({row[key]: row for row in rows}.values())
 
 
-def load_events(session: Session, rows: list[EventRow], activity_events: Sequence[str]) -> int:
+def bulk_events_text(rows: Sequence[EventRow], postgres: bool) -> str:
+    """Event rows as the one text the store's bulk statement reads: COPY's text format on
+    PostgreSQL, a JSON array on SQLite."""
+    if not postgres:
+        return json.dumps(rows, ensure_ascii=False)
+    text = "\n".join(map("\t".join, rows)) + "\n"
+    # Values rarely hold a character COPY escapes; if one does, the counts tell.
+    plain = (
+        text.count("\t") == 4 * len(rows)
+        and text.count("\n") == len(rows)
+        and "\\" not in text
+        and "\r" not in text
+    )
+    if plain:
+        return text
+    return "".join("\t".join(map(_copy_escape, row)) + "\n" for row in rows)
+
+
+def _copy_escape(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def load_events(
+    session: Session, rows: list[EventRow], activity_events: Sequence[str], events_text: str
+) -> int:
     """Insert the events whose id is new (events never change) and fold exactly those into
     the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
     twice. Returns how many were new."""
@@ -165,15 +196,16 @@ def load_events(session: Session, rows: list[EventRow], activity_events: Sequenc
     params["now"] = _store_time(session)
     skip_known = "ON CONFLICT (event_id) DO NOTHING"
     if is_postgres(session):
-        _copy_to_stage(session, "events", EVENT_COLUMNS, rows, as_is=True)
+        _copy_to_stage(session, "events", EVENT_COLUMNS, events_text)
+        facts, days = _fact_updates("stage_events", only, conflicts=False)
+        insert_all = _from_stage("events", EVENT_COLUMNS, "")
         try:
             # Usually the events are all new, and so are most of their (user, day) pairs:
             # inserts that need not handle conflicts cost the server about half as much. A
             # known event (or a pair another pull adds meanwhile) undoes them all and takes
             # the path below.
             with session.begin_nested():
-                session.execute(text(_from_stage("events", EVENT_COLUMNS, "")))
-                for statement in _fact_updates("stage_events", only, conflicts=False):
+                for statement in (insert_all, facts, days):
                     session.execute(text(statement), params)
             return len(rows)
         except IntegrityError:
@@ -200,7 +232,7 @@ def load_events(session: Session, rows: list[EventRow], activity_events: Sequenc
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {values}"
             f" FROM json_each(:rows) WHERE true {skip_known}"
         ),
-        {"rows": json.dumps(rows, ensure_ascii=False)},
+        {"rows": events_text},
     )
     # NOT INDEXED: otherwise SQLite groups by walking the whole user_id index.
     fresh = (
@@ -295,21 +327,24 @@ _SQLITE_FORMATS: dict[type[Any], Callable[[Any], str]] = {
 
 
 def _copy_to_stage(
-    session: Session, table: str, columns: list[str], rows: Sequence[Any], as_is: bool = False
+    session: Session, table: str, columns: list[str], rows: Sequence[Row] | str
 ) -> None:
-    """PostgreSQL: COPY the batch into the temporary table stage_<table>, emptied at commit;
-    `as_is`: rows are already value tuples in `columns` order."""
+    """PostgreSQL: COPY the batch (rows, or text in COPY's format) into the temporary table
+    stage_<table>, emptied at commit."""
     names = ", ".join(columns)
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
+        # One round trip; the rows of an earlier load in this transaction are deleted.
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DELETE ROWS AS"
-            f" SELECT {names} FROM {table} WITH NO DATA"
+            f" SELECT {names} FROM {table} WITH NO DATA; DELETE FROM stage_{table}"
         )
-        cursor.execute(f"TRUNCATE stage_{table}")
         with cursor.copy(f"COPY stage_{table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row if as_is else [row[c] for c in columns])
+            if isinstance(rows, str):
+                copy.write(rows)
+            else:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
 
 
 def _from_stage(table: str, columns: list[str], conflict: str) -> str:
@@ -343,21 +378,15 @@ def _store_time(session: Session) -> Any:
 
 
 def reject(session: Session, source: str, run_id: str, rejects: list[tuple[str, str]]) -> None:
-    if rejects:
-        now = utcnow()
-        session.execute(
-            insert(RejectedRecord),
-            [
-                {
-                    "source": source,
-                    "run_id": run_id,
-                    "raw": raw,
-                    "reason": reason,
-                    "created_at": now,
-                }
-                for raw, reason in rejects
-            ],
-        )
+    now = utcnow()
+    rows = [
+        {"source": source, "run_id": run_id, "raw": raw, "reason": reason, "created_at": now}
+        for raw, reason in rejects
+    ]
+    # Multi-row statements rather than an executemany, which on SQLite gives up Python's GIL
+    # for every row and so waits on the pull's other threads once per row.
+    for start in range(0, len(rows), 1000):
+        session.execute(insert(RejectedRecord).values(rows[start : start + 1000]))
 
 
 def get_watermark(session: Session, source: str) -> str | None:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from yunying.config import Settings
 from yunying.sources.load import (
     LoadStats,
+    bulk_events_text,
     get_watermark,
     load_rows,
     reject,
@@ -42,15 +43,17 @@ def pull_source(
         watermark = get_watermark(session, name)
     total = LoadStats(watermark=watermark)
 
-    def read_and_validate() -> Iterator[tuple[Batch, list[Row], list[tuple[str, str]]]]:
+    def read_and_validate() -> Iterator[tuple[Batch, list[Row], str | None, list[tuple[str, str]]]]:
         # Reading (the source's wait and decoding) runs ahead of validation in its own thread.
         for batch in read_ahead(read_source(source, watermark), depth=1):
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
-            yield batch, rows, rejects + batch.unreadable
+            text = bulk_events_text(rows, postgres) if source.entity == "events" else None
+            yield batch, rows, text, rejects + batch.unreadable
 
-    for batch, rows, rejects in read_ahead(read_and_validate()):
+    postgres = engine.dialect.name == "postgresql"
+    for batch, rows, text, rejects in read_ahead(read_and_validate()):
         stats = LoadStats(pulled=len(batch.records) + len(batch.unreadable), rejected=len(rejects))
         for _, reason in rejects:
             field_name = reason.split(":", 1)[0]
@@ -62,6 +65,7 @@ def pull_source(
                 rows,
                 uuid.uuid4().hex,
                 settings.lifecycle.activity_events,
+                text,
             )
             reject(session, name, run_id, rejects)
             if batch.watermark is not None:
