@@ -194,8 +194,16 @@ def test_file_sources_csv_and_gzipped_jsonl(
 def test_event_names_with_control_characters_arrive_intact(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
-    # The PostgreSQL store takes events as COPY text, where these characters are escapes.
-    names = ["tab\there", "line\nbreak", "back\\slash", "carriage\rreturn", "签到 \\N", "plain"]
+    # Events reach the store as COPY text or JSON, where these characters are escaped.
+    names = [
+        "tab\there",
+        "line\nbreak",
+        "back\\slash",
+        "carriage\rreturn",
+        "签到 \\N",
+        'a "quote"',
+        "plain",
+    ]
     path = tmp_path / "events.jsonl"
     path.write_text(
         "".join(

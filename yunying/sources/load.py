@@ -4,6 +4,7 @@ per-user facts (last activity, counts, spend, active days) kept current set-base
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -48,6 +49,8 @@ class LoadStats:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
+Rejects = list[tuple[str, str]]  # (the raw record as JSON, the reason it was set aside)
+
 # The fields each entity's validator reads from a raw record.
 FIELDS: dict[Entity, tuple[str, ...]] = {
     "users": (
@@ -65,7 +68,7 @@ def validate(
     mapping: dict[str, str],
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
-) -> tuple[list[Any], list[tuple[str, str]]]:
+) -> tuple[list[Any], Rejects]:
     """Split raw records into store rows (`Row`s; `EventRow`s for events) and (raw JSON,
     reason) rejects. Records are dicts, or rows of values in `columns` order (what a SQL
     source reads)."""
@@ -73,7 +76,7 @@ def validate(
     pick = _picker([mapping.get(f, f) for f in fields], columns)
     now = utcnow()
     good: list[Any] = []
-    bad: list[tuple[str, str]] = []
+    bad: Rejects = []
     for record in records:
         values = pick(record)
         if entity == "events":
@@ -120,16 +123,12 @@ def load_rows(
     rows: list[Any],
     load_id: str,
     activity_events: Sequence[str] = (),
-    events_text: str | None = None,
 ) -> tuple[int, int]:
-    """Upsert rows of one entity; returns (inserted, updated). `events_text`: the event rows
-    as `events_text` made them for this store, when the caller made it already."""
+    """Upsert rows of one entity; returns (inserted, updated)."""
+    if entity == "events":
+        return load_events(session, events_text(rows, is_postgres(session)), activity_events), 0
     if not rows:
         return 0, 0
-    if entity == "events":
-        if events_text is None:
-            events_text = bulk_events_text(rows, is_postgres(session))
-        return load_events(session, rows, activity_events, events_text), 0
     model: type[User | Order] = User if entity == "users" else Order
     key = _KEYS[entity]
     rows = _last_per_key(rows, key)
@@ -161,20 +160,32 @@ def _last_per_key(rows: list[Row], key: str) -> list[Row]:
     return list({row[key]: row for row in rows}.values())
 
 
-def bulk_events_text(rows: Sequence[EventRow], postgres: bool) -> str:
+@dataclass(frozen=True)
+class EventsText:
     """Event rows as the one text the store's bulk statement reads: COPY's text format on
     PostgreSQL, a JSON array on SQLite."""
-    if not postgres:
-        return json.dumps(rows, ensure_ascii=False)
+
+    count: int
+    text: str
+
+
+def events_text(rows: Sequence[EventRow], postgres: bool) -> EventsText:
+    return EventsText(len(rows), _copy_text(rows) if postgres else _json_text(rows))
+
+
+# Both texts are built by joining the values as they are, which is right unless a value holds
+# a character the format escapes; counting the separators in the result tells whether one
+# does (a rare event name), and only then is the batch escaped value by value.
+
+
+def _copy_text(rows: Sequence[EventRow]) -> str:
     text = "\n".join(map("\t".join, rows)) + "\n"
-    # Values rarely hold a character COPY escapes; if one does, the counts tell.
-    plain = (
+    if (
         text.count("\t") == 4 * len(rows)
         and text.count("\n") == len(rows)
         and "\\" not in text
         and "\r" not in text
-    )
-    if plain:
+    ):
         return text
     return "".join("\t".join(map(_copy_escape, row)) + "\n" for row in rows)
 
@@ -186,17 +197,27 @@ def _copy_escape(value: str) -> str:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def load_events(
-    session: Session, rows: list[EventRow], activity_events: Sequence[str], events_text: str
-) -> int:
+def _json_text(rows: Sequence[EventRow]) -> str:
+    text = '[["' + '"],["'.join(map('","'.join, rows)) + '"]]' if rows else "[]"
+    if text.count('"') == 10 * len(rows) and not _JSON_ESCAPED.search(text):
+        return text
+    return json.dumps(rows, ensure_ascii=False)
+
+
+_JSON_ESCAPED = re.compile(r"[\\\x00-\x1f]")
+
+
+def load_events(session: Session, events: EventsText, activity_events: Sequence[str]) -> int:
     """Insert the events whose id is new (events never change) and fold exactly those into
     the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
     twice. Returns how many were new."""
+    if not events.count:
+        return 0
     only, params = _activity_filter(activity_events)
     params["now"] = _store_time(session)
     skip_known = "ON CONFLICT (event_id) DO NOTHING"
     if is_postgres(session):
-        _copy_to_stage(session, "events", EVENT_COLUMNS, events_text)
+        _copy_to_stage(session, "events", EVENT_COLUMNS, events.text)
         facts, days = _fact_updates("stage_events", only, conflicts=False)
         insert_all = _from_stage("events", EVENT_COLUMNS, "")
         try:
@@ -207,7 +228,7 @@ def load_events(
             with session.begin_nested():
                 for statement in (insert_all, facts, days):
                     session.execute(text(statement), params)
-            return len(rows)
+            return events.count
         except IntegrityError:
             pass
         # One statement: the rows the insert returns are exactly the new ones.
@@ -232,7 +253,7 @@ def load_events(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {values}"
             f" FROM json_each(:rows) WHERE true {skip_known}"
         ),
-        {"rows": events_text},
+        {"rows": events.text},
     )
     # NOT INDEXED: otherwise SQLite groups by walking the whole user_id index.
     fresh = (
@@ -377,7 +398,7 @@ def _store_time(session: Session) -> Any:
     return now if is_postgres(session) else _SQLITE_FORMATS[DateTime](now)
 
 
-def reject(session: Session, source: str, run_id: str, rejects: list[tuple[str, str]]) -> None:
+def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None:
     now = utcnow()
     rows = [
         {"source": source, "run_id": run_id, "raw": raw, "reason": reason, "created_at": now}
