@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from tests.builders import company_settings, pull_all
 from yunying.config import Settings
@@ -15,7 +15,7 @@ from yunying.errors import ConfigError, ProviderRejected, TransientError
 from yunying.sources.config import FileSource, HttpSource, SqlSource
 from yunying.sources.pull import pull_source
 from yunying.sources.readers import read_source
-from yunying.store.engine import session_scope
+from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
 
 
@@ -350,3 +350,18 @@ def test_postgresql_source_lost_mid_read_is_transient(postgres_server: str) -> N
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_store_plans_each_statement_afresh(postgres_server: str) -> None:
+    # psycopg prepares a statement on its fifth run, and PostgreSQL then keeps the plan made
+    # when the tables were small: a pull's anti-join went on scanning all of active_days.
+    engine = create_store_engine(postgres_server)
+    try:
+        with engine.connect() as connection:
+            for _ in range(6):
+                connection.execute(text("SELECT 1"))
+            prepared = connection.scalar(text("SELECT COUNT(*) FROM pg_prepared_statements"))
+        assert prepared == 0
+    finally:
+        engine.dispose()

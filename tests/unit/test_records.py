@@ -66,11 +66,23 @@ def test_epoch_seconds_and_naive_utc() -> None:
             "not a valid key",
         ),
         (
+            {"event_id": "e", "user_id": "u\n", "name": "x", "occurred_at": "2024-01-01"},
+            "user_id: 'u\\\\n' is not a valid key",
+        ),
+        (
             {"event_id": "e", "user_id": "u" * 65, "name": "x", "occurred_at": "2024-01-01"},
             "user_id: longer than 64",
         ),
     ],
-    ids=["bad-date", "missing-key", "bad-encoding", "wrong-type", "bad-key", "long-user-id"],
+    ids=[
+        "bad-date",
+        "missing-key",
+        "bad-encoding",
+        "wrong-type",
+        "bad-key",
+        "key-ending-in-newline",
+        "long-user-id",
+    ],
 )
 def test_bad_events_say_why(raw: dict[str, object], reason: str) -> None:
     with pytest.raises(InvalidRecord, match=reason):

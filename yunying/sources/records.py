@@ -25,7 +25,7 @@ EventRow = tuple[str, str, str, str, str]
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9]{6,20}$")
-KEY = re.compile(r"^[\w.:@-]{1,200}$")
+KEY = re.compile(r"[\w.:@-]{1,200}")
 USER_ID_LENGTH = 64  # the stores' user_id columns; other keys take up to 200 characters
 LOCALES = {"zh-CN", "en"}
 ORDER_STATUSES = {"paid", "refunded", "cancelled"}
@@ -232,7 +232,7 @@ def _key(raw: Mapping[str, Any], field: str, max_length: int = 200) -> str:
     if value is None or value == "":
         raise InvalidRecord(f"{field}: missing")
     text = str(value)
-    if not KEY.match(text):
+    if not KEY.fullmatch(text):
         raise InvalidRecord(f"{field}: {text[:40]!r} is not a valid key")
     if len(text) > max_length:
         raise InvalidRecord(f"{field}: longer than {max_length} characters")

