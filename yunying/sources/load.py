@@ -255,11 +255,7 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
         ),
         {"rows": events.text},
     )
-    # NOT INDEXED: otherwise SQLite groups by walking the whole user_id index.
-    fresh = (
-        "(SELECT user_id, name, occurred_at, day FROM events NOT INDEXED WHERE rowid > :before)"
-        " AS fresh"
-    )
+    fresh = "(SELECT user_id, name, occurred_at, day FROM events WHERE rowid > :before) AS fresh"
     for statement in _fact_updates(fresh, only):
         session.execute(text(statement), params)
     count = session.scalar(text("SELECT COUNT(*) FROM events WHERE rowid > :before"), params)
