@@ -223,6 +223,38 @@ def test_event_names_with_control_characters_arrive_intact(
     assert stored == {f"n{i}": name for i, name in enumerate(names)}
 
 
+def test_rejected_records_are_kept_verbatim_with_their_reason(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # Rejects reach the store as one JSON array; each must come back as the record read.
+    at = "2026-10-05T10:00:00Z"
+    records = [
+        {"event_id": "r1", "user_id": "u1", "name": 'tab\t "q" back\\slash \x00',
+         "occurred_at": "not a time"},
+        {"event_id": "r2", "user_id": "u 1", "name": "签到\n", "occurred_at": at},
+        {"event_id": "ok", "user_id": "u1", "name": "app_open", "occurred_at": at},
+    ]  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    source = FileSource(name="odd-rejects", entity="events", path=str(path))
+    settings = settings.model_copy(update={"sources": [source]})
+    stats = pull_source(engine, settings, "odd-rejects", "run-7")
+    assert (stats.inserted, stats.rejected) == (1, 2)
+    with session_scope(engine) as session:
+        stored = session.execute(
+            select(RejectedRecord.raw, RejectedRecord.reason, RejectedRecord.source,
+                   RejectedRecord.run_id, RejectedRecord.created_at)
+        ).tuples().all()  # fmt: skip
+    assert sorted(json.loads(raw)["event_id"] for raw, *_ in stored) == ["r1", "r2"]
+    for raw, reason, source_name, run_id, created_at in stored:
+        record = json.loads(raw)
+        assert record == records[int(record["event_id"][1]) - 1]
+        field = "occurred_at" if record["event_id"] == "r1" else "user_id"
+        assert reason.startswith(f"{field}:")
+        assert (source_name, run_id) == ("odd-rejects", "run-7")
+        assert created_at.year >= 2026
+
+
 @pytest.mark.postgres
 def test_postgresql_source_with_lookback_for_late_rows(
     engine: Engine, settings: Settings, postgres_server: str
