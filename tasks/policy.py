@@ -12,18 +12,21 @@ from prefect.tasks import Task, exponential_backoff
 from sqlalchemy import Engine
 
 from yunying.errors import TransientError
-from yunying.store.engine import create_store_engine
+from yunying.store.engine import create_store_engine, store_error_is_transient
 
 
 def retry_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only failures that may go away: timeouts, 5xx, 429, lost connections."""
+    """Retry only failures that may go away: timeouts, 5xx, 429, lost connections (to a
+    source or to the store)."""
     error = state.data if isinstance(state.data, BaseException) else None
     if error is None:
         try:
             state.result(raise_on_failure=True)
         except BaseException as exc:
             error = exc
-    return isinstance(error, TransientError)
+    return isinstance(error, TransientError) or (
+        error is not None and store_error_is_transient(error)
+    )
 
 
 RETRY_TRANSIENT: dict[str, Any] = {

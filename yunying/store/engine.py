@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -53,6 +56,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as session:
         yield session
+
+
+def store_error_is_transient(error: BaseException) -> bool:
+    """Whether a database error may go away on a retry: the connection was lost (a restart,
+    a network blip), PostgreSQL cancelled the statement or chose it as a deadlock's or a
+    serialization conflict's victim, or SQLite stayed locked past the busy timeout. Tasks
+    are idempotent, so these are retried like a TransientError."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    driver_error = error.orig if isinstance(error, DBAPIError) else error
+    if isinstance(driver_error, psycopg.OperationalError):  # also raised by COPY on the driver
+        return True
+    return isinstance(driver_error, sqlite3.OperationalError) and "locked" in str(driver_error)
 
 
 def utcnow() -> dt.datetime:
