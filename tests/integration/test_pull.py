@@ -347,6 +347,20 @@ def test_undecodable_bytes_are_rejected_not_loaded(
     assert (stats.inserted, stats.rejected, stats.reasons) == (1, 1, {"name": 1})
 
 
+def test_sql_source_naming_a_missing_table_is_a_config_error(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # SQLite says so with an OperationalError, the class of a lost connection elsewhere.
+    source_db = tmp_path / "app.db"
+    sqlite3.connect(source_db).close()
+    source = SqlSource(
+        name="app", entity="events", url=f"sqlite:///{source_db}", table="src_evnets"
+    )
+    settings = settings.model_copy(update={"sources": [source]})
+    with pytest.raises(ConfigError, match="source app: query failed: no such table: src_evnets"):
+        pull_source(engine, settings, "app", "t")
+
+
 def test_postgresql_source_lost_mid_read_is_transient(postgres_server: str) -> None:
     import sqlalchemy as sa
 

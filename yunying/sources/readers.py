@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -62,11 +63,20 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
                 mark = str(rows[-1][columns.index(column)]) if column and rows else None
                 yield Batch(rows, mark, columns=columns)
     except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        unreachable = isinstance(exc, OperationalError) or exc.connection_invalidated
+        if unreachable and not _sqlite_query_error(exc):
             raise TransientError(f"source {source.name}: database unreachable") from exc
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _sqlite_query_error(exc: DBAPIError) -> bool:
+    # SQLite reports a query naming a missing table or column as an OperationalError, the
+    # class other databases keep for a connection they lost.
+    return isinstance(exc.orig, sqlite3.OperationalError) and any(
+        problem in str(exc.orig) for problem in ("no such ", "syntax error", "ambiguous")
+    )
 
 
 def _driver_batches(
