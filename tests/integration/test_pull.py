@@ -235,16 +235,21 @@ def test_rejected_records_are_kept_verbatim_with_their_reason(
         {"event_id": "ok", "user_id": "u1", "name": "app_open", "occurred_at": at},
     ]  # fmt: skip
     path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    lines = [json.dumps(r) for r in records] + ['{"event_id": "r3", "name": "nul\x00 raw"}']
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     source = FileSource(name="odd-rejects", entity="events", path=str(path))
     settings = settings.model_copy(update={"sources": [source]})
     stats = pull_source(engine, settings, "odd-rejects", "run-7")
-    assert (stats.inserted, stats.rejected) == (1, 2)
+    assert (stats.inserted, stats.rejected) == (1, 3)
     with session_scope(engine) as session:
         stored = session.execute(
             select(RejectedRecord.raw, RejectedRecord.reason, RejectedRecord.source,
                    RejectedRecord.run_id, RejectedRecord.created_at)
         ).tuples().all()  # fmt: skip
+    # A NUL character, which PostgreSQL's text cannot hold, is stored as U+FFFD.
+    unreadable = [raw for raw, *_ in stored if raw.startswith('{"event_id": "r3"')]
+    assert unreadable == ['{"event_id": "r3", "name": "nul\ufffd raw"}\n']
+    stored = [row for row in stored if row[0] not in unreadable]
     assert sorted(json.loads(raw)["event_id"] for raw, *_ in stored) == ["r1", "r2"]
     for raw, reason, source_name, run_id, created_at in stored:
         record = json.loads(raw)

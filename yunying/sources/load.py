@@ -411,6 +411,8 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
         records, item = "json_array_elements(CAST(:rows AS json))", "value->>{}"
     else:
         records, item = "json_each(:rows)", "json_extract(value, '$[{}]')"
+    # PostgreSQL's text cannot hold NUL: it becomes U+FFFD, as undecodable bytes do.
+    rows = [[raw.replace("\0", "\ufffd"), why.replace("\0", "\ufffd")] for raw, why in rejects]
     session.execute(
         text(
             "INSERT INTO rejected_records (source, run_id, raw, reason, created_at)"
@@ -420,7 +422,7 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
             "source": source,
             "run_id": run_id,
             "now": _store_time(session),
-            "rows": json.dumps(rejects, ensure_ascii=False),
+            "rows": json.dumps(rows, ensure_ascii=False),
         },
     )
 
