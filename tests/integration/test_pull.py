@@ -232,30 +232,31 @@ def test_rejected_records_are_kept_verbatim_with_their_reason(
         {"event_id": "r1", "user_id": "u1", "name": 'tab\t "q" back\\slash \x00',
          "occurred_at": "not a time"},
         {"event_id": "r2", "user_id": "u 1", "name": "签到\n", "occurred_at": at},
+        {"event_id": "r3", "user_id": "u1", "name": "nul\x00", "occurred_at": at},
         {"event_id": "ok", "user_id": "u1", "name": "app_open", "occurred_at": at},
     ]  # fmt: skip
     path = tmp_path / "events.jsonl"
-    lines = [json.dumps(r) for r in records] + ['{"event_id": "r3", "name": "nul\x00 raw"}']
+    lines = [json.dumps(r) for r in records] + ['{"event_id": "r4", "name": "nul\x00 raw"}']
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     source = FileSource(name="odd-rejects", entity="events", path=str(path))
     settings = settings.model_copy(update={"sources": [source]})
     stats = pull_source(engine, settings, "odd-rejects", "run-7")
-    assert (stats.inserted, stats.rejected) == (1, 3)
+    assert (stats.inserted, stats.rejected) == (1, 4)
     with session_scope(engine) as session:
         stored = session.execute(
             select(RejectedRecord.raw, RejectedRecord.reason, RejectedRecord.source,
                    RejectedRecord.run_id, RejectedRecord.created_at)
         ).tuples().all()  # fmt: skip
     # A NUL character, which PostgreSQL's text cannot hold, is stored as U+FFFD.
-    unreadable = [raw for raw, *_ in stored if raw.startswith('{"event_id": "r3"')]
-    assert unreadable == ['{"event_id": "r3", "name": "nul\ufffd raw"}\n']
+    unreadable = [raw for raw, *_ in stored if raw.startswith('{"event_id": "r4"')]
+    assert unreadable == ['{"event_id": "r4", "name": "nul\ufffd raw"}\n']
     stored = [row for row in stored if row[0] not in unreadable]
-    assert sorted(json.loads(raw)["event_id"] for raw, *_ in stored) == ["r1", "r2"]
+    assert sorted(json.loads(raw)["event_id"] for raw, *_ in stored) == ["r1", "r2", "r3"]
+    reasons = {"r1": "occurred_at:", "r2": "user_id:", "r3": "name: contains a NUL character"}
     for raw, reason, source_name, run_id, created_at in stored:
         record = json.loads(raw)
         assert record == records[int(record["event_id"][1]) - 1]
-        field = "occurred_at" if record["event_id"] == "r1" else "user_id"
-        assert reason.startswith(f"{field}:")
+        assert reason.startswith(reasons[record["event_id"]])
         assert (source_name, run_id) == ("odd-rejects", "run-7")
         assert created_at.year >= 2026
 

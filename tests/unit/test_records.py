@@ -143,6 +143,7 @@ def test_plain_events_take_the_fast_path_to_the_same_row(zone: str) -> None:
         ("é1", "u1", "x", "2026-01-01T00:00:00"),  # non-ASCII key: the validator's \w accepts it
         ("e1", "u 1", "x", "2026-01-01T00:00:00"),
         ("e1", "u1", "bad\ufffd", "2026-01-01T00:00:00"),
+        ("e1", "u1", "nul\x00", "2026-01-01T00:00:00"),
         ("e1", "u1", "", "2026-01-01T00:00:00"),
         ("e1", "u1", "x" * 65, "2026-01-01T00:00:00"),
         ("e1", "u" * 65, "x", "2026-01-01T00:00:00"),

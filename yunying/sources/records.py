@@ -112,6 +112,7 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
         and _KEY_CHARS.issuperset(event_id)
         and _KEY_CHARS.issuperset(user_id)
         and "\ufffd" not in name
+        and "\x00" not in name
     ):
         return None
     try:
@@ -251,6 +252,8 @@ def _text(
         raise InvalidRecord(f"{field}: expected text, got {type(value).__name__}")
     if "\ufffd" in value:
         raise InvalidRecord(f"{field}: bad text encoding")
+    if "\x00" in value:  # PostgreSQL's text cannot hold it
+        raise InvalidRecord(f"{field}: contains a NUL character")
     if len(value) > max_length:
         raise InvalidRecord(f"{field}: longer than {max_length} characters")
     return value
