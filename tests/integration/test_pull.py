@@ -236,21 +236,29 @@ def test_rejected_records_are_kept_verbatim_with_their_reason(
         {"event_id": "ok", "user_id": "u1", "name": "app_open", "occurred_at": at},
     ]  # fmt: skip
     path = tmp_path / "events.jsonl"
-    lines = [json.dumps(r) for r in records] + ['{"event_id": "r4", "name": "nul\x00 raw"}']
+    half = {"event_id": "r5", "user_id": "u1", "name": "half \ud800", "occurred_at": at}
+    lines = [json.dumps(r) for r in [*records, half]] + ['{"event_id": "r4", "name": "nul\x00"}']
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     source = FileSource(name="odd-rejects", entity="events", path=str(path))
     settings = settings.model_copy(update={"sources": [source]})
     stats = pull_source(engine, settings, "odd-rejects", "run-7")
-    assert (stats.inserted, stats.rejected) == (1, 4)
+    assert (stats.inserted, stats.rejected) == (1, 5)
     with session_scope(engine) as session:
         stored = session.execute(
             select(RejectedRecord.raw, RejectedRecord.reason, RejectedRecord.source,
                    RejectedRecord.run_id, RejectedRecord.created_at)
         ).tuples().all()  # fmt: skip
-    # A NUL character, which PostgreSQL's text cannot hold, is stored as U+FFFD.
-    unreadable = [raw for raw, *_ in stored if raw.startswith('{"event_id": "r4"')]
-    assert unreadable == ['{"event_id": "r4", "name": "nul\ufffd raw"}\n']
-    stored = [row for row in stored if row[0] not in unreadable]
+    # What no store can hold (NUL, a lone surrogate) is stored as U+FFFD.
+    odd = {
+        raw: reason
+        for raw, reason, *_ in stored
+        if raw.startswith(('{"event_id": "r4"', '{"event_id": "r5"'))
+    }
+    assert odd == {
+        '{"event_id": "r4", "name": "nul\ufffd"}\n': "json: Invalid control character at",
+        json.dumps({**half, "name": "half \ufffd"}, ensure_ascii=False): "name: bad text encoding",
+    }
+    stored = [row for row in stored if row[0] not in odd]
     assert sorted(json.loads(raw)["event_id"] for raw, *_ in stored) == ["r1", "r2", "r3"]
     reasons = {"r1": "occurred_at:", "r2": "user_id:", "r3": "name: contains a NUL character"}
     for raw, reason, source_name, run_id, created_at in stored:

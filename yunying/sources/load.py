@@ -4,6 +4,7 @@ per-user facts (last activity, counts, spend, active days) kept current set-base
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -411,8 +412,11 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
         records, item = "json_array_elements(CAST(:rows AS json))", "value->>{}"
     else:
         records, item = "json_each(:rows)", "json_extract(value, '$[{}]')"
-    # PostgreSQL's text cannot hold NUL: it becomes U+FFFD, as undecodable bytes do.
-    rows = [[raw.replace("\0", "\ufffd"), why.replace("\0", "\ufffd")] for raw, why in rejects]
+    # What no store's text can hold (NUL for PostgreSQL, a lone surrogate for either) becomes
+    # U+FFFD, as undecodable bytes do.
+    rows = [
+        [_UNSTORABLE.sub("\ufffd", raw), _UNSTORABLE.sub("\ufffd", why)] for raw, why in rejects
+    ]
     session.execute(
         text(
             "INSERT INTO rejected_records (source, run_id, raw, reason, created_at)"
@@ -425,6 +429,9 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
             "rows": json.dumps(rows, ensure_ascii=False),
         },
     )
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def get_watermark(session: Session, source: str) -> str | None:

@@ -113,6 +113,7 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
         and _KEY_CHARS.issuperset(user_id)
         and "\ufffd" not in name
         and "\x00" not in name
+        and (name.isascii() or _encodable(name))
     ):
         return None
     try:
@@ -250,13 +251,22 @@ def _text(
         return None
     if not isinstance(value, str):
         raise InvalidRecord(f"{field}: expected text, got {type(value).__name__}")
-    if "\ufffd" in value:
+    if "\ufffd" in value or not _encodable(value):
         raise InvalidRecord(f"{field}: bad text encoding")
     if "\x00" in value:  # PostgreSQL's text cannot hold it
         raise InvalidRecord(f"{field}: contains a NUL character")
     if len(value) > max_length:
         raise InvalidRecord(f"{field}: longer than {max_length} characters")
     return value
+
+
+def _encodable(text: str) -> bool:
+    """False for text no store can hold: a lone surrogate, which JSON's \\ud800 escapes give."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _flag(raw: Mapping[str, Any], field: str) -> bool:
