@@ -2,6 +2,7 @@ import gzip
 import json
 import sqlite3
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,38 @@ def test_rejected_records_are_kept_verbatim_with_their_reason(
         assert reason.startswith(reasons[record["event_id"]])
         assert (source_name, run_id) == ("odd-rejects", "run-7")
         assert created_at.year >= 2026
+
+
+def test_values_beyond_what_the_store_holds_are_rejected_not_fatal(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # PostgreSQL refuses a value longer than its column or an amount beyond numeric(14, 2)
+    # for the whole batch; the validator must set such a record aside first.
+    at = "2026-10-05T10:00:00Z"
+    users = [
+        {"user_id": "u1", "signup_at": at, "device_hash": "d" * 64, "email": "a" * 249 + "@x.io"},
+        {"user_id": "u2", "signup_at": at, "device_hash": "d" * 65},
+        {"user_id": "u3", "signup_at": at, "ip_hash": "i" * 65},
+        {"user_id": "u4", "signup_at": at, "email": "a" * 250 + "@x.io"},
+    ]
+    orders = [
+        {"order_id": "o1", "user_id": "u1", "amount": "999999999999.99", "created_at": at},
+        {"order_id": "o2", "user_id": "u1", "amount": "1e30", "created_at": at},
+        {"order_id": "o3", "user_id": "u1", "amount": 10**12, "created_at": at},
+    ]
+    sources = []
+    for entity, records in (("users", users), ("orders", orders)):
+        path = tmp_path / f"{entity}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        sources.append(FileSource(name=entity, entity=entity, path=str(path)))
+    settings = settings.model_copy(update={"sources": sources})
+    loaded = {s.name: pull_source(engine, settings, s.name, "t") for s in sources}
+    assert (loaded["users"].inserted, loaded["users"].rejected) == (1, 3)
+    assert (loaded["orders"].inserted, loaded["orders"].rejected) == (1, 2)
+    assert loaded["users"].reasons == {"device_hash": 1, "ip_hash": 1, "email": 1}
+    with session_scope(engine) as session:
+        assert session.scalars(select(User.user_id)).all() == ["u1"]
+        assert session.scalars(select(Order.amount)).all() == [Decimal("999999999999.99")]
 
 
 @pytest.mark.postgres

@@ -98,6 +98,12 @@ def test_orders_reject_negative_and_non_numeric_amounts() -> None:
         to_order_row({**base, "amount": "ten"}, SHANGHAI)
     with pytest.raises(InvalidRecord, match="currency"):
         to_order_row({**base, "amount": "1", "currency": "yuan"}, SHANGHAI)
+    # The stores hold amounts below 10^12 with two decimals.
+    top = to_order_row({**base, "amount": "999999999999.994"}, SHANGHAI)["amount"]
+    assert top == Decimal("999999999999.99")
+    for too_big in ("999999999999.995", 10**12, "1e30", "1e400"):
+        with pytest.raises(InvalidRecord, match="is not below 1,000,000,000,000"):
+            to_order_row({**base, "amount": too_big}, SHANGHAI)
 
 
 def test_users_validate_contacts_and_flags() -> None:

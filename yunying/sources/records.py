@@ -27,6 +27,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9]{6,20}$")
 KEY = re.compile(r"[\w.:@-]{1,200}")
 USER_ID_LENGTH = 64  # the stores' user_id columns; other keys take up to 200 characters
+MAX_AMOUNT = 10**12  # the stores' amounts: 14 digits, 2 after the point
 LOCALES = {"zh-CN", "en"}
 ORDER_STATUSES = {"paid", "refunded", "cancelled"}
 
@@ -51,7 +52,7 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
     locale = _text(raw, "locale", required=False) or "zh-CN"
     if locale not in LOCALES:
         raise InvalidRecord(f"locale: {locale!r} is not one of {sorted(LOCALES)}")
-    email = _text(raw, "email", required=False)
+    email = _text(raw, "email", required=False, max_length=254)
     if email and not EMAIL.match(email):
         raise InvalidRecord("email: not an email address")
     phone = _text(raw, "phone", required=False)
@@ -69,8 +70,8 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
         "email_opt_in": _flag(raw, "email_opt_in"),
         "sms_opt_in": _flag(raw, "sms_opt_in"),
         "push_opt_in": _flag(raw, "push_opt_in"),
-        "device_hash": _text(raw, "device_hash", required=False),
-        "ip_hash": _text(raw, "ip_hash", required=False),
+        "device_hash": _text(raw, "device_hash", required=False, max_length=64),
+        "ip_hash": _text(raw, "ip_hash", required=False, max_length=64),
         "referred_by": _text(raw, "referred_by", required=False, max_length=64),
         "holdout_bucket": holdout_bucket(user_id),
         "updated_at": now,
@@ -295,4 +296,6 @@ def _amount(raw: Mapping[str, Any], field: str) -> Decimal:
         raise InvalidRecord(f"{field}: not a finite number")
     if amount < 0:
         raise InvalidRecord(f"{field}: negative amount {amount}")
+    if amount >= MAX_AMOUNT - Decimal("0.005"):  # it would round to MAX_AMOUNT or more
+        raise InvalidRecord(f"{field}: {str(value)[:40]} is not below {MAX_AMOUNT:,}")
     return amount.quantize(Decimal("0.01"))
