@@ -192,6 +192,24 @@ def test_file_sources_csv_and_gzipped_jsonl(
     assert pull_source(engine, settings, "users-csv", "t").pulled == 0
 
 
+def test_files_starting_with_a_byte_order_mark_load(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "users.csv").write_text(
+        "user_id,signup_at\nb1,2026-10-01T08:00:00Z\n", encoding="utf-8-sig"
+    )
+    event = {"event_id": "b1", "user_id": "b1", "name": "x", "occurred_at": "2026-10-01T09:00:00Z"}
+    (tmp_path / "events.jsonl").write_text(json.dumps(event) + "\n", encoding="utf-8-sig")
+    sources = [
+        FileSource(name="users", entity="users", path=str(tmp_path / "users.csv"), format="csv"),
+        FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl")),
+    ]
+    settings = settings.model_copy(update={"sources": sources})
+    for source in sources:
+        stats = pull_source(engine, settings, source.name, "t")
+        assert (stats.inserted, stats.rejected) == (1, 0), source.name
+
+
 def test_event_names_with_control_characters_arrive_intact(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:

@@ -224,7 +224,8 @@ def read_file(source: FileSource, watermark: str | None) -> Iterator[Batch]:
     for path in paths:
         opener = gzip.open if path.endswith(".gz") else open
         with opener(path, "rb") as raw:
-            stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            # utf-8-sig: a byte order mark (spreadsheets export CSV with one) is skipped.
+            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
             records: list[Record] = []
             unreadable: list[tuple[str, str]] = []
             rows = _csv_rows(stream) if source.format == "csv" else _jsonl_rows(stream)
