@@ -320,6 +320,24 @@ def test_values_beyond_what_the_store_holds_are_rejected_not_fatal(
         assert session.scalars(select(Order.amount)).all() == [Decimal("999999999999.99")]
 
 
+def test_incremental_sql_source_steps_over_rows_without_the_column(tmp_path: Path) -> None:
+    # SQLite sorts NULL first: a batch of them must not become the watermark "None".
+    source_db = tmp_path / "app.db"
+    with sqlite3.connect(source_db) as connection:
+        connection.execute("CREATE TABLE ev (id TEXT, uid TEXT, kind TEXT, at TEXT, seq INTEGER)")
+        connection.executemany(
+            "INSERT INTO ev VALUES (?, 'u1', 'x', '2026-10-01T00:00:00Z', ?)",
+            [(f"e{n}", n if n > 0 else None) for n in range(-4, 11)],
+        )
+    source = SqlSource(
+        name="app", entity="events", url=f"sqlite:///{source_db}", table="ev",
+        incremental_column="seq", batch_size=5,
+    )  # fmt: skip
+    assert [batch.watermark for batch in read_source(source, None)] == [None, "5", "10"]
+    again = [batch.records for batch in read_source(source, "10")]
+    assert sum(map(len, again)) == 6  # the rows without a value, read each time, and seq 10
+
+
 @pytest.mark.postgres
 def test_postgresql_source_with_lookback_for_late_rows(
     engine: Engine, settings: Settings, postgres_server: str
@@ -368,6 +386,17 @@ def test_postgresql_source_with_lookback_for_late_rows(
         second = pull_source(engine, settings, "pg-events", "t")
         assert second.inserted == 1  # found by the look-back window, nothing else duplicated
         assert _count(engine, Event) == 501
+        with admin.begin() as connection:  # rows without the column sort last on PostgreSQL
+            connection.execute(
+                sa.text(
+                    f"INSERT INTO {schema}.app_events SELECT 'n' || n, 'u1', 'app_open',"
+                    " '2026-10-03 00:00+08', NULL FROM generate_series(1, 130) n"
+                )
+            )
+        third = pull_source(engine, settings, "pg-events", "t")
+        fourth = pull_source(engine, settings, "pg-events", "t")
+        assert (third.inserted, fourth.inserted) == (130, 0)
+        assert _count(engine, Event) == 631
     finally:
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))

@@ -52,15 +52,15 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
     if column:
         # `>=` re-reads rows that share the watermark value; upserts make that harmless.
         base = f"SELECT * FROM ({base}) AS src"
-        if watermark is not None:
-            base += f" WHERE {column} >= :watermark"
+        if watermark is not None:  # rows without a value cannot be followed: read each time
+            base += f" WHERE {column} >= :watermark OR {column} IS NULL"
             params["watermark"] = _looked_back(watermark, source.lookback)
         base += f" ORDER BY {column}"
     engine = create_store_engine(source.url)
     try:
         with engine.connect() as connection:
             for columns, rows in _driver_batches(connection, base, params, source.batch_size):
-                mark = str(rows[-1][columns.index(column)]) if column and rows else None
+                mark = _last_mark(rows, columns.index(column)) if column else None
                 yield Batch(rows, mark, columns=columns)
     except (OperationalError, DBAPIError) as exc:
         unreachable = isinstance(exc, OperationalError) or exc.connection_invalidated
@@ -69,6 +69,15 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _last_mark(rows: Sequence[Any], index: int) -> str | None:
+    """The batch's last value of the incremental column that is not NULL. Rows where it is
+    NULL cannot be followed: they are read on every run, and their upserts absorb that."""
+    for row in reversed(rows):
+        if row[index] is not None:
+            return str(row[index])
+    return None
 
 
 def _sqlite_query_error(exc: DBAPIError) -> bool:
