@@ -136,6 +136,21 @@ def test_http_source_pages_through_faults(
     assert _count(engine, Event) == src - stats.rejected
 
 
+def test_http_source_whose_next_page_repeats_stops_with_a_config_error(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # next_cursor_path names the page number, which this endpoint repeats: it would loop.
+    settings = company_settings(settings, tmp_path, users=30)
+    with LocalServer(source_db=tmp_path / "source.db") as server:
+        source = HttpSource(
+            name="api", entity="events", url=f"{server.url}/events/pages",
+            items_path="data.items", next_cursor_path="page", mapping=EVENT_MAPPING,
+        )  # fmt: skip
+        settings = settings.model_copy(update={"sources": [source]})
+        with pytest.raises(ConfigError, match="same page as the next one"):
+            pull_source(engine, settings, "api", "t")
+
+
 def test_http_4xx_is_permanent_with_status_and_body(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:

@@ -161,7 +161,13 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                 raise ConfigError(
                     f"source {source.name}: items_path {source.items_path!r} is no list"
                 )
+            asked = url if source.pagination == "link" else params.get(source.cursor_param)
             url, mark = _next_page(source, body, response, url, params)
+            if items and mark is not None and str(mark) == str(asked):  # would loop for ever
+                raise ConfigError(
+                    f"source {source.name}: the API answered page {asked!r} with the same"
+                    f" page as the next one; check next_cursor_path and pagination"
+                )
             page += 1
             pending += items
             pending_mark = mark or pending_mark
