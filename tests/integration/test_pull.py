@@ -14,6 +14,7 @@ from yunying.demo.local_server import LocalServer
 from yunying.demo.sources import EVENT_MAPPING
 from yunying.errors import ConfigError, ProviderRejected, TransientError
 from yunying.sources.config import FileSource, HttpSource, SqlSource
+from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
 from yunying.sources.readers import read_source
 from yunying.store.engine import create_store_engine, session_scope
@@ -205,6 +206,44 @@ def test_file_sources_csv_and_gzipped_jsonl(
     assert (events.inserted, events.rejected) == (2, 1)
     # The watermark is the last file loaded: a rerun reads nothing again.
     assert pull_source(engine, settings, "users-csv", "t").pulled == 0
+
+
+def test_file_source_reads_a_late_file_whose_name_sorts_earlier(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    def export(day: int) -> None:
+        (tmp_path / f"orders-2026-11-{day}.csv").write_text(
+            f"order_id,user_id,amount,created_at\no{day},u1,5,2026-11-{day}T08:00:00Z\n"
+        )
+
+    source = FileSource(
+        name="orders", entity="orders", path=str(tmp_path / "orders-*.csv"), format="csv"
+    )
+    settings = settings.model_copy(update={"sources": [source]})
+    export(22)
+    export(23)
+    assert pull_source(engine, settings, "orders", "t").inserted == 2
+    export(20)  # arrives late
+    assert pull_source(engine, settings, "orders", "t").inserted == 1
+    assert pull_source(engine, settings, "orders", "t").pulled == 0
+    assert _count(engine, Order) == 3
+
+
+def test_file_source_from_before_the_loaded_files_list_keeps_its_place(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # Such a store has only the watermark: the last file it loaded, in name order.
+    for day in (21, 22, 23):
+        (tmp_path / f"events-{day}.jsonl").write_text(
+            json.dumps({"event_id": f"e{day}", "user_id": "u1", "name": "x",
+                        "occurred_at": f"2026-11-{day}T08:00:00Z"}) + "\n"
+        )  # fmt: skip
+    with session_scope(engine) as session:
+        set_watermark(session, "events", str(tmp_path / "events-22.jsonl"))
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
+    settings = settings.model_copy(update={"sources": [source]})
+    assert pull_source(engine, settings, "events", "t").inserted == 1  # only events-23
+    assert pull_source(engine, settings, "events", "t").pulled == 0
 
 
 def test_files_starting_with_a_byte_order_mark_load(

@@ -15,7 +15,8 @@ from sqlalchemy import Date, DateTime, Numeric, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from yunying.sources.config import Entity
+from yunying.sources.config import Entity, FileSource
+from yunying.sources.readers import file_paths
 from yunying.sources.records import (
     EventRow,
     InvalidRecord,
@@ -27,7 +28,7 @@ from yunying.sources.records import (
     to_user_row,
 )
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
-from yunying.store.models import Base, Order, SourceWatermark, User
+from yunying.store.models import Base, Order, SourceFile, SourceWatermark, User
 
 
 @dataclass
@@ -432,6 +433,26 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def loaded_files(session: Session, source: FileSource) -> set[str]:
+    """The files `source` has loaded whole. A store from before this list has only the
+    watermark, the last file loaded in name order: those up to it are recorded first."""
+    loaded = set(session.scalars(select(SourceFile.path).where(SourceFile.source == source.name)))
+    watermark = get_watermark(session, source.name)
+    if not loaded and watermark is not None:
+        for path in file_paths(source):
+            if path <= watermark:
+                record_loaded_file(session, source.name, path)
+                loaded.add(path)
+    return loaded
+
+
+def record_loaded_file(session: Session, source: str, path: str) -> None:
+    statement = upsert_insert(session, SourceFile).values(
+        source=source, path=path, loaded_at=utcnow()
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["source", "path"]))
 
 
 def get_watermark(session: Session, source: str) -> str | None:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from yunying.config import Settings
+from yunying.sources.config import FileSource
 from yunying.sources.load import (
     EventsText,
     LoadStats,
@@ -27,6 +28,8 @@ from yunying.sources.load import (
     get_watermark,
     load_events,
     load_rows,
+    loaded_files,
+    record_loaded_file,
     reject,
     set_watermark,
     validate,
@@ -46,12 +49,13 @@ def pull_source(
     source = settings.source(name)
     with session_scope(engine) as session:
         watermark = get_watermark(session, name)
+        loaded = loaded_files(session, source) if isinstance(source, FileSource) else set()
     total = LoadStats(watermark=watermark)
     postgres = engine.dialect.name == "postgresql"
 
     def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
         # Reading (the source's wait and decoding) runs ahead of validation in its own thread.
-        for batch in read_ahead(read_source(source, watermark), depth=1):
+        for batch in read_ahead(read_source(source, watermark, loaded), depth=1):
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
@@ -79,6 +83,8 @@ def pull_source(
                 reject(session, name, run_id, rejects)
                 if stats.watermark is not None:
                     set_watermark(session, name, stats.watermark)
+                    if isinstance(source, FileSource):  # the batch ended a file: its path
+                        record_loaded_file(session, name, stats.watermark)
             total.add(stats)
             if on_batch is not None:
                 on_batch(total)

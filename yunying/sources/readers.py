@@ -11,7 +11,7 @@ import io
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,12 +37,16 @@ class Batch:
     columns: tuple[str, ...] | None = None
 
 
-def read_source(source: SourceConfig, watermark: str | None) -> Iterator[Batch]:
+def read_source(
+    source: SourceConfig, watermark: str | None, loaded_files: Collection[str] = ()
+) -> Iterator[Batch]:
+    """The source's records from the watermark on; a file source reads the files it has not
+    loaded whole (`loaded_files`), whatever their names."""
     if isinstance(source, SqlSource):
         return read_sql(source, watermark)
     if isinstance(source, HttpSource):
         return read_http(source, watermark)
-    return read_file(source, watermark)
+    return read_file(source, loaded_files)
 
 
 def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
@@ -233,10 +237,16 @@ def _dig(body: Any, path: str) -> Any:
     return body
 
 
-def read_file(source: FileSource, watermark: str | None) -> Iterator[Batch]:
-    """Files are read in name order; the watermark is the last file fully loaded."""
-    paths = sorted(p for p in glob.glob(source.path) if watermark is None or p > watermark)
-    for path in paths:
+def file_paths(source: FileSource) -> list[str]:
+    return sorted(glob.glob(source.path))
+
+
+def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
+    """Files are read in name order, skipping those in `loaded`; a file's last batch has its
+    path as the watermark, so the file is recorded as loaded with that batch."""
+    for path in file_paths(source):
+        if path in loaded:
+            continue
         opener = gzip.open if path.endswith(".gz") else open
         with opener(path, "rb") as raw:
             # utf-8-sig: a byte order mark (spreadsheets export CSV with one) is skipped.

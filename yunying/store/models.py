@@ -134,6 +134,16 @@ class SourceWatermark(Base):
     updated_at: Mapped[dt.datetime]
 
 
+class SourceFile(Base):
+    """A file a file source has loaded whole: a later pull skips it, whatever its name."""
+
+    __tablename__ = "source_files"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    loaded_at: Mapped[dt.datetime]
+
+
 class RejectedRecord(Base):
     __tablename__ = "rejected_records"
 
