@@ -175,6 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
                 next_url = f"{self.app.url}/events/linked?after={items[-1]['seq']}&limit={limit}"
                 headers["Link"] = f'<{next_url}>; rel="next"'
             self._json(200, {"items": items}, headers)
+        elif parsed.path == "/":  # the company's web front page, not its API
+            html = b"<!doctype html><title>Sign in</title><form>...</form>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
         else:
             self._json(404, {"error": "not found"})
 
