@@ -61,6 +61,20 @@ def test_toml_file_is_read_and_validated(tmp_path: Path, monkeypatch: pytest.Mon
         load_settings()
 
 
+def test_a_mapping_naming_no_field_stops_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A typo would otherwise leave user_id unmapped: every record rejected as missing it.
+    config = tmp_path / "yunying.toml"
+    config.write_text(
+        '[[sources]]\nkind = "file"\nname = "ev"\nentity = "events"\npath = "e.jsonl"\n'
+        'mapping = { user_ud = "uid" }\n'
+    )
+    monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="sources.*mapping: 'user_ud' is not a field of events"):
+        load_settings()
+
+
 def test_churn_must_come_after_active(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YUNYING_LIFECYCLE__CHURN_DAYS", "3")
     with pytest.raises(ConfigError, match="churn_days must be greater"):

@@ -8,6 +8,16 @@ from pydantic import BaseModel, Field, model_validator
 
 Entity = Literal["users", "events", "orders"]
 
+# The fields each entity's validator reads from a raw record.
+FIELDS: dict[Entity, tuple[str, ...]] = {
+    "users": (
+        "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
+        "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
+    ),
+    "events": ("event_id", "user_id", "name", "occurred_at"),
+    "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),
+}  # fmt: skip
+
 
 class _SourceBase(BaseModel):
     model_config = {"extra": "forbid"}
@@ -17,6 +27,16 @@ class _SourceBase(BaseModel):
     # Yunying field -> field name in the source, for the fields whose names differ.
     mapping: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=20_000, gt=0)  # records per store transaction
+
+    @model_validator(mode="after")
+    def _mapping_names_fields(self) -> _SourceBase:
+        for field in self.mapping:
+            if field not in FIELDS[self.entity]:
+                raise ValueError(
+                    f"mapping: {field!r} is not a field of {self.entity}"
+                    f" ({', '.join(FIELDS[self.entity])})"
+                )
+        return self
 
 
 class SqlSource(_SourceBase):

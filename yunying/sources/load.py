@@ -15,7 +15,7 @@ from sqlalchemy import Date, DateTime, Numeric, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from yunying.sources.config import Entity, FileSource
+from yunying.sources.config import FIELDS, Entity, FileSource
 from yunying.sources.readers import file_paths
 from yunying.sources.records import (
     EventRow,
@@ -51,16 +51,6 @@ class LoadStats:
 
 
 Rejects = list[tuple[str, str]]  # (the raw record as JSON, the reason it was set aside)
-
-# The fields each entity's validator reads from a raw record.
-FIELDS: dict[Entity, tuple[str, ...]] = {
-    "users": (
-        "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
-        "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
-    ),
-    "events": ("event_id", "user_id", "name", "occurred_at"),
-    "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),
-}  # fmt: skip
 
 
 def validate(
