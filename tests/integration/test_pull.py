@@ -137,6 +137,21 @@ def test_http_source_pages_through_faults(
     assert _count(engine, Event) == src - stats.rejected
 
 
+def test_http_source_follows_relative_link_headers(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    settings = company_settings(settings, tmp_path, users=30)
+    with LocalServer(source_db=tmp_path / "source.db") as server:
+        server.relative_links = True
+        source = HttpSource(
+            name="api", entity="events", url=f"{server.url}/events/linked",
+            pagination="link", page_size=100, mapping=EVENT_MAPPING,
+        )  # fmt: skip
+        stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
+    src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events")
+    assert stats.pulled == src.fetchone()[0] > 100
+
+
 def test_http_source_whose_next_page_repeats_stops_with_a_config_error(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:

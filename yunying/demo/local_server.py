@@ -60,6 +60,7 @@ class LocalServer:
         self.faults = Faults()
         self.recorder = Recorder()
         self.bearer_token: str | None = None
+        self.relative_links = False  # Link headers with a path only, as RFC 8288 allows
         self.twilio_account: tuple[str, str] | None = None  # (AccountSid, AuthToken)
         self._lock = threading.Lock()
         self._random = random.Random(seed)
@@ -172,7 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
             items = self.app.events_after(after, limit)
             headers = {}
             if len(items) == limit:
-                next_url = f"{self.app.url}/events/linked?after={items[-1]['seq']}&limit={limit}"
+                next_url = f"/events/linked?after={items[-1]['seq']}&limit={limit}"
+                if not self.app.relative_links:
+                    next_url = self.app.url + next_url
                 headers["Link"] = f'<{next_url}>; rel="next"'
             self._json(200, {"items": items}, headers)
         elif parsed.path == "/":  # the company's web front page, not its API

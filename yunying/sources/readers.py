@@ -220,6 +220,8 @@ def _next_page(
         return url, str(cursor)
     if source.pagination == "link":
         following = response.links.get("next", {}).get("url")
+        if following:  # it may be relative to the page's URL
+            following = str(response.url.join(following))
         params.clear()
         return following, following
     return url, None
