@@ -155,6 +155,7 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
         # Pages are gathered into batches of about batch_size: each batch is a transaction.
         pending: list[Any] = []
         pending_mark: str | None = None
+        previous: list[Any] = []
         while url is not None:
             if source.pagination == "page":
                 params[source.page_param] = page
@@ -165,13 +166,13 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                 raise ConfigError(
                     f"source {source.name}: items_path {source.items_path!r} is no list"
                 )
-            asked = url if source.pagination == "link" else params.get(source.cursor_param)
-            url, mark = _next_page(source, body, response, url, params)
-            if items and mark is not None and str(mark) == str(asked):  # would loop for ever
+            if items and items == previous:  # it would go on for ever
                 raise ConfigError(
-                    f"source {source.name}: the API answered page {asked!r} with the same"
-                    f" page as the next one; check next_cursor_path and pagination"
+                    f"source {source.name}: the API gave the same page twice in a row"
+                    f" ({response.url}); check pagination and next_cursor_path"
                 )
+            previous = items
+            url, mark = _next_page(source, body, response, url, params)
             page += 1
             pending += items
             pending_mark = mark or pending_mark
