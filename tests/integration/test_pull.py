@@ -178,6 +178,16 @@ def test_http_source_given_the_same_page_twice_stops_with_a_config_error(
             pull_source(engine, settings, "api", "t")
 
 
+def test_http_source_answered_with_a_web_page_is_a_config_error(
+    engine: Engine, settings: Settings
+) -> None:
+    with LocalServer() as server:
+        source = HttpSource(name="api", entity="events", url=f"{server.url}/")
+        settings = settings.model_copy(update={"sources": [source]})
+        with pytest.raises(ConfigError, match=r"answered with no JSON \(text/html.*Sign in"):
+            pull_source(engine, settings, "api", "t")
+
+
 def test_http_4xx_is_permanent_with_status_and_body(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
