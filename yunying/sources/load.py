@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -425,22 +425,22 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def loaded_files(session: Session, source: FileSource) -> set[str]:
+def loaded_files(session: Session, source: FileSource, watermark: str | None) -> set[str]:
     """The files `source` has loaded whole. A store from before this list has only the
     watermark, the last file loaded in name order: those up to it are recorded first."""
     loaded = set(session.scalars(select(SourceFile.path).where(SourceFile.source == source.name)))
-    watermark = get_watermark(session, source.name)
     if not loaded and watermark is not None:
-        for path in file_paths(source):
-            if path <= watermark:
-                record_loaded_file(session, source.name, path)
-                loaded.add(path)
+        loaded = {path for path in file_paths(source) if path <= watermark}
+        record_loaded_files(session, source.name, loaded)
     return loaded
 
 
-def record_loaded_file(session: Session, source: str, path: str) -> None:
+def record_loaded_files(session: Session, source: str, paths: Collection[str]) -> None:
+    if not paths:
+        return
+    now = utcnow()
     statement = upsert_insert(session, SourceFile).values(
-        source=source, path=path, loaded_at=utcnow()
+        [{"source": source, "path": path, "loaded_at": now} for path in paths]
     )
     session.execute(statement.on_conflict_do_nothing(index_elements=["source", "path"]))
 

@@ -29,7 +29,7 @@ from yunying.sources.load import (
     load_events,
     load_rows,
     loaded_files,
-    record_loaded_file,
+    record_loaded_files,
     reject,
     set_watermark,
     validate,
@@ -49,7 +49,9 @@ def pull_source(
     source = settings.source(name)
     with session_scope(engine) as session:
         watermark = get_watermark(session, name)
-        loaded = loaded_files(session, source) if isinstance(source, FileSource) else set()
+        loaded = (
+            loaded_files(session, source, watermark) if isinstance(source, FileSource) else set()
+        )
     total = LoadStats(watermark=watermark)
     postgres = engine.dialect.name == "postgresql"
 
@@ -84,7 +86,7 @@ def pull_source(
                 if stats.watermark is not None:
                     set_watermark(session, name, stats.watermark)
                     if isinstance(source, FileSource):  # the batch ended a file: its path
-                        record_loaded_file(session, name, stats.watermark)
+                        record_loaded_files(session, name, [stats.watermark])
             total.add(stats)
             if on_batch is not None:
                 on_batch(total)
