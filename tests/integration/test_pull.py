@@ -100,6 +100,41 @@ def test_pull_killed_midway_resumes_without_loss(
     assert total_counted == complete  # facts counted each event once
 
 
+def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # PostgreSQL folds a batch into the facts from the pages its COPY filled; after a delete
+    # and a VACUUM, new rows also go into older pages with room, and must be counted too.
+    def export(name: str, first: int, count: int) -> None:
+        lines = (
+            json.dumps({"event_id": f"e{i}", "user_id": f"u{i % 40}", "name": "app_open",
+                        "occurred_at": f"2026-11-{1 + i // 40 % 20:02}T08:00:00Z"})
+            for i in range(first, first + count)
+        )  # fmt: skip
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
+    settings = settings.model_copy(update={"sources": [source]})
+    export("events-1.jsonl", 0, 4000)
+    pull_source(engine, settings, "events", "t")
+    with session_scope(engine) as session:
+        session.execute(text("DELETE FROM events WHERE event_id LIKE '%1' OR event_id LIKE '%3'"))
+        session.execute(text("DELETE FROM user_facts"))
+        session.execute(text("DELETE FROM active_days"))
+    with engine.connect() as connection:
+        vacuum = "VACUUM events" if engine.dialect.name == "postgresql" else "VACUUM"
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text(vacuum))
+    engine.dispose()  # a new connection asks the free space map where rows go
+
+    export("events-2.jsonl", 4000, 3000)
+    assert pull_source(engine, settings, "events", "t").inserted == 3000
+    with session_scope(engine) as session:
+        counted = dict(session.execute(select(UserFacts.user_id, UserFacts.event_count)).all())
+        days = session.scalar(text("SELECT COUNT(*) FROM active_days"))
+    assert counted == {f"u{u}": 75 for u in range(40)}
+    assert days == 40 * 20
+
+
 @pytest.mark.parametrize(
     ("pagination", "path", "items_path"),
     [

@@ -11,6 +11,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from sqlalchemy import Date, DateTime, Numeric, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -167,10 +168,12 @@ class EventsText:
 
     count: int
     text: str
+    first_id: str = ""
 
 
 def events_text(rows: Sequence[EventRow], postgres: bool) -> EventsText:
-    return EventsText(len(rows), _copy_text(rows) if postgres else _json_text(rows))
+    text = _copy_text(rows) if postgres else _json_text(rows)
+    return EventsText(len(rows), text, rows[0][0] if rows else "")
 
 
 # Both texts are built by joining the values as they are, which is right unless a value holds
@@ -216,20 +219,14 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
     params["now"] = _store_time(session)
     skip_known = "ON CONFLICT (event_id) DO NOTHING"
     if is_postgres(session):
+        if _reads_tid_ranges(session):
+            try:
+                with session.begin_nested():
+                    _copy_all_new(session, events, only, params)
+                return events.count
+            except (IntegrityError, psycopg.IntegrityError, _NotAllFound):
+                pass
         _copy_to_stage(session, "events", EVENT_COLUMNS, events.text)
-        facts, days = _fact_updates("stage_events", only, conflicts=False)
-        insert_all = _from_stage("events", EVENT_COLUMNS, "")
-        try:
-            # Usually the events are all new, and so are most of their (user, day) pairs:
-            # inserts that need not handle conflicts cost the server about half as much. A
-            # known event (or a pair another pull adds meanwhile) undoes them all and takes
-            # the path below.
-            with session.begin_nested():
-                for statement in (insert_all, facts, days):
-                    session.execute(text(statement), params)
-            return events.count
-        except IntegrityError:
-            pass
         # One statement: the rows the insert returns are exactly the new ones.
         insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
         facts, days = _fact_updates("fresh", only)
@@ -259,6 +256,44 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
         session.execute(text(statement), params)
     count = session.scalar(text("SELECT COUNT(*) FROM events WHERE rowid > :before"), params)
     return int(count or 0)
+
+
+class _NotAllFound(Exception):
+    """The new pages of `events` hold fewer of a batch's rows than it has."""
+
+
+def _reads_tid_ranges(session: Session) -> bool:
+    driver = session.connection().connection.driver_connection
+    return driver.info.server_version >= 140000  # type: ignore[union-attr, no-any-return]
+
+
+def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[str, Any]) -> None:
+    """PostgreSQL, when every event is new (the usual case): COPY the batch straight into
+    `events` and fold it into the facts and active days from there, reading back the heap
+    pages the COPY filled (a TID range scan) and in them the rows this savepoint wrote. That
+    costs the server about half of what a staging table does. The caller undoes it all and
+    stages the batch if an event is known (the COPY fails on the key), another pull adds one
+    of the (user, day) pairs meanwhile, or rows went into older pages that had room (some
+    rows are not found in the new ones)."""
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        # The last page so far may take the first rows; later ones are new.
+        cursor.execute(
+            "SELECT GREATEST(pg_relation_size('events') / current_setting('block_size')::int"
+            " - 1, 0)"
+        )
+        (start,) = cursor.fetchone()
+        with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(events.text)
+    fresh = (
+        "(SELECT user_id, name, occurred_at, day FROM events WHERE ctid >= CAST(:start AS tid)"
+        " AND xmin = (SELECT xmin FROM events WHERE event_id = :first)) AS fresh"
+    )
+    params = {**params, "start": f"({start},0)", "first": events.first_id}
+    if session.scalar(text(f"SELECT COUNT(*) FROM {fresh}"), params) != events.count:
+        raise _NotAllFound
+    for statement in _fact_updates(fresh, only, conflicts=False):
+        session.execute(text(statement), params)
 
 
 def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any]]:
