@@ -135,6 +135,35 @@ def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
     assert days == 40 * 20
 
 
+def test_only_activity_events_count_as_activity(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    def export(name: str, events: list[tuple[str, str, str]]) -> None:
+        lines = [
+            json.dumps({"event_id": f"{user}-{day}-{kind}", "user_id": user, "name": kind,
+                        "occurred_at": f"2026-11-{day}T08:00:00Z"})
+            for user, day, kind in events
+        ]  # fmt: skip
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
+    lifecycle = settings.lifecycle.model_copy(update={"activity_events": ["app_open"]})
+    settings = settings.model_copy(update={"sources": [source], "lifecycle": lifecycle})
+    first = [("a", "10", "app_open"), ("a", "11", "push_sent"), ("b", "12", "push_sent")]
+    export("events-1.jsonl", first)
+    assert pull_source(engine, settings, "events", "t").inserted == 3
+    # A late copy of the first file with one more event in it: the known events are skipped.
+    export("events-2.jsonl", [*first, ("a", "12", "app_open"), ("b", "13", "push_sent")])
+    assert pull_source(engine, settings, "events", "t").inserted == 2
+    with session_scope(engine) as session:
+        facts = session.execute(
+            select(UserFacts.user_id, UserFacts.event_count, UserFacts.last_active_day)
+        ).all()
+        days = session.execute(text("SELECT user_id, day FROM active_days ORDER BY day")).all()
+    assert [(u, n, str(d)) for u, n, d in facts] == [("a", 2, "2026-11-12")]
+    assert [(u, str(d)) for u, d in days] == [("a", "2026-11-10"), ("a", "2026-11-12")]
+
+
 @pytest.mark.parametrize(
     ("pagination", "path", "items_path"),
     [

@@ -227,18 +227,10 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
             except (IntegrityError, psycopg.IntegrityError, _NotAllFound):
                 pass
         _copy_to_stage(session, "events", EVENT_COLUMNS, events.text)
-        # One statement: the rows the insert returns are exactly the new ones.
+        # The rows the insert returns are exactly the new ones.
         insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
-        facts, days = _fact_updates("fresh", only)
-        count = session.scalar(
-            text(
-                f"WITH fresh AS ({insert_new} RETURNING user_id, name, occurred_at, day),"
-                f" facts AS ({facts} RETURNING 1), days AS ({days} RETURNING 1)"
-                " SELECT COUNT(*) FROM fresh"
-            ),
-            params,
-        )
-        return int(count or 0)
+        fold = _fold_events(f"{insert_new} RETURNING user_id, name, occurred_at, day", only)
+        return int(session.scalar(text(fold), params) or 0)
     # SQLite: new rows take rowids above the largest so far (one writer at a time). The batch
     # goes in as one JSON text: one statement, during which Python's other thread (reading
     # the next batch) runs; an executemany would hand the GIL back and forth on every row.
@@ -286,14 +278,13 @@ def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[
         with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
             copy.write(events.text)
     fresh = (
-        "(SELECT user_id, name, occurred_at, day FROM events WHERE ctid >= CAST(:start AS tid)"
-        " AND xmin = (SELECT xmin FROM events WHERE event_id = :first)) AS fresh"
+        "SELECT user_id, name, occurred_at, day FROM events WHERE ctid >= CAST(:start AS tid)"
+        " AND xmin = (SELECT xmin FROM events WHERE event_id = :first)"
     )
     params = {**params, "start": f"({start},0)", "first": events.first_id}
-    if session.scalar(text(f"SELECT COUNT(*) FROM {fresh}"), params) != events.count:
+    found = session.scalar(text(_fold_events(fresh, only, look_pairs_up=True)), params)
+    if found != events.count:
         raise _NotAllFound
-    for statement in _fact_updates(fresh, only, conflicts=False):
-        session.execute(text(statement), params)
 
 
 def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -305,35 +296,61 @@ def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any
     return f"name IN ({names})", {f"name{i}": name for i, name in enumerate(activity_events)}
 
 
-def _fact_updates(fresh: str, only: str, conflicts: bool = True) -> tuple[str, str]:
-    """The statements folding the new events in `fresh` into user_facts and active_days;
-    `conflicts=False`: the active days are added without ON CONFLICT, which fails if another
-    writer adds the same pair meanwhile."""
-    facts = (
-        "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-        " order_count, revenue, updated_at)"
-        f" SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0, :now FROM {fresh}"
+_FACTS = (
+    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+    " order_count, revenue, updated_at) {select}"
+    " ON CONFLICT (user_id) DO UPDATE SET"
+    " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
+    "   OR excluded.last_active_at > user_facts.last_active_at"
+    "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
+    " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
+    "   OR excluded.last_active_day > user_facts.last_active_day"
+    "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
+    " event_count = user_facts.event_count + excluded.event_count,"
+    " updated_at = excluded.updated_at"
+)
+
+
+def _fact_updates(fresh: str, only: str) -> tuple[str, str]:
+    """SQLite: the statements folding the new events in `fresh` into user_facts and
+    active_days."""
+    facts = _FACTS.format(
+        select=f"SELECT user_id, MAX(occurred_at), MAX(day), COUNT(*), 0, 0, :now FROM {fresh}"
         f" WHERE {only} GROUP BY user_id"
-        " ON CONFLICT (user_id) DO UPDATE SET"
-        " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
-        "   OR excluded.last_active_at > user_facts.last_active_at"
-        "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
-        " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
-        "   OR excluded.last_active_day > user_facts.last_active_day"
-        "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-        " event_count = user_facts.event_count + excluded.event_count,"
-        " updated_at = excluded.updated_at"
     )
-    pairs = f"SELECT DISTINCT user_id, day FROM {fresh} WHERE {only}"
-    if conflicts:
-        days = f"INSERT INTO active_days (user_id, day) {pairs} ON CONFLICT DO NOTHING"
-    else:
-        days = (
-            f"INSERT INTO active_days (user_id, day) SELECT user_id, day FROM ({pairs}) AS pairs"
-            " WHERE NOT EXISTS (SELECT 1 FROM active_days AS known"
-            " WHERE known.user_id = pairs.user_id AND known.day = pairs.day)"
-        )
+    days = (
+        f"INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM {fresh}"
+        f" WHERE {only} ON CONFLICT DO NOTHING"
+    )
     return facts, days
+
+
+def _fold_events(fresh: str, only: str, look_pairs_up: bool = False) -> str:
+    """PostgreSQL: one statement folding the new events that the query `fresh` gives into
+    user_facts and active_days, through one (user, day) aggregate; it returns how many events
+    `fresh` gave. `look_pairs_up` leaves out the pairs already stored by looking them up
+    instead of with ON CONFLICT (about half the server's work), but fails if another writer
+    adds one of them meanwhile."""
+    new_pairs = (
+        " AND NOT EXISTS (SELECT 1 FROM active_days AS known"
+        " WHERE known.user_id = pairs.user_id AND known.day = pairs.day)"
+        if look_pairs_up
+        else " ON CONFLICT DO NOTHING"
+    )
+    facts = _FACTS.format(
+        select="SELECT user_id, MAX(last_at), MAX(day), SUM(active), 0, 0, :now FROM pairs"
+        " WHERE active > 0 GROUP BY user_id"
+    )
+    return (
+        f"WITH fresh AS ({fresh}),"
+        " pairs AS MATERIALIZED (SELECT user_id, day, COUNT(*) AS events,"
+        f" COUNT(*) FILTER (WHERE {only}) AS active,"
+        f" MAX(occurred_at) FILTER (WHERE {only}) AS last_at FROM fresh GROUP BY user_id, day),"
+        " days AS (INSERT INTO active_days (user_id, day) SELECT user_id, day FROM pairs"
+        f" WHERE active > 0{new_pairs} RETURNING 1),"
+        f" facts AS ({facts} RETURNING 1)"
+        " SELECT SUM(events) FROM pairs"
+    )
 
 
 def _sqlite_insert(
