@@ -1,4 +1,4 @@
-"""python -m benchmarks NAME [--users N]"""
+"""python -m benchmarks NAME [--users N] [options: --help]"""
 
 from __future__ import annotations
 
@@ -35,12 +35,17 @@ def main() -> int:
         default="both",
         help="lifecycle, report: which store to measure",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pull: runs of ours and of each baseline, in turn"
+    )
     args = parser.parse_args()
     options: dict[str, Any] = (
         {"events_per_user": args.events_per_user} if args.events_per_user else {}
     )
     if args.name in ("lifecycle", "report"):
         options["store"] = args.store
+    if args.name == "pull":
+        options["rounds"] = args.rounds
     figures = BENCHMARKS[args.name](users=args.users, seed=args.seed, **options)
     for name, figure in figures.items():
         if isinstance(figure, dict):

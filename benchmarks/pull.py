@@ -7,6 +7,10 @@ Figures (higher ratio is better for Yunying):
 - http_rows_per_s: the HTTP source (1,000 per page, local server) vs a raw httpx loop fetching
   the same pages;
 - peak_rss_mb: a pull of all events vs a pull of a tenth of them (flat memory: ratio ~1).
+
+Each throughput figure alternates ours and its baseline `rounds` times, each time into an
+empty store, and reports the medians: this machine's speed drifts by a fifth within minutes,
+and a lone pair of runs can land on either side of a drift.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,49 +46,96 @@ POSTGRES = os.environ.get("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@1
 EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT"
 
 
-def run(users: int, seed: int) -> dict[str, Any]:
+def run(users: int, seed: int, rounds: int = 3) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="yunying-pull-"))
+    try:
+        return _run(work, users, seed, rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
     source_db = work / "source.db"
     counts = write_source_db(source_db, users, seed, END)
     print(f"source: {counts}", file=sys.stderr)
     figures: dict[str, Any] = {"benchmark": "pull", "users": users, "events": counts.events}
+    pulls: list[dict[str, Any]] = []
 
-    ours = _pull_in_subprocess(work, source_db, f"sqlite:///{work / 'store.db'}")
-    bare = _bare_sqlite(source_db, work / "bare.db")
-    figures["sqlite_rows_per_s"] = _figure(ours["rows_per_s"], bare, ours["rows_per_s"] / bare)
+    def sqlite_store(round_: int) -> float:
+        pulls.append(_pull_in_subprocess(work, source_db, _fresh_sqlite(work, "store")))
+        return float(pulls[-1]["rows_per_s"])
 
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    figures["sqlite_rows_per_s"] = _alternate(
+        rounds, sqlite_store, lambda _: _bare_sqlite(source_db, _fresh_file(work, "bare.db"))
+    )
+
     admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+
+    def in_new_schema(measure: Callable[[str], float]) -> Callable[[int], float]:
+        def measured(_: int) -> float:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            with admin.begin() as connection:
+                connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+                # The last run's dirty pages written out first, so no run pays for another's.
+                connection.execute(sa.text("CHECKPOINT"))
+            try:
+                return measure(f"{POSTGRES}?options=-csearch_path%3D{schema}")
+            finally:
+                with admin.begin() as connection:
+                    connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+        return measured
+
     try:
-        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-        ours_pg = _pull_in_subprocess(work, source_db, url)
-        bare_pg = _bare_copy(source_db, url)
-        figures["postgres_rows_per_s"] = _figure(
-            ours_pg["rows_per_s"], bare_pg, ours_pg["rows_per_s"] / bare_pg
+        figures["postgres_rows_per_s"] = _alternate(
+            rounds,
+            in_new_schema(lambda url: _pull_in_subprocess(work, source_db, url)["rows_per_s"]),
+            in_new_schema(lambda url: _bare_copy(source_db, url)),
         )
     finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
 
     with LocalServer(source_db=source_db) as server:
-        ours_http = _pull_in_subprocess(
-            work, source_db, f"sqlite:///{work / 'http.db'}", server.url
+        figures["http_rows_per_s"] = _alternate(
+            rounds,
+            lambda _: _pull_in_subprocess(work, source_db, _fresh_sqlite(work, "http"), server.url)[
+                "rows_per_s"
+            ],
+            lambda _: _raw_httpx(server.url),
         )
-        raw = _raw_httpx(server.url)
-    figures["http_rows_per_s"] = _figure(
-        ours_http["rows_per_s"], raw, ours_http["rows_per_s"] / raw
-    )
 
     tenth = _pull_in_subprocess(
-        work, source_db, f"sqlite:///{work / 'tenth.db'}", limit=counts.events // 10
+        work, source_db, _fresh_sqlite(work, "tenth"), limit=counts.events // 10
     )
-    figures["peak_rss_mb"] = _figure(
-        ours["rss_mb"], tenth["rss_mb"], tenth["rss_mb"] / ours["rss_mb"]
-    )
+    whole = max(pull["rss_mb"] for pull in pulls)
+    figures["peak_rss_mb"] = _figure(whole, tenth["rss_mb"], tenth["rss_mb"] / whole)
     return figures
+
+
+def _alternate(
+    rounds: int, ours: Callable[[int], float], baseline: Callable[[int], float]
+) -> dict[str, float]:
+    """Ours and the baseline in turn, `rounds` times: the medians, and the median of each
+    round's ratio."""
+    values, baselines = [], []
+    for round_ in range(rounds):
+        values.append(ours(round_))
+        baselines.append(baseline(round_))
+        print(f"  round {round_ + 1}: {values[-1]:,.0f} vs {baselines[-1]:,.0f}", file=sys.stderr)
+    ratios = [value / base for value, base in zip(values, baselines, strict=True)]
+    return _figure(
+        statistics.median(values), statistics.median(baselines), statistics.median(ratios)
+    )
+
+
+def _fresh_file(work: Path, name: str) -> Path:
+    for path in work.glob(f"{name}*"):
+        path.unlink()
+    return work / name
+
+
+def _fresh_sqlite(work: Path, name: str) -> str:
+    return f"sqlite:///{_fresh_file(work, f'{name}.db')}"
 
 
 def _figure(value: float, baseline: float, ratio: float) -> dict[str, float]:
