@@ -236,7 +236,7 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
     # the next batch) runs; an executemany would hand the GIL back and forth on every row.
     params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
     values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(EVENT_COLUMNS)))
-    session.execute(
+    inserted = session.execute(
         text(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {values}"
             f" FROM json_each(:rows) WHERE true {skip_known}"
@@ -246,8 +246,7 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
     fresh = "(SELECT user_id, name, occurred_at, day FROM events WHERE rowid > :before) AS fresh"
     for statement in _fact_updates(fresh, only):
         session.execute(text(statement), params)
-    count = session.scalar(text("SELECT COUNT(*) FROM events WHERE rowid > :before"), params)
-    return int(count or 0)
+    return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
 class _NotAllFound(Exception):
