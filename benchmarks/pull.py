@@ -61,18 +61,18 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"benchmark": "pull", "users": users, "events": counts.events}
     pulls: list[dict[str, Any]] = []
 
-    def sqlite_store(round_: int) -> float:
+    def sqlite_store() -> float:
         pulls.append(_pull_in_subprocess(work, source_db, _fresh_sqlite(work, "store")))
         return float(pulls[-1]["rows_per_s"])
 
     figures["sqlite_rows_per_s"] = _alternate(
-        rounds, sqlite_store, lambda _: _bare_sqlite(source_db, _fresh_file(work, "bare.db"))
+        rounds, sqlite_store, lambda: _bare_sqlite(source_db, _fresh_file(work, "bare.db"))
     )
 
     admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
 
-    def in_new_schema(measure: Callable[[str], float]) -> Callable[[int], float]:
-        def measured(_: int) -> float:
+    def in_new_schema(measure: Callable[[str], float]) -> Callable[[], float]:
+        def measured() -> float:
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             with admin.begin() as connection:
                 connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
@@ -98,10 +98,10 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
     with LocalServer(source_db=source_db) as server:
         figures["http_rows_per_s"] = _alternate(
             rounds,
-            lambda _: _pull_in_subprocess(work, source_db, _fresh_sqlite(work, "http"), server.url)[
+            lambda: _pull_in_subprocess(work, source_db, _fresh_sqlite(work, "http"), server.url)[
                 "rows_per_s"
             ],
-            lambda _: _raw_httpx_in_subprocess(server.url),
+            lambda: _raw_httpx_in_subprocess(server.url),
         )
 
     tenth = _pull_in_subprocess(
@@ -113,14 +113,14 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
 
 
 def _alternate(
-    rounds: int, ours: Callable[[int], float], baseline: Callable[[int], float]
+    rounds: int, ours: Callable[[], float], baseline: Callable[[], float]
 ) -> dict[str, float]:
     """Ours and the baseline in turn, `rounds` times: the medians, and the median of each
     round's ratio."""
     values, baselines = [], []
     for round_ in range(rounds):
-        values.append(ours(round_))
-        baselines.append(baseline(round_))
+        values.append(ours())
+        baselines.append(baseline())
         print(f"  round {round_ + 1}: {values[-1]:,.0f} vs {baselines[-1]:,.0f}", file=sys.stderr)
     ratios = [value / base for value, base in zip(values, baselines, strict=True)]
     return _figure(
