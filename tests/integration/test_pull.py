@@ -2,6 +2,7 @@ import gzip
 import json
 import sqlite3
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from yunying.sources.pull import pull_source
 from yunying.sources.readers import read_source
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
+
+
+def _write_jsonl(path: Path, records: Iterable[object]) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
 
 
 def _count(engine: Engine, model: type) -> int:
@@ -106,12 +111,11 @@ def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
     # PostgreSQL folds a batch into the facts from the pages its COPY filled; after a delete
     # and a VACUUM, new rows also go into older pages with room, and must be counted too.
     def export(name: str, first: int, count: int) -> None:
-        lines = (
-            json.dumps({"event_id": f"e{i}", "user_id": f"u{i % 40}", "name": "app_open",
-                        "occurred_at": f"2026-11-{1 + i // 40 % 20:02}T08:00:00Z"})
+        _write_jsonl(tmp_path / name, (
+            {"event_id": f"e{i}", "user_id": f"u{i % 40}", "name": "app_open",
+             "occurred_at": f"2026-11-{1 + i // 40 % 20:02}T08:00:00Z"}
             for i in range(first, first + count)
-        )  # fmt: skip
-        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        ))  # fmt: skip
 
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
     settings = settings.model_copy(update={"sources": [source]})
@@ -139,12 +143,11 @@ def test_only_activity_events_count_as_activity(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
     def export(name: str, events: list[tuple[str, str, str]]) -> None:
-        lines = [
-            json.dumps({"event_id": f"{user}-{day}-{kind}", "user_id": user, "name": kind,
-                        "occurred_at": f"2026-11-{day}T08:00:00Z"})
+        _write_jsonl(tmp_path / name, (
+            {"event_id": f"{user}-{day}-{kind}", "user_id": user, "name": kind,
+             "occurred_at": f"2026-11-{day}T08:00:00Z"}
             for user, day, kind in events
-        ]  # fmt: skip
-        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        ))  # fmt: skip
 
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
     lifecycle = settings.lifecycle.model_copy(update={"activity_events": ["app_open"]})
@@ -334,10 +337,10 @@ def test_file_source_from_before_the_loaded_files_list_keeps_its_place(
 ) -> None:
     # Such a store has only the watermark: the last file it loaded, in name order.
     for day in (21, 22, 23):
-        (tmp_path / f"events-{day}.jsonl").write_text(
-            json.dumps({"event_id": f"e{day}", "user_id": "u1", "name": "x",
-                        "occurred_at": f"2026-11-{day}T08:00:00Z"}) + "\n"
-        )  # fmt: skip
+        _write_jsonl(tmp_path / f"events-{day}.jsonl", [
+            {"event_id": f"e{day}", "user_id": "u1", "name": "x",
+             "occurred_at": f"2026-11-{day}T08:00:00Z"}
+        ])  # fmt: skip
     with session_scope(engine) as session:
         set_watermark(session, "events", str(tmp_path / "events-22.jsonl"))
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
@@ -462,7 +465,7 @@ def test_values_beyond_what_the_store_holds_are_rejected_not_fatal(
     sources = []
     for entity, records in (("users", users), ("orders", orders)):
         path = tmp_path / f"{entity}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        _write_jsonl(path, records)
         sources.append(FileSource(name=entity, entity=entity, path=str(path)))
     settings = settings.model_copy(update={"sources": sources})
     loaded = {s.name: pull_source(engine, settings, s.name, "t") for s in sources}

@@ -168,7 +168,7 @@ class EventsText:
 
     count: int
     text: str
-    first_id: str = ""
+    first_id: str  # the first row's event_id
 
 
 def events_text(rows: Sequence[EventRow], postgres: bool) -> EventsText:
