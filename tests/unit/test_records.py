@@ -13,6 +13,7 @@ from yunying.sources.records import (
     event_values,
     holdout_bucket,
     plain_event,
+    plain_events,
     to_event_row,
     to_order_row,
     to_user_row,
@@ -180,6 +181,70 @@ def _same_row(event_id: Any, user_id: Any, name: Any, occurred_at: Any, zone: Zo
     row = plain_event((event_id, user_id, name, occurred_at), zone)
     assert row is None or row == expected, (raw, row, expected)
     return row is not None
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("shape", ["T+00:00", " Z", "T", "T-00:00", "T+08:00"])
+def test_plain_events_give_each_event_the_row_plain_event_gives(zone: str, shape: str) -> None:
+    """Checked a column at a time, events get exactly `plain_event`'s row, or None where
+    `plain_event` would give none or where the moment has another shape than most; odd
+    values in any column, anywhere in the batch, are found."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(f"{zone}{shape}")
+    odd_values: list[list[Any]] = [
+        ["é1", "e 1", "e\n1", "", "e" * 201, None, 7, "e\ufffd"],
+        ["u é", "u\n1", "", "u" * 65, None, 3.5, "u\x00"],
+        ["bad\ufffd", "nul\x00", "half \ud800", "", "x" * 65, None, 5, "née", "two\nlines"],
+        [
+            "2026-13-01T00:00:00+00:00",
+            "2026-02-30T00:00:00+00:00",
+            "2026-01-01T24:00:00+00:00",
+            "2026-01-01T23:60:00+00:00",
+            "2026-01-01T23:00:61+00:00",
+            "1969-12-31T23:00:00+00:00",
+            "2101-01-01T00:00:00+00:00",
+            "2026-01-01T00:00:00+08:00",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01 00:00:00",
+            "2026-01-01T00:00:00.5+00:00",
+            "2026-01-0100:00:00+00:00",
+            "2026-01-01T00:00:00+00:00\n",
+            " 2026-01-01T00:00:00+00:00",
+            "２026-01-01T00:00:00+00:00",
+            None,
+            1_700_000_000,
+            "",
+        ],
+    ]
+    separator, suffix = shape[0], shape[1:]
+    start = dt.datetime(2026, 3, 1)
+    for odd_rate in (0.0, 0.01, 0.3):
+        columns: list[list[Any]] = [[], [], [], []]
+        for i in range(600):
+            moment = start + dt.timedelta(seconds=rng.randrange(300 * 86400))
+            values: list[Any] = [
+                f"e{i}.{rng.randrange(10**6)}",
+                f"u{rng.randrange(50)}",
+                rng.choice(["app_open", "purchase", "签到"]),
+                moment.isoformat(separator) + suffix,
+            ]
+            if rng.random() < odd_rate:
+                column = rng.randrange(4)
+                values[column] = rng.choice(odd_values[column])
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        rows = plain_events(columns, tz)
+        expected = [plain_event(values, tz) for values in zip(*columns, strict=True)]
+        assert len(rows) == len(expected)
+        for row, one in zip(rows, expected, strict=True):
+            assert row is None or row == one, (row, one)
+        # Left to plain_event as well: other shapes, and names holding a newline.
+        also_plain = [
+            one is not None and values[3][10:11] + values[3][19:] == shape and "\n" not in values[2]
+            for one, values in zip(expected, zip(*columns, strict=True), strict=True)
+        ]
+        utc = suffix in ("", "Z", "+00:00", "-00:00")
+        assert [row is not None for row in rows] == (also_plain if utc else [False] * len(rows))
 
 
 def test_records_that_are_not_objects_are_set_aside_with_the_rest_loaded() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -24,6 +24,7 @@ from yunying.sources.records import (
     Row,
     event_values,
     plain_event,
+    plain_events,
     to_event_row,
     to_order_row,
     to_user_row,
@@ -69,53 +70,64 @@ def validate(
     now = utcnow()
     good: list[Any] = []
     bad: Rejects = []
-    for record, values in zip(records, picked, strict=True):
-        if entity == "events":
-            row = plain_event(values, zone)
-            if row is not None:
-                good.append(row)
+    for start in range(0, len(records), _CHUNK):
+        chunk = [column[start : start + _CHUNK] for column in picked]
+        rows = plain_events(chunk, zone) if entity == "events" else [None] * len(chunk[0])
+        for offset in _nones(rows):
+            values = [column[offset] for column in chunk]
+            rows[offset] = plain_event(values, zone) if entity == "events" else None
+            if rows[offset] is not None:
                 continue
-        raw = dict(zip(fields, values, strict=True))
-        try:
-            if entity == "events":
-                good.append(event_values(to_event_row(raw, zone)))
-            elif entity == "users":
-                good.append(to_user_row(raw, zone, now))
-            else:
-                good.append(to_order_row(raw, zone))
-        except InvalidRecord as exc:
-            whole = record if columns is None else dict(zip(columns, record, strict=True))
-            bad.append((json.dumps(whole, default=str, ensure_ascii=False), str(exc)))
+            raw = dict(zip(fields, values, strict=True))
+            try:
+                if entity == "events":
+                    rows[offset] = event_values(to_event_row(raw, zone))
+                elif entity == "users":
+                    rows[offset] = to_user_row(raw, zone, now)
+                else:
+                    rows[offset] = to_order_row(raw, zone)
+            except InvalidRecord as exc:
+                record = records[start + offset]
+                whole = record if columns is None else dict(zip(columns, record, strict=True))
+                bad.append((json.dumps(whole, default=str, ensure_ascii=False), str(exc)))
+        good += filter(None, rows)  # in C: the rows kept, in order
     return good, bad
+
+
+def _nones(items: list[Any]) -> Iterator[int]:
+    """Where `items` holds None (found in C), as the caller fills them in."""
+    try:
+        position = items.index(None)
+        while True:
+            yield position
+            position = items.index(None, position + 1)
+    except ValueError:
+        return
+
+
+# Events are checked a chunk at a time, column by column (`plain_events`); what that leaves
+# is checked one by one.
+_CHUNK = 1000
 
 
 def _picker(
     sources: list[str], columns: Sequence[str] | None
-) -> Callable[[Sequence[Any]], list[Sequence[Any]]]:
-    """A function from records to the values of `sources` in each, None where a record has
-    none. A whole batch is picked in one C-level map unless a record lacks a field."""
+) -> Callable[[Sequence[Any]], list[list[Any]]]:
+    """A function from records to the values of each of `sources`, a column each, None where
+    a record has none. A column is picked in one C-level map unless a record lacks it."""
     if columns is not None:
-        if all(name in columns for name in sources):
-            every_column = itemgetter(*(columns.index(name) for name in sources))
-            return lambda rows: list(map(every_column, rows))
         where = [columns.index(name) if name in columns else None for name in sources]
-        return lambda rows: [[None if i is None else row[i] for i in where] for row in rows]
-    every = itemgetter(*sources)
+        return lambda rows: [
+            [None] * len(rows) if i is None else list(map(itemgetter(i), rows)) for i in where
+        ]
 
-    def pick(record: Any) -> Sequence[Any]:
+    def column(records: Sequence[Any], name: str) -> list[Any]:
         try:
-            return every(record)  # type: ignore[no-any-return]
+            return list(map(itemgetter(name), records))
         except (KeyError, TypeError):  # a field missing, or no object at all
-            get = record.get if isinstance(record, dict) else {}.get
-            return [get(name) for name in sources]
+            return [record.get(name) if isinstance(record, dict) else None for record in records]
 
-    def pick_all(records: Sequence[Any]) -> list[Sequence[Any]]:
-        try:
-            return list(map(every, records))
-        except (KeyError, TypeError):
-            return list(map(pick, records))
-
-    return pick_all
+    return lambda records: [column(records, name) for name in sources]
 
 
 def load_rows(
