@@ -3,6 +3,7 @@ per-user facts (last activity, counts, spend, active days) kept current set-base
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -72,26 +73,28 @@ def validate(
     bad: Rejects = []
     for start in range(0, len(records), _CHUNK):
         chunk = [column[start : start + _CHUNK] for column in picked]
-        rows = plain_events(chunk, zone) if entity == "events" else [None] * len(chunk[0])
+        rows: list[Any] = (
+            plain_events(chunk, zone) if entity == "events" else [None] * len(chunk[0])
+        )
         for offset in _nones(rows):
-            values = [column[offset] for column in chunk]
-            rows[offset] = plain_event(values, zone) if entity == "events" else None
-            if rows[offset] is not None:
-                continue
-            raw = dict(zip(fields, values, strict=True))
             try:
-                if entity == "events":
-                    rows[offset] = event_values(to_event_row(raw, zone))
-                elif entity == "users":
-                    rows[offset] = to_user_row(raw, zone, now)
-                else:
-                    rows[offset] = to_order_row(raw, zone)
+                rows[offset] = _row(entity, [column[offset] for column in chunk], zone, now)
             except InvalidRecord as exc:
                 record = records[start + offset]
                 whole = record if columns is None else dict(zip(columns, record, strict=True))
                 bad.append((json.dumps(whole, default=str, ensure_ascii=False), str(exc)))
         good += filter(None, rows)  # in C: the rows kept, in order
     return good, bad
+
+
+def _row(entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime) -> Any:
+    """One record's row, or InvalidRecord saying what is wrong."""
+    if entity == "events":
+        return plain_event(values, zone) or event_values(
+            to_event_row(dict(zip(FIELDS[entity], values, strict=True)), zone)
+        )
+    raw = dict(zip(FIELDS[entity], values, strict=True))
+    return to_user_row(raw, zone, now) if entity == "users" else to_order_row(raw, zone)
 
 
 def _nones(items: list[Any]) -> Iterator[int]:
