@@ -9,6 +9,7 @@ most three batches wait in memory.
 
 from __future__ import annotations
 
+import gc
 import queue
 import sys
 import threading
@@ -76,7 +77,7 @@ def pull_source(
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
             yield stats, events_text(rows, postgres) if source.entity == "events" else rows, rejects
 
-    with quick_handoffs():
+    with quick_handoffs(), rare_collections():
         for stats, rows, rejects in read_ahead(read_and_validate()):
             with session_scope(engine) as session:
                 if isinstance(rows, EventsText):
@@ -117,6 +118,21 @@ def quick_handoffs() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(before)
+
+
+@contextmanager
+def rare_collections() -> Iterator[None]:
+    """Python's garbage collector looks at young objects every 200,000 new containers
+    instead of every 700 while a pull runs. A pull makes a tuple per row, and collections
+    walking them held the GIL for 0.55 s of a 1M-event HTTP pull (0.03 s now). Rows are freed
+    by reference counting once their batch is written: this only puts off finding cycles.
+    Process-wide, as `quick_handoffs`."""
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 T = TypeVar("T")
