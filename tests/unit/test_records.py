@@ -238,6 +238,7 @@ def test_plain_events_give_each_event_the_row_plain_event_gives(zone: str, shape
         assert len(rows) == len(expected)
         for row, one in zip(rows, expected, strict=True):
             assert row is None or row == one, (row, one)
+        assert plain_events([[], [], [], []], tz) == []
         # Left to plain_event as well: other shapes, and names holding a newline.
         also_plain = [
             one is not None and values[3][10:11] + values[3][19:] == shape and "\n" not in values[2]

@@ -146,6 +146,8 @@ def plain_events(columns: Sequence[Sequence[Any]], zone: ZoneInfo) -> list[Event
     common shape (left to `plain_event` and `to_event_row`). The same rows as `plain_event`
     at a third of the cost: each column is checked whole by C-level string operations, and
     only a column that holds an odd value is looked at value by value to find it."""
+    if not columns[0]:
+        return []
     ids, odd_ids = _odd_keys(columns[0], 200)
     users, odd_users = _odd_keys(columns[1], USER_ID_LENGTH)
     names, odd_names = _odd_names(columns[2])
