@@ -144,8 +144,9 @@ def plain_events(columns: Sequence[Sequence[Any]], zone: ZoneInfo) -> list[Event
     """The rows of many events, given as four columns (event_id, user_id, name, occurred_at),
     with None for each event that is not plainly valid with a UTC timestamp of the most
     common shape (left to `plain_event` and `to_event_row`). The same rows as `plain_event`
-    at a third of the cost: each column is checked whole by C-level string operations, and
-    only a column that holds an odd value is looked at value by value to find it."""
+    at 60% of its cost (0.75 against 1.25 µs per demo event): each column is checked whole
+    by C-level string operations, and only a column that holds an odd value is looked at
+    value by value to find it."""
     if not columns[0]:
         return []
     ids, odd_ids = _odd_keys(columns[0], 200)
@@ -228,8 +229,8 @@ def _odd_names(column: Sequence[Any]) -> tuple[Sequence[str], set[int]]:
 
 
 def _odd_moments(column: Sequence[Any]) -> tuple[Sequence[str], set[int], str]:
-    """The column as text, where its moments are not 'YYYY-MM-DD?HH:MM:SS' in UTC of the
-    shape most of them have, real dates (1970-2100) and times, and that shape's suffix."""
+    """The column as text; where its moments are not real dates (1970-2100) and times as
+    'YYYY-MM-DD?HH:MM:SS' in UTC, in the shape most of them have; and that shape's suffix."""
     moments, odd = _texts(column)
     samples = [moments[i][10:11] + moments[i][19:] for i in range(0, len(moments), 97)]
     plain = [sample for sample in samples if sample in _UTC_SHAPES] or ["T"]
