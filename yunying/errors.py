@@ -25,6 +25,10 @@ class RateLimited(TransientError):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[str, float | None]]:
+        # Whole across a process boundary (an HTTP source is read in a process of its own).
+        return RateLimited, (str(self), self.retry_after)
+
 
 class PermanentError(YunyingError):
     """A failure that retrying cannot fix."""
@@ -43,3 +47,6 @@ class ProviderRejected(PermanentError):
         super().__init__(f"provider rejected the request: HTTP {status}: {excerpt}")
         self.status = status
         self.excerpt = excerpt
+
+    def __reduce__(self) -> tuple[type[ProviderRejected], tuple[int, str]]:
+        return ProviderRejected, (self.status, self.excerpt)

@@ -1,22 +1,27 @@
+import datetime as dt
 import gzip
 import json
+import pickle
 import sqlite3
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import Engine, func, select, text
 
 from tests.builders import company_settings, pull_all
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
+from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import EVENT_MAPPING
-from yunying.errors import ConfigError, ProviderRejected, TransientError
+from yunying.errors import ConfigError, ProviderRejected, RateLimited, TransientError
 from yunying.sources.config import FileSource, HttpSource, SqlSource
 from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
+from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import read_source
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
@@ -262,6 +267,48 @@ def test_http_4xx_is_permanent_with_status_and_body(
         source = HttpSource(name="api", entity="events", url=server.url + "/nope")
         with pytest.raises(ProviderRejected, match="404.*not found"):
             pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
+
+
+def _reader_processes() -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process().children()
+        if "yunying.sources.reader_process" in child.cmdline()
+    ]
+
+
+def test_an_http_source_is_read_in_a_process_of_its_own_stopped_with_the_pull(
+    tmp_path: Path,
+) -> None:
+    write_source_db(tmp_path / "source.db", 60, 1, dt.date(2026, 11, 1))
+    with LocalServer(source_db=tmp_path / "source.db") as server:
+        source = HttpSource(
+            name="api", entity="events", url=f"{server.url}/events", page_size=50,
+            batch_size=100, mapping=EVENT_MAPPING,
+        )  # fmt: skip
+        batches = read_in_child(source, None)
+        first = next(batches)
+        assert len(first.records) == 100 and first.watermark == "100"
+        assert len(_reader_processes()) == 1
+        batches.close()  # the pull stops: so does its reader
+        assert _reader_processes() == []
+
+        batches = read_in_child(source, None)
+        next(batches)
+        _reader_processes()[0].kill()
+        with pytest.raises(TransientError, match="api: its reader process ended"):
+            list(batches)
+
+
+def test_errors_cross_the_reader_process_whole() -> None:
+    limited = pickle.loads(pickle.dumps(RateLimited("HTTP 429", 7.5)))
+    assert (str(limited), limited.retry_after) == ("HTTP 429", 7.5)
+    rejected = pickle.loads(pickle.dumps(ProviderRejected(404, "not found")))
+    assert (rejected.status, rejected.excerpt, str(rejected)) == (
+        404,
+        "not found",
+        "provider rejected the request: HTTP 404: not found",
+    )
 
 
 def test_file_sources_csv_and_gzipped_jsonl(

@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -36,7 +36,8 @@ from yunying.sources.load import (
     set_watermark,
     validate,
 )
-from yunying.sources.readers import read_source
+from yunying.sources.reader_process import read_in_child
+from yunying.sources.readers import Batch, read_source
 from yunying.sources.records import Row
 from yunying.store.engine import session_scope
 
@@ -58,10 +59,7 @@ def pull_source(
     postgres = engine.dialect.name == "postgresql"
 
     def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
-        batches = read_source(source, watermark, loaded)
-        if waits_on_network(source):  # the wait overlaps validation in a thread of its own
-            batches = read_ahead(batches, depth=1)
-        for batch in batches:
+        for batch in read_batches(source, watermark, loaded):
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
@@ -97,13 +95,20 @@ def pull_source(
     return total
 
 
-def waits_on_network(source: SourceConfig) -> bool:
-    """Reading an API or a database server waits on the network. Reading a file or a SQLite
-    database is work for Python like validation: in a thread of its own it only adds hand-overs
-    of the GIL, which slowed a file pull by a fifth and a SQLite source's by a twentieth."""
-    if isinstance(source, SqlSource):
-        return make_url(source.url).get_backend_name() != "sqlite"
-    return isinstance(source, HttpSource)
+def read_batches(
+    source: SourceConfig, watermark: str | None, loaded: Collection[str]
+) -> Iterator[Batch]:
+    """The source's batches, read where the reading overlaps validation best: an API in a
+    process of its own (`read_in_child` says why), a database server in a thread of its
+    own (its driver waits for the network without the GIL), a file or a SQLite database in
+    the validating thread (in a thread of its own, that reading only added hand-overs of
+    the GIL, which slowed a file pull by a fifth and a SQLite source's by a twentieth)."""
+    if isinstance(source, HttpSource):
+        return read_in_child(source, watermark, loaded)
+    batches = read_source(source, watermark, loaded)
+    if isinstance(source, SqlSource) and make_url(source.url).get_backend_name() != "sqlite":
+        return read_ahead(batches, depth=1)
+    return batches
 
 
 @contextmanager

@@ -1,0 +1,83 @@
+"""Read a source in a Python process of its own, its batches handed over a pipe.
+
+An HTTP pull waits on the API for every page, and the next page is only asked for once
+the last one is read. In the pulling process, that reading shared Python's GIL with
+validation, and each wait for the GIL held up the next request, so the API sat idle: an
+HTTP pull of 1M events ran 10-35% faster with the reading in a process of its own
+(measured in alternating runs). The child is started with `python -m` (not
+multiprocessing, which would import the parent's main module again, Prefect included),
+is given its source as a pickle on stdin, and writes ("batch", Batch) pickles to stdout,
+then ("done", None), or ("error", exception) when reading failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import subprocess
+import sys
+from collections.abc import Collection, Iterator
+from typing import BinaryIO, cast
+
+from yunying.errors import TransientError
+from yunying.sources.config import SourceConfig
+from yunying.sources.readers import Batch, read_source
+
+
+def read_in_child(
+    source: SourceConfig, watermark: str | None, loaded_files: Collection[str] = ()
+) -> Iterator[Batch]:
+    """`read_source`'s batches, read in a child process that stays about a batch ahead
+    (the pipe holds it back until the last one is taken); its errors are raised here, and
+    it is stopped when the caller stops."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    request, answers = cast(BinaryIO, child.stdin), cast(BinaryIO, child.stdout)
+    try:
+        with request:
+            pickle.dump((source, watermark, set(loaded_files)), request)
+        while True:
+            try:
+                kind, item = pickle.load(answers)
+            except (EOFError, pickle.UnpicklingError):  # it died, perhaps mid-batch
+                raise TransientError(
+                    f"source {source.name}: its reader process ended (exit code {child.wait()})"
+                ) from None
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        child.kill()
+        child.wait()
+        answers.close()
+
+
+def _serve(request: BinaryIO, answer: BinaryIO) -> None:
+    source, watermark, loaded = pickle.load(request)
+    try:
+        for batch in read_source(source, watermark, loaded):
+            pickle.dump(("batch", batch), answer, pickle.HIGHEST_PROTOCOL)
+            answer.flush()
+    except Exception as exc:
+        pickle.dump(("error", _picklable(exc)), answer)
+    else:
+        pickle.dump(("done", None), answer)
+    answer.flush()
+
+
+def _picklable(exc: Exception) -> Exception:
+    """`exc` if it survives a round trip through pickle, else a TransientError naming it
+    (its cause does not cross the pipe either way)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return TransientError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):  # the parent stopped reading: it is done
+        _serve(sys.stdin.buffer, sys.stdout.buffer)
