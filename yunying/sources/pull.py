@@ -4,7 +4,7 @@ The watermark is written in the same transaction as the batch it covers, so a pu
 mid-way resumes after the last committed batch and the upserts absorb any overlap. While a
 batch is written, the next ones are validated in another thread (and read in a third, or in
 a process of its own for an API, when reading waits on the network), so the source, Python
-and the store work at the same time; at most four batches wait in memory.
+and the store work at the same time; a few batches wait in memory, never the whole source.
 """
 
 from __future__ import annotations
