@@ -216,6 +216,7 @@ def test_plain_events_give_each_event_the_row_plain_event_gives(zone: str, shape
             "",
         ],
     ]
+    assert plain_events([[], [], [], []], tz) == []
     separator, suffix = shape[0], shape[1:]
     start = dt.datetime(2026, 3, 1)
     for odd_rate in (0.0, 0.01, 0.3):
@@ -229,8 +230,8 @@ def test_plain_events_give_each_event_the_row_plain_event_gives(zone: str, shape
                 moment.isoformat(separator) + suffix,
             ]
             if rng.random() < odd_rate:
-                column = rng.randrange(4)
-                values[column] = rng.choice(odd_values[column])
+                odd_column = rng.randrange(4)
+                values[odd_column] = rng.choice(odd_values[odd_column])
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         rows = plain_events(columns, tz)
@@ -238,7 +239,6 @@ def test_plain_events_give_each_event_the_row_plain_event_gives(zone: str, shape
         assert len(rows) == len(expected)
         for row, one in zip(rows, expected, strict=True):
             assert row is None or row == one, (row, one)
-        assert plain_events([[], [], [], []], tz) == []
         # Left to plain_event as well: other shapes, and names holding a newline.
         also_plain = [
             one is not None and values[3][10:11] + values[3][19:] == shape and "\n" not in values[2]
