@@ -90,11 +90,9 @@ def validate(
 
 def _row(entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime) -> Any:
     """One record's row, or InvalidRecord saying what is wrong."""
-    if entity == "events":
-        return plain_event(values, zone) or event_values(
-            to_event_row(dict(zip(FIELDS[entity], values, strict=True)), zone)
-        )
     raw = dict(zip(FIELDS[entity], values, strict=True))
+    if entity == "events":
+        return plain_event(values, zone) or event_values(to_event_row(raw, zone))
     return to_user_row(raw, zone, now) if entity == "users" else to_order_row(raw, zone)
 
 

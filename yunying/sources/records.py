@@ -135,9 +135,7 @@ def plain_event(values: Sequence[Any], zone: ZoneInfo) -> EventRow | None:
             text = parse_timestamp(occurred_at).isoformat(" ", "microseconds")
     except (ValueError, OverflowError):
         return None
-    splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
-    split = splits.get(text[:10]) or _day_split(splits, text[:10], zone)
-    return event_id, user_id, name, text, split[2] if text[11:] >= split[0] else split[1]
+    return event_id, user_id, name, text, _stored_day(text, zone)
 
 
 def plain_events(columns: Sequence[Sequence[Any]], zone: ZoneInfo) -> list[EventRow | None]:
@@ -286,16 +284,14 @@ def _local_days(stored: Sequence[str], zone: ZoneInfo) -> list[str]:
     if len(hours) > 200_000:
         hours.clear()
     by_hour = list(map(itemgetter(slice(0, 13)), stored))
-    for hour in set(by_hour).difference(hours):
+    seen = set(by_hour)
+    for hour in seen.difference(hours):
         hours[hour] = _hour_day(hour, zone)
     days = list(map(hours.__getitem__, by_hour))
-    if any(hours[hour] is _TURNS_WITHIN for hour in set(by_hour)):
-        splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
+    if any(hours[hour] is _TURNS_WITHIN for hour in seen):
         for i, day in enumerate(days):
             if day is _TURNS_WITHIN:
-                text = stored[i]
-                split = splits.get(text[:10]) or _day_split(splits, text[:10], zone)
-                days[i] = split[2] if text[11:] >= split[0] else split[1]
+                days[i] = _stored_day(stored[i], zone)
     return days
 
 
@@ -303,8 +299,7 @@ def _hour_day(hour: str, zone: ZoneInfo) -> str:
     """The local date of every moment in a UTC hour ('YYYY-MM-DD HH'), or _TURNS_WITHIN."""
     if not _real_date(hour[:10]):  # an odd event's, which is not kept
         return ""
-    splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
-    split = splits.get(hour[:10]) or _day_split(splits, hour[:10], zone)
+    split = _split(hour[:10], zone)
     if f"{hour[11:]}:00:00" >= split[0]:
         return split[2]
     if f"{hour[11:]}:59:59.999999" < split[0]:
@@ -330,6 +325,17 @@ _HOUR_DAYS: dict[ZoneInfo, dict[str, str]] = {}
 # Per zone and UTC date: the UTC time at which the local date turns, and the local dates
 # before and after it.
 _DAY_SPLITS: dict[ZoneInfo, dict[str, tuple[str, str, str]]] = {}
+
+
+def _stored_day(text: str, zone: ZoneInfo) -> str:
+    """The local date in `zone` of a stored UTC text ('YYYY-MM-DD HH:MM:SS.ffffff')."""
+    split = _split(text[:10], zone)
+    return split[2] if text[11:] >= split[0] else split[1]
+
+
+def _split(date: str, zone: ZoneInfo) -> tuple[str, str, str]:
+    splits = _DAY_SPLITS.get(zone) or _DAY_SPLITS.setdefault(zone, {})
+    return splits.get(date) or _day_split(splits, date, zone)
 
 
 def _day_split(
