@@ -9,6 +9,7 @@ Every default is embedded: a SQLite store and an outbox folder under `var/`.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +26,16 @@ from yunying.errors import ConfigError
 from yunying.sources.config import SourceConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
+REPORT_LOCALES = ("zh-CN", "en")
+
+
+def _currency_code(value: str) -> str:
+    from babel.numbers import list_currencies
+
+    code = value.upper()
+    if code not in list_currencies():
+        raise ValueError(f"unknown currency {value!r}; use an ISO 4217 code such as CNY or USD")
+    return code
 
 
 class SmtpSettings(BaseModel):
@@ -128,6 +139,14 @@ class Settings(BaseSettings):
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
+    # The company's money and language (the daily report): ISO 4217 code and a locale
+    # (zh-CN or en). Orders in another currency are converted at `exchange_rates` (company
+    # currency per unit, e.g. {USD = 7.1}) or else reported apart, never summed in.
+    currency: str = "CNY"
+    default_locale: str = "zh-CN"
+    exchange_rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
+    # The cash value of one reward point in `currency`; unset, points have no cash cost or ROI.
+    point_value: Annotated[Decimal, Field(gt=0)] | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -136,6 +155,25 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        return _currency_code(value)
+
+    @field_validator("exchange_rates")
+    @classmethod
+    def _known_rate_currencies(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {_currency_code(code): rate for code, rate in value.items()}
+
+    @field_validator("default_locale")
+    @classmethod
+    def _supported_locale(cls, value: str) -> str:
+        if value not in REPORT_LOCALES:
+            raise ValueError(
+                f"unsupported locale {value!r}; use one of {', '.join(REPORT_LOCALES)}"
+            )
         return value
 
     @field_validator("sources")

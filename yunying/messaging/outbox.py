@@ -4,8 +4,8 @@ Rows are keyed `campaign:business_date:user_id` under a unique constraint, so pl
 same campaign run twice adds nothing. Statuses:
 
     queued -> sending -> sent | failed | bounced | deferred (quiet hours, retried later)
-    holdout    kept out on purpose, to measure uplift ("would have been sent")
     suppressed not eligible: opted out, unreachable, suppressed, or frequency-capped
+    holdout    eligible, but kept out on purpose to measure uplift ("would have been sent")
 
 A row left in `sending` by a crash is claimed again after the lease; its key is the
 provider's idempotency key, and channels reconcile before resending (see channels.py).
@@ -112,16 +112,18 @@ def plan(
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
+    # The holdout is drawn among users who would have been sent, so that held-out and
+    # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
     status = case(
-        (held_out, "holdout"),
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
+        (held_out, "holdout"),
         else_="queued",
     )
     reason = case(
-        (held_out, "holdout group"),
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
+        (held_out, "holdout group"),
         else_=null(),
     )
     prefix = f"{campaign.name}:{business_date.isoformat()}:"

@@ -1,4 +1,7 @@
-"""Charts for the report as PNG bytes (matplotlib's Agg backend, no display needed)."""
+"""Charts for the report as PNG bytes (matplotlib's Agg backend, no display needed).
+
+Charts carry no words: titles and legends are in the report's HTML, in the company's locale
+(the machine need not have CJK fonts). The funnel is drawn in HTML."""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def _png(figure: Any) -> bytes:
 def dau_chart(trend: list[tuple[dt.date, int]], band: Band | None = None) -> bytes:
     figure, axes = _figure()
     days = [day for day, _ in trend]
-    axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2, label="DAU")
+    axes.plot(days, [n for _, n in trend], color="#1f6feb", linewidth=2)
     if band is not None and days:
         axes.errorbar(
             [days[-1]],
@@ -41,21 +44,11 @@ def dau_chart(trend: list[tuple[dt.date, int]], band: Band | None = None) -> byt
             yerr=[[band.median - band.low], [band.high - band.median]],
             color="#f0883e",
             capsize=4,
-            label="expected band",
         )
-        axes.legend(fontsize=7)
-    axes.set_title("DAU, last 30 days", fontsize=10)
+    axes.set_ylim(bottom=0)
     axes.tick_params(labelsize=8)
     axes.grid(alpha=0.3)
     figure.autofmt_xdate()
-    return _png(figure)
-
-
-def funnel_chart(steps: list[tuple[str, int]]) -> bytes:
-    figure, axes = _figure()
-    axes.barh([name for name, _ in steps][::-1], [n for _, n in steps][::-1], color="#2da44e")
-    axes.set_title("Funnel (signups 7-13 days ago, 7-day window)", fontsize=10)
-    axes.tick_params(labelsize=8)
     return _png(figure)
 
 
@@ -67,9 +60,8 @@ def retention_chart(rows: list[tuple[str, list[float | None]]], offsets: list[in
         if points:
             axes.plot([o for o, _ in points], [v * 100 for _, v in points], marker="o", label=label)
             plotted = True
-    axes.set_xlabel("days after signup", fontsize=8)
-    axes.set_ylabel("% active", fontsize=8)
-    axes.set_title("Retention of recent cohorts", fontsize=10)
+    axes.set_xticks(offsets, [f"D{o}" for o in offsets])
+    axes.set_ylim(bottom=0)
     axes.tick_params(labelsize=8)
     if plotted:
         axes.legend(fontsize=6, ncol=4)

@@ -6,6 +6,7 @@ inline PNG parts), with styles inlined and no external resources.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import smtplib
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from email.policy import SMTP
 from email.utils import make_msgid
 from functools import cache
 from pathlib import Path
+from typing import Any, cast
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from yunying.config import Settings
@@ -23,9 +26,11 @@ from yunying.errors import TemplateError, TransientError
 from yunying.messaging.render import TEMPLATES
 from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
-from yunying.reports.charts import dau_chart, funnel_chart, retention_chart
+from yunying.reports.charts import dau_chart, retention_chart
+from yunying.reports.headline import flag_status, headline
 from yunying.reports.kpis import DailyKpis
-from yunying.store.engine import utcnow
+from yunying.reports.words import Words
+from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import ReportRecord
 
 
@@ -48,45 +53,41 @@ def _environment() -> Environment:
     )
 
 
-def subject_for(kpis: DailyKpis) -> str:
-    flags = len(kpis.raised_flags)
-    return f"Yunying daily report {kpis.business_date.isoformat()} — {flags} flag(s)"
+def subject_for(kpis: DailyKpis, words: Words) -> str:
+    return words("subject", date=words.date(kpis.business_date), flags=len(kpis.raised_flags))
+
+
+def words_for(settings: Settings, kpis: DailyKpis) -> Words:
+    return Words(settings.default_locale, kpis.currency)
 
 
 def charts(kpis: DailyKpis) -> dict[str, bytes]:
+    """Only the charts that have something to show: a sparse section says "no data" instead."""
     dau_flag = next((f for f in kpis.flags if f.kpi == "dau"), None)
     offsets = [1, 3, 7]
-    return {
-        "dau": dau_chart(kpis.dau_trend, dau_flag.band if dau_flag else None),
-        "funnel": funnel_chart(
-            [
-                ("signed up", kpis.funnel.signed_up),
-                ("activated", kpis.funnel.activated),
-                ("ordered", kpis.funnel.ordered),
-            ]
-        ),
-        "retention": retention_chart(
-            [(str(c.signup_day), [c.retention.get(o) for o in offsets]) for c in kpis.cohorts],
-            offsets,
-        ),
-    }
+    images = {}
+    if any(n for _, n in kpis.dau_trend):
+        images["dau"] = dau_chart(kpis.dau_trend, dau_flag.band if dau_flag else None)
+    rows = [(str(c.signup_day), [c.retention.get(o) for o in offsets]) for c in kpis.cohorts]
+    if any(v is not None for _, values in rows for v in values):
+        images["retention"] = retention_chart(rows, offsets)
+    return images
 
 
-def render(kpis: DailyKpis, images: dict[str, str]) -> tuple[str, str]:
+def render(kpis: DailyKpis, images: dict[str, str], words: Words) -> tuple[str, str]:
     """HTML and text; `images` maps each chart to its src (a cid: or a file name)."""
     env = _environment()
-    context = {"k": kpis, "images": images, "pct": _pct, "money": _money, "method": METHOD}
+    context = {
+        "k": kpis,
+        "images": images,
+        "w": words,
+        "headline": headline(kpis, words),
+        "flag_status": lambda flag: flag_status(flag, kpis.business_date, words),
+        "method": METHOD,
+    }
     return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(
         context
     )
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def _money(value: object) -> str:
-    return "—" if value is None else f"¥{value}"
 
 
 def build_message(
@@ -123,39 +124,56 @@ def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
 def publish_report(
     session: Session, settings: Settings, kpis: DailyKpis, force: bool = False
 ) -> ReportFiles:
-    """Archive the report and email it; a date already sent is only resent with `force`."""
+    """Archive the report and email it; a date already sent is only resent with `force`.
+
+    Call it at the start of its own transaction: the send is claimed by taking the date's
+    report row (`claim_send`), which holds the row, or SQLite's one write lock, until the
+    transaction ends, so a second run of the same date waits and then sees it sent."""
     day = kpis.business_date
+    words = words_for(settings, kpis)
     folder = settings.report_path
     folder.mkdir(parents=True, exist_ok=True)
     pngs = charts(kpis)
     for name, png in pngs.items():
         (folder / f"daily-{day}-{name}.png").write_bytes(png)
-    html_archive, _ = render(kpis, {name: f"daily-{day}-{name}.png" for name in pngs})
+    html_archive, _ = render(kpis, {name: f"daily-{day}-{name}.png" for name in pngs}, words)
     html_path = folder / f"daily-{day}.html"
     html_path.write_text(html_archive, encoding="utf-8")
 
-    record = session.get(ReportRecord, (day, "daily"))
-    already_sent = record is not None and record.sent_at is not None
-    subject = subject_for(kpis)
+    subject = subject_for(kpis, words)
     eml_path: Path | None = None
-    sent = False
-    if not already_sent or force:
+    sent = claim_send(session, day, force)
+    if sent:
         cids = {name: make_msgid(domain="yunying")[1:-1] for name in pngs}
-        html, text = render(kpis, {name: f"cid:{cid}" for name, cid in cids.items()})
+        html, text = render(kpis, {name: f"cid:{cid}" for name, cid in cids.items()}, words)
         images = {name: (cids[name], png) for name, png in pngs.items()}
         message = build_message(settings, subject, html, text, images)
         eml_path = deliver(settings, message, f"daily-{day}")
-        sent = True
-    if record is None:
-        record = ReportRecord(
-            business_date=day, kind="daily", created_at=utcnow(), path="", kpis=""
-        )
-        session.add(record)
-    record.path = str(html_path)
-    record.kpis = json.dumps(kpis.as_json())
-    if sent:
-        record.sent_at = utcnow()
+    session.execute(
+        update(ReportRecord)
+        .where(ReportRecord.business_date == day, ReportRecord.kind == "daily")
+        .values(path=str(html_path), kpis=json.dumps(kpis.as_json()))
+    )
     return ReportFiles(html_path, eml_path, sent, subject)
+
+
+def claim_send(session: Session, day: dt.date, force: bool) -> bool:
+    """Whether this run sends the date's report: one conditional UPDATE of the date's row,
+    which locks it until the transaction ends (a send that fails rolls the claim back)."""
+    session.execute(
+        upsert_insert(session, ReportRecord)
+        .values(business_date=day, kind="daily", created_at=utcnow(), path="", kpis="")
+        .on_conflict_do_nothing(index_elements=["business_date", "kind"])
+    )
+    claim = (
+        update(ReportRecord)
+        .where(ReportRecord.business_date == day, ReportRecord.kind == "daily")
+        .values(sent_at=utcnow())
+    )
+    if not force:
+        claim = claim.where(ReportRecord.sent_at.is_(None))
+    result = session.execute(claim)
+    return bool(cast(CursorResult[Any], result).rowcount == 1)
 
 
 def deliver(settings: Settings, message: EmailMessage, name: str) -> Path | None:

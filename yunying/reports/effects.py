@@ -1,15 +1,22 @@
 """What the team's actions did: the funnel, recent cohorts, reactivation uplift against the
-holdout (with a 95% confidence interval), rewards against budget, and ROI. Set-based SQL.
+holdout (with a 95% confidence interval), reward spend in each reward's own unit, and ROI.
+Set-based SQL.
 
 - funnel: users who signed up 7..13 days before the date; of them, those active on a later day
   within 7 days of signing up (activated), and those with a paid order within 7 days (ordered);
 - cohorts: for each of the 7 signup days before the date, its size and D1 / D3 / D7 retention
   (the share active exactly that many days after signing up), where that day has come;
-- reactivation: messages of reactivation campaigns planned for the date 7 days before; a user
-  is reactivated when active within the 7 days after; uplift = treated rate − holdout rate,
-  with a normal-approximation 95% interval;
-- ROI = incremental revenue of the treated (their 7-day revenue per user above the holdout's,
-  times the treated) − the rewards paid on the date.
+- reactivation, per campaign: the outbox rows planned for the date 7 days before, as intent to
+  treat: *assigned* = every row planned to be sent (whatever became of the send), against
+  *held out* = the holdout, which plan() draws among the same eligible users. A user is
+  reactivated when active within the 7 days after; uplift = assigned rate - holdout rate, with
+  a normal-approximation 95% interval; incremental revenue = (revenue per assigned user -
+  revenue per held-out user) x assigned, in the company currency;
+- rewards, per reward campaign and in its own unit (points stay points, cash is money): paid on
+  the date, paid up to the end of the date, the budget; its cost in cash (cash as is, points at
+  `point_value` when set, otherwise unknown); the revenue of its rewarded users since their
+  payout up to the date; ROI = (that revenue - cash cost) / cash cost. Reward campaigns have no
+  holdout, so their ROI is not incremental; the report says so.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import and_, case, exists, func, null, select
 from sqlalchemy.orm import Session
 
 from yunying.store.engine import is_postgres
@@ -52,42 +59,90 @@ class Cohort:
 
 
 @dataclass(frozen=True)
+class Money:
+    """How order amounts become the company's money: amounts in `currency` count as they are,
+    amounts in a currency with a configured rate are converted, any other stays apart."""
+
+    currency: str = "CNY"
+    rates: tuple[tuple[str, Decimal], ...] = ()  # (code, company currency per 1 unit)
+    point_value: Decimal | None = None  # company currency per reward point
+
+    def counted(self) -> Any:
+        """Each order's amount in the company currency, NULL when it cannot be converted."""
+        whens: list[tuple[Any, Any]] = [(Order.currency == self.currency, Order.amount)]
+        whens += [(Order.currency == code, Order.amount * rate) for code, rate in self.rates]
+        return case(*whens, else_=null())
+
+
+def difference_interval(
+    k1: int, n1: int, k0: int, n0: int, z: float = 1.96
+) -> tuple[float, float] | None:
+    """Normal-approximation interval for k1/n1 - k0/n0 (Wald, unpooled)."""
+    if not n1 or not n0:
+        return None
+    p1, p0 = k1 / n1, k0 / n0
+    error = z * math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
+    return p1 - p0 - error, p1 - p0 + error
+
+
+@dataclass(frozen=True)
 class Uplift:
+    """One reactivation campaign's messages of one date, intent to treat."""
+
+    campaign: str
     cohort_date: dt.date
-    treated: int
-    treated_reactivated: int
+    assigned: int  # planned to be sent: queued, sent, failed, bounced, deferred ...
+    assigned_reactivated: int
     holdout: int
     holdout_reactivated: int
-    treated_revenue: Decimal
+    assigned_revenue: Decimal
     holdout_revenue: Decimal
+    sent: int = 0  # of the assigned, how many were actually sent
 
     def rate(self, group: str) -> float | None:
         n, k = (
-            (self.treated, self.treated_reactivated)
-            if group == "treated"
+            (self.assigned, self.assigned_reactivated)
+            if group == "assigned"
             else (self.holdout, self.holdout_reactivated)
         )
         return k / n if n else None
 
     @property
     def uplift(self) -> float | None:
-        t, h = self.rate("treated"), self.rate("holdout")
+        t, h = self.rate("assigned"), self.rate("holdout")
         return None if t is None or h is None else t - h
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        t, h = self.rate("treated"), self.rate("holdout")
-        if t is None or h is None or self.uplift is None:
-            return None
-        error = 1.96 * math.sqrt(t * (1 - t) / self.treated + h * (1 - h) / self.holdout)
-        return self.uplift - error, self.uplift + error
+        return difference_interval(
+            self.assigned_reactivated, self.assigned, self.holdout_reactivated, self.holdout
+        )
 
     @property
-    def incremental_revenue(self) -> Decimal:
-        if not self.treated or not self.holdout:
-            return Decimal(0)
-        per_user = self.treated_revenue / self.treated - self.holdout_revenue / self.holdout
-        return (per_user * self.treated).quantize(Decimal("0.01"))
+    def incremental_revenue(self) -> Decimal | None:
+        if not self.assigned or not self.holdout:
+            return None
+        per_user = self.assigned_revenue / self.assigned - self.holdout_revenue / self.holdout
+        return (per_user * self.assigned).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class RewardSpend:
+    """One reward campaign's payouts as of a date, in the reward's own unit."""
+
+    campaign: str
+    unit: str  # points | coupon | cash (from the ledger)
+    paid_today: Decimal
+    paid_total: Decimal  # paid up to the end of the date
+    budget: Decimal | None
+    cash_cost: Decimal | None  # paid_total in the company currency; None when unknown
+    revenue: Decimal  # of its rewarded users since their payout, company currency
+
+    @property
+    def roi(self) -> float | None:
+        if not self.cash_cost:
+            return None
+        return float((self.revenue - self.cash_cost) / self.cash_cost)
 
 
 def days_after(session: Session, column: Any, days: int) -> Any:
@@ -158,7 +213,7 @@ def cohorts(
     return result
 
 
-def reactivation_uplift(session: Session, business_date: dt.date) -> Uplift:
+def reactivation_uplift(session: Session, business_date: dt.date, money: Money) -> list[Uplift]:
     cohort_date = business_date - dt.timedelta(days=WINDOW)
     end = cohort_date + dt.timedelta(days=WINDOW)
     came_back = exists().where(
@@ -167,7 +222,7 @@ def reactivation_uplift(session: Session, business_date: dt.date) -> Uplift:
         ActiveDay.day <= end,
     )
     revenue = (
-        select(func.coalesce(func.sum(Order.amount), 0))
+        select(func.coalesce(func.sum(money.counted()), 0))
         .where(
             Order.user_id == OutboxMessage.user_id,
             Order.status == "paid",
@@ -176,40 +231,92 @@ def reactivation_uplift(session: Session, business_date: dt.date) -> Uplift:
         )
         .scalar_subquery()
     )
+    arm = case((OutboxMessage.status == "holdout", "holdout"), else_="assigned")
     rows = session.execute(
         select(
-            OutboxMessage.status,
+            OutboxMessage.campaign,
+            arm,
             func.count(),
             func.sum(case((came_back, 1), else_=0)),
             func.coalesce(func.sum(revenue), 0),
+            func.sum(case((OutboxMessage.status == "sent", 1), else_=0)),
         )
         .where(
             OutboxMessage.business_date == cohort_date,
-            OutboxMessage.status.in_(("sent", "holdout")),
+            OutboxMessage.status != "suppressed",  # not eligible: in neither arm
             ~OutboxMessage.campaign.like("reward-won%"),
         )
-        .group_by(OutboxMessage.status)
+        .group_by(OutboxMessage.campaign, arm)
     ).all()
-    by_status = {status: (int(n), int(k or 0), Decimal(str(r))) for status, n, k, r in rows}
-    t = by_status.get("sent", (0, 0, Decimal(0)))
-    h = by_status.get("holdout", (0, 0, Decimal(0)))
-    return Uplift(cohort_date, t[0], t[1], h[0], h[1], t[2], h[2])
+    arms: dict[str, dict[str, tuple[int, int, Decimal, int]]] = {}
+    for campaign, group, n, k, r, sent in rows:
+        arms.setdefault(campaign, {})[group] = (int(n), int(k or 0), Decimal(str(r)), int(sent))
+    empty = (0, 0, Decimal(0), 0)
+    result = []
+    for campaign in sorted(arms):
+        a = arms[campaign].get("assigned", empty)
+        h = arms[campaign].get("holdout", empty)
+        result.append(Uplift(campaign, cohort_date, a[0], a[1], h[0], h[1], a[2], h[2], a[3]))
+    return result
 
 
-def rewards_paid(
-    session: Session, business_date: dt.date, zone: ZoneInfo
-) -> tuple[Decimal, Decimal, Decimal]:
-    """(paid on the date, paid in total, total budget) across reward campaigns."""
-    start = (
-        dt.datetime.combine(business_date, dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
-    )
-    end = start + dt.timedelta(days=1)
-    paid = RewardLedgerEntry.status == "paid"
-    today = session.scalar(
-        select(func.coalesce(func.sum(RewardLedgerEntry.amount), 0)).where(
-            paid, and_(RewardLedgerEntry.paid_at >= start, RewardLedgerEntry.paid_at < end)
+def day_bounds_utc(business_date: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The date's local midnight and the next one, as naive UTC (how the store keeps time)."""
+
+    def midnight(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
+
+    return midnight(business_date), midnight(business_date + dt.timedelta(days=1))
+
+
+def reward_spend(
+    session: Session, business_date: dt.date, zone: ZoneInfo, money: Money
+) -> list[RewardSpend]:
+    """Per reward campaign with a payout by the end of the date, each in its own unit."""
+    start, end = day_bounds_utc(business_date, zone)
+    entry = RewardLedgerEntry
+    paid = and_(entry.status == "paid", entry.paid_at < end)
+    since_payout = (
+        select(func.coalesce(func.sum(money.counted()), 0))
+        .where(
+            Order.user_id == entry.user_id,
+            Order.status == "paid",
+            Order.created_at >= entry.paid_at,
+            Order.created_at < end,
         )
+        .scalar_subquery()
     )
-    total = session.scalar(select(func.coalesce(func.sum(RewardLedgerEntry.amount), 0)).where(paid))
-    budget = session.scalar(select(func.coalesce(func.sum(RewardBudget.total), 0)))
-    return Decimal(str(today)), Decimal(str(total)), Decimal(str(budget))
+    rows = session.execute(
+        select(
+            entry.campaign,
+            entry.reward,
+            func.sum(case((entry.paid_at >= start, entry.amount), else_=0)),
+            func.sum(entry.amount),
+            func.sum(since_payout),
+            RewardBudget.total,
+        )
+        .outerjoin(RewardBudget, RewardBudget.campaign == entry.campaign)
+        .where(paid)
+        .group_by(entry.campaign, entry.reward, RewardBudget.total)
+        .order_by(entry.campaign, entry.reward)
+    ).all()
+    result = []
+    for campaign, unit, today, total, revenue, budget in rows:
+        total = Decimal(str(total))
+        cost: Decimal | None = None
+        if unit == "cash":
+            cost = total
+        elif unit == "points" and money.point_value is not None:
+            cost = (total * money.point_value).quantize(Decimal("0.01"))
+        result.append(
+            RewardSpend(
+                campaign=campaign,
+                unit=unit,
+                paid_today=Decimal(str(today or 0)),
+                paid_total=total,
+                budget=None if budget is None else Decimal(str(budget)),
+                cash_cost=cost,
+                revenue=Decimal(str(revenue or 0)).quantize(Decimal("0.01")),
+            )
+        )
+    return result

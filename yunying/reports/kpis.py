@@ -1,14 +1,20 @@
-"""KPIs of a business date, set-based over the store. Each KPI is defined once, here:
+"""KPIs of a business date, set-based over the store, everything as of that date. Each KPI is
+defined once, here:
 
 - DAU / WAU / MAU: users with an activity event on the date / in the 7 / 30 days ending on it;
 - stickiness: DAU / MAU;
-- new users: signups on the date; D1 / D7 retention: of the users who signed up 1 / 7 days
-  before, the share active on the date;
-- orders, revenue: paid orders created on the date; paying users: their distinct users;
-  ARPU = revenue / DAU; ARPPU = revenue / paying users;
-- D30 retention likewise; users per lifecycle state and the date's transitions; messages per
-  outbox status; the funnel, recent cohorts, reactivation uplift, rewards and ROI (effects.py);
-- flags: DAU, new users, orders and revenue against their same-weekday bands (anomaly.py).
+- new users: signups on the date; D1 / D7 / D30 retention: of the users who signed up 1 / 7 /
+  30 days before, the share active on the date;
+- orders: paid orders created on the date; paying users: their distinct users;
+- revenue: those orders' amounts in the company currency (`currency`; an order in another
+  currency is converted at a configured rate, otherwise reported apart in `revenue_other` and
+  left out of revenue, ARPU and ARPPU); ARPU = revenue / DAU; ARPPU = revenue / the paying
+  users whose orders count in revenue;
+- users per lifecycle state as of the date's own lifecycle run (the latest one's counts, or
+  for an earlier date each user's last transition on or before it); the date's transitions;
+  messages per outbox status; the funnel, recent cohorts, reactivation uplift per campaign,
+  reward spend per campaign and ROI (effects.py);
+- flags: DAU, new users, orders and revenue against their bands (anomaly.py).
 Days are calendar days in the company's time zone.
 """
 
@@ -24,19 +30,25 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
-from yunying.lifecycle.states import summarise
+from yunying.config import Settings
+from yunying.lifecycle.states import STATES, latest_date, summarise
 from yunying.messaging.outbox import counts as outbox_counts
-from yunying.reports.anomaly import Flag, judge
+from yunying.reports.anomaly import SERIES_DAYS, Flag, judge
 from yunying.reports.effects import (
+    WINDOW,
     Cohort,
     Funnel,
+    Money,
+    RewardSpend,
     Uplift,
     cohorts,
     funnel,
     reactivation_uplift,
-    rewards_paid,
+    reward_spend,
 )
-from yunying.store.models import ActiveDay, Order, User
+from yunying.store.models import ActiveDay, LifecycleRun, LifecycleTransition, Order, User
+
+FLAGGED = ("dau", "new_users", "orders", "revenue")
 
 
 @dataclass
@@ -49,29 +61,30 @@ class DailyKpis:
     d1_retention: float | None
     d7_retention: float | None
     orders: int
-    revenue: Decimal
+    revenue: Decimal  # in `currency`
     paying_users: int
-    lifecycle: dict[str, int] = field(default_factory=dict)
+    currency: str = "CNY"
+    revenue_other: dict[str, Decimal] = field(default_factory=dict)  # not converted
+    counted_payers: int = 0  # paying users whose orders count in `revenue`
+    lifecycle: dict[str, int] | None = None  # None: no lifecycle run for the date
     transitions: int = 0
     messages: dict[str, int] = field(default_factory=dict)
     dau_trend: list[tuple[dt.date, int]] = field(default_factory=list)
     d30_retention: float | None = None
     funnel: Funnel = field(default_factory=lambda: Funnel(0, 0, 0))
     cohorts: list[Cohort] = field(default_factory=list)
-    uplift: Uplift | None = None
-    rewards_today: Decimal = Decimal(0)
-    rewards_total: Decimal = Decimal(0)
-    rewards_budget: Decimal = Decimal(0)
+    uplifts: list[Uplift] = field(default_factory=list)
+    rewards: list[RewardSpend] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
 
     @property
-    def roi(self) -> Decimal:
-        incremental = self.uplift.incremental_revenue if self.uplift else Decimal(0)
-        return incremental - self.rewards_today
+    def uplift_window(self) -> dt.timedelta:
+        """How far back the messages measured by `uplifts` were planned."""
+        return dt.timedelta(days=WINDOW)
 
     @property
     def raised_flags(self) -> list[Flag]:
-        return [f for f in self.flags if f.status in ("new", "continuing")]
+        return [f for f in self.flags if f.raised]
 
     @property
     def stickiness(self) -> float | None:
@@ -83,27 +96,34 @@ class DailyKpis:
 
     @property
     def arppu(self) -> Decimal | None:
-        if not self.paying_users:
+        if not self.counted_payers:
             return None
-        return (self.revenue / self.paying_users).quantize(Decimal("0.01"))
+        return (self.revenue / self.counted_payers).quantize(Decimal("0.01"))
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(json.dumps(asdict(self), default=str))
         data["dau_trend"] = [[day.isoformat(), count] for day, count in self.dau_trend]
-        data["uplift"] = (
-            None
-            if self.uplift is None
-            else {
-                "treated": self.uplift.treated,
-                "holdout": self.uplift.holdout,
-                "uplift": self.uplift.uplift,
-                "interval": self.uplift.interval,
+        data["uplifts"] = [
+            {
+                "campaign": u.campaign,
+                "assigned": u.assigned,
+                "holdout": u.holdout,
+                "sent": u.sent,
+                "uplift": u.uplift,
+                "interval": u.interval,
+                "incremental_revenue": _text(u.incremental_revenue),
             }
-        )
-        for name in ("stickiness", "arpu", "arppu", "roi"):
-            value = getattr(self, name)
-            data[name] = str(value) if isinstance(value, Decimal) else value
+            for u in self.uplifts
+        ]
+        for item, spend in zip(data["rewards"], self.rewards, strict=True):
+            item["roi"] = spend.roi
+        for name in ("stickiness", "arpu", "arppu"):
+            data[name] = _text(getattr(self, name))
         return data
+
+
+def _text(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value
 
 
 def active_users(session: Session, first: dt.date, last: dt.date) -> int:
@@ -131,12 +151,11 @@ def retention(session: Session, business_date: dt.date, days: int) -> float | No
     return int(retained or 0) / int(cohort)
 
 
-SERIES_WEEKS = 8
-
-
-def kpi_series(session: Session, business_date: dt.date) -> dict[str, dict[dt.date, float]]:
-    """Daily values of the flagged KPIs over the weeks the bands look back on."""
-    first = business_date - dt.timedelta(days=7 * SERIES_WEEKS + 1)
+def kpi_series(
+    session: Session, business_date: dt.date, money: Money
+) -> dict[str, dict[dt.date, float]]:
+    """Daily values of the flagged KPIs over the days the bands look back on."""
+    first = business_date - dt.timedelta(days=SERIES_DAYS)
     paid = (Order.status == "paid", Order.day.between(first, business_date))
     queries: dict[str, Select[Any]] = {
         "dau": select(ActiveDay.day, func.count())
@@ -146,7 +165,9 @@ def kpi_series(session: Session, business_date: dt.date) -> dict[str, dict[dt.da
         .where(User.signup_day.between(first, business_date))
         .group_by(User.signup_day),
         "orders": select(Order.day, func.count()).where(*paid).group_by(Order.day),
-        "revenue": select(Order.day, func.sum(Order.amount)).where(*paid).group_by(Order.day),
+        "revenue": select(Order.day, func.coalesce(func.sum(money.counted()), 0))
+        .where(*paid)
+        .group_by(Order.day),
     }
     return {
         kpi: {day: float(value) for day, value in session.execute(query)}
@@ -160,37 +181,75 @@ def anomaly_flags(
     data_start = session.scalar(select(func.min(User.signup_day)))
     if data_start is None:
         return []
-
-    def history(values: dict[dt.date, float], day: dt.date) -> list[float]:
-        days = [day - dt.timedelta(weeks=k) for k in range(1, SERIES_WEEKS + 1)]
-        return [values.get(d, 0.0) for d in days if d >= data_start]
-
-    flags = []
-    yesterday = business_date - dt.timedelta(days=1)
-    for kpi, values in series.items():
-        before = judge(kpi, values.get(yesterday, 0.0), history(values, yesterday), False)
-        outside = before.status in ("new", "continuing")
-        flags.append(
-            judge(kpi, values.get(business_date, 0.0), history(values, business_date), outside)
-        )
-    return flags
+    return [judge(kpi, series[kpi], business_date, data_start) for kpi in FLAGGED]
 
 
-def compute_kpis(session: Session, business_date: dt.date, zone: ZoneInfo) -> DailyKpis:
-    day = dt.timedelta(days=1)
-    series = kpi_series(session, business_date)  # daily DAU, signups, orders, revenue
-    payers = session.scalar(
-        select(func.count(distinct(Order.user_id))).where(
-            Order.day == business_date, Order.status == "paid"
-        )
+def lifecycle_as_of(session: Session, business_date: dt.date) -> tuple[dict[str, int], int] | None:
+    """Users per state and the number of transitions as of the date's own lifecycle run, or
+    None when the date had no run. The stored counts describe the latest run only; for an
+    earlier date each user's state is their last transition on or before it (a run records a
+    transition for every user whose state it set, and dates run in order)."""
+    if session.get(LifecycleRun, business_date) is None:
+        return None
+    if business_date == latest_date(session):
+        summary = summarise(session, business_date)
+        return summary.by_state, sum(summary.transitions.values())
+    t = LifecycleTransition
+    last = (
+        select(t.user_id, func.max(t.business_date).label("day"))
+        .where(t.business_date <= business_date)
+        .group_by(t.user_id)
+        .subquery()
     )
+    rows = session.execute(
+        select(t.to_state, func.count())
+        .join(last, (last.c.user_id == t.user_id) & (last.c.day == t.business_date))
+        .group_by(t.to_state)
+    )
+    by_state = dict.fromkeys(STATES, 0)
+    for state, users in rows:
+        by_state[state] = int(users)
+    moved = session.scalar(
+        select(func.count()).select_from(t).where(t.business_date == business_date)
+    )
+    return by_state, int(moved or 0)
+
+
+def money_for(settings: Settings) -> Money:
+    """The company's money rules from its settings."""
+    return Money(
+        currency=settings.currency,
+        rates=tuple(sorted(settings.exchange_rates.items())),
+        point_value=settings.point_value,
+    )
+
+
+def compute_kpis(
+    session: Session, business_date: dt.date, zone: ZoneInfo, money: Money | None = None
+) -> DailyKpis:
+    money = money or Money()
+    day = dt.timedelta(days=1)
+    series = kpi_series(session, business_date, money)  # daily DAU, signups, orders, revenue
+    todays = (Order.day == business_date, Order.status == "paid")
+    payers = session.scalar(select(func.count(distinct(Order.user_id))).where(*todays))
+    counted_payers = session.scalar(
+        select(func.count(distinct(Order.user_id))).where(*todays, money.counted().is_not(None))
+    )
+    other = {
+        currency: Decimal(str(amount))
+        for currency, amount in session.execute(
+            select(Order.currency, func.sum(Order.amount))
+            .where(*todays, money.counted().is_(None))
+            .group_by(Order.currency)
+            .order_by(Order.currency)
+        )
+    }
     first_of_trend = business_date - 29 * day
     trend = [
         (first_of_trend + i * day, int(series["dau"].get(first_of_trend + i * day, 0)))
         for i in range(30)
     ]
-    lifecycle = summarise(session, business_date)
-    today_paid, total_paid, budget = rewards_paid(session, business_date, zone)
+    lifecycle = lifecycle_as_of(session, business_date)
     return DailyKpis(
         business_date=business_date,
         dau=int(series["dau"].get(business_date, 0)),
@@ -202,16 +261,17 @@ def compute_kpis(session: Session, business_date: dt.date, zone: ZoneInfo) -> Da
         orders=int(series["orders"].get(business_date, 0)),
         revenue=Decimal(str(series["revenue"].get(business_date, 0))).quantize(Decimal("0.01")),
         paying_users=int(payers or 0),
-        lifecycle=lifecycle.by_state,
-        transitions=sum(lifecycle.transitions.values()),
+        currency=money.currency,
+        revenue_other=other,
+        counted_payers=int(counted_payers or 0),
+        lifecycle=None if lifecycle is None else lifecycle[0],
+        transitions=0 if lifecycle is None else lifecycle[1],
         messages=outbox_counts(session, None, business_date),
         dau_trend=trend,
         d30_retention=retention(session, business_date, 30),
         funnel=funnel(session, business_date),
         cohorts=cohorts(session, business_date),
-        uplift=reactivation_uplift(session, business_date),
-        rewards_today=today_paid,
-        rewards_total=total_paid,
-        rewards_budget=budget,
+        uplifts=reactivation_uplift(session, business_date, money),
+        rewards=reward_spend(session, business_date, zone, money),
         flags=anomaly_flags(session, business_date, series),
     )
