@@ -3,6 +3,7 @@ and can refuse recipients, like a mail server bouncing an address."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     connections: int = 0
     bounce: set[str] = field(default_factory=set)  # recipients answered with 550
+    delay_seconds: float = 0.0  # a slow server: how long DATA takes to answer
 
     def start(self) -> None:
         with socket.socket() as probe:
@@ -46,6 +48,8 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         content = envelope.content if isinstance(envelope.content, bytes) else b""
         self.messages.append(email.message_from_bytes(content, policy=default))  # type: ignore[arg-type]
         return "250 Message accepted"

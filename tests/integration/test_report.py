@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import threading
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.reports.daily_email import publish_report
 from yunying.reports.kpis import compute_kpis
 from yunying.store.engine import session_scope
-from yunying.store.models import Event, Order, User
+from yunying.store.models import Event, Order, ReportRecord, User
 
 DAY = dt.date(2026, 10, 31)
 
@@ -239,3 +240,41 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
     error = 1.96 * (0.6 * 0.4 / 10 + 0.2 * 0.8 / 10) ** 0.5
     assert uplift.interval == pytest.approx((0.4 - error, 0.4 + error))
     assert uplift.incremental_revenue == 200
+
+
+def test_two_concurrent_runs_send_a_dates_report_once(
+    engine: Engine, settings: Settings, tmp_path: Path, smtp_server: SmtpSink
+) -> None:
+    settings = company_settings(settings, tmp_path, users=60)
+    settings = settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+        }
+    )
+    pull_all(engine, settings)
+    with session_scope(engine) as session:
+        kpis = compute_kpis(session, DAY, settings.zone)
+    smtp_server.delay_seconds = 0.5  # both runs are inside the send at once
+    start = threading.Barrier(2)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start.wait()
+            with session_scope(engine) as session:  # as the task does: its own transaction
+                results.append(publish_report(session, settings, kpis).sent)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(results) == [False, True]
+    assert len(smtp_server.messages) == 1
+    with session_scope(engine) as session:
+        record = session.get(ReportRecord, (DAY, "daily"))
+        assert record is not None and record.sent_at is not None and record.path

@@ -36,9 +36,7 @@ def test_unreachable_users_are_in_neither_arm_and_uplift_is_intent_to_treat(
         session.execute(update(User).where(User.user_id.in_(unreachable)).values(email=None))
         first = plan(session, _campaign("winback"), DAY)
         second = plan(session, _campaign("winback-b"), DAY)
-        rows = {
-            (m.campaign, m.user_id): m.status for m in session.scalars(select(OutboxMessage))
-        }
+        rows = {(m.campaign, m.user_id): m.status for m in session.scalars(select(OutboxMessage))}
     # 400 unreachable users give no holdout (they were 56 holdout and 0 queued before)
     assert {rows[("winback", u)] for u in unreachable} == {"suppressed"}
     assert first["suppressed"] == second["suppressed"] == 400
