@@ -67,6 +67,10 @@ class Money:
     rates: tuple[tuple[str, Decimal], ...] = ()  # (code, company currency per 1 unit)
     point_value: Decimal | None = None  # company currency per reward point
 
+    def rate_table(self) -> dict[str, Decimal]:
+        """Company currency per unit of each currency that counts (1 for its own)."""
+        return {self.currency: Decimal(1), **dict(self.rates)}
+
     def counted(self) -> Any:
         """Each order's amount in the company currency, NULL when it cannot be converted."""
         whens: list[tuple[Any, Any]] = [(Order.currency == self.currency, Order.amount)]

@@ -49,6 +49,7 @@ from yunying.reports.effects import (
 from yunying.store.models import ActiveDay, LifecycleRun, LifecycleTransition, Order, User
 
 FLAGGED = ("dau", "new_users", "orders", "revenue")
+CENT = Decimal("0.01")
 
 
 @dataclass
@@ -235,15 +236,18 @@ def compute_kpis(
     counted_payers = session.scalar(
         select(func.count(distinct(Order.user_id))).where(*todays, money.counted().is_not(None))
     )
-    other = {
-        currency: Decimal(str(amount))
+    # The date's totals per currency, converted here in Decimal: SQLite sums in floats.
+    by_currency = {
+        currency: Decimal(str(amount)).quantize(CENT)
         for currency, amount in session.execute(
-            select(Order.currency, func.sum(Order.amount))
-            .where(*todays, money.counted().is_(None))
-            .group_by(Order.currency)
-            .order_by(Order.currency)
+            select(Order.currency, func.sum(Order.amount)).where(*todays).group_by(Order.currency)
         )
     }
+    rates = money.rate_table()
+    revenue = sum(
+        (total * rates[code] for code, total in by_currency.items() if code in rates), Decimal(0)
+    ).quantize(CENT)
+    other = {code: total for code, total in sorted(by_currency.items()) if code not in rates}
     first_of_trend = business_date - 29 * day
     trend = [
         (first_of_trend + i * day, int(series["dau"].get(first_of_trend + i * day, 0)))
@@ -259,7 +263,7 @@ def compute_kpis(
         d1_retention=retention(session, business_date, 1),
         d7_retention=retention(session, business_date, 7),
         orders=int(series["orders"].get(business_date, 0)),
-        revenue=Decimal(str(series["revenue"].get(business_date, 0))).quantize(Decimal("0.01")),
+        revenue=revenue,
         paying_users=int(payers or 0),
         currency=money.currency,
         revenue_other=other,
