@@ -1,6 +1,7 @@
 """The daily report: KPIs against a direct computation, and the email as a mail client sees it."""
 
 import datetime as dt
+import json
 import re
 import threading
 from collections import defaultdict
@@ -278,3 +279,45 @@ def test_two_concurrent_runs_send_a_dates_report_once(
     with session_scope(engine) as session:
         record = session.get(ReportRecord, (DAY, "daily"))
         assert record is not None and record.sent_at is not None and record.path
+
+
+def test_a_past_dates_report_is_about_that_date(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    prefect: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`yunying run report --date D` after later dates were computed: the lifecycle counts
+    are those of D's own run, and nothing after D is counted."""
+    from cli.main import main
+    from yunying.lifecycle.states import summarise
+
+    settings = company_settings(settings, tmp_path, users=300)
+    pull_all(engine, settings)
+    days = [DAY - dt.timedelta(days=20), DAY - dt.timedelta(days=10), DAY]
+    as_computed = {}
+    for day in days:  # dates run in order, as the nightly flow does
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+            as_computed[day] = summarise(session, day).by_state
+    assert as_computed[days[0]] != as_computed[days[2]]
+    with session_scope(engine) as session:  # every run's counts, read back afterwards
+        for day in days:
+            kpis = compute_kpis(session, day, settings.zone)
+            assert kpis.lifecycle == as_computed[day]
+        assert compute_kpis(session, DAY - dt.timedelta(days=15), settings.zone).lifecycle is None
+
+    past = days[0]
+    assert main(["run", "report", "--date", past.isoformat()]) == 0
+    capsys.readouterr()
+    with session_scope(engine) as session:
+        record = session.get(ReportRecord, (past, "daily"))
+        assert record is not None
+        reported = json.loads(record.kpis)
+        users = session.execute(select(User.user_id, User.signup_day)).all()
+    assert reported["lifecycle"] == as_computed[past]
+    assert sum(reported["lifecycle"].values()) == sum(1 for _, d in users if d <= past)
+    html = Path(record.path).read_text(encoding="utf-8")
+    for state, count in as_computed[past].items():
+        assert f">{count:,}<" in html, state
