@@ -79,9 +79,37 @@ def test_kpis_match_a_direct_computation(
     assert kpis.funnel.ordered == sum(
         any(signup[u] <= d <= signup[u] + week for d in order_days[u]) for u in cohort
     )
-    thirty = [u for u, d in signup.items() if d == DAY - dt.timedelta(days=30)]
-    if thirty:
-        assert kpis.d30_retention == sum(DAY in days_by_user[u] for u in thirty) / len(thirty)
+    def retained(back: int, on: dt.date) -> float | None:
+        cohort = [u for u, d in signup.items() if d == on - dt.timedelta(days=back)]
+        return sum(on in days_by_user[u] for u in cohort) / len(cohort) if cohort else None
+
+    assert kpis.d7_retention == retained(7, DAY) is not None
+    assert kpis.d30_retention == retained(30, DAY) is not None
+    # The cohort table: each of the 7 signup days before the date, its size and the share
+    # active exactly 1, 3 and 7 days after signing up, where that day has come.
+    expected_cohorts = []
+    for back in range(1, 8):
+        day = DAY - dt.timedelta(days=back)
+        members = [u for u, d in signup.items() if d == day]
+        shares = {
+            offset: (
+                sum(day + dt.timedelta(days=offset) in days_by_user[u] for u in members)
+                / len(members)
+                if members and offset <= back
+                else None
+            )
+            for offset in (1, 3, 7)
+        }
+        expected_cohorts.append((day, len(members), shares))
+    assert [(c.signup_day, c.size, c.retention) for c in kpis.cohorts] == expected_cohorts
+    assert sum(size for _, size, _ in expected_cohorts) > 0
+
+    dau, mau = kpis.dau, kpis.mau
+    revenue = sum((a for _, a in todays), Decimal("0"))
+    payers = {u for u, _ in todays}
+    assert kpis.stickiness == dau / mau
+    assert kpis.arpu == (revenue / dau).quantize(Decimal("0.01"))
+    assert payers and kpis.arppu == (revenue / len(payers)).quantize(Decimal("0.01"))
 
 
 def test_report_email_is_multipart_with_inline_chart_and_sent_once(
