@@ -79,6 +79,7 @@ def test_kpis_match_a_direct_computation(
     assert kpis.funnel.ordered == sum(
         any(signup[u] <= d <= signup[u] + week for d in order_days[u]) for u in cohort
     )
+
     def retained(back: int, on: dt.date) -> float | None:
         cohort = [u for u, d in signup.items() if d == on - dt.timedelta(days=back)]
         return sum(on in days_by_user[u] for u in cohort) / len(cohort) if cohort else None

@@ -38,11 +38,7 @@ LOOKBACK = 14
 DAY = dt.timedelta(days=1)
 # How many days before the report date a KPI series must reach for bands and "since".
 SERIES_DAYS = 7 * WEEKS + 7 + LOOKBACK
-METHOD = (
-    f"expected = mean of the previous 7 days x the weekday's usual ratio to it "
-    f"(last {WEEKS} weeks); band = expected ± {Z} robust standard deviations (at least "
-    f"±{FLOOR:.0%}); tuned for about 0.6% false alarms per KPI and day"
-)
+METHOD = {"weeks": WEEKS, "z": Z, "floor": f"{FLOOR:.0%}"}  # for the report's "method_text"
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def render(kpis: DailyKpis, images: dict[str, str], words: Words) -> tuple[str, 
         "w": words,
         "headline": headline(kpis, words),
         "flag_status": lambda flag: flag_status(flag, kpis.business_date, words),
-        "method": METHOD,
+        "method": words("method_text", **METHOD),
     }
     return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(
         context

@@ -47,6 +47,11 @@ WORDS: dict[str, dict[str, str]] = {
         "not enough history": "not enough history yet",
         "status_raised": "{direction} normal {since}",
         "method": "How the normal range is set",
+        "method_text": (
+            "expected = mean of the previous 7 days × the weekday's usual ratio to it (last "
+            "{weeks} weeks); range = expected ± {z} robust standard deviations (at least "
+            "±{floor}); tuned for about 0.6% false alarms per KPI and day"
+        ),
         "trend": "Daily active users, last 30 days",
         "funnel": "Funnel",
         "funnel_text": (
@@ -129,6 +134,10 @@ WORDS: dict[str, dict[str, str]] = {
         "not enough history": "历史数据不足",
         "status_raised": "{since}{direction}正常",
         "method": "正常范围的计算方法",
+        "method_text": (
+            "预期值 = 前 7 天均值 × 该星期几相对它的常见比例（近 {weeks} 周）；正常范围 = "
+            "预期值 ± {z} 个稳健标准差（至少 ±{floor}）；按每项指标每天约 0.6% 的误报率调校"
+        ),
         "trend": "近 30 日日活跃用户",
         "funnel": "转化漏斗",
         "funnel_text": (
