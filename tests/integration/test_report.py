@@ -350,3 +350,18 @@ def test_a_past_dates_report_is_about_that_date(
     html = Path(record.path).read_text(encoding="utf-8")
     for state, count in as_computed[past].items():
         assert f">{count:,}<" in html, state
+    # The run's artifact in the Prefect UI: a headline, human names, formatted numbers.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-report"]))
+        )
+    title = "# 运营日报 · 2026年10月11日"  # the past date, in the company locale
+    # The latest such artifact: the same Prefect server serves the whole test session.
+    artifact = max((a for a in artifacts if str(a.data).startswith(title)), key=lambda a: a.created)
+    markdown = str(artifact.data)
+    assert markdown.splitlines()[2].startswith("**") and "| 日活跃用户 |" in markdown
+    assert "new_users" not in markdown and "d1_retention" not in markdown
+    assert "## 异常波动" in markdown and "| 正常范围 |" in markdown
