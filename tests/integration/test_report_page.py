@@ -98,9 +98,13 @@ def test_the_report_reads_at_desktop_and_phone_widths(
 def test_a_sparse_report_says_no_data_instead_of_empty_charts(
     engine: Engine, settings: Settings, tmp_path: Path, browser: Any
 ) -> None:
-    for locale, no_data in (("en", "No data for this date."), ("zh-CN", "该日期暂无数据。")):
+    for locale, no_data, no_run in (
+        ("en", "No data for this date.", "No lifecycle run for this date."),
+        ("zh-CN", "该日期暂无数据。", "该日期没有生命周期计算。"),
+    ):
         html = _publish(engine, settings, locale, tmp_path / locale)
         text = html.read_text(encoding="utf-8")
+        assert no_run in text
         assert "<img" not in text  # no empty chart with a negative axis
         # trend, funnel, retention, reactivation, rewards, flags, messages: each says so
         assert text.count(no_data) >= 7
