@@ -223,7 +223,7 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
 
     sent_day = DAY - dt.timedelta(days=7)
     users = [{"user_id": f"r{i}", "signup_at": "2026-08-01T00:00:00Z"} for i in range(20)]
-    back = [0, 1, 2, 3, 4, 5, 10, 11]  # 6 of 10 treated and 2 of 10 held out came back
+    back = [0, 1, 2, 3, 4, 5, 10, 11]  # 6 of 10 assigned and 2 of 10 held out came back
     events = [
         {
             "event_id": f"r{i}",
