@@ -36,6 +36,16 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     security: Literal["none", "starttls", "ssl"] = "none"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # The server's certificate is verified (STARTTLS and SSL) against the system's CAs, or
+    # against this PEM bundle for a private CA or a self-signed server.
+    ca_file: Path | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (a PEM bundle of CA certificates)")
+        return value
 
 
 class ProviderSettings(BaseModel):
@@ -119,6 +129,8 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None  # None: {home}/outbox
     report_dir: Path | None = None  # None: {home}/reports
     campaign_dir: Path = Path("deployments/campaigns")
+    # Message templates (`messages/<template>/…`); None: the ones shipped with Yunying.
+    template_dir: Path | None = None
     reward_dir: Path = Path("deployments/rewards")
     mail_from: str = "Yunying <ops@example.com>"
     report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
