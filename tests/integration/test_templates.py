@@ -84,9 +84,7 @@ def test_a_template_breaking_for_one_user_fails_that_message_and_sends_the_rest(
         failed = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed"))
         [row] = failed.all()
     assert row.user_id == users[2]  # inactive exactly 10 days
-    assert row.reason == (
-        "messages/ops/webhook.en.txt line 1: ZeroDivisionError: division by zero"
-    )
+    assert row.reason == ("messages/ops/webhook.en.txt line 1: ZeroDivisionError: division by zero")
     lines = (ops.outbox_path / "webhook.jsonl").read_text().splitlines()
     delivered = sorted(json.loads(line)["to"] for line in lines)  # a webhook goes to the id
     assert delivered == sorted(set(users) - {users[2]})
