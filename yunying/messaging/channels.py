@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from yunying.config import Settings, SmtpSettings
+from yunying.errors import ConfigError
 from yunying.http_client import backoff, retry_after_seconds
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import (
@@ -226,9 +227,11 @@ class SmtpChannel:
             with open_smtp(self.smtp) as connection:
                 for message in messages:
                     outcomes.append(self._send_one(connection, message))
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, ConfigError) as exc:
+            # Back to the queue, never dropped: a server down, a refused login, or a
+            # certificate that does not verify (its reason names smtp.ca_file).
             done = {outcome.id for outcome in outcomes}
-            reason = f"SMTP connection: {type(exc).__name__}"
+            reason = str(exc) if isinstance(exc, ConfigError) else _smtp_failure(exc)
             outcomes += [
                 Outcome(m.claimed.id, "retry", reason=reason)
                 for m in messages
@@ -252,6 +255,12 @@ class SmtpChannel:
                 return Outcome(message.claimed.id, "failed", reason=f"SMTP {exc.smtp_code}")
             return Outcome(message.claimed.id, "retry", reason=f"SMTP {exc.smtp_code}")
         return Outcome(message.claimed.id, "sent")
+
+
+def _smtp_failure(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"SMTP login refused ({exc.smtp_code}): check smtp.username and smtp.password"
+    return f"SMTP connection: {type(exc).__name__}"
 
 
 def channels_for(settings: Settings) -> dict[str, Channel]:
