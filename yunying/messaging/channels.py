@@ -13,6 +13,7 @@ provider deduplicates on the Idempotency-Key or is asked whether it sent the mes
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -53,14 +54,31 @@ class Channel(Protocol):
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 
 
+def mail_domain(mail_from: str) -> str:
+    """The domain of the sender's address, for Message-IDs (RFC 5322 3.6.4)."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "yunying.invalid"
+
+
+def stamp(email: EmailMessage, mail_from: str, key: str | None = None) -> EmailMessage:
+    """Date and Message-ID, which every message must carry (RFC 5322 3.6): spam filters
+    score mail without them. A `key` gives a stable id: a message sent again (after a crash)
+    keeps the id of the first try, so receiving servers can tell the two are one."""
+    email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    domain = mail_domain(mail_from)
+    email["Message-ID"] = (
+        f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+        if key
+        else make_msgid(domain=domain)
+    )
+    return email
+
+
 def build_email(mail_from: str, message: OutgoingMessage) -> EmailMessage:
     email = EmailMessage(policy=EMAIL_POLICY)
     email["From"] = mail_from
     email["To"] = message.address
     email["Subject"] = message.rendered.subject
-    email["Message-ID"] = (
-        f"<{hashlib.sha256(message.claimed.key.encode()).hexdigest()[:32]}@yunying>"
-    )
+    stamp(email, mail_from, message.claimed.key)
     email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email["X-Yunying-Key"] = message.claimed.key
