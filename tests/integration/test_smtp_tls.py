@@ -90,6 +90,7 @@ class TlsSmtpServer:
 
     security: str
     certificate: Certificate
+    password: str = PASSWORD  # the one the server accepts for USER
     sink: SmtpSink = field(default_factory=SmtpSink)
     logins: list[tuple[str, str, bool]] = field(default_factory=list)  # (user, password, ok)
 
@@ -99,7 +100,7 @@ class TlsSmtpServer:
         if not isinstance(data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user, password = data.login.decode(), data.password.decode()
-        ok = (user, password) == (USER, PASSWORD)
+        ok = (user, password) == (USER, self.password)
         self.logins.append((user, password, ok))
         return AuthResult(success=ok, handled=False)
 
