@@ -14,8 +14,10 @@ from yunying.config import Settings, load_settings
 from yunying.errors import TemplateDataError, TemplateError
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging.campaign import find_campaign
+from yunying.messaging.outbox import plan
 from yunying.messaging.preflight import preflight
 from yunying.messaging.render import render
+from yunying.messaging.send import send_all
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage
 
@@ -29,6 +31,8 @@ def users_inactive(engine: Engine, settings: Settings, days: list[int]) -> list[
             "user_id": f"d{i:03d}",
             "signup_at": "2026-06-01T00:00:00Z",
             "email": f"d{i}@example.com",
+            "phone": f"+86139{i:08d}",
+            "push_token": f"tok{i}",
             "locale": "en" if i % 2 else "zh-CN",
             "timezone": "Asia/Shanghai",
         }
@@ -138,6 +142,40 @@ def test_preflight_stops_a_template_defect_whatever_the_users(
         preflight(ops, campaign, session)
     assert not isinstance(raised.value, TemplateDataError)
     assert "messages/ops/webhook.en.txt" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("channel", "text", "reason"),
+    [
+        ("sms", "{{ 'a' * (days_inactive * 15) }}", "SMS of 375 characters needs more than 2"),
+        ("sms", "{{ '好' * (days_inactive * 6) }}", "SMS of 150 characters needs more than 2"),
+        ("push", "Hi\n{{ 'b' * (days_inactive * 10) }}", "title over 50 or body over 200"),
+        ("push", "{{ 'T' * (days_inactive * 3) }}\nbody", "title over 50 or body over 200"),
+    ],
+    ids=["sms-gsm7", "sms-chinese", "push-body", "push-title"],
+)
+def test_an_over_long_sms_or_push_fails_that_message_with_the_reason(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    channel: str,
+    text: str,
+    reason: str,
+) -> None:
+    """Two SMS segments at most (306 GSM-7 characters, 134 others); a push title of 50
+    characters and a body of 200: a longer message is refused, not cut or sent in pieces."""
+    users = users_inactive(engine, settings, [8, 12, 16, 25])
+    ops = ops_campaign(tmp_path, monkeypatch, text, channel=channel)
+    campaign = find_campaign(ops.campaign_dir, "ops")
+    with session_scope(engine) as session:
+        plan(session, campaign, DAY)
+    assert send_all(engine, ops, campaign, DAY, "w1", 50) == {"sent": 3, "failed": 1}
+    with session_scope(engine) as session:
+        [row] = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed"))
+    assert row.user_id == users[3] and reason in (row.reason or "")
+    sent = (ops.outbox_path / f"{channel}.jsonl").read_text().splitlines()
+    assert len(sent) == 3
 
 
 @pytest.mark.parametrize(
