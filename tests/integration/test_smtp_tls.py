@@ -27,6 +27,7 @@ from yunying.config import Settings, load_settings
 from yunying.errors import ConfigError
 from yunying.messaging.outbox import counts, plan
 from yunying.messaging.smtp_connection import open_smtp
+from yunying.reports.daily_email import send_alert
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage
 
@@ -233,3 +234,18 @@ def test_a_missing_ca_file_stops_start_up_naming_the_setting(
     monkeypatch.setenv("YUNYING_SMTP__CA_FILE", str(tmp_path / "nowhere.pem"))
     with pytest.raises(ConfigError, match=r"'smtp\.ca_file'.*YUNYING_SMTP__CA_FILE"):
         load_settings()
+
+
+def test_the_report_alert_refuses_an_unverified_server_as_a_setting_to_fix(
+    tls_server: TlsSmtpServer, certificate: Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a TransientError: retrying cannot make the certificate verify."""
+    untrusting = smtp_settings(monkeypatch, tls_server)
+    with pytest.raises(ConfigError, match="smtp.ca_file"):
+        send_alert(untrusting, "Yunying: nightly failed", "see the Prefect UI")
+    assert not tls_server.sink.messages and not tls_server.logins
+    trusting = smtp_settings(monkeypatch, tls_server, ca_file=certificate.cert)
+    send_alert(trusting, "Yunying: nightly failed", "see the Prefect UI")
+    [alert] = tls_server.sink.messages
+    assert alert["Subject"] == "Yunying: nightly failed"
+    assert tls_server.logins == [(USER, PASSWORD, True)]
