@@ -108,6 +108,7 @@ def test_preflight_renders_the_campaigns_own_users(
     assert not without_users.warnings
     with session_scope(engine) as session:
         checked = preflight(ops, campaign, session)
+        assert preflight(ops, campaign, session, sample_users=2).sampled_users == 2
     assert checked.sampled_users == 6
     assert checked.warnings == [
         "webhook/en: 1 of 4 sampled contexts fail (messages/ops/webhook.en.txt line 1: "
