@@ -226,3 +226,20 @@ def test_ordinary_arithmetic_and_formatting_still_render(tmp_path: Path) -> None
     )
     text = render("fine", "webhook", "en", {"user_id": "u1"}, tmp_path).text
     assert text == "-------------------- 0,1,2 1,234,567 002.5   ab  | 1024 au1"
+
+
+def test_preview_renders_from_template_dir(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+
+    users_inactive(engine, settings, [8, 10])
+    ops_campaign(tmp_path, monkeypatch, DIVIDING)
+    # preview renders as of today: d000 was inactive 8 days on DAY.
+    days = (dt.datetime.now(settings.zone).date() - DAY).days
+    assert main(["preview", "ops", "--user", "d000", "--channel", "webhook"]) == 0
+    assert f"{100 / (8 + days - 10):.1f} points back" in capsys.readouterr().out
