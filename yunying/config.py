@@ -262,8 +262,7 @@ def resolve_secrets(settings: Settings, resolve_secret: SecretResolver) -> Setti
         owner: BaseModel = resolved
         for parent in parents:
             owner = getattr(owner, parent)
-        # Assigned on the fresh copy; the type was validated when the reference was read.
-        object.__setattr__(owner, name, SecretStr(value))
+        setattr(owner, name, SecretStr(value))  # on the copy: `settings` stays as it was
     return resolved
 
 

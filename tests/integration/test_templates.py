@@ -5,6 +5,7 @@ without bound."""
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -72,9 +73,24 @@ def ops_campaign(
     return load_settings()
 
 
+def run_log(flow_run_id: Any) -> str:
+    """The warnings a flow run sent to the Prefect API, as the UI shows them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return "\n".join(log.message for log in logs)
+
+
 @pytest.mark.usefixtures("prefect")
 def test_a_template_breaking_for_one_user_fails_that_message_and_sends_the_rest(
-    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.reactivation import reactivation
 
@@ -82,6 +98,10 @@ def test_a_template_breaking_for_one_user_fails_that_message_and_sends_the_rest(
     ops = ops_campaign(tmp_path, monkeypatch, DIVIDING)
     state = reactivation(campaign="ops", business_date=DAY, return_state=True)
     assert state.is_completed()
+    assert (  # the campaign check saw it coming, in the run's log
+        "template check: webhook/zh-CN: 1 of 5 sampled contexts fail (messages/ops/webhook.en.txt"
+        " line 1: ZeroDivisionError: division by zero)" in run_log(state.state_details.flow_run_id)
+    )
     result = state.result()
     assert result["sent"] == 7 and result["failed"] == 1
     with session_scope(engine) as session:
