@@ -52,11 +52,10 @@ class PreflightReport:
     @property
     def warnings(self) -> list[str]:
         return [
-            f"{channel}/{locale}: {sum(reasons.values())} of {self.rendered[channel, locale]} "
+            f"{channel}/{locale}: {count} of {self.rendered[channel, locale]} "
             f"sampled contexts fail ({reason}); those messages will fail at send, the rest go out"
             for (channel, locale), reasons in sorted(self.failures.items())
-            for reason in reasons
-            if reasons
+            for reason, count in reasons.most_common()
         ]
 
 
