@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from cli.environment import prepare_prefect
-from yunying.config import Settings, load_settings
+from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import YunyingError
 
 
@@ -24,8 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(defer_secrets=True)
         prepare_prefect(settings.home)
+        if secret_references(settings):  # read through Prefect, once its home is set
+            from tasks.secrets import read_secret_block
+
+            settings = resolve_secrets(settings, read_secret_block)
         return int(args.handler(settings, args) or 0)
     except YunyingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 from yunying.reports.daily_email import send_alert
 
 

@@ -14,7 +14,7 @@ from flows.pull import pull_sources
 from flows.reactivation import reactivation
 from flows.report import report
 from tasks.lifecycle import lifecycle, lifecycle_dates
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 
 
 @flow(

@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from tasks.pull import pull
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 
 
 def _run_name() -> str:

@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 
 from flows.common import default_business_date, run_name
 from tasks.reactivation import load_campaign, outbox_status, plan_outbox, send
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 from yunying.store.engine import utcnow
 
 MAX_SEND_TASKS = 200  # keeps a run to a few hundred task runs at any scale

@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.common import default_business_date, run_name
 from tasks.report import daily_report
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 
 
 @flow(name="daily-report", flow_run_name=lambda: run_name("daily-report"))

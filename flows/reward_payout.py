@@ -13,7 +13,7 @@ from prefect.logging import get_run_logger
 from pydantic import Field
 
 from tasks.rewards import decide, load, notify, pay, plan_payout, publish_winners
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 
 PAY_BATCH = 500
 

@@ -23,7 +23,10 @@ from yunying.store.engine import session_scope
 def load_campaign(settings: Settings, name: str) -> Campaign:
     """Validate the campaign file and render every template before anything is sent."""
     campaign = find_campaign(settings.campaign_dir, name)
-    preflight(settings, campaign)
+    with session_scope(engine_for(settings.store_url)) as session:
+        checked = preflight(settings, campaign, session)
+    for warning in checked.warnings:
+        get_run_logger().warning("template check: %s", warning)
     return campaign
 
 

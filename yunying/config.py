@@ -9,6 +9,8 @@ Every default is embedded: a SQLite store and an outbox folder under `var/`.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +49,16 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     security: Literal["none", "starttls", "ssl"] = "none"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # The server's certificate is verified (STARTTLS and SSL) against the system's CAs, or
+    # against this PEM bundle for a private CA or a self-signed server.
+    ca_file: Path | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (a PEM bundle of CA certificates)")
+        return value
 
 
 class ProviderSettings(BaseModel):
@@ -130,6 +142,8 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None  # None: {home}/outbox
     report_dir: Path | None = None  # None: {home}/reports
     campaign_dir: Path = Path("deployments/campaigns")
+    # Message templates (`messages/<template>/…`); None: the ones shipped with Yunying.
+    template_dir: Path | None = None
     reward_dir: Path = Path("deployments/rewards")
     mail_from: str = "Yunying <ops@example.com>"
     report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
@@ -220,14 +234,89 @@ class Settings(BaseSettings):
         raise ConfigError(f"no source named {name!r} in settings.sources")
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, turning validation errors into one ConfigError naming each field."""
+def load_settings(
+    resolve_secret: SecretResolver | None = None, defer_secrets: bool = False, **overrides: Any
+) -> Settings:
+    """Build the settings, turning validation errors into one ConfigError naming each field.
+
+    A secret setting may name a Prefect Secret block instead of holding the secret
+    (`smtp.password = "prefect-secret:smtp-password"`): `resolve_secret` reads it (the
+    tasks layer passes one; Yunying itself never imports Prefect). Without a resolver such a
+    setting is refused, never used as the secret, unless `defer_secrets` keeps it for a later
+    `resolve_secrets` (the CLI must set up Prefect's environment first)."""
     if "YUNYING_CONFIG" in os.environ and not Path(os.environ["YUNYING_CONFIG"]).is_file():
         raise ConfigError(f"YUNYING_CONFIG points at {os.environ['YUNYING_CONFIG']}, not a file")
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, env_prefix="YUNYING_")) from None
+    if resolve_secret is not None:
+        return resolve_secrets(settings, resolve_secret)
+    references = secret_references(settings)
+    if references and not defer_secrets:
+        path, block = next(iter(references.items()))
+        raise ConfigError(
+            f"invalid setting {path!r}: it names the Prefect Secret block {block!r}, which only "
+            f"flows and the yunying command read; here set the secret itself ({_env_name(path)})"
+        )
+    return settings
+
+
+# A secret setting of this form names a Prefect Secret block (lowercase, digits, dashes).
+SECRET_BLOCK_PREFIX = "prefect-secret:"
+SECRET_BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+SecretResolver = Callable[[str], str]
+
+
+def secret_references(settings: Settings) -> dict[str, str]:
+    """Setting path -> Secret block name, for every secret setting that names a block."""
+    references = {}
+    for path, secret in _secrets(settings):
+        value = secret.get_secret_value()
+        if value.startswith(SECRET_BLOCK_PREFIX):
+            block = value.removeprefix(SECRET_BLOCK_PREFIX)
+            if not SECRET_BLOCK_NAME.fullmatch(block):
+                raise ConfigError(
+                    f"invalid setting {path!r}: {block!r} is not a Secret block name "
+                    "(lowercase letters, digits and dashes)"
+                )
+            references[path] = block
+    return references
+
+
+def resolve_secrets(settings: Settings, resolve_secret: SecretResolver) -> Settings:
+    """A copy of `settings` with every Secret block reference replaced by the block's value;
+    `resolve_secret` raises ConfigError for a block it cannot read."""
+    references = secret_references(settings)
+    if not references:
+        return settings
+    resolved = settings.model_copy(deep=True)
+    for path, block in references.items():
+        try:
+            value = resolve_secret(block)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid setting {path!r}: {exc}") from None
+        *parents, name = path.split(".")
+        owner: BaseModel = resolved
+        for parent in parents:
+            owner = getattr(owner, parent)
+        setattr(owner, name, SecretStr(value))  # on the copy: `settings` stays as it was
+    return resolved
+
+
+def _secrets(model: BaseModel, prefix: str = "") -> list[tuple[str, SecretStr]]:
+    found = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            found.append((prefix + name, value))
+        elif isinstance(value, BaseModel):
+            found += _secrets(value, f"{prefix}{name}.")
+    return found
+
+
+def _env_name(path: str) -> str:
+    return "YUNYING_" + path.replace(".", "__").upper()
 
 
 def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:

@@ -5,7 +5,8 @@ YunyingError
 │   └── RateLimited           429 with the provider's Retry-After
 └── PermanentError            don't retry: the input or the request is wrong
     ├── ConfigError           a setting or campaign file is invalid (names the field)
-    ├── TemplateError         a template is missing or needs a missing variable
+    ├── TemplateError         a template is missing, invalid or needs a missing variable
+    │   └── TemplateDataError one recipient's data breaks it (that message fails, not the run)
     └── ProviderRejected      a provider answered 4xx
 """
 
@@ -40,6 +41,11 @@ class ConfigError(PermanentError):
 
 class TemplateError(PermanentError):
     """A template that cannot be rendered for the given context."""
+
+
+class TemplateDataError(TemplateError):
+    """The template raised for this context only (a division by zero, a message too long):
+    the one message fails with this reason; the campaign goes on."""
 
 
 class ProviderRejected(PermanentError):

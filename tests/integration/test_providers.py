@@ -3,7 +3,14 @@ way each provider documents its requests, under faults and after a crash."""
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import pytest
@@ -219,3 +226,112 @@ def test_provider_settings_name_the_missing_credential(monkeypatch: pytest.Monke
     monkeypatch.setenv("YUNYING_PROVIDERS__SMS_API", "nexmo")
     with pytest.raises(ConfigError, match="providers.sms_api"):
         load_settings()
+
+
+class SignedWebhookReceiver:
+    """A company's endpoint for our webhook, verifying each request the way the README tells
+    a receiver to: HMAC-SHA256 with the shared secret over "<X-Yunying-Timestamp>.<raw body>",
+    compared in constant time, the timestamp within five minutes; 401 otherwise."""
+
+    def __init__(self, secret: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.secret = secret
+        self.accepted: list[tuple[dict[str, str], bytes]] = []
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = dict(self.headers.items())
+                ok = receiver.verify(headers, raw)
+                if ok:
+                    receiver.accepted.append((headers, raw))
+                else:
+                    receiver.refused += 1
+                body = json.dumps({"id": "wh-1"} if ok else {"error": "bad signature"}).encode()
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/yunying"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def verify(self, headers: dict[str, str], raw: bytes) -> bool:
+        stamp = headers.get("X-Yunying-Timestamp", "")
+        scheme, _, signature = headers.get("X-Yunying-Signature", "").partition("=")
+        if scheme != "sha256" or not stamp.isdigit() or abs(time.time() - int(stamp)) > 300:
+            return False
+        expected = hmac.new(self.secret, stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+    def post(self, headers: dict[str, str], raw: bytes) -> int:
+        request = urllib.request.Request(self.url, data=raw, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[SignedWebhookReceiver]:
+    receiver = SignedWebhookReceiver(b"shared-webhook-secret")
+    yield receiver
+    receiver.stop()
+
+
+def test_webhook_signature_verifies_at_the_receiver_and_an_altered_body_does_not(
+    engine: Engine, settings: Settings, receiver: SignedWebhookReceiver
+) -> None:
+    users = silent_users(engine, settings, 6)
+    signed = with_providers(
+        settings,
+        webhook_url=receiver.url,
+        webhook_secret=SecretStr(receiver.secret.decode()),
+    )
+    chosen = campaign(channels=["webhook"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, signed, chosen) == {"sent": 6}
+    assert receiver.refused == 0
+    assert sorted(json.loads(raw)["to"] for _, raw in receiver.accepted) == users
+
+    headers, raw = receiver.accepted[0]
+    forwarded = {
+        name: headers[name]
+        for name in ("Content-Type", "X-Yunying-Timestamp", "X-Yunying-Signature")
+    }
+    assert receiver.post(forwarded, raw) == 200  # the same request verifies again
+    altered = raw.replace(b'"webhook"', b'"webhooK"')
+    assert altered != raw and receiver.post(forwarded, altered) == 401
+    older = {**forwarded, "X-Yunying-Timestamp": str(int(forwarded["X-Yunying-Timestamp"]) - 1)}
+    assert receiver.post(older, raw) == 401  # the timestamp is signed too
+
+
+def test_a_webhook_signed_with_another_secret_is_refused_and_fails(
+    engine: Engine, settings: Settings, receiver: SignedWebhookReceiver
+) -> None:
+    silent_users(engine, settings, 2)
+    wrong = with_providers(
+        settings, webhook_url=receiver.url, webhook_secret=SecretStr("an-old-secret")
+    )
+    chosen = campaign(channels=["webhook"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, wrong, chosen) == {"failed": 2}
+    assert receiver.refused == 2 and not receiver.accepted
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(OutboxMessage.reason))) == {"HTTP 401: bad signature"}

@@ -13,6 +13,7 @@ provider deduplicates on the Idempotency-Key or is asked whether it sent the mes
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import os
@@ -21,13 +22,14 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from yunying.config import Settings, SmtpSettings
+from yunying.errors import ConfigError
 from yunying.http_client import backoff, retry_after_seconds
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import (
@@ -52,14 +54,31 @@ class Channel(Protocol):
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 
 
+def mail_domain(mail_from: str) -> str:
+    """The domain of the sender's address, for Message-IDs (RFC 5322 3.6.4)."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "yunying.invalid"
+
+
+def stamp(email: EmailMessage, mail_from: str, key: str | None = None) -> EmailMessage:
+    """Date and Message-ID, which every message must carry (RFC 5322 3.6): spam filters
+    score mail without them. A `key` gives a stable id: a message sent again (after a crash)
+    keeps the id of the first try, so receiving servers can tell the two are one."""
+    email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    domain = mail_domain(mail_from)
+    email["Message-ID"] = (
+        f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+        if key
+        else make_msgid(domain=domain)
+    )
+    return email
+
+
 def build_email(mail_from: str, message: OutgoingMessage) -> EmailMessage:
     email = EmailMessage(policy=EMAIL_POLICY)
     email["From"] = mail_from
     email["To"] = message.address
     email["Subject"] = message.rendered.subject
-    email["Message-ID"] = (
-        f"<{hashlib.sha256(message.claimed.key.encode()).hexdigest()[:32]}@yunying>"
-    )
+    stamp(email, mail_from, message.claimed.key)
     email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email["X-Yunying-Key"] = message.claimed.key
@@ -226,9 +245,11 @@ class SmtpChannel:
             with open_smtp(self.smtp) as connection:
                 for message in messages:
                     outcomes.append(self._send_one(connection, message))
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, ConfigError) as exc:
+            # Back to the queue, never dropped: a server down, a refused login, or a
+            # certificate that does not verify (its reason names smtp.ca_file).
             done = {outcome.id for outcome in outcomes}
-            reason = f"SMTP connection: {type(exc).__name__}"
+            reason = str(exc) if isinstance(exc, ConfigError) else _smtp_failure(exc)
             outcomes += [
                 Outcome(m.claimed.id, "retry", reason=reason)
                 for m in messages
@@ -252,6 +273,12 @@ class SmtpChannel:
                 return Outcome(message.claimed.id, "failed", reason=f"SMTP {exc.smtp_code}")
             return Outcome(message.claimed.id, "retry", reason=f"SMTP {exc.smtp_code}")
         return Outcome(message.claimed.id, "sent")
+
+
+def _smtp_failure(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"SMTP login refused ({exc.smtp_code}): check smtp.username and smtp.password"
+    return f"SMTP connection: {type(exc).__name__}"
 
 
 def channels_for(settings: Settings) -> dict[str, Channel]:

@@ -38,13 +38,14 @@ def preview(
     chosen = channel or campaign.channels[0]
     today = dt.datetime.now(settings.zone).date()
     context = message_context(settings, user, last_active, today, chosen, unsubscribe_key(settings))
-    return _show(render(campaign.template, chosen, user.locale, context))
+    return _show(render(campaign.template, chosen, user.locale, context, settings.template_dir))
 
 
 def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> str:
     """Send the campaign's email to a staff address, through the configured email channel."""
     campaign = find_campaign(settings.campaign_dir, campaign_name)
-    rendered = render(campaign.template, "email", locale, {**SAMPLE_CONTEXT, "locale": locale})
+    context = {**SAMPLE_CONTEXT, "app_url": settings.public_url, "locale": locale}
+    rendered = render(campaign.template, "email", locale, context, settings.template_dir)
     key = f"test:{campaign.name}:{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     message = OutgoingMessage(
         Claimed(0, key, "staff", "email", 1), to, rendered, str(SAMPLE_CONTEXT["unsubscribe_url"])

@@ -1,18 +1,28 @@
 """Render message templates: Jinja2's sandbox, HTML autoescape, StrictUndefined.
 
-Files live under `templates/messages/<template>/`:
+Files live under `templates/messages/<template>/` (or the `template_dir` setting):
 `email.<locale>.subject.txt`, `email.<locale>.html`, `email.<locale>.txt`, `sms.<locale>.txt`,
 `push.<locale>.txt` (first line the title), `webhook.<locale>.txt`. A locale without its own
 file falls back to `en`, then `zh-CN`. Email HTML is styled by `messages/email.css` and the
 template's own `<style>` block: mail clients drop <style>, so the rules are inlined into
 `style` attributes once, when a file is loaded.
+
+Whatever a template raises while rendering becomes a `TemplateError`: a missing variable, a
+syntax error or an unsafe attribute is the template's fault (preflight stops the campaign);
+anything else (a division by zero for one user, a message too long) is a `TemplateDataError`,
+so only that recipient's message fails. Ops-authored templates are bounded: no expression may
+build more than `MAX_ITEMS` characters or items, and no rendered part may exceed
+`MAX_RENDERED_CHARS`.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import re
-from collections.abc import Callable
+import string
+import types
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,12 +32,18 @@ import premailer
 from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
+    TemplateSyntaxError,
     UndefinedError,
+    nodes,
 )
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.filters import FILTERS
 from jinja2.sandbox import SandboxedEnvironment
 
-from yunying.errors import TemplateError
+from yunying.errors import TemplateDataError, TemplateError
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 FALLBACK_LOCALES = ("en", "zh-CN")
@@ -92,9 +108,163 @@ class CssInliningLoader(FileSystemLoader):
         return source, filename, uptodate
 
 
+# What one expression may build (characters of a string, items of a list or range) and what
+# one rendered part may hold: far above any real message, far below what hurts a worker.
+MAX_ITEMS = 100_000
+MAX_RENDERED_CHARS = 500_000
+MAX_EXPONENT = 1_000
+# A width or precision in a format spec (`%99999d`, `{:>99999}`) of five digits or more.
+WIDE_FORMAT = re.compile(r"\d{5,}|\*")
+
+
+class TooLarge(SecurityError):
+    """The sandbox refused to build a string, list or range larger than MAX_ITEMS."""
+
+
+def _refuse_over(size: int, what: str) -> None:
+    if size > MAX_ITEMS:
+        raise TooLarge(f"{what} would build {size} items, over the limit of {MAX_ITEMS}")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, Sized) else 0
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, str | bytes | list | tuple)
+
+
+def _checked_binop(name: str, left: Any, right: Any) -> Any:
+    if name == "*":
+        for sequence, times in ((left, right), (right, left)):
+            if _is_sequence(sequence) and isinstance(times, int):
+                _refuse_over(len(sequence) * times, "repeating a sequence")
+    elif name == "+" and _is_sequence(left) and _is_sequence(right):
+        _refuse_over(len(left) + len(right), "joining two sequences")
+    elif name == "**" and isinstance(left, int) and isinstance(right, int):
+        if abs(left) > 1 and right > MAX_EXPONENT:
+            raise TooLarge(f"an exponent over {MAX_EXPONENT}")
+    elif name == "%" and isinstance(left, str) and WIDE_FORMAT.search(left):
+        raise TooLarge("a format width or precision of five digits or more")
+    return BINOPS[name](left, right)
+
+
+BINOPS: dict[str, Callable[[Any, Any], Any]] = {
+    "*": operator.mul,
+    "+": operator.add,
+    "**": operator.pow,
+    "%": operator.mod,
+}
+
+
+def _bounded_range(*args: int) -> range:
+    numbers = range(*args)
+    _refuse_over(len(numbers), "range()")
+    return numbers
+
+
+def _replaced_size(text: str, old: str, new: str) -> int:
+    found = len(text) + 1 if old == "" else text.count(old)
+    return len(text) + found * (len(new) - len(old))
+
+
+def _width(value: Any) -> int:
+    return value if isinstance(value, int) else len(str(value))
+
+
+# str methods whose numeric argument is the length they build.
+WIDENING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def _check_str_method(method: Any, args: tuple[Any, ...]) -> None:
+    """Refuse a str method call that would build an oversized string."""
+    method = getattr(method, "__wrapped__", method)  # the sandbox wraps str.format
+    text = getattr(method, "__self__", None)
+    if not isinstance(text, str):
+        return
+    name = getattr(method, "__name__", "")
+    if name in WIDENING_METHODS and args:
+        width = _width(args[0])
+        _refuse_over(width * (text.count("\t") + 1) if name == "expandtabs" else width, name)
+    elif name in ("format", "format_map"):
+        if any(
+            spec and WIDE_FORMAT.search(spec) for _, _, spec, _ in string.Formatter().parse(text)
+        ):
+            raise TooLarge("a format width or precision of five digits or more")
+    elif name == "replace" and len(args) >= 2:
+        _refuse_over(_replaced_size(text, str(args[0]), str(args[1])), "replace()")
+    elif name == "join" and args:
+        items = args[0]
+        if isinstance(items, list | tuple):
+            _refuse_over(sum(map(_size, items)) + len(items) * len(text), "join()")
+
+
+def _bounded_filter(name: str) -> Callable[..., Any]:
+    """A built-in filter that first checks the size of what it would build."""
+    original = FILTERS[name]
+    skip = 1 if hasattr(original, "jinja_pass_arg") else 0  # the context Jinja passes first
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        value, *rest = args[skip:]
+        if name == "center" and rest:
+            _refuse_over(_width(rest[0]), "the center filter")
+        elif name == "indent":
+            width = rest[0] if rest else kwargs.get("width", 4)
+            lines = str(value).count("\n") + 1
+            _refuse_over(len(str(value)) + lines * _width(width), "the indent filter")
+        elif name == "replace" and len(rest) >= 2:
+            _refuse_over(_replaced_size(str(value), str(rest[0]), str(rest[1])), "replace")
+        elif name == "join":
+            items = list(value) if isinstance(value, Iterable) else []
+            separator = rest[0] if rest else kwargs.get("d", "")
+            _refuse_over(sum(map(_size, items)) + len(items) * _size(separator), "join")
+            args = (*args[:skip], items, *rest)
+        elif name == "format" and WIDE_FORMAT.search(str(value)):
+            raise TooLarge("a format width or precision of five digits or more")
+        return original(*args, **kwargs)
+
+    if skip:
+        bounded.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+    return bounded
+
+
+class BoundedCodeGenerator(CodeGenerator):
+    """Checks the length of every `~` concatenation (Jinja joins those outside any hook)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus limits on what a template may allocate."""
+
+    code_generator_class = BoundedCodeGenerator
+    intercepted_binops = frozenset(BINOPS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.globals["range"] = _bounded_range
+        self.globals.pop("lipsum", None)  # lipsum(n) writes n paragraphs
+        for name in ("center", "indent", "replace", "join", "format"):
+            self.filters[name] = _bounded_filter(name)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return _checked_binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_str_method(__obj, args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def checked_concat(self, value: Any) -> Any:
+        _refuse_over(_size(value), "joining strings with ~")
+        return value
+
+
 @cache
 def environment(root: Path = TEMPLATES) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    return BoundedSandbox(
         loader=CssInliningLoader(root),
         autoescape=lambda name: bool(name and name.endswith(".html")),
         undefined=StrictUndefined,
@@ -104,9 +274,15 @@ def environment(root: Path = TEMPLATES) -> SandboxedEnvironment:
 
 
 def render(
-    template: str, channel: str, locale: str, context: dict[str, Any], root: Path = TEMPLATES
+    template: str,
+    channel: str,
+    locale: str,
+    context: dict[str, Any],
+    root: Path | None = None,
 ) -> Rendered:
-    env = environment(root)
+    """Raises TemplateError (TemplateDataError when only this context breaks it); `root` is
+    the template folder (the `template_dir` setting), by default the shipped templates."""
+    env = environment(root or TEMPLATES)
     if channel == "email":
         return Rendered(
             channel,
@@ -121,7 +297,7 @@ def render(
     if channel == "push":
         title, _, body = text.partition("\n")
         if len(title) > PUSH_TITLE_LIMIT or len(body.strip()) > PUSH_BODY_LIMIT:
-            raise TemplateError(
+            raise TemplateDataError(
                 f"{template}/push: title over {PUSH_TITLE_LIMIT} or body over "
                 f"{PUSH_BODY_LIMIT} characters"
             )
@@ -136,7 +312,7 @@ def sms_segments(text: str) -> int:
 
 def check_sms_length(text: str, max_segments: int = 2) -> None:
     if sms_segments(text) > max_segments:
-        raise TemplateError(
+        raise TemplateDataError(
             f"SMS of {len(text)} characters needs more than {max_segments} segments"
         )
 
@@ -154,7 +330,61 @@ def _render(
         compiled = env.select_template(names)
     except TemplateNotFound:
         raise TemplateError(f"no template for {names[0]} (nor its fallbacks)") from None
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.name} line {exc.lineno}: {exc.message}") from None
     try:
-        return compiled.render(context)
+        return _bounded_output(compiled, context)
     except UndefinedError as exc:
-        raise TemplateError(f"{compiled.name}: {exc.message}") from None
+        raise TemplateError(f"{compiled.name}: {_masked(str(exc.message), context)}") from None
+    except TemplateError:
+        raise
+    except SecurityError as exc:
+        if not isinstance(exc, TooLarge):
+            raise TemplateError(f"{compiled.name}: {exc}") from None
+        raise TemplateDataError(_reason(compiled, exc, context)) from None
+    except Exception as exc:
+        # A template that breaks on one user's data fails that message, never the batch.
+        raise TemplateDataError(_reason(compiled, exc, context)) from None
+
+
+def _bounded_output(compiled: Template, context: dict[str, Any]) -> str:
+    parts: list[str] = []
+    size = 0
+    for part in compiled.generate(context):
+        size += len(part)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateDataError(
+                f"{compiled.name}: rendered over {MAX_RENDERED_CHARS} characters"
+            )
+        parts.append(part)
+    return "".join(parts)
+
+
+def _reason(compiled: Template, exc: BaseException, context: dict[str, Any]) -> str:
+    """`<file> line <n>: <error>: <message>`, with the recipient's values masked: a reason is
+    stored and logged, and must not carry an email, a phone or a token."""
+    line = next(
+        (
+            frame.tb_lineno
+            for frame in _frames(exc.__traceback__)
+            if frame.tb_frame.f_code.co_filename == compiled.filename
+        ),
+        None,
+    )
+    where = f"{compiled.name} line {line}" if line else str(compiled.name)
+    return f"{where}: {type(exc).__name__}: {_masked(str(exc), context)[:200]}"
+
+
+def _masked(message: str, context: dict[str, Any]) -> str:
+    for value in context.values():
+        if isinstance(value, str) and len(value) >= 3:
+            message = message.replace(value, "***")
+    return message
+
+
+def _frames(tb: types.TracebackType | None) -> list[types.TracebackType]:
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    return frames[::-1]

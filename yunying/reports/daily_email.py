@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from yunying.config import Settings
 from yunying.errors import TemplateError, TransientError
+from yunying.messaging.channels import mail_domain, stamp
 from yunying.messaging.render import TEMPLATES
 from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
@@ -98,14 +99,21 @@ def build_message(
     message["From"] = settings.mail_from
     message["To"] = ", ".join(settings.report_recipients)
     message["Subject"] = subject
+    stamp(message, settings.mail_from)
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     html_part = message.get_body(preferencelist=("html",))
     if html_part is None:
         raise TemplateError("the report has no HTML part")
     for name, (cid, png) in images.items():
+        # Shown in the HTML where its cid: is referenced, not listed as an attachment.
         html_part.add_related(
-            png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{name}.png"
+            png,
+            maintype="image",
+            subtype="png",
+            cid=f"<{cid}>",
+            filename=f"{name}.png",
+            disposition="inline",
         )
     return message
 
@@ -116,9 +124,9 @@ def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
     message["From"] = settings.mail_from
     message["To"] = ", ".join(settings.report_recipients)
     message["Subject"] = subject
+    stamp(message, settings.mail_from)
     message.set_content(text)
-    stamp = utcnow().strftime("%Y%m%dT%H%M%S")
-    return deliver(settings, message, f"alert-{stamp}")
+    return deliver(settings, message, f"alert-{utcnow():%Y%m%dT%H%M%S}")
 
 
 def publish_report(
@@ -144,7 +152,8 @@ def publish_report(
     eml_path: Path | None = None
     sent = claim_send(session, day, force)
     if sent:
-        cids = {name: make_msgid(domain="yunying")[1:-1] for name in pngs}
+        domain = mail_domain(settings.mail_from)
+        cids = {name: make_msgid(name, domain=domain)[1:-1] for name in pngs}
         html, text = render(kpis, {name: f"cid:{cid}" for name, cid in cids.items()}, words)
         images = {name: (cids[name], png) for name, png in pngs.items()}
         message = build_message(settings, subject, html, text, images)
