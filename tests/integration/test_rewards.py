@@ -286,3 +286,55 @@ def test_http_rewards_provider_gets_the_ledger_key_and_a_5xx_storm_pays_once(
             select(RewardLedgerEntry).where(RewardLedgerEntry.status == "failed")
         ).one()
     assert failed.user_id == "b" and "HTTP 400" in (failed.reason or "")
+
+
+def _row(engine: Engine, key: str) -> tuple[str, int]:
+    with session_scope(engine) as session:
+        row = session.scalars(select(RewardLedgerEntry).where(RewardLedgerEntry.key == key)).one()
+        return row.status, row.attempts
+
+
+@pytest.mark.usefixtures("planted")
+def test_a_failed_payout_releases_its_budget_and_a_later_run_retries_it(
+    engine: Engine, local_server: LocalServer
+) -> None:
+    chosen = campaign(budget=160, max_payout_attempts=2)  # a, b, d at 80 each: 240 > 160
+    with session_scope(engine) as session:
+        entries = compute_plan(session, chosen).payable()
+    provider = http_rewards_provider(local_server.url + "/v1/rewards", timeout=5)
+    local_server.faults.reject_keys.add("nov:a:points")
+    first = pay_batch(engine, chosen, entries, provider)
+    assert (first.paid, first.failed, first.over_budget) == (1, 1, 1)  # a failed, d no budget
+    assert first.released == Decimal(80)
+    assert _budget(engine) == Decimal(80)  # only b's payout holds budget
+    assert _row(engine, "nov:a:points") == ("failed", 1)
+
+    local_server.faults.reject_keys.clear()  # the provider's problem is fixed
+    retry = pay_batch(engine, chosen, entries, provider)
+    assert (retry.paid, retry.already_paid, retry.over_budget) == (1, 1, 1)
+    assert _row(engine, "nov:a:points") == ("paid", 2)
+    assert _budget(engine) == Decimal(160)
+    assert local_server.recorder.refusals["nov:a:points"] == 1
+
+
+@pytest.mark.usefixtures("planted")
+def test_a_payout_that_keeps_failing_is_given_up_after_its_attempts(
+    engine: Engine, local_server: LocalServer
+) -> None:
+    chosen = campaign(max_payout_attempts=2)
+    with session_scope(engine) as session:
+        entries = compute_plan(session, chosen).payable()
+    provider = http_rewards_provider(local_server.url + "/v1/rewards", timeout=5)
+    local_server.faults.reject_keys.add("nov:a:points")
+    results = [pay_batch(engine, chosen, entries, provider) for _ in range(3)]
+    assert [r.failed for r in results] == [1, 1, 0]
+    assert results[2].given_up == 1
+    assert local_server.recorder.refusals["nov:a:points"] == 2  # never a third call
+    assert _row(engine, "nov:a:points") == ("failed", 2)
+    assert _budget(engine) == Decimal(160)  # b and d; a's 80 released
+
+
+def _budget(engine: Engine) -> Decimal:
+    with session_scope(engine) as session:
+        budget = session.get(RewardBudget, "nov")
+        return budget.reserved if budget else Decimal(0)
