@@ -12,10 +12,10 @@ from sqlalchemy import Engine, func, select
 from tests.builders import load_records
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
-from yunying.rewards.campaign import RewardCampaign
-from yunying.rewards.ledger import http_rewards_provider, pay_batch
 from yunying.errors import ConfigError
+from yunying.rewards.campaign import RewardCampaign
 from yunying.rewards.commitment import DrawRefused, public_id, salt_of
+from yunying.rewards.ledger import http_rewards_provider, pay_batch
 from yunying.rewards.plan import compute_plan
 from yunying.rewards.publish import commit, publications
 from yunying.rewards.verify import problems

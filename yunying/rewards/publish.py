@@ -166,8 +166,7 @@ def publish_results(
                 "salt": salt_of(record.seed),
                 "winners": campaign.rule.winners,
                 "participants": plan.public_ids,
-                "drawn": [row["public_id"] for row in rows],
-                "outcomes": {row["public_id"]: row["outcome"] for row in rows},
+                "drawn": [row["public_id"] for row in rows],  # flagged ones too
             }
             made = publish_version(
                 session, campaign.name, "commitment", reveal, _json_document(reveal), now
