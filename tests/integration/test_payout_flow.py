@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterName,
 )
+from prefect.client.schemas.sorting import ArtifactSort
 from sqlalchemy import Engine, func, select
 
 from tests.builders import load_records
@@ -232,6 +233,7 @@ def test_rejected_and_timed_out_runs_are_told_apart_and_pay_nothing(
             artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(any_=[f"payout-outcome-{name}"]), is_latest=None
             ),
+            sort=ArtifactSort.CREATED_DESC,
             limit=1,
         )
     assert artifact.description and artifact.description.startswith("Timed out: ")
@@ -267,7 +269,8 @@ def test_a_lottery_rerun_after_late_participants_pays_nobody_new(
     local_server.faults.reject_keys.clear()
     from flows.reward_payout import reward_payout
 
-    rerun = reward_payout(campaign=name, return_state=True)  # no new approval needed
+    quick = {"approval_timeout_seconds": 5, "poll_interval_seconds": 1, "return_state": True}
+    rerun = reward_payout(campaign=name, **quick)  # no new approval, no new draw
     assert (rerun.name, rerun.result()["paid"]) == ("Paid", 1)  # the failed one, retried
     with session_scope(engine) as session:
         ledger = dict(
@@ -279,7 +282,7 @@ def test_a_lottery_rerun_after_late_participants_pays_nobody_new(
         )
         kinds = [(p.kind, p.version) for p in publications(session, name)]
     assert ledger == {refused: "paid", fine: "paid"}  # nobody new, the flagged one excluded
-    again = reward_payout(campaign=name, return_state=True)
+    again = reward_payout(campaign=name, **quick)
     assert again.name == "Already paid" and again.message.startswith("ALREADY PAID")
     assert set(local_server.recorder.deliveries) == {f"{name}:{u}:points" for u in (refused, fine)}
     # Publication is append-only: the first page and the reveal are kept, a dated addition.
@@ -342,3 +345,41 @@ def test_rewards_commit_command(
     assert (settings.home / "rewards" / open_one / "commitment.v1.json").exists()
     assert main(["rewards", "commit", closed]) == 2
     assert "its window closed" in capsys.readouterr().err
+
+
+def test_a_paid_top_n_says_already_paid_and_late_leaders_win_nothing(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    from flows.reward_payout import reward_payout
+
+    name = _campaign(rewards_dir, kind="top_n")
+    _participants(engine, settings, range(5))
+    first = _approve(name, {"approve": True, "approver": "lead"})
+    assert (first.name, _paid(engine)) == ("Paid", 3)
+    with session_scope(engine) as session:
+        load_records(  # a late batch makes someone else the leader
+            session,
+            settings.zone,
+            "events",
+            [
+                {
+                    "event_id": f"late-{d}",
+                    "user_id": "w4",
+                    "name": "checkin",
+                    "occurred_at": f"2026-11-0{5 + d}T03:00:00Z",
+                }
+                for d in range(3)
+            ],
+        )
+    again = reward_payout(
+        campaign=name, approval_timeout_seconds=5, poll_interval_seconds=1, return_state=True
+    )
+    assert (again.name, _paid(engine)) == ("Already paid", 3)
+    with get_client(sync_client=True) as client:
+        [plan] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert plan.description and plan.description.startswith(f"{name}: ALREADY PAID")
+    assert "3 paid" in plan.description
