@@ -1,6 +1,6 @@
 """Re-run a published lottery and check it against what was published:
 
-    python -m yunying.rewards.verify var/rewards/checkin-demo
+    python -m yunying.rewards.verify var/rewards/<campaign>
 
 The folder holds the first published commitment (`commitment.v1.json`, the seed's hash as
 published at the campaign's start) and the latest (`commitment.json`, with the revealed seed,
