@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
-from prefect.states import Completed, State
+from prefect.states import Completed
 from pydantic import Field
 
 from tasks.rewards import (

@@ -4,6 +4,7 @@ publish, notify winners, and say how the run ended."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,6 +33,7 @@ from yunying.rewards.campaign import RewardCampaign, load_reward_campaign
 from yunying.rewards.ledger import (
     ensure_budget,
     http_rewards_provider,
+    paid_users,
     pay_batch,
     remaining_budget,
 )
@@ -101,6 +103,7 @@ def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
             prepared = Prepared(None, headline=f"seed commitment {record.commitment}")
         else:
             prepared = Prepared(compute_plan(session, campaign))
+            paid_before = paid_users(session, campaign)
         published = publications(session, campaign.name)
     write_files(rewards_folder(settings, campaign.name), published)
     if prepared.plan is None:
@@ -119,10 +122,14 @@ def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
             f" plan left unpaid are paid now ({settled}); nothing is drawn again"
         )
     else:
+        # A ledger from before plans were stored may have paid some of these already.
+        new = [e for e in payout.payable() if e.user_id not in paid_before]
+        due = sum((e.amount for e in new), Decimal(0))
         prepared.headline = (
             f"TO APPROVE: {len(payout.entries)} winners of {payout.eligible} eligible;"
-            f" {payout.total} {campaign.reward.kind} to pay (flagged excluded) against"
-            f" {remaining} remaining"
+            f" {due} {campaign.reward.kind} to pay to {len(new)} (flagged excluded"
+            + (f", {len(paid_before)} paid already" if paid_before else "")
+            + f") against {remaining} remaining"
             + (f"; seed commitment {payout.commitment}" if payout.commitment else "")
         )
     create_table_artifact(

@@ -28,7 +28,7 @@ from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.rewards.campaign import load_reward_campaign
 from yunying.rewards.plan import compute_plan
-from yunying.rewards.publish import commit, publications
+from yunying.rewards.publish import commit, latest_publication, publications
 from yunying.store.engine import session_scope
 from yunying.store.models import PointsEntry, RewardApproval, RewardLedgerEntry
 
@@ -281,6 +281,7 @@ def test_a_lottery_rerun_after_late_participants_pays_nobody_new(
             ).all()
         )
         kinds = [(p.kind, p.version) for p in publications(session, name)]
+        latest = latest_publication(session, name, "winners")
     assert ledger == {refused: "paid", fine: "paid"}  # nobody new, the flagged one excluded
     again = reward_payout(campaign=name, **quick)
     assert again.name == "Already paid" and again.message.startswith("ALREADY PAID")
@@ -288,6 +289,8 @@ def test_a_lottery_rerun_after_late_participants_pays_nobody_new(
     # Publication is append-only: the first page and the reveal are kept, a dated addition.
     assert kinds == [("commitment", 1), ("commitment", 2), ("winners", 1), ("winners", 2)]
     assert (folder / "winners.v1.html").read_text() == winners_v1
+    assert latest is not None and latest.version == 2
+    assert (folder / "winners.html").read_text() == latest.content
     assert (folder / "commitment.json").read_text() == reveal
     assert "payment failed" in winners_v1
     page = (folder / "winners.html").read_text()
@@ -383,3 +386,57 @@ def test_a_paid_top_n_says_already_paid_and_late_leaders_win_nothing(
         )
     assert plan.description and plan.description.startswith(f"{name}: ALREADY PAID")
     assert "3 paid" in plan.description
+
+
+def test_who_started_the_run_comes_from_prefects_record_where_it_keeps_one(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    """A run created by an automation carries Prefect's `created_by`; the flow records it
+    and counts it as the starter (no requested_by needed for a second person)."""
+    import base64
+
+    import httpx
+    from prefect.flow_engine import run_flow
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.reward_payout import reward_payout
+
+    name = _campaign(rewards_dir, extra="require_second_person = true")
+    _participants(engine, settings, range(3))
+    parameters = {"campaign": name, "poll_interval_seconds": 1}
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(reward_payout)
+        api = str(client.api_url).rstrip("/")
+    created = httpx.post(
+        f"{api}/flow_runs/",
+        json={
+            "flow_id": str(flow_id),
+            "name": f"reward-payout-{name}",
+            "parameters": parameters,
+            "state": {"type": "PENDING"},
+        },
+        headers={  # what Prefect's automations send when they start a run
+            "Prefect-Automation-Id": str(uuid.uuid4()),
+            "Prefect-Automation-Name": base64.b64encode(b"weekly-rewards").decode(),
+        },
+    )
+    assert created.status_code == 201, created.text
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(uuid.UUID(created.json()["id"]))
+    assert flow_run.created_by is not None
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            state=run_flow(reward_payout, flow_run, parameters, return_type="state")
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while not (state := client.read_flow_run(flow_run.id).state) or not state.is_paused():
+            assert time.monotonic() < deadline and thread.is_alive(), outcome
+            time.sleep(0.3)
+    resume_flow_run(flow_run.id, run_input={"approve": True, "approver": "bob"})
+    thread.join(timeout=120)
+    assert (outcome["state"].name, _paid(engine)) == ("Paid", 3)
+    assert _audit(engine, name)[-1].requested_by == "weekly-rewards (automation)"

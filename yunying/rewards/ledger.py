@@ -240,6 +240,19 @@ def http_rewards_provider(url: str, timeout: float) -> PayFunction:
     return pay
 
 
+def paid_users(session: Session, campaign: RewardCampaign) -> set[str]:
+    """Who this campaign has paid already, by any run."""
+    return set(
+        session.scalars(
+            select(RewardLedgerEntry.user_id).where(
+                RewardLedgerEntry.campaign == campaign.name,
+                RewardLedgerEntry.reward == campaign.reward.kind,
+                RewardLedgerEntry.status == "paid",
+            )
+        )
+    )
+
+
 def ledger(session: Session, campaign: str) -> list[RewardLedgerEntry]:
     return list(
         session.scalars(
