@@ -338,3 +338,38 @@ def _budget(engine: Engine) -> Decimal:
     with session_scope(engine) as session:
         budget = session.get(RewardBudget, "nov")
         return budget.reserved if budget else Decimal(0)
+
+
+@pytest.mark.usefixtures("planted")
+def test_a_failed_payout_whose_budget_went_elsewhere_is_over_budget_not_retried_forever(
+    engine: Engine, local_server: LocalServer
+) -> None:
+    chosen = campaign(budget=160)  # a, b, d at 80 each
+    with session_scope(engine) as session:
+        a, b, d = compute_plan(session, chosen).payable()
+    provider = http_rewards_provider(local_server.url + "/v1/rewards", timeout=5)
+    local_server.faults.reject_keys.add("nov:a:points")
+    pay_batch(engine, chosen, [a, b], provider)  # a fails and gives its 80 back
+    pay_batch(engine, chosen, [d], provider)  # d takes it
+    local_server.faults.reject_keys.clear()
+    retry = pay_batch(engine, chosen, [a, b, d], provider)
+    assert (retry.paid, retry.over_budget, retry.already_paid) == (0, 1, 2)
+    assert _row(engine, "nov:a:points") == ("over_budget", 1)
+    assert _budget(engine) == Decimal(160)
+
+
+def test_the_first_approved_plan_stands(engine: Engine, settings: Settings) -> None:
+    from yunying.rewards.approval import Decision, approved_plan, store_approved_plan
+    from yunying.rewards.plan import PayoutPlan, PlanEntry
+
+    first = PayoutPlan("nov", [PlanEntry("a", 1, Decimal(10), public_id="p-a")], 1)
+    second = PayoutPlan("nov", [PlanEntry("b", 1, Decimal(10), public_id="p-b")], 1)
+    now = dt.datetime(2026, 11, 10)
+    with session_scope(engine) as session:
+        store_approved_plan(session, first, Decision(True, "lead"), None, None, now)
+    with session_scope(engine) as session:
+        kept = store_approved_plan(session, second, Decision(True, "other"), None, None, now)
+        stored = approved_plan(session, "nov")
+    assert kept.plan.digest() == first.digest() != second.digest()
+    assert stored is not None and [e.user_id for e in stored.payable()] == ["a"]
+    assert stored.approver == "lead"

@@ -104,17 +104,20 @@ def reserve(session: Session, campaign: RewardCampaign, entries: Iterable[PlanEn
             ).one()
             if row.status == "reserved":
                 keys.append(key)
-            elif (
-                row.status == "failed"
-                and row.attempts < campaign.max_payout_attempts
-                and _take_budget(session, campaign.name, row.amount)
-            ):
+            elif row.status == "failed" and row.attempts < campaign.max_payout_attempts:
+                # Its amount was released when it failed; another payout may have taken it.
+                retried = _take_budget(session, campaign.name, row.amount)
                 session.execute(
                     update(RewardLedgerEntry)
                     .where(RewardLedgerEntry.key == key, RewardLedgerEntry.status == "failed")
-                    .values(status="reserved", attempts=RewardLedgerEntry.attempts + 1)
+                    .values(
+                        status="reserved" if retried else "over_budget",
+                        attempts=RewardLedgerEntry.attempts + int(retried),
+                        reason=None if retried else "the budget was used up before a retry",
+                    )
                 )
-                keys.append(key)
+                if retried:
+                    keys.append(key)
             continue
         if _take_budget(session, campaign.name, entry.amount):
             keys.append(key)
