@@ -336,16 +336,24 @@ def test_a_lottery_without_a_commitment_is_not_drawn(
 
 
 def test_rewards_commit_command(
-    engine: Engine, settings: Settings, rewards_dir: Path, capsys: pytest.CaptureFixture[str]
+    engine: Engine,
+    settings: Settings,
+    rewards_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    local_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from cli.main import main
 
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/site")
     end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     open_one = _campaign(rewards_dir, kind="lottery", end=end)
     closed = _campaign(rewards_dir, kind="lottery")
     assert main(["rewards", "commit", open_one]) == 0
     assert "seed committed" in capsys.readouterr().out
-    assert (settings.home / "rewards" / open_one / "commitment.v1.json").exists()
+    committed = (settings.home / "rewards" / open_one / "commitment.v1.json").read_text()
+    posted = local_server.recorder.deliveries[f"commitment:{open_one}:v1"]
+    assert posted["content"] == committed and '"seed"' not in committed
     assert main(["rewards", "commit", closed]) == 2
     assert "its window closed" in capsys.readouterr().err
 
