@@ -448,3 +448,29 @@ def test_who_started_the_run_comes_from_prefects_record_where_it_keeps_one(
     thread.join(timeout=120)
     assert (outcome["state"].name, _paid(engine)) == ("Paid", 3)
     assert _audit(engine, name)[-1].requested_by == "weekly-rewards (automation)"
+
+
+def test_a_plan_counts_what_an_earlier_ledger_paid(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    """A campaign paid before approved plans were stored: the plan says so, not "N to pay"."""
+    from yunying.rewards.ledger import pay_batch
+
+    name = _campaign(rewards_dir)
+    _participants(engine, settings, range(3))
+    chosen = load_reward_campaign(rewards_dir, name)
+    with session_scope(engine) as session:
+        earlier = compute_plan(session, chosen).payable()
+    pay_batch(engine, chosen, earlier[:2])
+    state = _approve(name, {"approve": False, "approver": "lead"})
+    assert state.name == "Rejected"
+    with get_client(sync_client=True) as client:
+        [plan] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert plan.description == (
+        f"{name}: TO APPROVE: 3 winners of 3 eligible; 100 points to pay to 1"
+        " (flagged excluded, 2 paid already) against 300.00 remaining"
+    )
