@@ -4,6 +4,7 @@ pauses, and `resume_flow_run` answers with the Resume form's own fields."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import threading
@@ -67,13 +68,15 @@ def _campaign(
     return name
 
 
-def _participants(engine: Engine, settings: Settings, ids: range, prefix: str = "w") -> None:
+def _participants(
+    engine: Engine, settings: Settings, ids: range, prefix: str = "w", device: str = ""
+) -> None:
     users = [
         {
             "user_id": f"{prefix}{i}",
             "signup_at": "2026-10-01T00:00:00Z",
             "email": f"{prefix}{i}@example.com",
-            "device_hash": f"{prefix}d{i}",
+            "device_hash": device or f"{prefix}d{i}",
         }
         for i in ids
     ]
@@ -474,3 +477,33 @@ def test_a_plan_counts_what_an_earlier_ledger_paid(
         f"{name}: TO APPROVE: 3 winners of 3 eligible; 100 points to pay to 1"
         " (flagged excluded, 2 paid already) against 300.00 remaining"
     )
+
+
+def test_the_approver_includes_a_flagged_winner_by_the_id_the_plan_shows(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    name = _campaign(rewards_dir)
+    _participants(engine, settings, range(4), device="one-phone")  # all four flagged
+    thread, outcome, run_id = _run_paused(name)
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert {row["user"] for row in rows} == {"w***"}  # the masks cannot tell them apart
+    assert len({row["public id"] for row in rows}) == 4  # the public ids can
+
+    chosen = rows[2]["public id"]
+    resume_flow_run(
+        run_id,
+        run_input={"approve": True, "approver": "lead", "include_flagged": [chosen]},
+    )
+    thread.join(timeout=120)
+    assert (outcome["state"].name, _paid(engine)) == ("Paid", 1)
+    with session_scope(engine) as session:
+        paid = session.scalars(select(RewardLedgerEntry.user_id)).one()
+    assert paid == f"w{rows[2]['rank'] - 1}"  # min_actions ranks users in id order
