@@ -6,6 +6,7 @@ yunying run FLOW [--date D]      run nightly | pull | reactivation | report loca
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) at the start
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     payouts.add_argument("action", choices=["show"])
     payouts.add_argument("campaign")
     payouts.set_defaults(handler=_payouts)
+
+    rewards = commands.add_parser("rewards", help="reward campaigns: commit a lottery's seed")
+    rewards.add_argument("action", choices=["commit"])
+    rewards.add_argument("campaign")
+    rewards.set_defaults(handler=_rewards)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -161,6 +167,13 @@ def _payouts(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.rewards.report import ledger_report
 
     print(ledger_report(settings, args.campaign))
+    return 0
+
+
+def _rewards(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.rewards.commit import commit_campaign
+
+    print(commit_campaign(settings, args.campaign))
     return 0
 
 

@@ -1,31 +1,60 @@
 """Reward payout (奖励发放), triggered by hand: plan -> approval in the Prefect UI -> pay
-exactly once within budget -> publish the winners (公示) -> notify them."""
+exactly once within budget -> publish the winners (公示) -> notify them.
+
+A campaign's approved plan is stored: a later run never plans or draws again, it pays what
+that plan left unpaid (retrying failed payouts) or says the campaign is already paid. The run
+ends in a named state — Paid, Already paid, Rejected, Refused, Timed out, Committed — with the
+same headline as its `payout-outcome-…` artifact.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
+from prefect.states import Completed
 from pydantic import Field
 
-from tasks.rewards import decide, load, notify, pay, plan_payout, publish_winners
+from tasks.rewards import (
+    announce,
+    decide,
+    left_to_pay,
+    load,
+    notify,
+    pay,
+    plan_payout,
+    publish_winners,
+    started_by,
+)
 from tasks.secrets import load_settings
+from yunying.rewards.approval import Decision
 
 PAY_BATCH = 500
 
 
 class PayoutApproval(RunInput):
-    """The form the approver fills in the Prefect UI."""
+    """The form the approver fills in the Prefect UI. No initial value for the approver: a
+    field given initial data loses its constraints, and the form would accept a blank."""
 
     approve: bool = Field(default=False, description="Pay the plan shown in the artifact")
-    approver: str = Field(min_length=1, description="Who approves or rejects")
+    approver: str = Field(min_length=1, description="Who approves or rejects (required)")
     note: str = ""
     include_flagged: list[str] = Field(
-        default_factory=list, description="User ids flagged by fraud screens to pay anyway"
+        default_factory=list,
+        description="Public ids (or user ids) flagged by fraud screens to pay anyway",
+    )
+
+
+def _finish(campaign: str, outcome: str, headline: str, **data: Any) -> State[Any]:
+    get_run_logger().info("%s: %s", outcome, headline)
+    announce(campaign, outcome, headline)
+    return Completed(
+        name=outcome, message=headline, data={"campaign": campaign, "outcome": outcome, **data}
     )
 
 
@@ -34,42 +63,79 @@ def reward_payout(
     campaign: str,
     approval_timeout_seconds: int = 86_400,
     poll_interval_seconds: int = 10,
-) -> dict[str, Any]:
+    requested_by: str = "",
+) -> State[Any]:
     settings = load_settings()
-    logger = get_run_logger()
     chosen = load(settings, campaign)
-    payout = plan_payout(settings, chosen)
-    try:
-        decision = pause_flow_run(
-            wait_for_input=PayoutApproval.with_initial_data(
-                description=f"Approve the payout of {campaign} (see the payout-plan artifact)",
-                approver="",
-            ),
-            timeout=approval_timeout_seconds,
-            poll_interval=poll_interval_seconds,
+    requester = started_by(requested_by)
+    prepared = plan_payout(settings, chosen)
+    if prepared.plan is None:
+        return _finish(
+            campaign,
+            "Committed",
+            f"the window is open until {chosen.end.isoformat()}: {prepared.headline} published,"
+            " nothing drawn or paid",
+            approved=False,
+            paid=0,
         )
-    except FlowPauseTimeout:
-        logger.warning("no decision within %ss: nothing paid", approval_timeout_seconds)
-        return {"campaign": campaign, "approved": False, "paid": 0}
-    decide(settings, payout, decision.approve, decision.approver, decision.note)
-    if not decision.approve:
-        logger.info("rejected by %s: nothing paid", decision.approver)
-        return {"campaign": campaign, "approved": False, "paid": 0}
-    entries = payout.payable(set(decision.include_flagged))
+    if not prepared.approved:
+        try:
+            answer = pause_flow_run(
+                wait_for_input=PayoutApproval.with_initial_data(
+                    description=f"Approve the payout of {campaign} (see the payout-plan artifact)"
+                ),
+                timeout=approval_timeout_seconds,
+                poll_interval=poll_interval_seconds,
+            )
+        except FlowPauseTimeout:
+            return _finish(
+                campaign,
+                "Timed out",
+                f"no decision within {approval_timeout_seconds}s: nothing paid",
+                approved=False,
+                paid=0,
+            )
+        decision = Decision(answer.approve, answer.approver, answer.note, answer.include_flagged)
+        verdict = decide(settings, chosen, prepared.plan, decision, requester)
+        if verdict.refused:
+            return _finish(
+                campaign,
+                "Refused",
+                f"approval not accepted: {verdict.refused}; nothing paid",
+                approved=False,
+                paid=0,
+            )
+        if not verdict.accepted:
+            return _finish(
+                campaign,
+                "Rejected",
+                f"rejected by {decision.approver.strip()}: nothing paid",
+                approved=False,
+                paid=0,
+            )
+    elif prepared.to_pay == 0:
+        return _finish(campaign, "Already paid", prepared.headline, approved=True, paid=0)
+    entries = left_to_pay(settings, chosen)
     results = [
         pay(settings, chosen, entries[i : i + PAY_BATCH]) for i in range(0, len(entries), PAY_BATCH)
     ]
-    winners = publish_winners(settings, chosen, payout)
+    winners = publish_winners(settings, chosen)
     notified = notify(settings, chosen, winners)
-    return {
-        "campaign": campaign,
-        "approved": True,
-        "approver": decision.approver,
-        "paid": sum(r["paid"] for r in results),
-        "over_budget": sum(r["over_budget"] for r in results),
-        "winners": len(winners),
-        "notified": notified,
-    }
+    paid = sum(r["paid"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    over_budget = sum(r["over_budget"] for r in results)
+    return _finish(
+        campaign,
+        "Paid",
+        f"paid {paid} of {len(entries)} left to pay; {failed} failed (their budget released,"
+        f" retried by the next run), {over_budget} over budget; {len(winners)} winners paid in all",
+        approved=True,
+        paid=paid,
+        failed=failed,
+        over_budget=over_budget,
+        winners=len(winners),
+        notified=notified,
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""Reward payouts: plan, record the decision, pay in batches, publish, notify winners."""
+"""Reward payouts: plan (or find the approved plan), record the decision, pay in batches,
+publish, notify winners, and say how the run ended."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
-from sqlalchemy import select
+from prefect.runtime import flow_run
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
@@ -16,17 +21,31 @@ from yunying.errors import ConfigError
 from yunying.messaging.campaign import find_campaign
 from yunying.messaging.outbox import counts, plan
 from yunying.messaging.send import send_all
+from yunying.rewards.approval import (
+    Decision,
+    approved_plan,
+    record_decision,
+    refusal,
+    standing,
+    store_approved_plan,
+)
 from yunying.rewards.campaign import RewardCampaign, load_reward_campaign
 from yunying.rewards.ledger import (
     ensure_budget,
     http_rewards_provider,
+    paid_users,
     pay_batch,
     remaining_budget,
 )
 from yunying.rewards.plan import PayoutPlan, PlanEntry, compute_plan, mask
-from yunying.rewards.publish import publish, record_decision, winners_page, write_commitment
-from yunying.store.engine import session_scope
-from yunying.store.models import RewardLedgerEntry
+from yunying.rewards.publish import (
+    commit,
+    post_to_webhook,
+    publications,
+    publish_results,
+    write_files,
+)
+from yunying.store.engine import session_scope, utcnow
 
 
 def rewards_folder(settings: Settings, campaign: str) -> Path:
@@ -44,40 +63,136 @@ def load(settings: Settings, name: str) -> RewardCampaign:
     return campaign
 
 
+@task(name="who-started-the-run", **RETRY_TRANSIENT)
+def started_by(declared: str) -> str | None:
+    """Who started this run: Prefect's record where it keeps one (`created_by`: a Cloud user
+    or an automation), else the name given in the requested_by parameter, else unknown."""
+    run_id = flow_run.get_id()
+    if run_id is not None:
+        with get_client(sync_client=True) as client:
+            creator = client.read_flow_run(UUID(run_id)).created_by
+        if creator is not None and creator.display_value:
+            return f"{creator.display_value} ({creator.type.lower() if creator.type else 'user'})"
+    return declared.strip() or None
+
+
+@dataclass
+class Prepared:
+    """What a run found: a new plan to approve, an approved plan, or an open window."""
+
+    plan: PayoutPlan | None
+    approved: bool = False
+    to_pay: int = 0
+    headline: str = ""
+
+
 @task(name="plan-payout", task_run_name="plan-payout-{campaign.name}", **RETRY_TRANSIENT)
-def plan_payout(settings: Settings, campaign: RewardCampaign) -> PayoutPlan:
+def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
+    """An approved plan is never recomputed: a re-run only pays what it left unpaid. A lottery
+    whose window is open gets its seed committed instead of a draw."""
+    now = utcnow()
     with session_scope(engine_for(settings.store_url)) as session:
-        payout = compute_plan(session, campaign)
         ensure_budget(session, campaign)
         remaining = remaining_budget(session, campaign.name)
-    commitment = write_commitment(rewards_folder(settings, campaign.name), payout)
+        approved = approved_plan(session, campaign.name)
+        if approved is not None:
+            where = standing(session, campaign, approved)
+            prepared = Prepared(approved.plan, True, len(where.unpaid))
+        elif campaign.rule.kind == "lottery" and now < campaign.end_utc:
+            record = commit(session, campaign, now)
+            prepared = Prepared(None, headline=f"seed commitment {record.commitment}")
+        else:
+            prepared = Prepared(compute_plan(session, campaign))
+            paid_before = paid_users(session, campaign)
+        published = publications(session, campaign.name)
+    write_files(rewards_folder(settings, campaign.name), published)
+    if prepared.plan is None:
+        commitment = [row for row in published if row.kind == "commitment"]
+        if settings.providers.webhook_url:  # keyed per version: posting it again is harmless
+            post_to_webhook(settings.providers.webhook_url, commitment[0])
+        return prepared
+    payout = prepared.plan
+    if approved is not None:
+        settled = (
+            f"{where.paid} paid, {where.given_up} failed {campaign.max_payout_attempts} times"
+            f" (released), {where.over_budget} over budget, {where.excluded} excluded"
+        )
+        prepared.headline = (
+            f"ALREADY PAID: the plan approved by {approved.approver} on"
+            f" {approved.approved_at:%Y-%m-%d %H:%M} UTC is settled ({settled}); nothing to pay"
+            if not where.unpaid
+            else f"APPROVED EARLIER by {approved.approver}: {len(where.unpaid)} entries of that"
+            f" plan left unpaid are paid now ({settled}); nothing is drawn again"
+        )
+    else:
+        # A ledger from before plans were stored may have paid some of these already.
+        new = [e for e in payout.payable() if e.user_id not in paid_before]
+        due = sum((e.amount for e in new), Decimal(0))
+        prepared.headline = (
+            f"TO APPROVE: {len(payout.entries)} winners of {payout.eligible} eligible;"
+            f" {due} {campaign.reward.kind} to pay to {len(new)} (flagged excluded"
+            + (f", {len(paid_before)} paid already" if paid_before else "")
+            + f") against {remaining} remaining"
+            + (f"; seed commitment {payout.commitment}" if payout.commitment else "")
+        )
     create_table_artifact(
         key=f"payout-plan-{campaign.name}",
         table=[
             {
                 "rank": e.rank,
                 "user": mask(e.user_id),
+                "public id": e.public_id,  # tells apart users whose masks collide
                 "amount": str(e.amount),
                 "flags": "; ".join(e.flags) or "-",
                 "paid unless included": "no" if e.flags else "yes",
             }
             for e in payout.entries
         ],
-        description=(
-            f"{campaign.name}: {len(payout.entries)} winners of {payout.eligible} eligible; "
-            f"{payout.total} to pay (flagged excluded) against {remaining} budget remaining"
-            + (f"; seed commitment {payout.commitment}" if commitment else "")
-        ),
+        description=f"{campaign.name}: {prepared.headline}",
     )
-    return payout
+    return prepared
+
+
+@dataclass
+class Verdict:
+    accepted: bool  # an approval that stands: the stored plan may be paid
+    refused: str | None = None
 
 
 @task(name="record-decision", **RETRY_TRANSIENT)
 def decide(
-    settings: Settings, payout: PayoutPlan, approved: bool, approver: str, note: str
-) -> None:
+    settings: Settings,
+    campaign: RewardCampaign,
+    payout: PayoutPlan,
+    decision: Decision,
+    requested_by: str | None,
+) -> Verdict:
+    """Check the approval in the flow (the form's checks can be bypassed), record it, and
+    store the plan once approved."""
+    refused = refusal(campaign, decision, requested_by) if decision.approve else None
+    now = utcnow()
     with session_scope(engine_for(settings.store_url)) as session:
-        record_decision(session, payout, approved, approver, note)
+        record_decision(session, payout, decision, requested_by, refused, now)
+        if not decision.approve or refused:
+            return Verdict(False, refused)
+        stored = store_approved_plan(
+            session, payout, decision, requested_by, flow_run.get_id(), now
+        )
+    if stored.plan.digest() != payout.digest():
+        return Verdict(
+            False,
+            f"another run's plan was approved first, by {stored.approver}; only that plan"
+            " is paid (run the payout again to pay what it left unpaid)",
+        )
+    return Verdict(True)
+
+
+@task(name="payouts-left", **RETRY_TRANSIENT)
+def left_to_pay(settings: Settings, campaign: RewardCampaign) -> list[PlanEntry]:
+    """The approved plan's entries not paid yet: new, left by a crash, or failed and retried."""
+    with session_scope(engine_for(settings.store_url)) as session:
+        approved = approved_plan(session, campaign.name)
+        return [] if approved is None else standing(session, campaign, approved).unpaid
 
 
 @task(name="pay-batch", **RETRY_TRANSIENT)
@@ -86,40 +201,46 @@ def pay(settings: Settings, campaign: RewardCampaign, entries: list[PlanEntry]) 
     provider = http_rewards_provider(url, settings.providers.timeout_seconds) if url else None
     result = pay_batch(engine_for(settings.store_url), campaign, entries, provider)
     get_run_logger().info(
-        "paid %d (%s), already paid %d, over budget %d",
+        "paid %d (%s), already paid %d, over budget %d, failed %d (%s released)",
         result.paid,
         result.amount,
         result.already_paid,
         result.over_budget,
+        result.failed,
+        result.released,
     )
     return {
         "paid": result.paid,
         "amount": str(result.amount),
         "over_budget": result.over_budget,
         "already_paid": result.already_paid,
+        "failed": result.failed,
     }
 
 
 @task(name="publish-winners", **RETRY_TRANSIENT)
-def publish_winners(settings: Settings, campaign: RewardCampaign, payout: PayoutPlan) -> list[str]:
+def publish_winners(settings: Settings, campaign: RewardCampaign) -> list[str]:
+    """Publish what changed as new versions (the store, then the files and the webhook)."""
     with session_scope(engine_for(settings.store_url)) as session:
-        paid = set(
-            session.scalars(
-                select(RewardLedgerEntry.user_id).where(
-                    RewardLedgerEntry.campaign == campaign.name, RewardLedgerEntry.status == "paid"
-                )
-            )
-        )
-        winners = [e for e in payout.entries if e.user_id in paid]
-        page = winners_page(session, campaign, payout, winners)
-    path = publish(
-        rewards_folder(settings, campaign.name), campaign.name, page, settings.providers.webhook_url
-    )
+        approved = approved_plan(session, campaign.name)
+        if approved is None:
+            return []
+        made = publish_results(session, campaign, approved, utcnow())
+        published = publications(session, campaign.name)
+        where = standing(session, campaign, approved)
+        paid = {e.user_id for e in approved.payable()} - {e.user_id for e in where.unpaid}
+        winners = [e.user_id for e in approved.plan.entries if e.user_id in paid]
+    folder = rewards_folder(settings, campaign.name)
+    write_files(folder, published)
+    if settings.providers.webhook_url:
+        for row in made:
+            post_to_webhook(settings.providers.webhook_url, row)
+    versions = ", ".join(f"{row.kind} v{row.version}" for row in made) or "nothing new"
     create_markdown_artifact(
         key=f"winners-{campaign.name}",
-        markdown=f"# {campaign.name} winners\n\n{len(winners)} paid; page at `{path}`.",
+        markdown=f"# {campaign.name} winners\n\nPublished {versions}; pages under `{folder}`.",
     )
-    return [w.user_id for w in winners]
+    return winners
 
 
 @task(name="notify-winners", **RETRY_TRANSIENT)
@@ -134,3 +255,12 @@ def notify(settings: Settings, campaign: RewardCampaign, winners: list[str]) -> 
     send_all(engine, settings, notice, day, "payout", settings.batch_size)
     with session_scope(engine) as session:
         return counts(session, notice.name, day)
+
+
+def announce(campaign: str, outcome: str, headline: str) -> None:
+    """The run's headline as an artifact: paid, already paid, rejected, refused, timed out."""
+    create_markdown_artifact(
+        key=f"payout-outcome-{campaign}",
+        markdown=f"# {outcome}: {campaign}\n\n{headline}",
+        description=f"{outcome}: {headline}",
+    )

@@ -147,6 +147,8 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
     from prefect.flow_runs import resume_flow_run
 
     from flows.reward_payout import reward_payout
+    from yunying.rewards.campaign import load_reward_campaign
+    from yunying.rewards.publish import commit
     from yunying.store.models import PointsEntry, RewardApproval
 
     name = f"lottery-{'yes' if approve else 'no'}-{uuid.uuid4().hex[:6]}"
@@ -176,12 +178,14 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
     with session_scope(engine) as session:
         load_records(session, settings.zone, "users", users)
         load_records(session, settings.zone, "events", events)
+        lottery = load_reward_campaign(rewards, name)
+        commit(session, lottery, lottery.start_utc)  # `yunying rewards commit` at the start
 
     thread, outcome, run_id = _run_until_paused(
         name, lambda: reward_payout(campaign=name, poll_interval_seconds=1)
     )
     commitment = json.loads((settings.home / "rewards" / name / "commitment.json").read_text())
-    assert len(commitment["participants"]) == 8  # published before anything is paid
+    assert "seed" not in commitment  # the hash is published before the draw, the seed after
     resume_flow_run(
         run_id, run_input={"approve": approve, "approver": "lead@ops", "note": "checked"}
     )

@@ -14,6 +14,10 @@ winners = 10                           # top_n / lottery: how many win
 [reward]
 kind = "points" | "coupon" | "cash"
 amounts = [100, 50, 20]                # per rank (top_n); the last applies to the rest
+
+approvers = ["lead@ops"]               # who may approve; empty: anyone who gives a name
+require_second_person = true           # the approver may not be who started the run
+max_payout_attempts = 3                # a failed payout is retried by later runs, then released
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class RewardCampaign(BaseModel):
     max_accounts_per_device: int = Field(default=3, gt=0)
     burst_actions_per_hour: int = Field(default=20, gt=0)
     min_seconds_between_actions: float = Field(default=1.0, ge=0)
+    # Approval: names are compared without case or surrounding blanks.
+    approvers: list[str] = Field(default_factory=list)
+    require_second_person: bool = False
+    max_payout_attempts: int = Field(default=3, gt=0)
 
     @model_validator(mode="after")
     def _window(self) -> RewardCampaign:
@@ -86,6 +94,8 @@ class RewardCampaign(BaseModel):
             raise ValueError("start and end need a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
         if self.end <= self.start:
             raise ValueError("end must be after start")
+        if any(not name.strip() for name in self.approvers):
+            raise ValueError("approvers: a name is blank")
         return self
 
     @property

@@ -2,6 +2,7 @@
 reserved atomically before anything is paid.
 
     reserved -> paid | failed        over_budget: the budget ran out, nothing reserved
+    failed -> reserved               a later run retries it, up to max_payout_attempts
 
 1. Reserve (one transaction per batch): insert the ledger row (a conflict means another run
    already has it) and add its amount to the budget's `reserved` only while
@@ -9,7 +10,9 @@ reserved atomically before anything is paid.
    overrun the budget.
 2. Pay (one transaction per batch): points go to the embedded points ledger under the same
    key in the same transaction that marks the row paid, so a crash pays nobody twice; an HTTP
-   rewards provider gets the key as its idempotency key.
+   rewards provider gets the key as its idempotency key. A payout the provider refused
+   releases its amount in the same transaction that marks it failed, so a failure never
+   holds budget; a later run of the approved plan reserves it again and retries.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class PayoutResult:
     over_budget: int = 0
     failed: int = 0
     amount: Decimal = Decimal(0)
+    released: Decimal = Decimal(0)  # reserved for payouts that failed, given back
+    given_up: int = 0  # failed max_payout_attempts times (or no budget left to retry)
 
 
 def ledger_key(campaign: str, entry: PlanEntry, reward: str) -> str:
@@ -56,8 +61,21 @@ def remaining_budget(session: Session, campaign: str) -> Decimal:
     return Decimal(0) if budget is None else budget.total - budget.reserved
 
 
+def _take_budget(session: Session, campaign: str, amount: Decimal) -> bool:
+    granted = session.execute(
+        update(RewardBudget)
+        .where(
+            RewardBudget.campaign == campaign,
+            RewardBudget.reserved + amount <= RewardBudget.total,
+        )
+        .values(reserved=RewardBudget.reserved + amount)
+    )
+    return bool(granted.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def reserve(session: Session, campaign: RewardCampaign, entries: Iterable[PlanEntry]) -> list[str]:
-    """Reserve budget for new entries; returns the keys now reserved (new or left by a crash)."""
+    """Reserve budget for new entries; returns the keys now reserved: new, left by a crash,
+    or failed before and retried (under their attempt limit, if the budget allows)."""
     reward = campaign.reward.kind
     keys = []
     for entry in entries:
@@ -77,21 +95,31 @@ def reserve(session: Session, campaign: RewardCampaign, entries: Iterable[PlanEn
             .returning(RewardLedgerEntry.id)
         ).first()
         if inserted is None:
-            status = session.scalar(
-                select(RewardLedgerEntry.status).where(RewardLedgerEntry.key == key)
-            )
-            if status == "reserved":
+            row = session.execute(
+                select(
+                    RewardLedgerEntry.status, RewardLedgerEntry.attempts, RewardLedgerEntry.amount
+                )
+                .where(RewardLedgerEntry.key == key)
+                .with_for_update()
+            ).one()
+            if row.status == "reserved":
                 keys.append(key)
+            elif row.status == "failed" and row.attempts < campaign.max_payout_attempts:
+                # Its amount was released when it failed; another payout may have taken it.
+                retried = _take_budget(session, campaign.name, row.amount)
+                session.execute(
+                    update(RewardLedgerEntry)
+                    .where(RewardLedgerEntry.key == key, RewardLedgerEntry.status == "failed")
+                    .values(
+                        status="reserved" if retried else "over_budget",
+                        attempts=RewardLedgerEntry.attempts + int(retried),
+                        reason=None if retried else "the budget was used up before a retry",
+                    )
+                )
+                if retried:
+                    keys.append(key)
             continue
-        granted = session.execute(
-            update(RewardBudget)
-            .where(
-                RewardBudget.campaign == campaign.name,
-                RewardBudget.reserved + entry.amount <= RewardBudget.total,
-            )
-            .values(reserved=RewardBudget.reserved + entry.amount)
-        )
-        if granted.rowcount == 1:  # type: ignore[attr-defined]
+        if _take_budget(session, campaign.name, entry.amount):
             keys.append(key)
         else:
             session.execute(
@@ -146,7 +174,10 @@ def pay_batch(
                 )
             )
         )
+    # Before this batch pays: "paid" was paid by an earlier run, "failed" is not retried.
     result.over_budget = sum(1 for status in statuses if status == "over_budget")
+    result.already_paid = sum(1 for status in statuses if status == "paid")
+    result.given_up = sum(1 for status in statuses if status == "failed")
     with session_scope(engine) as session:
         rows = list(
             session.scalars(
@@ -166,10 +197,16 @@ def pay_batch(
             row.paid_at = None if error else now
             if error:
                 result.failed += 1
+                result.released += row.amount
             else:
                 result.paid += 1
                 result.amount += row.amount
-    result.already_paid = len(entries) - result.paid - result.failed - result.over_budget
+        if result.released:
+            session.execute(
+                update(RewardBudget)
+                .where(RewardBudget.campaign == campaign.name)
+                .values(reserved=RewardBudget.reserved - result.released)
+            )
     return result
 
 
@@ -204,6 +241,19 @@ def http_rewards_provider(url: str, timeout: float) -> PayFunction:
         return errors
 
     return pay
+
+
+def paid_users(session: Session, campaign: RewardCampaign) -> set[str]:
+    """Who this campaign has paid already, by any run."""
+    return set(
+        session.scalars(
+            select(RewardLedgerEntry.user_id).where(
+                RewardLedgerEntry.campaign == campaign.name,
+                RewardLedgerEntry.reward == campaign.reward.kind,
+                RewardLedgerEntry.status == "paid",
+            )
+        )
+    )
 
 
 def ledger(session: Session, campaign: str) -> list[RewardLedgerEntry]:

@@ -7,19 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import random
-import secrets
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from itertools import pairwise
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from yunying.rewards.campaign import RewardCampaign
+from yunying.rewards.commitment import campaign_seed, committed_seed, draw, public_id, salt_of
 from yunying.store.engine import utcnow
-from yunying.store.models import Event, RewardDraw, User
+from yunying.store.models import Event, User
 
 
 @dataclass
@@ -28,6 +28,7 @@ class PlanEntry:
     rank: int
     amount: Decimal
     flags: list[str] = field(default_factory=list)
+    public_id: str = ""  # salted per campaign: tells winners apart where masks collide
 
     @property
     def key(self) -> str:
@@ -47,7 +48,12 @@ class PayoutPlan:
         return sum((e.amount for e in self.entries if not e.flags), Decimal(0))
 
     def payable(self, include_flagged: set[str] = frozenset()) -> list[PlanEntry]:  # type: ignore[assignment]
-        return [e for e in self.entries if not e.flags or e.user_id in include_flagged]
+        """Unflagged entries, and flagged ones the approver named (user id or public id)."""
+        return [
+            e
+            for e in self.entries
+            if not e.flags or e.user_id in include_flagged or e.public_id in include_flagged
+        ]
 
     def digest(self) -> str:
         """A hash of exactly what the approver saw."""
@@ -59,6 +65,23 @@ class PayoutPlan:
         for entry in data["entries"]:
             entry["amount"] = str(entry["amount"])
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PayoutPlan:
+        """The plan as stored by `as_json` (the approved plan)."""
+        entries = [
+            PlanEntry(
+                e["user_id"], int(e["rank"]), Decimal(e["amount"]), list(e["flags"]), e["public_id"]
+            )
+            for e in data["entries"]
+        ]
+        return cls(
+            data["campaign"],
+            entries,
+            int(data["eligible"]),
+            data["commitment"],
+            list(data["public_ids"]),
+        )
 
 
 def mask(user_id: str) -> str:
@@ -109,42 +132,17 @@ def longest_streaks(session: Session, campaign: RewardCampaign) -> dict[str, int
     return best
 
 
-def public_id(campaign: str, user_id: str) -> str:
-    """The id a lottery is drawn and published under: stable, but reveals no user id."""
-    return hashlib.sha256(f"{campaign}:{user_id}".encode()).hexdigest()[:16]
-
-
-def draw(public_ids: list[str], seed: str, winners: int) -> list[str]:
-    """The lottery over published ids: anyone with the seed and the list can re-run it."""
-    pool = sorted(public_ids)
-    return random.Random(seed).sample(pool, min(winners, len(pool)))
-
-
-def verify_draw(public_ids: list[str], seed: str, commitment: str, winners: list[str]) -> bool:
-    committed = hashlib.sha256(seed.encode()).hexdigest() == commitment
-    return committed and draw(public_ids, seed, len(winners)) == winners
-
-
-def lottery_seed(session: Session, campaign: str) -> RewardDraw:
-    """The campaign's seed, created once: a rerun draws the same winners."""
-    existing = session.get(RewardDraw, campaign)
-    if existing is not None:
-        return existing
-    seed = secrets.token_hex(16)
-    record = RewardDraw(
-        campaign=campaign,
-        seed=seed,
-        commitment=hashlib.sha256(seed.encode()).hexdigest(),
-        created_at=utcnow(),
-    )
-    session.add(record)
-    session.flush()
-    return record
-
-
 def compute_plan(session: Session, campaign: RewardCampaign) -> PayoutPlan:
+    """Who wins now. A lottery draws only with a seed committed before its window closed
+    (DrawRefused otherwise); other rules get a seed at their first plan, for the salt."""
     rule = campaign.rule
     commitment = None
+    if rule.kind == "lottery":
+        record = committed_seed(session, campaign)
+        commitment = record.commitment
+    else:
+        record = campaign_seed(session, campaign.name, utcnow())
+    salt = salt_of(record.seed)
     if rule.kind == "streak":
         streaks = longest_streaks(session, campaign)
         eligible = sorted(u for u, days in streaks.items() if days >= (rule.days or 0))
@@ -155,9 +153,7 @@ def compute_plan(session: Session, campaign: RewardCampaign) -> PayoutPlan:
         if rule.kind == "top_n":
             ranked = sorted(eligible, key=lambda u: (-counts[u], u))[: rule.winners]
         elif rule.kind == "lottery":
-            record = lottery_seed(session, campaign.name)
-            commitment = record.commitment
-            by_public = {public_id(campaign.name, u): u for u in eligible}
+            by_public = {public_id(salt, u): u for u in eligible}
             ranked = [by_public[p] for p in draw(list(by_public), record.seed, rule.winners or 0)]
         else:
             ranked = eligible
@@ -167,11 +163,12 @@ def compute_plan(session: Session, campaign: RewardCampaign) -> PayoutPlan:
             user_id,
             rank,
             min(campaign.reward.amount_for(rank if ranked_amounts else 1), campaign.per_user_cap),
+            public_id=public_id(salt, user_id),
         )
         for rank, user_id in enumerate(ranked, start=1)
     ]
     flag_entries(session, campaign, entries)
-    public_ids = sorted(public_id(campaign.name, u) for u in eligible) if commitment else []
+    public_ids = sorted(public_id(salt, u) for u in eligible) if commitment else []
     return PayoutPlan(campaign.name, entries, len(eligible), commitment, public_ids)
 
 

@@ -28,8 +28,11 @@ def ledger_report(settings: Settings, campaign: str) -> str:
             for r in rows
         ]
         lines += [
-            f"  {'approved' if a.approved else 'rejected'} by {a.approver}"
+            f"  {'approved' if a.approved else 'refused' if a.refusal else 'rejected'}"
+            f" by {a.approver or '(nobody named)'}"
             f" at {a.decided_at:%Y-%m-%d %H:%M} UTC, plan {a.plan_hash[:12]}: {a.note}"
+            + (f" (run started by {a.requested_by})" if a.requested_by else "")
+            + (f" — {a.refusal}" if a.refusal else "")
             for a in approvals
         ]
     engine.dispose()

@@ -290,6 +290,8 @@ class RewardLedgerEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     paid_at: Mapped[dt.datetime | None]
+    # Payment attempts: a failed payout is retried by later runs up to the campaign's limit.
+    attempts: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class RewardDraw(Base):
@@ -315,6 +317,35 @@ class RewardApproval(Base):
     approver: Mapped[str] = mapped_column(String(200))
     note: Mapped[str] = mapped_column(Text)
     decided_at: Mapped[dt.datetime]
+    requested_by: Mapped[str | None] = mapped_column(String(200))  # who started the run
+    refusal: Mapped[str | None] = mapped_column(Text)  # why an approval was not accepted
+
+
+class RewardPlan(Base):
+    """A campaign's approved plan, stored once: the only thing any run may pay."""
+
+    __tablename__ = "reward_plans"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)  # JSON: entries, participants, included
+    approver: Mapped[str] = mapped_column(String(200))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[dt.datetime]
+
+
+class RewardPublication(Base):
+    """What was published (公示), append-only: a correction is a new version."""
+
+    __tablename__ = "reward_publications"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # commitment | winners
+    version: Mapped[int] = mapped_column(primary_key=True)
+    published_at: Mapped[dt.datetime]
+    digest: Mapped[str] = mapped_column(String(64))  # of the data, not of the dated page
+    content: Mapped[str] = mapped_column(Text)
 
 
 class PointsEntry(Base):
