@@ -2,7 +2,8 @@
 
 yunying demo                     build the synthetic company and run the nightly chain
 yunying db upgrade               create or migrate the store
-yunying run FLOW [--date D]      run nightly | pull | reactivation | report locally
+yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
+yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from cli.environment import prepare_prefect
 from yunying.config import Settings, load_settings
-from yunying.errors import YunyingError
+from yunying.errors import ConfigError, YunyingError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,8 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=_db)
 
     run = commands.add_parser("run", help="run a flow locally")
-    run.add_argument("flow", choices=["nightly", "pull", "reactivation", "report"])
+    run.add_argument("flow", choices=["nightly", "pull", "lifecycle", "reactivation", "report"])
     run.add_argument("--date", type=dt.date.fromisoformat, help="business date, default yesterday")
+    run.add_argument(
+        "--from",
+        dest="first",
+        type=dt.date.fromisoformat,
+        help="lifecycle: recompute from this date (to --date, and the dates computed after it)",
+    )
     run.add_argument("--campaign", default="winback")
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
@@ -101,6 +108,8 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.first is not None and args.flow != "lifecycle":
+        raise ConfigError("--from applies to `run lifecycle` only")
     if args.flow == "nightly":
         from flows.nightly import nightly
 
@@ -109,6 +118,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         from flows.pull import pull_sources
 
         print(pull_sources())
+    elif args.flow == "lifecycle":
+        from flows.lifecycle import lifecycle_range
+
+        result = lifecycle_range(business_date=args.date, first=args.first)
+        print(f"lifecycle computed for {result['dates'][0]} .. {result['dates'][-1]};")
+        print("nothing was sent (run reactivation to send)")
+        for line in result["recomputed"]:
+            print(f"  {line}")
+        print("users per state: " + ", ".join(f"{k} {v}" for k, v in result["lifecycle"].items()))
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation
 

@@ -93,6 +93,9 @@ class LifecycleSettings(BaseModel):
     monetary_spend: tuple[PositiveInt, PositiveInt] = (100, 500)
     tier_points: tuple[PositiveInt, PositiveInt] = (5, 8)  # total for `mid`, for `high`
     activity_events: list[str] = Field(default_factory=list)  # empty: every event counts
+    # A placed order is activity (its local day is an active day): a store with users and
+    # orders but no events still has active users. Applies to orders loaded from then on.
+    orders_are_activity: bool = True
 
     @model_validator(mode="after")
     def _churn_after_active(self) -> LifecycleSettings:
@@ -128,6 +131,16 @@ class Settings(BaseSettings):
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
+
+    # --- first run (issue 21): evaluate safely on the company's own data ---
+    # None: as the store says (`yunying sending enable|disable`; off on a new store, so
+    # messages go to the file outbox); True/False: this setting decides, whatever the store says.
+    sending: bool | None = None
+    currency: str = "CNY"  # ISO 4217 code of the company's money (the report-numbers work reads it)
+    default_locale: str = "zh-CN"  # for users whose record has no locale
+    # A pull stops when more than this share of a batch (of at least 100 records) is rejected:
+    # a mapping gone wrong rejects everything and should not end as a completed run.
+    max_rejected_share: float = Field(default=0.5, gt=0, le=1)
 
     @field_validator("timezone")
     @classmethod

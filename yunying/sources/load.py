@@ -138,8 +138,10 @@ def load_rows(
     rows: list[Any],
     load_id: str,
     activity_events: Sequence[str] = (),
+    orders_are_activity: bool = True,
 ) -> tuple[int, int]:
-    """Upsert rows of one entity; returns (inserted, updated)."""
+    """Upsert rows of one entity; returns (inserted, updated). With `orders_are_activity`,
+    an order's local day is an active day of its user (`lifecycle.orders_are_activity`)."""
     if entity == "events":
         return load_events(session, events_text(rows, is_postgres(session)), activity_events), 0
     if not rows:
@@ -163,6 +165,8 @@ def load_rows(
         _sqlite_insert(session, model.__tablename__, columns, rows, conflict)
     if entity == "orders":
         update_order_facts(session, load_id)
+        if orders_are_activity:
+            fold_order_activity(session, load_id)
     return len(rows) - existing, existing
 
 
@@ -445,6 +449,28 @@ def update_order_facts(session: Session, load_id: str) -> None:
             " updated_at = excluded.updated_at"
         ),
         {"load_id": load_id, "now": _store_time(session)},
+    )
+
+
+def fold_order_activity(session: Session, load_id: str) -> None:
+    """The orders this load touched are activity: their (user, local day) pairs go into
+    active_days and their times into the users' last activity, as events' do."""
+    params = {"load_id": load_id, "now": _store_time(session)}
+    session.execute(
+        text(
+            "INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM orders"
+            " WHERE load_id = :load_id ON CONFLICT DO NOTHING"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            _FACTS.format(
+                select="SELECT user_id, MAX(created_at), MAX(day), 0, 0, 0, :now FROM orders"
+                " WHERE load_id = :load_id GROUP BY user_id"
+            )
+        ),
+        params,
     )
 
 

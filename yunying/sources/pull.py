@@ -82,7 +82,11 @@ def pull_source(
                     stats.inserted = load_events(session, rows, settings.lifecycle.activity_events)
                 else:
                     stats.inserted, stats.updated = load_rows(
-                        session, source.entity, rows, uuid.uuid4().hex
+                        session,
+                        source.entity,
+                        rows,
+                        uuid.uuid4().hex,
+                        orders_are_activity=settings.lifecycle.orders_are_activity,
                     )
                 reject(session, name, run_id, rejects)
                 if stats.watermark is not None:
