@@ -240,7 +240,7 @@ def test_rerun_changes_nothing_and_an_earlier_date_names_the_recompute(
             ).scalars()
             snapshot.append(([(r.user_id, r.state, r.since, r.prev_state) for r in rows], summary))
     assert snapshot[0] == snapshot[1]
-    with session_scope(engine) as session, pytest.raises(PermanentError, match="run lifecycle --from"):
+    with session_scope(engine) as session, pytest.raises(PermanentError, match="--from"):
         compute_lifecycle(session, day - dt.timedelta(days=1), RULES)
 
 
