@@ -7,6 +7,7 @@ yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a ran
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying sending enable|disable|status   campaign messages to customers, or to files only
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(handler=_runs)
 
+    sending = commands.add_parser(
+        "sending", help="send campaign messages to customers, or only to the file outbox"
+    )
+    sending.add_argument("action", choices=["enable", "disable", "status"])
+    sending.set_defaults(handler=_sending)
+
     payouts = commands.add_parser("payouts", help="a reward campaign's payout ledger")
     payouts.add_argument("action", choices=["show"])
     payouts.add_argument("campaign")
@@ -114,6 +121,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         from flows.nightly import nightly
 
         print(nightly(business_date=args.date, campaign=args.campaign))
+        _warn_if_sending_off(settings)
     elif args.flow == "pull":
         from flows.pull import pull_sources
 
@@ -135,11 +143,46 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 campaign=args.campaign, business_date=args.date, resend_failed=args.resend_failed
             )
         )
+        _warn_if_sending_off(settings)
     else:
         from flows.report import report
 
         print(report(business_date=args.date, force=args.force))
     return 0
+
+
+def _sending(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.messaging.sending import sending_enabled, set_sending
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            if args.action != "status":
+                set_sending(session, args.action == "enable")
+        with session_scope(engine) as session:
+            on = sending_enabled(session, settings)
+    finally:
+        engine.dispose()
+    where = (
+        "to customers on the configured channels" if on else f"to files in {settings.outbox_path}"
+    )
+    pinned = "" if settings.sending is None else " (the setting `sending` decides, not the store)"
+    print(f"sending is {'on' if on else 'off'}: campaign messages go {where}{pinned}")
+    return 0
+
+
+def _warn_if_sending_off(settings: Settings) -> None:
+    from yunying.messaging.sending import off_notice
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        notice = off_notice(engine, settings)
+    finally:
+        engine.dispose()
+    if notice:
+        print(f"\n*** {notice} ***\n", file=sys.stderr)
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
