@@ -1,6 +1,7 @@
 """`yunying`: the command line for what people do by hand.
 
 yunying demo                     build the synthetic company and run the nightly chain
+yunying init                     write yunying.toml for your own data, checking each source
 yunying db upgrade               create or migrate the store
 yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
@@ -26,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if not getattr(args, "needs_settings", True):  # init writes the settings file
+            return int(args.handler(None, args) or 0)
         settings = load_settings()
         prepare_prefect(settings.home)
         return int(args.handler(settings, args) or 0)
@@ -43,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep", action="store_true", help="keep the existing store")
     demo.set_defaults(handler=_demo)
+
+    init = commands.add_parser(
+        "init", help="write yunying.toml for your data, checking each source"
+    )
+    from cli.init import add_arguments
+
+    add_arguments(init)
+    init.set_defaults(handler=_init, needs_settings=False)
 
     db = commands.add_parser("db", help="the store's schema")
     db.add_argument("action", choices=["upgrade"])
@@ -106,6 +117,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(settings: Settings | None, args: argparse.Namespace) -> int:
+    from cli.init import run_init
+
+    return run_init(args)
+
+
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.store.migrate import upgrade
 
@@ -126,6 +143,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         from flows.pull import pull_sources
 
         print(pull_sources())
+        _say_how_activity_is_derived(settings)
     elif args.flow == "lifecycle":
         from flows.lifecycle import lifecycle_range
 
@@ -170,6 +188,20 @@ def _sending(settings: Settings, args: argparse.Namespace) -> int:
     pinned = "" if settings.sending is None else " (the setting `sending` decides, not the store)"
     print(f"sending is {'on' if on else 'off'}: campaign messages go {where}{pinned}")
     return 0
+
+
+def _say_how_activity_is_derived(settings: Settings) -> None:
+    from yunying.lifecycle.activity import describe_activity, stored_entities
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            note = describe_activity(stored_entities(session), settings.lifecycle)
+    finally:
+        engine.dispose()
+    if note:
+        print(f"activity: {note}")
 
 
 def _warn_if_sending_off(settings: Settings) -> None:

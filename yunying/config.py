@@ -210,7 +210,13 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
         where = ""
-        if env_prefix:
+        if env_prefix and any(isinstance(part, int) for part in error["loc"]):
+            # An item of a list (a source) has no variable of its own: the whole list has.
+            top = str(error["loc"][0])
+            where = (
+                f" (set it in yunying.toml, or the whole list as JSON in {env_prefix}{top.upper()})"
+            )
+        elif env_prefix:
             env_name = env_prefix + "__".join(str(p) for p in error["loc"] if isinstance(p, str))
             where = f" (set it in yunying.toml or {env_name.upper()})"
         lines.append(f"invalid setting {field!r}: {error['msg']}{where}")

@@ -21,6 +21,7 @@ from typing import TypeVar
 from sqlalchemy import Engine, make_url
 
 from yunying.config import Settings
+from yunying.errors import PermanentError
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
 from yunying.sources.load import (
     EventsText,
@@ -36,6 +37,7 @@ from yunying.sources.load import (
     set_watermark,
     validate,
 )
+from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import Batch, read_source
 from yunying.sources.records import Row
@@ -59,11 +61,21 @@ def pull_source(
     postgres = engine.dialect.name == "postgresql"
 
     def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
+        checked = False
         for batch in read_batches(source, watermark, loaded):
+            if not checked and batch.records:  # refused before anything is stored
+                check_mapping(source, columns_of(batch.records, batch.columns))
+                checked = True
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
             rejects += batch.unreadable
+            refuse_mostly_rejected(
+                name,
+                len(batch.records) + len(batch.unreadable),
+                rejects,
+                settings.max_rejected_share,
+            )
             stats = LoadStats(
                 pulled=len(batch.records) + len(batch.unreadable),
                 rejected=len(rejects),
@@ -97,6 +109,26 @@ def pull_source(
             if on_batch is not None:
                 on_batch(total)
     return total
+
+
+# Fewer records than this in a batch say too little to stop a pull on.
+MIN_RECORDS_TO_JUDGE = 100
+
+
+def refuse_mostly_rejected(source: str, records: int, rejects: Rejects, share: float) -> None:
+    """PermanentError, before the batch is stored, when more than `share` of a batch of at
+    least MIN_RECORDS_TO_JUDGE records is rejected: a wrong mapping or format, not bad rows."""
+    if records < MIN_RECORDS_TO_JUDGE or len(rejects) <= share * records:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in rejects:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    top = "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1])[:3])
+    raise PermanentError(
+        f"source {source}: {len(rejects)} of {records} records of a batch rejected ({top});"
+        f" the pull stopped before storing the batch. Fix the source's mapping or format, or"
+        f" raise the setting max_rejected_share (now {share})"
+    )
 
 
 def read_batches(

@@ -14,11 +14,12 @@ import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from yunying.errors import ConfigError, TransientError
@@ -60,6 +61,7 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
             base += f" WHERE {column} >= :watermark OR {column} IS NULL"
             params["watermark"] = _looked_back(watermark, source.lookback)
         base += f" ORDER BY {column}"
+    _sqlite_file_exists(source)
     engine = create_store_engine(source.url)
     try:
         with engine.connect() as connection:
@@ -73,6 +75,22 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _sqlite_file_exists(source: SqlSource) -> None:
+    """A SQLite source's file must exist: SQLite would create an empty one and every read
+    would fail as if the database were unreachable, retried in vain."""
+    url = make_url(source.url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    if path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"source {source.name}: file not found: {Path(path).resolve()}"
+            f" (from its url {source.url!r}; fix the path in yunying.toml)"
+        )
 
 
 def _last_mark(rows: Sequence[Any], index: int) -> str | None:

@@ -1,0 +1,169 @@
+"""`yunying init`: write yunying.toml for the company's own data, checking each source.
+
+Every answer comes from a flag, else a prompt when the terminal is interactive, else its
+default. Each source is read a few rows through its mapping before anything is written: a
+mapping to a missing column, a missing file or an unreachable database stops `init` with
+the reason, and the file is not written. A new store starts with sending off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yunying.config import Settings, describe_validation_error
+from yunying.errors import ConfigError, YunyingError
+from yunying.lifecycle.activity import describe_activity
+from yunying.sources.config import FIELDS
+from yunying.sources.sample import sample_source
+
+ENTITIES = ("users", "orders", "events")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="where to write (default yunying.toml)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument("--timezone", help="the company's IANA time zone, e.g. America/New_York")
+    parser.add_argument("--locale", help="default locale of users without one, e.g. en")
+    parser.add_argument("--currency", help="ISO 4217 code of the company's money, e.g. USD")
+    for name in ("new", "active", "churn", "returned"):
+        parser.add_argument(f"--{name}-days", type=int, help=f"lifecycle.{name}_days")
+    parser.add_argument("--sql", help="SQLAlchemy URL of the company's database (read-only)")
+    for entity in ENTITIES:
+        parser.add_argument(f"--{entity}-table", help=f"the table holding {entity}")
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="ENTITY.FIELD=COLUMN",
+        help="a mapping, e.g. users.user_id=customer_id (repeatable)",
+    )
+
+
+def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    path = args.config or Path("yunying.toml")
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} exists: pass --force to overwrite it")
+    ask = _asker(sys.stdin.isatty())
+    data: dict[str, Any] = {
+        "timezone": args.timezone or ask("Time zone (IANA name)", "Asia/Shanghai"),
+        "default_locale": args.locale or ask("Default locale", "zh-CN"),
+        "currency": (args.currency or ask("Currency (ISO 4217)", "CNY")).upper(),
+    }
+    lifecycle: dict[str, Any] = {}
+    for name, default in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
+        value = getattr(args, f"{name}_days") or int(ask(f"lifecycle.{name}_days", str(default)))
+        lifecycle[f"{name}_days"] = value
+    data["lifecycle"] = lifecycle
+    url = args.sql or ask("Your database's URL (empty: none)", "")
+    data["sources"] = _sources(args, url, ask) if url else []
+    try:
+        settings = Settings(**data)
+    except Exception as exc:  # pydantic's ValidationError, said field by field
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise ConfigError(describe_validation_error(exc)) from None
+        raise
+    failed = False
+    for source in settings.sources:
+        out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
+        try:
+            sample = sample_source(source, settings.zone)
+        except YunyingError as exc:
+            out(f"  PROBLEM: {exc}")
+            failed = True
+            continue
+        out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
+        for row in sample.mapped[:1]:
+            out(f"  a mapped record: {json.dumps(row, default=str, ensure_ascii=False)}")
+        for raw, reason in sample.rejected[:3]:
+            out(f"  would be rejected: {reason}: {raw[:200]}")
+        read = len(sample.mapped) + len(sample.rejected)
+        out(f"  {len(sample.mapped)} of {read} rows read are valid")
+    if failed:
+        out(f"\n{path} not written: fix the source(s) above and run `yunying init` again.")
+        return 2
+    note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
+    if note:
+        out(f"\nActivity: {note}.")
+    path.write_text(to_toml(data), encoding="utf-8")
+    out(f"\nwrote {path}. Next:")
+    out("  yunying db upgrade && yunying run pull")
+    out(
+        "  yunying run lifecycle --from <first date> --date <last date>   (computes, sends nothing)"
+    )
+    out("Sending is off on a new store: messages go to files until `yunying sending enable`.")
+    return 0
+
+
+def _sources(
+    args: argparse.Namespace, url: str, ask: Callable[[str, str], str]
+) -> list[dict[str, Any]]:
+    mappings: dict[str, dict[str, str]] = {entity: {} for entity in ENTITIES}
+    for item in args.map:
+        key, _, column = item.partition("=")
+        entity, _, field = key.partition(".")
+        if entity not in mappings or field not in FIELDS[entity] or not column:
+            raise ConfigError(
+                f"--map {item!r}: expected ENTITY.FIELD=COLUMN, ENTITY one of {', '.join(ENTITIES)}"
+            )
+        mappings[entity][field] = column
+    sources = []
+    for entity in ENTITIES:
+        table = getattr(args, f"{entity}_table") or ask(f"Table of {entity} (empty: none)", "")
+        if table:
+            source: dict[str, Any] = {
+                "kind": "sql",
+                "name": f"db-{entity}",
+                "entity": entity,
+                "url": url,
+                "table": table,
+            }
+            if mappings[entity]:
+                source["mapping"] = mappings[entity]
+            sources.append(source)
+    return sources
+
+
+def _asker(interactive: bool) -> Callable[[str, str], str]:
+    def ask(question: str, default: str) -> str:
+        if not interactive:
+            return default
+        answer = input(f"{question} [{default}]: ").strip()
+        return answer or default
+
+    return ask
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """The few shapes init writes: scalars, tables of scalars, arrays of such tables."""
+    lines = ['# Written by `yunying init`; see README "Configuration" for every setting.']
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            tables.extend((f"[{key}]", item) for item in value)
+        else:
+            lines.append(f"{key} = {_value(value)}")
+    for key, table in tables:
+        lines += ["", f"[{key}]"]
+        lines += [f"{k} = {_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
