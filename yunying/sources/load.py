@@ -152,17 +152,34 @@ def load_rows(
     if entity == "orders":
         for row in rows:
             row["load_id"] = load_id
-    key_column = getattr(model, key)
-    keys = [row[key] for row in rows]
-    existing = len(session.execute(select(key_column).where(key_column.in_(keys))).all())
+    table = model.__tablename__
     columns = list(rows[0])
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
     conflict = f"ON CONFLICT ({key}) DO UPDATE SET {assignments}"
     if is_postgres(session):
-        _copy_to_stage(session, model.__tablename__, columns, rows)
-        session.execute(text(_from_stage(model.__tablename__, columns, conflict)))
+        _copy_to_stage(session, table, columns, rows)
+        # xmax is 0 on a row this statement inserted, not on one it updated: the new rows are
+        # counted as they are written (an IN list of the batch's keys cost half the load).
+        inserted = session.scalar(
+            text(
+                f"WITH written AS ({_from_stage(table, columns, conflict)}"
+                " RETURNING (xmax = 0) AS new) SELECT COUNT(*) FILTER (WHERE new) FROM written"
+            )
+        )
+        existing = len(rows) - int(inserted or 0)
+        _analyze_if_young(session, table, len(rows))
     else:
-        _sqlite_insert(session, model.__tablename__, columns, rows, conflict)
+        existing = int(
+            session.scalar(
+                text(
+                    f"SELECT COUNT(*) FROM {table}"
+                    f" WHERE {key} IN (SELECT value FROM json_each(:keys))"
+                ),
+                {"keys": orjson.dumps([row[key] for row in rows]).decode()},
+            )
+            or 0
+        )
+        _sqlite_insert(session, table, columns, rows, conflict)
     if entity == "orders":
         update_order_facts(session, load_id)
         if orders_are_activity:
@@ -426,6 +443,19 @@ def _copy_to_stage(
             else:
                 for row in rows:
                     copy.write_row([row[c] for c in columns])
+
+
+def _analyze_if_young(session: Session, table: str, batch: int) -> None:
+    """PostgreSQL: refresh the table's statistics while it is small next to the batch just
+    written. Planned on an empty table's statistics (a few rows), the facts of the first
+    20,000 orders were joined in a nested loop that read 200M rows (65 s); ANALYZE samples
+    at most 30,000 rows, and once the table is large the nightly batches leave it alone."""
+    known = session.scalar(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+        {"table": table},
+    )
+    if known is None or known < 4 * batch:
+        session.execute(text(f"ANALYZE {table}"))
 
 
 def _from_stage(table: str, columns: list[str], conflict: str) -> str:
