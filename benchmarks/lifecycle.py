@@ -12,6 +12,7 @@ ratio = baseline seconds / our seconds (higher is better).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import tempfile
 import time
@@ -28,7 +29,9 @@ from yunying.store.engine import create_store_engine, session_scope, utcnow
 from yunying.store.migrate import upgrade
 
 DAY = dt.date(2026, 11, 1)
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES = os.environ.get(
+    "YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+).replace("postgresql://", "postgresql+psycopg://")
 
 
 def run(users: int, seed: int, events_per_user: int = 50, store: str = "both") -> dict[str, Any]:

@@ -192,8 +192,18 @@ EVENT_COLUMNS = ["event_id", "user_id", "name", "occurred_at", "day"]
 
 
 def _last_per_key(rows: list[Row], key: str) -> list[Row]:
-    # One statement cannot upsert the same key twice (PostgreSQL refuses); the last wins.
+    """One rule for a key repeated inside a batch, for every entity: the last record wins
+    (for users and orders, the latest version; one statement cannot upsert a key twice)."""
     return list({row[key]: row for row in rows}.values())
+
+
+def _last_per_id(rows: Sequence[EventRow]) -> Sequence[EventRow]:
+    """Events by the same rule as `_last_per_key` (a repeated id is rare: the check is one
+    set of the ids). Across pulls an event is never changed: the first stored stays."""
+    ids = [row[0] for row in rows]
+    if len(set(ids)) == len(ids):
+        return rows
+    return list({row[0]: row for row in rows}.values())
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,7 @@ class EventsText:
 
 
 def events_text(rows: Sequence[EventRow], postgres: bool) -> EventsText:
+    rows = _last_per_id(rows)
     text = _copy_text(rows) if postgres else _json_text(rows)
     return EventsText(len(rows), text, rows[0][0] if rows else "")
 
@@ -510,10 +521,13 @@ def _store_time(session: Session) -> Any:
     return now if is_postgres(session) else _SQLITE_FORMATS[DateTime](now)
 
 
-def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None:
+def reject(
+    session: Session, source: str, run_id: str, rejects: Rejects, only_new: bool = False
+) -> None:
     """Set the rejects aside in one statement, the records travelling as one JSON array:
     compiling a multi-row VALUES cost more than the insert, and an executemany on SQLite
-    gives up Python's GIL for every row (and waits for it behind the pull's other threads)."""
+    gives up Python's GIL for every row (and waits for it behind the pull's other threads).
+    `only_new` leaves out a record the source already has set aside (a row read again)."""
     if not rejects:
         return
     if is_postgres(session):
@@ -529,6 +543,13 @@ def reject(session: Session, source: str, run_id: str, rejects: Rejects) -> None
         text(
             "INSERT INTO rejected_records (source, run_id, raw, reason, created_at)"
             f" SELECT :source, :run_id, {item.format(0)}, {item.format(1)}, :now FROM {records}"
+            + (
+                " WHERE NOT EXISTS (SELECT 1 FROM rejected_records AS known"
+                " WHERE known.source = CAST(:source AS VARCHAR(100))"
+                f" AND known.raw = {item.format(0)})"
+                if only_new
+                else ""
+            )
         ),
         {
             "source": source,

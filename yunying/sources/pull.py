@@ -10,6 +10,7 @@ and the store work at the same time; a few batches wait in memory, never the who
 from __future__ import annotations
 
 import gc
+import json
 import queue
 import sys
 import threading
@@ -60,7 +61,11 @@ def pull_source(
     total = LoadStats(watermark=watermark)
     postgres = engine.dialect.name == "postgresql"
 
-    def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
+    is_reread = reread_test(source, watermark)
+
+    def read_and_validate() -> Iterator[
+        tuple[LoadStats, list[Row] | EventsText, tuple[Rejects, Rejects]]
+    ]:
         checked = False
         for batch in read_batches(source, watermark, loaded):
             if not checked and batch.records:  # refused before anything is stored
@@ -70,6 +75,10 @@ def pull_source(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
             rejects += batch.unreadable
+            again: Rejects = []
+            if is_reread is not None and rejects:
+                again = [r for r in rejects if is_reread(r[0])]
+                rejects = [r for r in rejects if not is_reread(r[0])]
             refuse_mostly_rejected(
                 name,
                 len(batch.records) + len(batch.unreadable),
@@ -81,14 +90,16 @@ def pull_source(
                 rejected=len(rejects),
                 watermark=batch.watermark,
             )
-            for _, reason in rejects:
+            stats.rejected += len(again)
+            for _, reason in rejects + again:
                 field_name = reason.split(":", 1)[0]
                 stats.reasons[field_name] = stats.reasons.get(field_name, 0) + 1
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
-            yield stats, events_text(rows, postgres) if source.entity == "events" else rows, rejects
+            rows_out = events_text(rows, postgres) if source.entity == "events" else rows
+            yield stats, rows_out, (rejects, again)
 
     with quick_handoffs(), rare_collections():
-        for stats, rows, rejects in read_ahead(read_and_validate()):
+        for stats, rows, (rejects, again) in read_ahead(read_and_validate()):
             with session_scope(engine) as session:
                 if isinstance(rows, EventsText):
                     stats.inserted = load_events(session, rows, settings.lifecycle.activity_events)
@@ -101,6 +112,7 @@ def pull_source(
                         orders_are_activity=settings.lifecycle.orders_are_activity,
                     )
                 reject(session, name, run_id, rejects)
+                reject(session, name, run_id, again, only_new=True)
                 if stats.watermark is not None:
                     set_watermark(session, name, stats.watermark)
                     if isinstance(source, FileSource):  # the batch ended a file: its path
@@ -109,6 +121,30 @@ def pull_source(
             if on_batch is not None:
                 on_batch(total)
     return total
+
+
+def reread_test(source: SourceConfig, watermark: str | None) -> Callable[[str], bool] | None:
+    """For an incremental SQL source, whether a rejected record (its raw JSON) is a row an
+    earlier pull read too: `>=` the watermark reads the rows at it again, and rows whose
+    column is NULL are read on every pull. Their rejects are stored once, not each time."""
+    column = source.incremental_column if isinstance(source, SqlSource) else None
+    if column is None or watermark is None:
+        return None
+    mark = watermark
+
+    def at_or_before(raw: str) -> bool:
+        try:
+            value = json.loads(raw).get(column)
+        except (ValueError, AttributeError):
+            return False
+        if value is None:
+            return True
+        try:
+            return float(value) <= float(mark)
+        except (TypeError, ValueError):
+            return str(value) <= mark
+
+    return at_or_before
 
 
 # Fewer records than this in a batch say too little to stop a pull on.

@@ -169,7 +169,13 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
             params[source.cursor_param] = watermark
         if source.pagination == "link" and watermark:
             url, params = watermark, {}
-        page = 1
+        # Page numbers: the last page read had items, and may gain more; start there again
+        # (its items are upserted, not added twice) instead of from page 1.
+        page = (
+            int(watermark)
+            if source.pagination == "page" and watermark and watermark.isdigit()
+            else 1
+        )
         # Pages are gathered into batches of about batch_size: each batch is a transaction.
         pending: list[Any] = []
         pending_mark: str | None = None
@@ -191,6 +197,8 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                 )
             previous = items
             url, mark = _next_page(source, body, response, url, params)
+            if source.pagination == "page":
+                mark = str(page) if items else None
             page += 1
             pending += items
             pending_mark = mark or pending_mark
