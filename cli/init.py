@@ -50,16 +50,22 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         raise ConfigError(f"{path} exists: pass --force to overwrite it")
     ask = _asker(sys.stdin.isatty())
     data: dict[str, Any] = {
-        "timezone": args.timezone or ask("Time zone (IANA name)", "Asia/Shanghai"),
-        "default_locale": args.locale or ask("Default locale", "zh-CN"),
-        "currency": (args.currency or ask("Currency (ISO 4217)", "CNY")).upper(),
+        "timezone": _given(args.timezone, ask, "Time zone (IANA name)", "Asia/Shanghai"),
+        "default_locale": _given(args.locale, ask, "Default locale", "zh-CN"),
+        "currency": _given(args.currency, ask, "Currency (ISO 4217)", "CNY").upper(),
     }
     lifecycle: dict[str, Any] = {}
     for name, default in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
-        value = getattr(args, f"{name}_days") or int(ask(f"lifecycle.{name}_days", str(default)))
-        lifecycle[f"{name}_days"] = value
+        given = getattr(args, f"{name}_days")
+        answer = _given(
+            None if given is None else str(given), ask, f"lifecycle.{name}_days", str(default)
+        )
+        try:
+            lifecycle[f"{name}_days"] = int(answer)
+        except ValueError:
+            raise ConfigError(f"lifecycle.{name}_days: {answer!r} is not a whole number") from None
     data["lifecycle"] = lifecycle
-    url = args.sql or ask("Your database's URL (empty: none)", "")
+    url = _given(args.sql, ask, "Your database's URL (empty: none)", "")
     data["sources"] = _sources(args, url, ask) if url else []
     try:
         settings = Settings(**data)
@@ -115,7 +121,9 @@ def _sources(
         mappings[entity][field] = column
     sources = []
     for entity in ENTITIES:
-        table = getattr(args, f"{entity}_table") or ask(f"Table of {entity} (empty: none)", "")
+        table = _given(
+            getattr(args, f"{entity}_table"), ask, f"Table of {entity} (empty: none)", ""
+        )
         if table:
             source: dict[str, Any] = {
                 "kind": "sql",
@@ -128,6 +136,11 @@ def _sources(
                 source["mapping"] = mappings[entity]
             sources.append(source)
     return sources
+
+
+def _given(value: str | None, ask: Callable[[str, str], str], question: str, default: str) -> str:
+    """A flag's value when given (even empty: `--events-table ""` means none), else asked."""
+    return value if value is not None else ask(question, default)
 
 
 def _asker(interactive: bool) -> Callable[[str, str], str]:

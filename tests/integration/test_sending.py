@@ -81,3 +81,55 @@ def test_init_refuses_a_mapping_to_a_missing_column_and_writes_nothing(
     assert code == 2
     assert "mapping signup_at = 'signup'" in out and "Its columns: id, created" in out
     assert not config.exists()
+
+
+def test_init_asks_in_a_terminal_for_what_no_flag_gives(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as shop:
+        shop.execute("CREATE TABLE customers (id TEXT, created TEXT)")
+        shop.execute("INSERT INTO customers VALUES ('c1', '2026-01-01T00:00:00Z')")
+    config = tmp_path / "yunying.toml"
+    primary, secondary = os.openpty()  # a terminal on stdin, as a person at a keyboard has
+    # time zone, locale, currency, new/active/churn/returned days (empty: the default)
+    os.write(primary, b"America/New_York\nen\nusd\n\n\n45\n\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "init",
+            "--config",
+            str(config),
+            "--sql",
+            f"sqlite:///{db}",
+            "--users-table",
+            "customers",
+            "--orders-table",
+            "",
+            "--events-table",
+            "",
+            "--map",
+            "users.user_id=id",
+            "--map",
+            "users.signup_at=created",
+        ],
+        stdin=secondary,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("YUNYING_")},
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = config.read_text()
+    assert 'timezone = "America/New_York"' in written and 'currency = "USD"' in written
+    assert "churn_days = 45" in written and "active_days = 7" in written
+    assert 'default_locale = "en"' in written
