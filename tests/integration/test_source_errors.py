@@ -117,3 +117,24 @@ def test_a_bad_source_setting_names_a_variable_that_works(
     message = str(refused.value)
     assert "sources.0.sql.url" in message and "JSON in YUNYING_SOURCES)" in message
     assert "YUNYING_SOURCES__" not in message
+
+
+def test_json_records_may_leave_out_an_optional_mapped_field_not_a_required_one(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "users.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"uid": f"u{i}", "signup_at": "2026-10-01T00:00:00Z"}) + "\n"
+            for i in range(3)
+        )
+    )
+    optional = FileSource(
+        name="users", entity="users", path=str(path), mapping={"user_id": "uid", "phone": "mobile"}
+    )
+    settings = settings.model_copy(update={"sources": [optional]})
+    assert pull_source(engine, settings, "users", "test").inserted == 3
+    required = optional.model_copy(update={"name": "users2", "mapping": {"user_id": "id"}})
+    settings = settings.model_copy(update={"sources": [required]})
+    with pytest.raises(ConfigError, match="mapping user_id = 'id'.*Its columns: uid, signup_at"):
+        pull_source(engine, settings, "users2", "test")

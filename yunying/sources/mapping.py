@@ -32,16 +32,17 @@ def columns_of(records: Sequence[Any], columns: Sequence[str] | None) -> list[st
     return list(seen)
 
 
-def check_mapping(source: SourceConfig, columns: Iterable[str]) -> None:
+def check_mapping(source: SourceConfig, columns: Iterable[str], exact: bool = True) -> None:
     """ConfigError when a mapped column, or the column of a required field, is not among
-    `columns` (the source's, read from its first batch)."""
+    `columns` (the source's, read from its first batch). Not `exact` (JSON objects, which
+    may leave out an empty field), only the required fields' columns are checked."""
     have = list(columns)
     if not have:
         return  # nothing read: nothing to check against
     problems = []
     for field in FIELDS[source.entity]:
         column = source.mapping.get(field, field)
-        if column in have:
+        if column in have or (not exact and field not in REQUIRED[source.entity]):
             continue
         if field in source.mapping:
             problems.append(f"mapping {field} = {column!r}: the source has no column {column!r}")

@@ -69,7 +69,10 @@ def pull_source(
         checked = False
         for batch in read_batches(source, watermark, loaded):
             if not checked and batch.records:  # refused before anything is stored
-                check_mapping(source, columns_of(batch.records, batch.columns))
+                exact = batch.columns is not None or (
+                    isinstance(source, FileSource) and source.format == "csv"
+                )
+                check_mapping(source, columns_of(batch.records, batch.columns), exact)
                 checked = True
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns

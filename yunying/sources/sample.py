@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from yunying.sources.config import HttpSource, SourceConfig
+from yunying.sources.config import FileSource, HttpSource, SourceConfig
 from yunying.sources.load import EVENT_COLUMNS, validate
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.readers import read_source
@@ -39,7 +39,8 @@ def sample_source(source: SourceConfig, zone: ZoneInfo, limit: int = 5) -> Sourc
         return SourceSample(source.name, source.entity, [])
     records = list(batch.records[:limit])
     columns = columns_of(records, batch.columns)
-    check_mapping(source, columns)
+    exact = batch.columns is not None or (isinstance(source, FileSource) and source.format == "csv")
+    check_mapping(source, columns, exact)
     rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns)
     mapped = [
         dict(zip(EVENT_COLUMNS, row, strict=True)) if source.entity == "events" else dict(row)
