@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,11 @@ ENTITIES = ("users", "orders", "events")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="where to write (default yunying.toml)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="read a few rows of each source of the existing settings; write nothing",
+    )
     parser.add_argument("--timezone", help="the company's IANA time zone, e.g. America/New_York")
     parser.add_argument("--locale", help="default locale of users without one, e.g. en")
     parser.add_argument("--currency", help="ISO 4217 code of the company's money, e.g. USD")
@@ -46,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     path = args.config or Path("yunying.toml")
+    if args.check:
+        from yunying.config import load_settings
+
+        settings = load_settings()
+        failed = _show_samples(settings, out)
+        note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
+        if note:
+            out(f"\nActivity: {note}.")
+        return 2 if failed else 0
     if path.exists() and not args.force:
         raise ConfigError(f"{path} exists: pass --force to overwrite it")
     ask = _asker(sys.stdin.isatty())
@@ -75,22 +90,7 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         if isinstance(exc, ValidationError):
             raise ConfigError(describe_validation_error(exc)) from None
         raise
-    failed = False
-    for source in settings.sources:
-        out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
-        try:
-            sample = sample_source(source, settings.zone)
-        except YunyingError as exc:
-            out(f"  PROBLEM: {exc}")
-            failed = True
-            continue
-        out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
-        for row in sample.mapped[:1]:
-            out(f"  a mapped record: {json.dumps(row, default=str, ensure_ascii=False)}")
-        for raw, reason in sample.rejected[:3]:
-            out(f"  would be rejected: {reason}: {raw[:200]}")
-        read = len(sample.mapped) + len(sample.rejected)
-        out(f"  {len(sample.mapped)} of {read} rows read are valid")
+    failed = _show_samples(settings, out)
     if failed:
         out(f"\n{path} not written: fix the source(s) above and run `yunying init` again.")
         return 2
@@ -105,6 +105,29 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
     )
     out("Sending is off on a new store: messages go to files until `yunying sending enable`.")
     return 0
+
+
+def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
+    """Each source's columns, a mapped record and what would be rejected; True if a source
+    could not be read."""
+    failed = False
+    for source in settings.sources:
+        out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
+        try:
+            sample = sample_source(source, settings.zone)
+        except YunyingError as exc:
+            out(f"  PROBLEM: {exc}")
+            failed = True
+            continue
+        out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
+        for row in sample.mapped[:1]:
+            shown = json.dumps(row, default=str, ensure_ascii=False)
+            out(f"  a mapped record: {masked(shown)}")
+        for raw, reason in sample.rejected[:3]:
+            out(f"  would be rejected: {reason}: {masked(raw[:200])}")
+        read = len(sample.mapped) + len(sample.rejected)
+        out(f"  {len(sample.mapped)} of {read} rows read are valid")
+    return failed
 
 
 def _sources(
@@ -136,6 +159,19 @@ def _sources(
                 source["mapping"] = mappings[entity]
             sources.append(source)
     return sources
+
+
+# Contacts are shown masked: the terminal's scrollback is a log too.
+_EMAIL = re.compile(r"[^\s\"'@,{}]+@")
+_LONG_NUMBER = re.compile(r"\+?\d{5,}(\d{2})")
+_SECRET_FIELDS = re.compile(r'("(?:push_token|openid|token)": ")[^"]*')
+
+
+def masked(text: str) -> str:
+    """`text` with email local parts, phone-like numbers and tokens masked."""
+    text = _EMAIL.sub("***@", text)
+    text = _LONG_NUMBER.sub(lambda m: "***" + m.group(1), text)
+    return _SECRET_FIELDS.sub(lambda m: m.group(1) + "***", text)
 
 
 def _given(value: str | None, ask: Callable[[str, str], str], question: str, default: str) -> str:

@@ -198,6 +198,10 @@ def test_a_new_company_evaluates_its_own_orders_without_sending(
     assert "a mapped record" in out and '"user_id": "c0000"' in out
     assert "activity is derived from orders" in out
     assert 'timezone = "America/New_York"' in config.read_text()
+    assert "c0@example.com" not in out and "***@example.com" in out  # contacts masked
+    # The written settings' sources, checked again without writing.
+    assert main(["init", "--check"]) == 0
+    assert out.count("a mapped record") == capsys.readouterr().out.count("a mapped record") == 2
 
     assert main(["db", "upgrade"]) == 0
     assert main(["run", "pull"]) == 0
