@@ -6,7 +6,11 @@ Figures (higher ratio is better for Yunying):
 - postgres_rows_per_s: the same into PostgreSQL vs a bare psycopg COPY of the same rows;
 - http_rows_per_s: the HTTP source (1,000 per page, local server) vs a raw httpx loop fetching
   the same pages, each client in a process of its own;
-- peak_rss_mb: a pull of all events vs a pull of a tenth of them (flat memory: ratio ~1).
+- peak_rss_mb: a pull of all events vs a pull of a tenth of them (flat memory: ratio ~1);
+- {sqlite,postgres}_{users,orders}_rows_per_s: the demo's users and orders SQL sources into an
+  empty store vs a bare executemany (SQLite) or COPY (PostgreSQL) of the same source rows into
+  a table of the source's shape with the same key: loads users and orders at the speed of
+  events, empty store or not (issue 21: the first 20,000 orders once took 16 s).
 
 Each throughput figure alternates ours and its baseline `rounds` times, each time into an
 empty store, and reports the medians: this machine's speed drifts by a fifth within minutes,
@@ -104,6 +108,31 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
             lambda: _raw_httpx_in_subprocess(server.url),
         )
 
+    for entity, table, key in (("users", "src_users", "id"), ("orders", "src_orders", "order_no")):
+        source = f"app-{entity}"
+
+        def ours_sqlite(source: str = source) -> float:
+            url = _fresh_sqlite(work, f"store-{source}")
+            return float(_pull_in_subprocess(work, source_db, url, source=source)["rows_per_s"])
+
+        def bare_sqlite(table: str = table, key: str = key) -> float:
+            return _bare_sqlite_table(source_db, _fresh_file(work, "bare.db"), table, key)
+
+        figures[f"sqlite_{entity}_rows_per_s"] = _alternate(rounds, ours_sqlite, bare_sqlite)
+        admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            figures[f"postgres_{entity}_rows_per_s"] = _alternate(
+                rounds,
+                in_new_schema(
+                    lambda url, source=source: _pull_in_subprocess(
+                        work, source_db, url, source=source
+                    )["rows_per_s"]
+                ),
+                in_new_schema(lambda url, t=table, k=key: _bare_copy_table(source_db, url, t, k)),
+            )
+        finally:
+            admin.dispose()
+
     tenth = _pull_in_subprocess(
         work, source_db, _fresh_sqlite(work, "tenth"), limit=counts.events // 10
     )
@@ -148,9 +177,10 @@ def _pull_in_subprocess(
     store_url: str,
     http_url: str | None = None,
     limit: int | None = None,
+    source: str = "app-events",
 ) -> dict[str, Any]:
     sources = demo_sources(source_db, None)
-    events = next(s for s in sources if s.name == "app-events")
+    events = next(s for s in sources if s.name == source)
     if http_url:
         events = HttpSource(
             name="app-events",
@@ -167,9 +197,11 @@ def _pull_in_subprocess(
         YUNYING_HOME=str(work / "home"),
         YUNYING_DATABASE_URL=store_url,
         YUNYING_SOURCES=json.dumps([events.model_dump()]),
+        BENCH_SOURCE=source,
     )
     print(
-        f"ours {store_url.split(':')[0]} {'http' if http_url else 'sql'}: {result}", file=sys.stderr
+        f"ours {store_url.split(':')[0]} {'http' if http_url else 'sql'} {source}: {result}",
+        file=sys.stderr,
     )
     return result
 
@@ -230,6 +262,50 @@ def _bare_copy(source_db: Path, url: str) -> float:
     return total / (time.perf_counter() - started)
 
 
+def _table_rows(source_db: Path, table: str) -> tuple[list[str], Any]:
+    source = sqlite3.connect(source_db)
+    rows = source.execute(f"SELECT * FROM {table}")
+    return [d[0] for d in rows.description], rows
+
+
+def _bare_sqlite_table(source_db: Path, target: Path, table: str, key: str) -> float:
+    """A source table's rows into a table of its shape (text columns, the same key) with a
+    bare sqlite3 executemany per 20,000 rows."""
+    started = time.perf_counter()
+    connection = sqlite3.connect(target)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    columns, rows = _table_rows(source_db, table)
+    connection.execute(
+        f"CREATE TABLE bare ({', '.join(f'{c} TEXT' for c in columns)}, PRIMARY KEY ({key}))"
+    )
+    marks = ",".join("?" * len(columns))
+    total = 0
+    while chunk := rows.fetchmany(20_000):
+        connection.executemany(f"INSERT INTO bare VALUES ({marks})", chunk)
+        connection.commit()
+        total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def _bare_copy_table(source_db: Path, url: str, table: str, key: str) -> float:
+    """The same with a bare psycopg COPY per 20,000 rows."""
+    started = time.perf_counter()
+    columns, rows = _table_rows(source_db, table)
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE bare ({', '.join(f'{c} TEXT' for c in columns)}, PRIMARY KEY ({key}))"
+        )
+        total = 0
+        while chunk := rows.fetchmany(20_000):
+            with cursor.copy("COPY bare FROM STDIN") as copy:
+                for row in chunk:
+                    copy.write_row([None if v is None else str(v) for v in row])
+            connection.commit()
+            total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
 def _raw_httpx(url: str) -> float:
     started = time.perf_counter()
     total, cursor = 0, None
@@ -253,7 +329,7 @@ def _pull_once() -> dict[str, Any]:
     upgrade(settings.store_url)
     engine = create_store_engine(settings.store_url)
     started = time.perf_counter()
-    stats = pull_source(engine, settings, "app-events", "bench")
+    stats = pull_source(engine, settings, os.environ.get("BENCH_SOURCE", "app-events"), "bench")
     elapsed = time.perf_counter() - started
     return {
         "rows": stats.pulled,

@@ -48,6 +48,7 @@ def run(users: int, seed: int) -> dict[str, Any]:
             "YUNYING_CAMPAIGN_DIR": str(work / "campaigns"),
             "YUNYING_PROVIDERS__SMS_URL": f"{url}/v1/sms",
             "YUNYING_PROVIDERS__CONCURRENCY": str(CONCURRENCY),
+            "YUNYING_SENDING": "true",  # a new store would write files only
             "PREFECT_HOME": str(work / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
@@ -58,7 +59,7 @@ def run(users: int, seed: int) -> dict[str, Any]:
     _fill_store(users)
     try:
         figures: dict[str, Any] = {"benchmark": "send", "users": users}
-        naive = _naive_flow(f"{url}/v1/sms", NAIVE_MESSAGES)  # also starts Prefect's local API
+        naive = _naive_flow(f"{url}/v1/sms", min(users, NAIVE_MESSAGES))  # starts Prefect too
         for name, latency in (("sms", 0.0), ("sms_latency_50ms", 0.05)):
             provider.set_latency(latency)
             raw = asyncio.run(_raw_aiohttp(f"{url}/v1/sms", users, latency))

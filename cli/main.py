@@ -1,12 +1,15 @@
 """`yunying`: the command line for what people do by hand.
 
 yunying demo                     build the synthetic company and run the nightly chain
+yunying init                     write yunying.toml for your own data, checking each source
 yunying db upgrade               create or migrate the store
-yunying run FLOW [--date D]      run nightly | pull | reactivation | report locally
+yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
+yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) at the start
+yunying sending enable|disable|status   campaign messages to customers, or to files only
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from collections.abc import Sequence
 
 from cli.environment import prepare_prefect
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
-from yunying.errors import YunyingError
+from yunying.errors import ConfigError, YunyingError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if not getattr(args, "needs_settings", True):  # init writes the settings file
+            return int(args.handler(None, args) or 0)
         settings = load_settings(defer_secrets=True)
         prepare_prefect(settings.home)
         if secret_references(settings):  # read through Prefect, once its home is set
@@ -47,13 +52,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the existing store")
     demo.set_defaults(handler=_demo)
 
+    init = commands.add_parser(
+        "init", help="write yunying.toml for your data, checking each source"
+    )
+    from cli.init import add_arguments
+
+    add_arguments(init)
+    init.set_defaults(handler=_init, needs_settings=False)
+
     db = commands.add_parser("db", help="the store's schema")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(handler=_db)
 
     run = commands.add_parser("run", help="run a flow locally")
-    run.add_argument("flow", choices=["nightly", "pull", "reactivation", "report"])
+    run.add_argument("flow", choices=["nightly", "pull", "lifecycle", "reactivation", "report"])
     run.add_argument("--date", type=dt.date.fromisoformat, help="business date, default yesterday")
+    run.add_argument(
+        "--from",
+        dest="first",
+        type=dt.date.fromisoformat,
+        help="lifecycle: recompute from this date (to --date, and the dates computed after it)",
+    )
     run.add_argument("--campaign", default="winback")
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
@@ -77,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="recent flow runs with state and duration")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(handler=_runs)
+
+    sending = commands.add_parser(
+        "sending", help="send campaign messages to customers, or only to the file outbox"
+    )
+    sending.add_argument("action", choices=["enable", "disable", "status"])
+    sending.set_defaults(handler=_sending)
 
     payouts = commands.add_parser("payouts", help="a reward campaign's payout ledger")
     payouts.add_argument("action", choices=["show"])
@@ -102,6 +127,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(settings: Settings | None, args: argparse.Namespace) -> int:
+    from cli.init import run_init
+
+    return run_init(args)
+
+
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.store.migrate import upgrade
 
@@ -111,14 +142,27 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.first is not None and args.flow != "lifecycle":
+        raise ConfigError("--from applies to `run lifecycle` only")
     if args.flow == "nightly":
         from flows.nightly import nightly
 
         print(nightly(business_date=args.date, campaign=args.campaign))
+        _warn_if_sending_off(settings)
     elif args.flow == "pull":
         from flows.pull import pull_sources
 
         print(pull_sources())
+        _say_how_activity_is_derived(settings)
+    elif args.flow == "lifecycle":
+        from flows.lifecycle import lifecycle_range
+
+        result = lifecycle_range(business_date=args.date, first=args.first)
+        print(f"lifecycle computed for {result['dates'][0]} .. {result['dates'][-1]};")
+        print("nothing was sent (run reactivation to send)")
+        for line in result["recomputed"]:
+            print(f"  {line}")
+        print("users per state: " + ", ".join(f"{k} {v}" for k, v in result["lifecycle"].items()))
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation
 
@@ -127,11 +171,60 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 campaign=args.campaign, business_date=args.date, resend_failed=args.resend_failed
             )
         )
+        _warn_if_sending_off(settings)
     else:
         from flows.report import report
 
         print(report(business_date=args.date, force=args.force))
     return 0
+
+
+def _sending(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.messaging.sending import sending_enabled, set_sending
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            if args.action != "status":
+                set_sending(session, args.action == "enable")
+        with session_scope(engine) as session:
+            on = sending_enabled(session, settings)
+    finally:
+        engine.dispose()
+    where = (
+        "to customers on the configured channels" if on else f"to files in {settings.outbox_path}"
+    )
+    pinned = "" if settings.sending is None else " (the setting `sending` decides, not the store)"
+    print(f"sending is {'on' if on else 'off'}: campaign messages go {where}{pinned}")
+    return 0
+
+
+def _say_how_activity_is_derived(settings: Settings) -> None:
+    from yunying.lifecycle.activity import describe_activity, stored_entities
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            note = describe_activity(stored_entities(session), settings.lifecycle)
+    finally:
+        engine.dispose()
+    if note:
+        print(f"activity: {note}")
+
+
+def _warn_if_sending_off(settings: Settings) -> None:
+    from yunying.messaging.sending import off_notice
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        notice = off_notice(engine, settings)
+    finally:
+        engine.dispose()
+    if notice:
+        print(f"\n*** {notice} ***\n", file=sys.stderr)
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:

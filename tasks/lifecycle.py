@@ -10,7 +10,13 @@ from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
-from yunying.lifecycle.states import TIERS, LifecycleSummary, compute_lifecycle, dates_to_compute
+from yunying.lifecycle.states import (
+    TIERS,
+    LifecycleSummary,
+    compute_lifecycle,
+    dates_to_compute,
+    plan_dates,
+)
 from yunying.store.engine import session_scope
 
 
@@ -20,18 +26,33 @@ def lifecycle_dates(settings: Settings, business_date: dt.date) -> list[dt.date]
         return dates_to_compute(session, business_date, settings.lifecycle.catch_up_days)
 
 
-@task(name="lifecycle", task_run_name="lifecycle-{business_date}", **RETRY_TRANSIENT)
-def lifecycle(settings: Settings, business_date: dt.date) -> LifecycleSummary:
+@task(name="lifecycle-plan", **RETRY_TRANSIENT)
+def lifecycle_plan(
+    settings: Settings, business_date: dt.date, first: dt.date | None
+) -> tuple[list[dt.date], bool]:
     with session_scope(engine_for(settings.store_url)) as session:
-        summary = compute_lifecycle(session, business_date, settings.lifecycle)
-    get_run_logger().info("users per state on %s: %s", business_date, summary.by_state)
+        return plan_dates(session, business_date, first, settings.lifecycle.catch_up_days)
+
+
+@task(name="lifecycle", task_run_name="lifecycle-{business_date}", **RETRY_TRANSIENT)
+def lifecycle(
+    settings: Settings, business_date: dt.date, recompute: bool = False
+) -> LifecycleSummary:
+    # The rewind and the first recomputed date commit together: a retry starts again cleanly.
+    with session_scope(engine_for(settings.store_url)) as session:
+        summary = compute_lifecycle(session, business_date, settings.lifecycle, recompute)
+    logger = get_run_logger()
+    if summary.recomputed_all:
+        logger.warning("%s: %s", business_date, summary.recomputed_all)
+    logger.info("users per state on %s: %s", business_date, summary.by_state)
     create_table_artifact(
         key="lifecycle-states",
         table=[
             {"state": state, "users": users, **summary.by_tier[state]}
             for state, users in summary.by_state.items()
         ],
-        description=f"Users per lifecycle state and RFM tier ({'/'.join(TIERS)}), {business_date}",
+        description=f"Users per lifecycle state and RFM tier ({'/'.join(TIERS)}), {business_date}"
+        + (f" ({summary.recomputed_all})" if summary.recomputed_all else ""),
     )
     create_table_artifact(
         key="lifecycle-transitions",

@@ -11,7 +11,9 @@ from prefect.runtime import flow_run
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.lifecycle.activity import describe_activity, stored_entities
 from yunying.sources.pull import pull_source
+from yunying.store.engine import session_scope
 
 
 @task(name="pull-source", task_run_name="pull-{name}", **RETRY_TRANSIENT)
@@ -36,3 +38,14 @@ def pull(settings: Settings, name: str) -> dict[str, Any]:
         stats.reasons or "",
     )
     return {"source": name, **asdict(stats)}
+
+
+@task(name="activity-basis", **RETRY_TRANSIENT)
+def activity_basis(settings: Settings) -> str | None:
+    """How activity is derived when the store has users but no events, else None."""
+    with session_scope(engine_for(settings.store_url)) as session:
+        entities = stored_entities(session)
+    note = describe_activity(entities, settings.lifecycle)
+    if note:
+        get_run_logger().warning(note)
+    return note

@@ -12,10 +12,10 @@ from prefect.logging import get_run_logger
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
 from yunying.messaging.campaign import Campaign, find_campaign
-from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, counts_by_channel, next_retry_at, plan, requeue_failed
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
+from yunying.messaging.sending import campaign_channels, off_notice
 from yunying.store.engine import session_scope
 
 
@@ -39,7 +39,11 @@ def plan_outbox(
             requeued = requeue_failed(session, campaign.name, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
         planned = plan(session, campaign, business_date)
-    get_run_logger().info("outbox for %s on %s: %s", campaign.name, business_date, planned)
+    logger = get_run_logger()
+    logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
+    notice = off_notice(engine_for(settings.store_url), settings)
+    if notice:
+        logger.warning(notice)
     return planned
 
 
@@ -53,7 +57,7 @@ def send(
         campaign,
         business_date,
         worker,
-        channels_for(settings),
+        campaign_channels(engine_for(settings.store_url), settings),
         limit,
         pace=provider_pace if settings.providers.rate_limits else None,
     )

@@ -102,6 +102,9 @@ def settings(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("YUNYING_DATABASE_URL", store_url)
     monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(REPO / "deployments" / "campaigns"))
     monkeypatch.setenv("YUNYING_REWARD_DIR", str(REPO / "deployments" / "rewards"))
+    # The suite drives real (local) channels; a new store's default, sending off, is tested
+    # with the variable removed (tests/integration/test_first_run.py).
+    monkeypatch.setenv("YUNYING_SENDING", "true")
     return load_settings()
 
 

@@ -116,6 +116,9 @@ class LifecycleSettings(BaseModel):
     monetary_spend: tuple[PositiveInt, PositiveInt] = (100, 500)
     tier_points: tuple[PositiveInt, PositiveInt] = (5, 8)  # total for `mid`, for `high`
     activity_events: list[str] = Field(default_factory=list)  # empty: every event counts
+    # A placed order is activity (its local day is an active day): a store with users and
+    # orders but no events still has active users. Applies to orders loaded from then on.
+    orders_are_activity: bool = True
 
     @model_validator(mode="after")
     def _churn_after_active(self) -> LifecycleSettings:
@@ -153,14 +156,21 @@ class Settings(BaseSettings):
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
-    # The company's money and language (the daily report): ISO 4217 code and a locale
-    # (zh-CN or en). Orders in another currency are converted at `exchange_rates` (company
-    # currency per unit, e.g. {USD = 7.1}) or else reported apart, never summed in.
+    # The company's money and language (the report's, and the locale of users whose record has
+    # none): ISO 4217 code and zh-CN or en. Orders in another currency are converted at
+    # `exchange_rates` (company currency per unit, e.g. {USD = 7.1}) or reported apart.
     currency: str = "CNY"
     default_locale: str = "zh-CN"
     exchange_rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
     # The cash value of one reward point in `currency`; unset, points have no cash cost or ROI.
     point_value: Annotated[Decimal, Field(gt=0)] | None = None
+
+    # None: as the store says (`yunying sending enable|disable`; off on a new store, so
+    # messages go to the file outbox); True/False: this setting decides, whatever the store says.
+    sending: bool | None = None
+    # A pull stops when more than this share of a batch (of at least 100 records) is rejected:
+    # a mapping gone wrong rejects everything and should not end as a completed run.
+    max_rejected_share: float = Field(default=0.5, gt=0, le=1)
 
     @field_validator("timezone")
     @classmethod
@@ -324,7 +334,13 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
         where = ""
-        if env_prefix:
+        if env_prefix and any(isinstance(part, int) for part in error["loc"]):
+            # An item of a list (a source) has no variable of its own: the whole list has.
+            top = str(error["loc"][0])
+            where = (
+                f" (set it in yunying.toml, or the whole list as JSON in {env_prefix}{top.upper()})"
+            )
+        elif env_prefix:
             env_name = env_prefix + "__".join(str(p) for p in error["loc"] if isinstance(p, str))
             where = f" (set it in yunying.toml or {env_name.upper()})"
         lines.append(f"invalid setting {field!r}: {error['msg']}{where}")

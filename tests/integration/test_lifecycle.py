@@ -78,7 +78,7 @@ def hard_cases(zone: str) -> tuple[list[dict[str, object]], list[dict[str, objec
 
 
 def reference_states(
-    users: dict[str, tuple[dt.date, int, float]],
+    users: dict[str, tuple[dt.date, list[tuple[dt.date, float]]]],
     active_days: dict[str, set[dt.date]],
     dates: list[dt.date],
 ) -> list[dict[str, tuple[str, str]]]:
@@ -87,9 +87,12 @@ def reference_states(
     previous: dict[str, tuple[str, dt.date]] = {}
     for day in dates:
         today: dict[str, tuple[str, str]] = {}
-        for uid, (signup, orders, revenue) in users.items():
+        for uid, (signup, paid) in users.items():
             if signup > day:
                 continue
+            # RFM as of the date: only the orders placed up to it.
+            orders = sum(1 for placed, _ in paid if placed <= day)
+            revenue = sum(amount for placed, amount in paid if placed <= day)
             seen = [d for d in active_days.get(uid, ()) if d <= day]
             reference = max(seen) if seen else signup
             idle = (day - reference).days
@@ -102,7 +105,7 @@ def reference_states(
                     prev_state == "returned" and (day - prev_since).days < RULES.returned_days
                 )
                 state = "returned" if came_back or still_returning else "active"
-            elif idle <= RULES.churn_days:
+            elif idle < RULES.churn_days:  # half-open: idle exactly churn_days is churned
                 state = "silent"
             else:
                 state = "churned"
@@ -150,20 +153,23 @@ def test_states_tiers_and_transitions_match_reference(
         user_rows = session.execute(select(User.user_id, User.signup_at)).all()
         event_rows = session.execute(select(Event.user_id, Event.occurred_at)).all()
         order_rows = session.execute(
-            select(Order.user_id, Order.amount).where(Order.status == "paid")
+            select(Order.user_id, Order.amount, Order.created_at).where(Order.status == "paid")
         ).all()
     zone_info = ZoneInfo(zone)
 
     def local(moment: dt.datetime) -> dt.date:
         return moment.replace(tzinfo=dt.UTC).astimezone(zone_info).date()
 
-    spend: dict[str, list[float]] = defaultdict(list)
-    for uid, amount in order_rows:
-        spend[uid].append(float(amount))
-    reference_users = {uid: (local(s), len(spend[uid]), sum(spend[uid])) for uid, s in user_rows}
+    spend: dict[str, list[tuple[dt.date, float]]] = defaultdict(list)
+    for uid, amount, placed in order_rows:
+        spend[uid].append((local(placed), float(amount)))
+    reference_users = {uid: (local(s), spend[uid]) for uid, s in user_rows}
     seen: dict[str, set[dt.date]] = defaultdict(set)
     for uid, moment in event_rows:
         seen[uid].add(local(moment))
+    with session_scope(engine) as session:  # a placed order is activity, whatever its status
+        for uid, moment in session.execute(select(Order.user_id, Order.created_at)):
+            seen[uid].add(local(moment))
     for row in (row for day_rows in arriving.values() for row in day_rows):
         seen[row[1]].add(dt.date.fromisoformat(row[4]))
 
@@ -204,7 +210,7 @@ def test_states_tiers_and_transitions_match_reference(
     assert [first_day[f"h-edge-{n}"][0] for n in (6, 7, 30, 31)] == [
         "active",
         "silent",
-        "silent",
+        "churned",
         "churned",
     ]
     assert first_day["h-midnight"][0] == "active"
@@ -219,7 +225,7 @@ def test_states_tiers_and_transitions_match_reference(
     }
 
 
-def test_rerun_changes_nothing_and_dates_run_in_order(
+def test_rerun_changes_nothing_and_an_earlier_date_names_the_recompute(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
     settings = company_settings(settings, tmp_path, users=150)
@@ -234,7 +240,7 @@ def test_rerun_changes_nothing_and_dates_run_in_order(
             ).scalars()
             snapshot.append(([(r.user_id, r.state, r.since, r.prev_state) for r in rows], summary))
     assert snapshot[0] == snapshot[1]
-    with session_scope(engine) as session, pytest.raises(PermanentError, match="in order"):
+    with session_scope(engine) as session, pytest.raises(PermanentError, match="--from"):
         compute_lifecycle(session, day - dt.timedelta(days=1), RULES)
 
 

@@ -92,7 +92,13 @@ def test_bad_events_say_why(raw: dict[str, object], reason: str) -> None:
 
 def test_orders_reject_negative_and_non_numeric_amounts() -> None:
     base = {"order_id": "o1", "user_id": "u1", "created_at": "2026-01-01T00:00:00Z"}
-    assert to_order_row({**base, "amount": "12.345"}, SHANGHAI)["amount"] == Decimal("12.34")
+    # Whole cents only: a fraction of a cent is refused, not rounded away (0.004 -> 0.00).
+    for fraction in ("12.345", "0.004", 0.001):
+        with pytest.raises(InvalidRecord, match="not a whole number of cents"):
+            to_order_row({**base, "amount": fraction}, SHANGHAI)
+    # A binary float's noise is not a fraction of a cent.
+    assert to_order_row({**base, "amount": 0.1 + 0.2}, SHANGHAI)["amount"] == Decimal("0.30")
+    assert to_order_row({**base, "amount": "0"}, SHANGHAI)["amount"] == Decimal("0.00")
     with pytest.raises(InvalidRecord, match="negative"):
         to_order_row({**base, "amount": "-3"}, SHANGHAI)
     with pytest.raises(InvalidRecord, match="not a number"):
@@ -100,7 +106,7 @@ def test_orders_reject_negative_and_non_numeric_amounts() -> None:
     with pytest.raises(InvalidRecord, match="currency"):
         to_order_row({**base, "amount": "1", "currency": "yuan"}, SHANGHAI)
     # The stores hold amounts below 10^12 with two decimals.
-    top = to_order_row({**base, "amount": "999999999999.994"}, SHANGHAI)["amount"]
+    top = to_order_row({**base, "amount": "999999999999.99"}, SHANGHAI)["amount"]
     assert top == Decimal("999999999999.99")
     for too_big in ("999999999999.995", 10**12, "1e30", "1e400"):
         with pytest.raises(InvalidRecord, match="is not below 1,000,000,000,000"):

@@ -1,30 +1,36 @@
 """Lifecycle states (用户分层) and RFM tiers as of a business date, computed set-based.
 
 States, with inactive days = business date - last active day (or the signup day when the
-user was never active), all in the company's time zone:
+user was never active), all in the company's time zone; the ranges are half-open:
 
-- `new`       signed up within `new_days` (takes precedence over everything else);
-- `active`    inactive fewer than `active_days`;
+- `new`       signed up fewer than `new_days` ago (takes precedence over everything else);
+- `active`    inactive < `active_days`;
 - `returned`  active again after being `silent` or `churned`; stays `returned` for
               `returned_days` after the day it returned, then becomes `active`;
-- `silent`    inactive `active_days` .. `churn_days` days;
-- `churned`   inactive more than `churn_days`.
+- `silent`    `active_days` <= inactive < `churn_days`;
+- `churned`   inactive >= `churn_days`.
 
 RFM scores 1..3 from configurable cut points (defaults): recency from inactive days (<7, <30),
 frequency from paid orders (>=2, >=5), monetary from spend (>=100, >=500); tier `high` when
-the sum >= 8, `mid` >= 5, else `low`.
+the sum >= 8, `mid` >= 5, else `low`. Orders count as of the business date: an order placed
+after it does not raise an earlier date's tier.
 
 A run for a date rewrites only the `lifecycle_states` rows whose state or scores changed
 (state, since, and the state before that), adds one `lifecycle_transitions` row per user whose
 state changed on that date, moves the users per state and tier in `lifecycle_counts` by
-those changes, and records the date in `lifecycle_runs`. `lifecycle_states` (and the counts)
-always describe the latest date run. Rerunning the same date gives the same rows; dates run
-in order.
+those changes, and records the date with a fingerprint of the lifecycle settings in
+`lifecycle_runs`. `lifecycle_states` (and the counts) always describe the latest date run.
+Rerunning the same date gives the same rows. A run whose settings differ from the last run's
+looks at every user. An earlier date is recomputed with `recompute=True`: the states are put
+back as they were before it (from the transitions) and the caller runs the dates from it on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +64,7 @@ from yunying.store.models import (
     LifecycleScratch,
     LifecycleState,
     LifecycleTransition,
+    Order,
     User,
     UserFacts,
 )
@@ -72,6 +79,9 @@ class LifecycleSummary:
     by_state: dict[str, int]
     by_tier: dict[str, dict[str, int]]  # state -> tier -> users
     transitions: dict[tuple[str | None, str], int]
+    # Why every user was looked at, when the run could not rely on the last one (settings
+    # changed, a recomputed range), else None.
+    recomputed_all: str | None = None
 
 
 def latest_date(session: Session) -> dt.date | None:
@@ -89,24 +99,69 @@ def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: in
     return [first + dt.timedelta(days=i) for i in range((business_date - first).days + 1)]
 
 
+def settings_fingerprint(rules: LifecycleSettings) -> str:
+    """A hash of the settings a run's states depend on (not how far back a new store starts)."""
+    kept = rules.model_dump(mode="json", exclude={"catch_up_days"})
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def plan_dates(
+    session: Session, business_date: dt.date, first: dt.date | None, catch_up_days: int
+) -> tuple[list[dt.date], bool]:
+    """The dates a lifecycle run computes, in order, and whether the first is a recompute
+    (an earlier date than the latest computed, whose states are put back first).
+
+    Without `first`, the missed nights up to `business_date` (`dates_to_compute`), or, when
+    `business_date` is before the latest computed date, from it on. With `first`, every date
+    from `first`; either way a recompute goes on to the latest computed date, so the states
+    and transitions after the range follow from the recomputed ones."""
+    latest = latest_date(session)
+    if first is None:
+        if latest is None or business_date > latest:
+            return dates_to_compute(session, business_date, catch_up_days), False
+        first = business_date
+    if first > business_date:
+        raise PermanentError(f"--from {first} is after --date {business_date}")
+    last = max(business_date, latest) if latest is not None else business_date
+    dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    return dates, latest is not None and first <= latest
+
+
 def compute_lifecycle(
-    session: Session, business_date: dt.date, rules: LifecycleSettings
+    session: Session, business_date: dt.date, rules: LifecycleSettings, recompute: bool = False
 ) -> LifecycleSummary:
     """Compute every user's state as of the date, writing only the users whose state or
-    tier changed: the nightly cost is one read of users and facts, plus the changes."""
+    tier changed: the nightly cost is one read of users and facts, plus the changes.
+    `recompute` first puts the states back as they were before the date (the dates after
+    it are to be run again, in order, by the caller)."""
+    fingerprint = settings_fingerprint(rules)
+    recomputed_all: str | None = None
+    if recompute:
+        _rewind(session, business_date)
+        recomputed_all = f"recomputed from {business_date}"
     latest = session.execute(
-        select(LifecycleRun.business_date, LifecycleRun.computed_at)
+        select(
+            LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
+        )
         .order_by(LifecycleRun.business_date.desc())
         .limit(1)
     ).first()
     if latest is not None and latest.business_date > business_date:
         raise PermanentError(
-            f"lifecycle already computed for {latest.business_date}; dates run in order, "
-            f"so {business_date} cannot be computed again"
+            f"lifecycle already computed for {latest.business_date}, after {business_date}: "
+            f"to recompute from {business_date}, run "
+            f"`yunying run lifecycle --from {business_date} --date {latest.business_date}`"
+        )
+    if latest is not None and recomputed_all is None and latest.settings_fingerprint != fingerprint:
+        recomputed_all = (
+            f"lifecycle settings changed since the run for {latest.business_date}:"
+            " every user recomputed"
         )
     day = literal(business_date, Date)
     started = utcnow()
-    candidates = _candidates(session, business_date, latest, rules)
+    candidates = (
+        None if recomputed_all is not None else _candidates(session, business_date, latest, rules)
+    )
     if candidates is not None:
         if is_postgres(session):
             # A few thousand key lookups beat hashing every row of a table; the default cost
@@ -202,14 +257,74 @@ def compute_lifecycle(
             # Every row may be new: give the planner of the next nights the table's size.
             session.execute(text("ANALYZE lifecycle_states"))
     run = upsert_insert(session, LifecycleRun).values(
-        business_date=business_date, computed_at=started
+        business_date=business_date, computed_at=started, settings_fingerprint=fingerprint
     )
     session.execute(
         run.on_conflict_do_update(
-            index_elements=["business_date"], set_={"computed_at": run.excluded.computed_at}
+            index_elements=["business_date"],
+            set_={
+                "computed_at": run.excluded.computed_at,
+                "settings_fingerprint": run.excluded.settings_fingerprint,
+            },
         )
     )
-    return summarise(session, business_date)
+    summary = summarise(session, business_date)
+    return dataclasses.replace(summary, recomputed_all=recomputed_all)
+
+
+def _rewind(session: Session, business_date: dt.date) -> None:
+    """Put `lifecycle_states` back as of the day before `business_date`, from the transitions
+    before it (a user's last one gives state and since, the one before it prev_since), and
+    forget the runs and transitions from that date on. The scores are unknown (0), so the
+    next run rewrites every row; users first seen from that date on are dropped."""
+    session.execute(
+        delete(LifecycleTransition).where(LifecycleTransition.business_date >= business_date)
+    )
+    session.execute(delete(LifecycleRun).where(LifecycleRun.business_date >= business_date))
+    session.execute(delete(LifecycleState))
+    t = LifecycleTransition
+    ordered = (
+        select(
+            t.user_id,
+            t.to_state,
+            t.business_date,
+            t.from_state,
+            func.lag(t.business_date)
+            .over(partition_by=t.user_id, order_by=t.business_date)
+            .label("before"),
+            func.row_number()
+            .over(partition_by=t.user_id, order_by=t.business_date.desc())
+            .label("newest"),
+        )
+        .where(t.business_date < business_date)
+        .subquery()
+    )
+    session.execute(
+        insert(LifecycleState).from_select(
+            [
+                "user_id",
+                "state",
+                "since",
+                "prev_state",
+                "prev_since",
+                "recency_score",
+                "frequency_score",
+                "monetary_score",
+                "tier",
+            ],
+            select(
+                ordered.c.user_id,
+                ordered.c.to_state,
+                ordered.c.business_date,
+                ordered.c.from_state,
+                ordered.c.before,
+                literal(0),
+                literal(0),
+                literal(0),
+                literal(""),
+            ).where(ordered.c.newest == 1),
+        )
+    )
 
 
 def _empty(session: Session, table: type[LifecycleScratch | LifecycleCandidate]) -> None:
@@ -281,7 +396,7 @@ def _candidates(
 
     thresholds = {
         rules.active_days,
-        rules.churn_days + 1,
+        rules.churn_days,
         *rules.recency_days,
     }
     parts: list[Select[tuple[str]]] = [
@@ -290,6 +405,8 @@ def _candidates(
             UserFacts.last_active_day > last, UserFacts.last_active_day <= business_date
         ),
         select(User.user_id).where(User.signup_day > last, User.signup_day <= business_date),
+        # Orders placed since the last run date now count, even if loaded long before.
+        select(Order.user_id).where(Order.day > last, Order.day <= business_date),
         select(User.user_id).where(crossed(User.signup_day, rules.new_days)),
         # A state's `since` is the date of the transition into it.
         select(LifecycleTransition.user_id).where(
@@ -332,13 +449,32 @@ def _new_states(
         (UserFacts.last_active_day <= day, UserFacts.last_active_day),
         else_=last_active_then,
     )
+    # Likewise orders: the facts count every paid order so far, so a user with one that may
+    # be after the date (in any time zone: UTC+14 is the earliest) is counted from `orders`.
+    surely_before = dt.datetime.combine(business_date, dt.time()) + dt.timedelta(hours=10)
+    facts_hold = UserFacts.last_order_at.is_(None) | (UserFacts.last_order_at < surely_before)
+
+    def paid_then(measure: Any) -> Any:
+        return (
+            select(measure)
+            .where(Order.user_id == User.user_id, Order.status == "paid", Order.day <= day)
+            .scalar_subquery()
+        )
+
+    orders_then = case(
+        (facts_hold, func.coalesce(UserFacts.order_count, 0)), else_=paid_then(func.count())
+    )
+    revenue_then = case(
+        (facts_hold, func.coalesce(UserFacts.revenue, 0)),
+        else_=paid_then(func.coalesce(func.sum(Order.amount), 0)),
+    )
     rows = (
         select(
             User.user_id.label("user_id"),
             User.signup_day.label("signup_day"),
             func.coalesce(last_active, User.signup_day).label("reference_day"),
-            func.coalesce(UserFacts.order_count, 0).label("orders"),
-            func.coalesce(UserFacts.revenue, 0).label("revenue"),
+            orders_then.label("orders"),
+            revenue_then.label("revenue"),
             # The state before this date: a row changed on this very date (by an earlier run
             # of it) still remembers what it was before.
             case((old.since == day, old.prev_state), else_=old.state).label("before_state"),
@@ -370,7 +506,7 @@ def _new_states(
             "returned",
         ),
         (is_active, "active"),
-        (base.c.reference_day >= churn_cutoff, "silent"),
+        (base.c.reference_day > churn_cutoff, "silent"),
         else_="churned",
     )
     recent, lapsed = rules.recency_days

@@ -14,10 +14,11 @@ from sqlalchemy import Engine, select
 from yunying.config import Settings
 from yunying.errors import TemplateError
 from yunying.messaging.campaign import Campaign, QuietHours
-from yunying.messaging.channels import Channel, channels_for
+from yunying.messaging.channels import Channel
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
+from yunying.messaging.sending import campaign_channels
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import User, UserFacts
@@ -117,7 +118,7 @@ def send_all(
     now: dt.datetime | None = None,
 ) -> Counter[str]:
     """Send batches until none is due; returns the messages per outcome."""
-    channels = channels_for(settings)
+    channels = campaign_channels(engine, settings)  # the file outbox while sending is off
     totals: Counter[str] = Counter()
     while True:
         result = send_batch(engine, settings, campaign, business_date, worker, channels, limit, now)

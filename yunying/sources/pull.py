@@ -10,6 +10,7 @@ and the store work at the same time; a few batches wait in memory, never the who
 from __future__ import annotations
 
 import gc
+import json
 import queue
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import TypeVar
 from sqlalchemy import Engine, make_url
 
 from yunying.config import Settings
+from yunying.errors import PermanentError
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
 from yunying.sources.load import (
     EventsText,
@@ -36,6 +38,7 @@ from yunying.sources.load import (
     set_watermark,
     validate,
 )
+from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import Batch, read_source
 from yunying.sources.records import Row
@@ -58,33 +61,61 @@ def pull_source(
     total = LoadStats(watermark=watermark)
     postgres = engine.dialect.name == "postgresql"
 
-    def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
+    is_reread = reread_test(source, watermark)
+
+    def read_and_validate() -> Iterator[
+        tuple[LoadStats, list[Row] | EventsText, tuple[Rejects, Rejects]]
+    ]:
+        checked = False
         for batch in read_batches(source, watermark, loaded):
+            if not checked and batch.records:  # refused before anything is stored
+                exact = batch.columns is not None or (
+                    isinstance(source, FileSource) and source.format == "csv"
+                )
+                check_mapping(source, columns_of(batch.records, batch.columns), exact)
+                checked = True
             rows, rejects = validate(
                 source.entity, batch.records, source.mapping, settings.zone, batch.columns
             )
             rejects += batch.unreadable
+            again: Rejects = []
+            if is_reread is not None and rejects:
+                again = [r for r in rejects if is_reread(r[0])]
+                rejects = [r for r in rejects if not is_reread(r[0])]
+            refuse_mostly_rejected(
+                name,
+                len(batch.records) + len(batch.unreadable),
+                rejects,
+                settings.max_rejected_share,
+            )
             stats = LoadStats(
                 pulled=len(batch.records) + len(batch.unreadable),
                 rejected=len(rejects),
                 watermark=batch.watermark,
             )
-            for _, reason in rejects:
+            stats.rejected += len(again)
+            for _, reason in rejects + again:
                 field_name = reason.split(":", 1)[0]
                 stats.reasons[field_name] = stats.reasons.get(field_name, 0) + 1
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
-            yield stats, events_text(rows, postgres) if source.entity == "events" else rows, rejects
+            rows_out = events_text(rows, postgres) if source.entity == "events" else rows
+            yield stats, rows_out, (rejects, again)
 
     with quick_handoffs(), rare_collections():
-        for stats, rows, rejects in read_ahead(read_and_validate()):
+        for stats, rows, (rejects, again) in read_ahead(read_and_validate()):
             with session_scope(engine) as session:
                 if isinstance(rows, EventsText):
                     stats.inserted = load_events(session, rows, settings.lifecycle.activity_events)
                 else:
                     stats.inserted, stats.updated = load_rows(
-                        session, source.entity, rows, uuid.uuid4().hex
+                        session,
+                        source.entity,
+                        rows,
+                        uuid.uuid4().hex,
+                        orders_are_activity=settings.lifecycle.orders_are_activity,
                     )
                 reject(session, name, run_id, rejects)
+                reject(session, name, run_id, again, only_new=True)
                 if stats.watermark is not None:
                     set_watermark(session, name, stats.watermark)
                     if isinstance(source, FileSource):  # the batch ended a file: its path
@@ -93,6 +124,50 @@ def pull_source(
             if on_batch is not None:
                 on_batch(total)
     return total
+
+
+def reread_test(source: SourceConfig, watermark: str | None) -> Callable[[str], bool] | None:
+    """For an incremental SQL source, whether a rejected record (its raw JSON) is a row an
+    earlier pull read too: `>=` the watermark reads the rows at it again, and rows whose
+    column is NULL are read on every pull. Their rejects are stored once, not each time."""
+    column = source.incremental_column if isinstance(source, SqlSource) else None
+    if column is None or watermark is None:
+        return None
+    mark = watermark
+
+    def at_or_before(raw: str) -> bool:
+        try:
+            value = json.loads(raw).get(column)
+        except (ValueError, AttributeError):
+            return False
+        if value is None:
+            return True
+        try:
+            return float(value) <= float(mark)
+        except (TypeError, ValueError):
+            return str(value) <= mark
+
+    return at_or_before
+
+
+# Fewer records than this in a batch say too little to stop a pull on.
+MIN_RECORDS_TO_JUDGE = 100
+
+
+def refuse_mostly_rejected(source: str, records: int, rejects: Rejects, share: float) -> None:
+    """PermanentError, before the batch is stored, when more than `share` of a batch of at
+    least MIN_RECORDS_TO_JUDGE records is rejected: a wrong mapping or format, not bad rows."""
+    if records < MIN_RECORDS_TO_JUDGE or len(rejects) <= share * records:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in rejects:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    top = "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1])[:3])
+    raise PermanentError(
+        f"source {source}: {len(rejects)} of {records} records of a batch rejected ({top});"
+        f" the pull stopped before storing the batch. Fix the source's mapping or format, or"
+        f" raise the setting max_rejected_share (now {share})"
+    )
 
 
 def read_batches(

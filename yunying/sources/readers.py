@@ -14,11 +14,12 @@ import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from yunying.errors import ConfigError, TransientError
@@ -60,6 +61,7 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
             base += f" WHERE {column} >= :watermark OR {column} IS NULL"
             params["watermark"] = _looked_back(watermark, source.lookback)
         base += f" ORDER BY {column}"
+    _sqlite_file_exists(source)
     engine = create_store_engine(source.url)
     try:
         with engine.connect() as connection:
@@ -73,6 +75,22 @@ def read_sql(source: SqlSource, watermark: str | None) -> Iterator[Batch]:
         raise ConfigError(f"source {source.name}: query failed: {exc.orig}") from exc
     finally:
         engine.dispose()
+
+
+def _sqlite_file_exists(source: SqlSource) -> None:
+    """A SQLite source's file must exist: SQLite would create an empty one and every read
+    would fail as if the database were unreachable, retried in vain."""
+    url = make_url(source.url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    if path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"source {source.name}: file not found: {Path(path).resolve()}"
+            f" (from its url {source.url!r}; fix the path in yunying.toml)"
+        )
 
 
 def _last_mark(rows: Sequence[Any], index: int) -> str | None:
@@ -151,7 +169,13 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
             params[source.cursor_param] = watermark
         if source.pagination == "link" and watermark:
             url, params = watermark, {}
-        page = 1
+        # Page numbers: the last page read had items, and may gain more; start there again
+        # (its items are upserted, not added twice) instead of from page 1.
+        page = (
+            int(watermark)
+            if source.pagination == "page" and watermark and watermark.isdigit()
+            else 1
+        )
         # Pages are gathered into batches of about batch_size: each batch is a transaction.
         pending: list[Any] = []
         pending_mark: str | None = None
@@ -173,6 +197,8 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                 )
             previous = items
             url, mark = _next_page(source, body, response, url, params)
+            if source.pagination == "page":
+                mark = str(page) if items else None
             page += 1
             pending += items
             pending_mark = mark or pending_mark

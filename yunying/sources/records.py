@@ -491,4 +491,12 @@ def _amount(raw: Mapping[str, Any], field: str) -> Decimal:
         raise InvalidRecord(f"{field}: negative amount {amount}")
     if amount >= MAX_AMOUNT - Decimal("0.005"):  # it would round to MAX_AMOUNT or more
         raise InvalidRecord(f"{field}: {str(value)[:40]} is not below {MAX_AMOUNT:,}")
-    return amount.quantize(Decimal("0.01"))
+    cents = amount.quantize(Decimal("0.01"))
+    # The store keeps whole cents: a fraction of a cent (0.004 would have become 0.00) is
+    # refused, not rounded away. A binary float's noise (19.990000000000002) is not one.
+    if abs(amount - cents) > _FLOAT_NOISE:
+        raise InvalidRecord(f"{field}: {str(value)[:40]} is not a whole number of cents")
+    return cents
+
+
+_FLOAT_NOISE = Decimal("1e-9")

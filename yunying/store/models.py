@@ -162,6 +162,19 @@ class LifecycleRun(Base):
 
     business_date: Mapped[dt.date] = mapped_column(primary_key=True)
     computed_at: Mapped[dt.datetime]
+    # The lifecycle settings the run used: a run under other settings recomputes every user.
+    settings_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class StoreSwitch(Base):
+    """A switch kept in the store, so it holds for every process: `sending` (off on a new
+    store until the company turns it on)."""
+
+    __tablename__ = "store_switches"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bool]
+    changed_at: Mapped[dt.datetime]
 
 
 class LifecycleState(Base):

@@ -1,0 +1,218 @@
+"""`yunying init`: write yunying.toml for the company's own data, checking each source.
+
+Every answer comes from a flag, else a prompt when the terminal is interactive, else its
+default. Each source is read a few rows through its mapping before anything is written: a
+mapping to a missing column, a missing file or an unreachable database stops `init` with
+the reason, and the file is not written. A new store starts with sending off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yunying.config import Settings, describe_validation_error
+from yunying.errors import ConfigError, YunyingError
+from yunying.lifecycle.activity import describe_activity
+from yunying.sources.config import FIELDS
+from yunying.sources.sample import sample_source
+
+ENTITIES = ("users", "orders", "events")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="where to write (default yunying.toml)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="read a few rows of each source of the existing settings; write nothing",
+    )
+    parser.add_argument("--timezone", help="the company's IANA time zone, e.g. America/New_York")
+    parser.add_argument("--locale", help="default locale of users without one, e.g. en")
+    parser.add_argument("--currency", help="ISO 4217 code of the company's money, e.g. USD")
+    for name in ("new", "active", "churn", "returned"):
+        parser.add_argument(f"--{name}-days", type=int, help=f"lifecycle.{name}_days")
+    parser.add_argument("--sql", help="SQLAlchemy URL of the company's database (read-only)")
+    for entity in ENTITIES:
+        parser.add_argument(f"--{entity}-table", help=f"the table holding {entity}")
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="ENTITY.FIELD=COLUMN",
+        help="a mapping, e.g. users.user_id=customer_id (repeatable)",
+    )
+
+
+def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    path = args.config or Path("yunying.toml")
+    if args.check:
+        from yunying.config import load_settings
+
+        settings = load_settings()
+        failed = _show_samples(settings, out)
+        note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
+        if note:
+            out(f"\nActivity: {note}.")
+        return 2 if failed else 0
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} exists: pass --force to overwrite it")
+    ask = _asker(sys.stdin.isatty())
+    data: dict[str, Any] = {
+        "timezone": _given(args.timezone, ask, "Time zone (IANA name)", "Asia/Shanghai"),
+        "default_locale": _given(args.locale, ask, "Default locale", "zh-CN"),
+        "currency": _given(args.currency, ask, "Currency (ISO 4217)", "CNY").upper(),
+    }
+    lifecycle: dict[str, Any] = {}
+    for name, default in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
+        given = getattr(args, f"{name}_days")
+        answer = _given(
+            None if given is None else str(given), ask, f"lifecycle.{name}_days", str(default)
+        )
+        try:
+            lifecycle[f"{name}_days"] = int(answer)
+        except ValueError:
+            raise ConfigError(f"lifecycle.{name}_days: {answer!r} is not a whole number") from None
+    data["lifecycle"] = lifecycle
+    url = _given(args.sql, ask, "Your database's URL (empty: none)", "")
+    data["sources"] = _sources(args, url, ask) if url else []
+    try:
+        settings = Settings(**data)
+    except Exception as exc:  # pydantic's ValidationError, said field by field
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise ConfigError(describe_validation_error(exc)) from None
+        raise
+    failed = _show_samples(settings, out)
+    if failed:
+        out(f"\n{path} not written: fix the source(s) above and run `yunying init` again.")
+        return 2
+    note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
+    if note:
+        out(f"\nActivity: {note}.")
+    path.write_text(to_toml(data), encoding="utf-8")
+    out(f"\nwrote {path}. Next:")
+    out("  yunying db upgrade && yunying run pull")
+    out(
+        "  yunying run lifecycle --from <first date> --date <last date>   (computes, sends nothing)"
+    )
+    out("Sending is off on a new store: messages go to files until `yunying sending enable`.")
+    return 0
+
+
+def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
+    """Each source's columns, a mapped record and what would be rejected; True if a source
+    could not be read."""
+    failed = False
+    for source in settings.sources:
+        out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
+        try:
+            sample = sample_source(source, settings.zone)
+        except YunyingError as exc:
+            out(f"  PROBLEM: {exc}")
+            failed = True
+            continue
+        out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
+        for row in sample.mapped[:1]:
+            shown = json.dumps(row, default=str, ensure_ascii=False)
+            out(f"  a mapped record: {masked(shown)}")
+        for raw, reason in sample.rejected[:3]:
+            out(f"  would be rejected: {reason}: {masked(raw[:200])}")
+        read = len(sample.mapped) + len(sample.rejected)
+        out(f"  {len(sample.mapped)} of {read} rows read are valid")
+    return failed
+
+
+def _sources(
+    args: argparse.Namespace, url: str, ask: Callable[[str, str], str]
+) -> list[dict[str, Any]]:
+    mappings: dict[str, dict[str, str]] = {entity: {} for entity in ENTITIES}
+    for item in args.map:
+        key, _, column = item.partition("=")
+        entity, _, field = key.partition(".")
+        if entity not in mappings or field not in FIELDS[entity] or not column:
+            raise ConfigError(
+                f"--map {item!r}: expected ENTITY.FIELD=COLUMN, ENTITY one of {', '.join(ENTITIES)}"
+            )
+        mappings[entity][field] = column
+    sources = []
+    for entity in ENTITIES:
+        table = _given(
+            getattr(args, f"{entity}_table"), ask, f"Table of {entity} (empty: none)", ""
+        )
+        if table:
+            source: dict[str, Any] = {
+                "kind": "sql",
+                "name": f"db-{entity}",
+                "entity": entity,
+                "url": url,
+                "table": table,
+            }
+            if mappings[entity]:
+                source["mapping"] = mappings[entity]
+            sources.append(source)
+    return sources
+
+
+# Contacts are shown masked: the terminal's scrollback is a log too.
+_EMAIL = re.compile(r"[^\s\"'@,{}]+@")
+_LONG_NUMBER = re.compile(r"\+?\d{5,}(\d{2})")
+_SECRET_FIELDS = re.compile(r'("(?:push_token|openid|token)": ")[^"]*')
+
+
+def masked(text: str) -> str:
+    """`text` with email local parts, phone-like numbers and tokens masked."""
+    text = _EMAIL.sub("***@", text)
+    text = _LONG_NUMBER.sub(lambda m: "***" + m.group(1), text)
+    return _SECRET_FIELDS.sub(lambda m: m.group(1) + "***", text)
+
+
+def _given(value: str | None, ask: Callable[[str, str], str], question: str, default: str) -> str:
+    """A flag's value when given (even empty: `--events-table ""` means none), else asked."""
+    return value if value is not None else ask(question, default)
+
+
+def _asker(interactive: bool) -> Callable[[str, str], str]:
+    def ask(question: str, default: str) -> str:
+        if not interactive:
+            return default
+        answer = input(f"{question} [{default}]: ").strip()
+        return answer or default
+
+    return ask
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """The few shapes init writes: scalars, tables of scalars, arrays of such tables."""
+    lines = ['# Written by `yunying init`; see README "Configuration" for every setting.']
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            tables.extend((f"[{key}]", item) for item in value)
+        else:
+            lines.append(f"{key} = {_value(value)}")
+    for key, table in tables:
+        lines += ["", f"[{key}]"]
+        lines += [f"{k} = {_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string

@@ -1,0 +1,135 @@
+"""Sending off on a new store, turned on by `yunying sending enable` or the setting; and
+`yunying init` refusing a source it cannot read, writing nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from cli.main import main
+from tests.builders import DAY, silent_users
+from tests.rig import SmtpSink
+from yunying.config import Settings
+
+pytestmark = pytest.mark.usefixtures("prefect")
+
+
+def test_sending_is_off_until_enabled_and_the_setting_overrides_the_store(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("YUNYING_SENDING")
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "mail.toml").write_text(
+        'name = "mail"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nfrequency_cap_days = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    silent_users(engine, settings, 4)
+
+    assert main(["sending", "status"]) == 0
+    assert "sending is off" in capsys.readouterr().out
+    # Staff messages are not campaign messages: a test send goes out.
+    assert main(["test-send", "mail", "--to", "staff@example.com", "--locale", "en"]) == 0
+    assert [m["To"] for m in smtp_server.messages] == ["staff@example.com"]
+
+    assert main(["run", "reactivation", "--campaign", "mail", "--date", str(DAY)]) == 0
+    assert "SENDING IS OFF" in capsys.readouterr().err
+    assert len(smtp_server.messages) == 1
+    assert len(list((settings.outbox_path / "email").glob("*.eml"))) == 4
+
+    silent_users(engine, settings, 4, day=DAY + dt.timedelta(days=1))  # still silent a day on
+    assert main(["sending", "enable"]) == 0
+    assert "sending is on" in capsys.readouterr().out
+    later = str(DAY + dt.timedelta(days=1))
+    assert main(["run", "reactivation", "--campaign", "mail", "--date", later]) == 0
+    assert "SENDING IS OFF" not in capsys.readouterr().err
+    assert len(smtp_server.messages) == 1 + 4
+
+    monkeypatch.setenv("YUNYING_SENDING", "false")  # the setting wins over the store
+    assert main(["sending", "status"]) == 0
+    assert "sending is off" in capsys.readouterr().out
+
+
+def test_init_refuses_a_mapping_to_a_missing_column_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as shop:
+        shop.execute("CREATE TABLE customers (id TEXT, created TEXT)")
+        shop.execute("INSERT INTO customers VALUES ('c1', '2026-01-01T00:00:00Z')")
+    config = tmp_path / "yunying.toml"
+    code = main(
+        [
+            "init", "--config", str(config), "--timezone", "UTC", "--sql", f"sqlite:///{db}",
+            "--users-table", "customers", "--orders-table", "", "--events-table", "",
+            "--map", "users.user_id=id", "--map", "users.signup_at=signup",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "mapping signup_at = 'signup'" in out and "Its columns: id, created" in out
+    assert not config.exists()
+
+
+def test_init_asks_in_a_terminal_for_what_no_flag_gives(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as shop:
+        shop.execute("CREATE TABLE customers (id TEXT, created TEXT)")
+        shop.execute("INSERT INTO customers VALUES ('c1', '2026-01-01T00:00:00Z')")
+    config = tmp_path / "yunying.toml"
+    primary, secondary = os.openpty()  # a terminal on stdin, as a person at a keyboard has
+    # time zone, locale, currency, new/active/churn/returned days (empty: the default)
+    os.write(primary, b"America/New_York\nen\nusd\n\n\n45\n\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "init",
+            "--config",
+            str(config),
+            "--sql",
+            f"sqlite:///{db}",
+            "--users-table",
+            "customers",
+            "--orders-table",
+            "",
+            "--events-table",
+            "",
+            "--map",
+            "users.user_id=id",
+            "--map",
+            "users.signup_at=created",
+        ],
+        stdin=secondary,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("YUNYING_")},
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = config.read_text()
+    assert 'timezone = "America/New_York"' in written and 'currency = "USD"' in written
+    assert "churn_days = 45" in written and "active_days = 7" in written
+    assert 'default_locale = "en"' in written
