@@ -12,6 +12,7 @@ from prefect.input import RunInput
 from prefect.logging import get_run_logger
 from pydantic import Field
 
+from tasks.notify import tell_payout_waiting
 from tasks.rewards import decide, load, notify, pay, plan_payout, publish_winners
 from yunying.config import load_settings
 
@@ -39,6 +40,7 @@ def reward_payout(
     logger = get_run_logger()
     chosen = load(settings, campaign)
     payout = plan_payout(settings, chosen)
+    tell_payout_waiting(settings, payout)
     try:
         decision = pause_flow_run(
             wait_for_input=PayoutApproval.with_initial_data(

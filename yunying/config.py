@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from yunying.errors import ConfigError
+from yunying.notify.targets import NotifyTarget
 from yunying.sources.config import SourceConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -128,6 +129,8 @@ class Settings(BaseSettings):
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
+    # Group-chat robots told about reports, failures, payouts and reviews (yunying/notify/).
+    notify: list[NotifyTarget] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
