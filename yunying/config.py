@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from yunying.errors import ConfigError
+from yunying.messaging.cn_sms_config import CnSmsSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.sources.config import SourceConfig
 
@@ -131,6 +132,8 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list)
     # Group-chat robots told about reports, failures, payouts and reviews (yunying/notify/).
     notify: list[NotifyTarget] = Field(default_factory=list)
+    # Mainland SMS through Aliyun or Tencent Cloud templates (yunying/messaging/cn_sms.py).
+    cn_sms: CnSmsSettings = Field(default_factory=CnSmsSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -29,6 +29,7 @@ import aiohttp
 
 from yunying.config import Settings, SmtpSettings
 from yunying.http_client import backoff, retry_after_seconds
+from yunying.messaging.cn_sms import CnSmsChannel
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import (
     HttpRequest,
@@ -280,6 +281,10 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
                 providers.twilio_auth_token.get_secret_value(),
                 providers.sms_from,
             )
+        )
+    if settings.cn_sms.provider:
+        channels["sms"] = CnSmsChannel(
+            settings.cn_sms, providers.timeout_seconds, providers.concurrency
         )
     if providers.email_url:
         assert providers.email_api_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from yunying.config import Settings
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.cn_sms import check_template_params
 from yunying.messaging.render import render
 from yunying.sources.records import LOCALES
 
@@ -23,3 +24,5 @@ def preflight(settings: Settings, campaign: Campaign) -> None:
     for channel in campaign.channels:
         for locale in sorted(LOCALES):
             render(campaign.template, channel, locale, {**context, "locale": locale})
+    if "sms" in campaign.channels and settings.cn_sms.provider:
+        check_template_params(settings.cn_sms, campaign.template, context)

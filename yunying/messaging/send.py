@@ -76,7 +76,11 @@ def send_batch(
             continue
         by_channel[item.channel].append(
             OutgoingMessage(
-                item, address_of(user, item.channel), rendered, context["unsubscribe_url"]
+                item,
+                address_of(user, item.channel),
+                rendered,
+                context["unsubscribe_url"],
+                {**context, "template": campaign.template},
             )
         )
     for channel, messages in by_channel.items():

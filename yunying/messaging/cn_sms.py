@@ -1,0 +1,560 @@
+"""Mainland SMS through Aliyun (dysmsapi 2017-05-25) and Tencent Cloud (sms 2021-01-11):
+signed requests, batch calls, template parameters, and the status lookups that settle a
+message whose outcome a crash left unknown.
+
+- Aliyun, RPC signature v1 (https://help.aliyun.com/document_detail/56189.html):
+  Signature = base64(HMAC-SHA1(secret + "&", "POST&%2F&" + pct(sorted, pct-encoded query))).
+  `SendBatchSms` (https://help.aliyun.com/zh/sms/developer-reference/api-dysmsapi-2017-05-25-sendbatchsms)
+  takes up to 100 numbers with a sign name and parameters each; `QuerySendDetails` lists what
+  was sent to a number on a day (SendStatus 1 waiting for receipt, 2 failed, 3 delivered).
+- Tencent, TC3-HMAC-SHA256 (https://cloud.tencent.com/document/api/382/52071):
+  `SendSms` (https://cloud.tencent.com/document/api/382/55981) takes up to 200 numbers that
+  share one TemplateParamSet, so a batch is the messages whose parameters are equal;
+  `PullSmsSendStatusByPhoneNumber` (https://cloud.tencent.com/document/api/382/55982) lists
+  the receipts of a number since a time, with the SessionContext the send carried.
+
+Neither takes an idempotency key: a message claimed again after a crash is looked up first
+and only sent when the provider has no record of it (the rule providers.Twilio follows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from yunying.errors import TemplateError
+from yunying.http_client import backoff, retry_after_seconds
+from yunying.messaging.cn_sms_config import CnSmsSettings, SmsTemplateMapping
+from yunying.messaging.outbox import Outcome
+from yunying.messaging.providers import HttpRequest, OutgoingMessage
+
+CHINA = ZoneInfo("Asia/Shanghai")  # both providers date their records in Beijing time
+TENCENT_TOTAL_LIMIT = 500  # characters of a whole message, sign and parameters included
+Verdict = Literal["sent", "retry", "failed", "bounced"]
+
+_params_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class ParamError(ValueError):
+    """A template parameter is missing, empty or over the provider's limit."""
+
+
+# Signatures ---------------------------------------------------------------------------------
+
+
+def pct(value: str) -> str:
+    """Aliyun's percent-encoding: RFC 3986 unreserved characters stay, space is %20."""
+    return quote(value, safe="~")
+
+
+def aliyun_signature(method: str, params: Mapping[str, str], secret: str) -> str:
+    canonical = "&".join(f"{pct(k)}={pct(v)}" for k, v in sorted(params.items()))
+    to_sign = f"{method}&{pct('/')}&{pct(canonical)}"
+    digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def tc3_signature(
+    secret_key: str, service: str, host: str, timestamp: int, payload: bytes, content_type: str
+) -> str:
+    """TC3-HMAC-SHA256 over a POST to `/` signing content-type and host."""
+    canonical_request = "\n".join(
+        [
+            "POST",
+            "/",
+            "",
+            f"content-type:{content_type}\nhost:{host}\n",
+            "content-type;host",
+            hashlib.sha256(payload).hexdigest(),
+        ]
+    )
+    day = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
+    scope = f"{day}/{service}/tc3_request"
+    to_sign = "\n".join(
+        [
+            "TC3-HMAC-SHA256",
+            str(timestamp),
+            scope,
+            hashlib.sha256(canonical_request.encode()).hexdigest(),
+        ]
+    )
+
+    def sign(key: bytes, message: str) -> bytes:
+        return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+    key = sign(sign(sign(f"TC3{secret_key}".encode(), day), service), "tc3_request")
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+# Template parameters ----------------------------------------------------------------------
+
+
+def template_params(
+    mapping: SmsTemplateMapping, context: Mapping[str, Any], settings: CnSmsSettings
+) -> dict[str, str]:
+    """The provider's named parameters for one message, checked against its limits."""
+    values: dict[str, str] = {}
+    for name, expression in mapping.params.items():
+        try:
+            value = _params_env.from_string(expression).render(context).strip()
+        except UndefinedError as exc:
+            raise ParamError(f"SMS parameter {name!r}: {exc.message}") from None
+        if not value:
+            raise ParamError(f"SMS parameter {name!r} is empty")
+        if len(value) > settings.param_max_length:
+            raise ParamError(
+                f"SMS parameter {name!r} has {len(value)} characters, over the"
+                f" {settings.param_max_length} allowed (cn_sms.param_max_length)"
+            )
+        if settings.provider == "tencent" and ("http://" in value or "https://" in value):
+            raise ParamError(f"SMS parameter {name!r}: Tencent takes no links in parameters")
+        values[name] = value
+    total = len(settings.sign_name or "") + sum(len(v) for v in values.values())
+    if settings.provider == "tencent" and total > TENCENT_TOTAL_LIMIT:
+        raise ParamError(f"SMS over Tencent's {TENCENT_TOTAL_LIMIT} characters")
+    return values
+
+
+def check_template_params(
+    settings: CnSmsSettings, template: str, context: Mapping[str, Any]
+) -> None:
+    """Preflight: the template is mapped and its parameters fill from a sample message.
+    Raises TemplateError naming the setting or the parameter."""
+    mapping = settings.templates.get(template)
+    if mapping is None:
+        raise TemplateError(
+            f"no cn_sms.templates entry for template {template!r}: map it to the"
+            f" {settings.provider} template code and its parameters"
+        )
+    try:
+        template_params(mapping, context, settings)
+    except ParamError as exc:
+        raise TemplateError(f"cn_sms.templates.{template}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    message: OutgoingMessage
+    code: str
+    params: dict[str, str]
+
+
+def prepare(
+    settings: CnSmsSettings, messages: list[OutgoingMessage]
+) -> tuple[list[Prepared], list[Outcome]]:
+    """Messages ready to send, and outcomes for those that cannot be (failed, with why)."""
+    ready: list[Prepared] = []
+    failed: list[Outcome] = []
+    for message in messages:
+        template = str(message.context.get("template", ""))
+        mapping = settings.templates.get(template)
+        if mapping is None:
+            reason = f"no cn_sms.templates entry for template {template!r}"
+            failed.append(Outcome(message.claimed.id, "failed", reason))
+            continue
+        try:
+            ready.append(
+                Prepared(message, mapping.code, template_params(mapping, message.context, settings))
+            )
+        except ParamError as exc:
+            failed.append(Outcome(message.claimed.id, "failed", str(exc)))
+    return ready, failed
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# Aliyun -----------------------------------------------------------------------------------
+
+# Codes that may pass on a later try: flow control and the provider's own trouble.
+ALIYUN_TRANSIENT = {
+    "Throttling.User",
+    "Throttling.Api",
+    "isp.SYSTEM_ERROR",
+    "isp.RAM_PERMISSION_DENY",
+}
+
+
+def aliyun_phone(address: str) -> str:
+    """Mainland numbers as 11 digits; others with their country code, without `+`."""
+    return address[3:] if address.startswith("+86") else address.lstrip("+")
+
+
+@dataclass(frozen=True)
+class AliyunSms:
+    settings: CnSmsSettings
+
+    def _request(self, params: dict[str, str], now: dt.datetime | None = None) -> HttpRequest:
+        now = now or dt.datetime.now(dt.UTC)
+        common = {
+            "AccessKeyId": self.settings.access_key_id or "",
+            "Format": "JSON",
+            "RegionId": self.settings.region_id,
+            "SignatureMethod": "HMAC-SHA1",
+            "SignatureNonce": str(uuid.uuid4()),
+            "SignatureVersion": "1.0",
+            "Timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Version": "2017-05-25",
+        }
+        signed = {**common, **params}
+        secret = self.settings.access_key_secret
+        signed["Signature"] = aliyun_signature(
+            "POST", signed, secret.get_secret_value() if secret else ""
+        )
+        body = "&".join(f"{pct(k)}={pct(v)}" for k, v in signed.items()).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return HttpRequest("POST", self.settings.endpoint + "/", headers, body)
+
+    def batches(self, ready: list[Prepared]) -> list[list[Prepared]]:
+        by_code: dict[str, list[Prepared]] = {}
+        for item in ready:
+            by_code.setdefault(item.code, []).append(item)
+        size = self.settings.batch_size
+        return [
+            group[i : i + size] for group in by_code.values() for i in range(0, len(group), size)
+        ]
+
+    def send_request(self, batch: list[Prepared]) -> HttpRequest:
+        sign = self.settings.sign_name or ""
+        if len(batch) == 1:
+            [item] = batch
+            return self._request(
+                {
+                    "Action": "SendSms",
+                    "PhoneNumbers": aliyun_phone(item.message.address),
+                    "SignName": sign,
+                    "TemplateCode": item.code,
+                    "TemplateParam": _dumps(item.params),
+                    "OutId": item.message.claimed.key[:256],
+                }
+            )
+        return self._request(
+            {
+                "Action": "SendBatchSms",
+                "PhoneNumberJson": _dumps([aliyun_phone(i.message.address) for i in batch]),
+                "SignNameJson": _dumps([sign] * len(batch)),
+                "TemplateCode": batch[0].code,
+                "TemplateParamJson": _dumps([i.params for i in batch]),
+            }
+        )
+
+    def verdicts(
+        self, batch: list[Prepared], status: int, body: bytes
+    ) -> list[tuple[Verdict, str]]:
+        answer = _json(body)
+        code = str(answer.get("Code", ""))
+        if code == "OK":
+            return [("sent", str(answer.get("BizId", "")))] * len(batch)
+        if status == 429 or status >= 500 or code in ALIYUN_TRANSIENT:
+            return [("retry", f"{code or status} {answer.get('Message', '')}".strip())] * len(batch)
+        return [("failed", f"{code or status} {answer.get('Message', '')}".strip())] * len(batch)
+
+    def lookups(self, item: Prepared, now: dt.datetime) -> list[HttpRequest]:
+        """Today's and yesterday's records for the number (a crash may straddle midnight)."""
+        today = now.astimezone(CHINA).date()
+        return [
+            self._request(
+                {
+                    "Action": "QuerySendDetails",
+                    "PhoneNumber": aliyun_phone(item.message.address),
+                    "SendDate": day.strftime("%Y%m%d"),
+                    "PageSize": "50",
+                    "CurrentPage": "1",
+                }
+            )
+            for day in (today, today - dt.timedelta(days=1))
+        ]
+
+    def found(self, item: Prepared, body: bytes) -> str | None:
+        answer = _json(body)
+        details = answer.get("SmsSendDetailDTOs", {}).get("SmsSendDetailDTO", [])
+        for sent in details if isinstance(details, list) else []:
+            # Waiting for its receipt (1) or delivered (3): sent; failed (2) may go again.
+            if sent.get("TemplateCode") == item.code and sent.get("SendStatus") in (1, 3):
+                return f"aliyun-{sent.get('PhoneNum')}-{sent.get('SendDate')}"
+        return None
+
+
+# Tencent ----------------------------------------------------------------------------------
+
+TENCENT_TRANSIENT_PREFIXES = (
+    "RequestLimitExceeded",
+    "InternalError",
+    "LimitExceeded.AppGlobalDailyLimit",
+)
+# Per-number answers that mean the user asked not to get SMS from us (退订): suppress them.
+TENCENT_SUPPRESS = {"FailedOperation.PhoneNumberInBlacklist"}
+TENCENT_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class TencentSms:
+    settings: CnSmsSettings
+
+    def _request(
+        self, action: str, payload: dict[str, Any], now: float | None = None
+    ) -> HttpRequest:
+        stamp = int(now if now is not None else time.time())
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        host = urlsplit(self.settings.endpoint).netloc
+        secret = self.settings.access_key_secret
+        signature = tc3_signature(
+            secret.get_secret_value() if secret else "",
+            "sms",
+            host,
+            stamp,
+            body,
+            TENCENT_CONTENT_TYPE,
+        )
+        day = dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d")
+        headers = {
+            "Authorization": (
+                f"TC3-HMAC-SHA256 Credential={self.settings.access_key_id}/{day}/sms/tc3_request,"
+                f" SignedHeaders=content-type;host, Signature={signature}"
+            ),
+            "Content-Type": TENCENT_CONTENT_TYPE,
+            "Host": host,
+            "X-TC-Action": action,
+            "X-TC-Timestamp": str(stamp),
+            "X-TC-Version": "2021-01-11",
+            "X-TC-Region": self.settings.region_id,
+        }
+        return HttpRequest("POST", self.settings.endpoint + "/", headers, body)
+
+    def batches(self, ready: list[Prepared]) -> list[list[Prepared]]:
+        """One TemplateParamSet per call: messages with the same code and parameters."""
+        groups: dict[tuple[str, tuple[str, ...]], list[Prepared]] = {}
+        for item in ready:
+            groups.setdefault((item.code, tuple(item.params.values())), []).append(item)
+        size = self.settings.batch_size
+        return [
+            group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
+        ]
+
+    def send_request(self, batch: list[Prepared]) -> HttpRequest:
+        first = batch[0]
+        return self._request(
+            "SendSms",
+            {
+                "PhoneNumberSet": [i.message.address for i in batch],
+                "SmsSdkAppId": self.settings.sdk_app_id,
+                "SignName": self.settings.sign_name,
+                "TemplateId": first.code,
+                "TemplateParamSet": list(first.params.values()),
+                # Returned with each receipt: how a lookup tells this campaign's send.
+                "SessionContext": first.message.claimed.key.rsplit(":", 1)[0],
+            },
+        )
+
+    def verdicts(
+        self, batch: list[Prepared], status: int, body: bytes
+    ) -> list[tuple[Verdict, str]]:
+        answer = _json(body).get("Response", {})
+        error = answer.get("Error") if isinstance(answer, dict) else None
+        if status == 429 or status >= 500 or not isinstance(answer, dict):
+            return [("retry", f"HTTP {status}")] * len(batch)
+        if error:
+            code, text = str(error.get("Code", "")), str(error.get("Message", ""))
+            verdict: Verdict = "retry" if code.startswith(TENCENT_TRANSIENT_PREFIXES) else "failed"
+            return [(verdict, f"{code} {text}")] * len(batch)
+        by_phone = {s.get("PhoneNumber"): s for s in answer.get("SendStatusSet", [])}
+        verdicts: list[tuple[Verdict, str]] = []
+        for item in batch:
+            sent = by_phone.get(item.message.address)
+            if sent is None:
+                verdicts.append(("retry", "no status for this number in the answer"))
+                continue
+            code = str(sent.get("Code", ""))
+            if code == "Ok":
+                verdicts.append(("sent", str(sent.get("SerialNo", ""))))
+            elif code in TENCENT_SUPPRESS:
+                verdicts.append(("bounced", f"{code} {sent.get('Message', '')}"))
+            elif code.startswith(TENCENT_TRANSIENT_PREFIXES):
+                verdicts.append(("retry", f"{code} {sent.get('Message', '')}"))
+            else:
+                verdicts.append(("failed", f"{code} {sent.get('Message', '')}"))
+        return verdicts
+
+    def lookups(self, item: Prepared, now: dt.datetime) -> list[HttpRequest]:
+        since = int((now - dt.timedelta(days=1)).timestamp())
+        return [
+            self._request(
+                "PullSmsSendStatusByPhoneNumber",
+                {
+                    "BeginTime": since,
+                    "Offset": 0,
+                    "Limit": 100,
+                    "PhoneNumber": item.message.address,
+                    "SmsSdkAppId": self.settings.sdk_app_id,
+                },
+            )
+        ]
+
+    def found(self, item: Prepared, body: bytes) -> str | None:
+        answer = _json(body).get("Response", {})
+        context = item.message.claimed.key.rsplit(":", 1)[0]
+        for receipt in answer.get("PullSmsSendStatusSet", []) if isinstance(answer, dict) else []:
+            if (
+                receipt.get("SessionContext") == context
+                and receipt.get("ReportStatus") == "SUCCESS"
+            ):
+                return str(receipt.get("SerialNo", ""))
+        return None
+
+
+# The channel --------------------------------------------------------------------------------
+
+
+class TemplateSmsApi(Protocol):
+    def batches(self, ready: list[Prepared]) -> list[list[Prepared]]: ...
+
+    def send_request(self, batch: list[Prepared]) -> HttpRequest: ...
+
+    def verdicts(
+        self, batch: list[Prepared], status: int, body: bytes
+    ) -> list[tuple[Verdict, str]]: ...
+
+    def lookups(self, item: Prepared, now: dt.datetime) -> list[HttpRequest]: ...
+
+    def found(self, item: Prepared, body: bytes) -> str | None: ...
+
+
+def api_for(settings: CnSmsSettings) -> TemplateSmsApi:
+    return AliyunSms(settings) if settings.provider == "aliyun" else TencentSms(settings)
+
+
+class CnSmsChannel:
+    """Sends a batch of SMS in as few provider calls as each allows, `concurrency` calls at a
+    time over one aiohttp session.
+
+    A 5xx, 429, flow-control code or lost connection is tried again with backoff, up to
+    `attempts` times, then the message goes back to the queue; a refusal fails the message
+    with the provider's code. When a whole Aliyun batch is refused, its messages are sent one
+    by one, so one bad number does not fail the other 99. A message claimed a second time is
+    first looked up at the provider, and only sent when the provider has no record of it.
+    """
+
+    def __init__(
+        self, settings: CnSmsSettings, timeout: float, concurrency: int, attempts: int = 4
+    ) -> None:
+        self.settings = settings
+        self.api = api_for(settings)
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.attempts = attempts
+
+    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
+        from yunying.messaging.channels import run_coroutine  # channels.py imports this module
+
+        ready, outcomes = prepare(self.settings, messages)
+        return outcomes + run_coroutine(self._send_all(ready)) if ready else outcomes
+
+    async def _send_all(self, ready: list[Prepared]) -> list[Outcome]:
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        gate = asyncio.Semaphore(self.concurrency)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            reclaimed = [i for i in ready if i.message.claimed.attempts > 1]
+            settled = await asyncio.gather(*(self._settle(session, gate, i) for i in reclaimed))
+            outcomes = [o for o in settled if o is not None]
+            done = {o.id for o in outcomes}
+            to_send = [i for i in ready if i.message.claimed.id not in done]
+            sent = await asyncio.gather(
+                *(self._send_batch(session, gate, b) for b in self.api.batches(to_send))
+            )
+        return outcomes + [o for batch in sent for o in batch]
+
+    async def _settle(
+        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, item: Prepared
+    ) -> Outcome | None:
+        """`sent` when the provider has a record of the message; `retry` when it could not be
+        asked (never a blind resend); None when it has no record."""
+        id = item.message.claimed.id
+        for lookup in self.api.lookups(item, dt.datetime.now(dt.UTC)):
+            status, body, _ = await self._call(session, gate, lookup)
+            if status is None or status >= 300:
+                return Outcome(id, "retry", reason=f"lookup before resending: HTTP {status}")
+            earlier = self.api.found(item, body)
+            if earlier is not None:
+                return Outcome(id, "sent", provider_ref=earlier[:200])
+        return None
+
+    async def _send_batch(
+        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, batch: list[Prepared]
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        pending = batch
+        reasons: dict[int, str] = {}
+        for attempt in range(1, self.attempts + 1):
+            status, body, retry_after = await self._call(
+                session, gate, self.api.send_request(pending)
+            )
+            if status is None:
+                verdicts: list[tuple[Verdict, str]] = [("retry", body.decode())] * len(pending)
+            else:
+                verdicts = self.api.verdicts(pending, status, body)
+            if len(pending) > 1 and all(v == "failed" for v, _ in verdicts):
+                singles = await asyncio.gather(
+                    *(self._send_batch(session, gate, [item]) for item in pending)
+                )
+                return outcomes + [o for one in singles for o in one]
+            again = []
+            for item, (verdict, detail) in zip(pending, verdicts, strict=True):
+                id = item.message.claimed.id
+                if verdict == "sent":
+                    outcomes.append(Outcome(id, "sent", provider_ref=detail[:200]))
+                elif verdict == "retry":
+                    again.append(item)
+                    reasons[id] = detail
+                else:
+                    outcomes.append(Outcome(id, verdict, reason=detail[:200]))
+            pending = again
+            if not pending:
+                return outcomes
+            if attempt < self.attempts:
+                await asyncio.sleep(backoff(attempt, retry_after, max_delay=self.timeout))
+        ids = [i.message.claimed.id for i in pending]
+        return outcomes + [Outcome(id, "retry", reason=reasons[id][:200]) for id in ids]
+
+    async def _call(
+        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, request: HttpRequest
+    ) -> tuple[int | None, bytes, float | None]:
+        try:
+            async with (
+                gate,
+                session.request(
+                    request.method, request.url, data=request.body, headers=request.headers
+                ) as response,
+            ):
+                body = await response.read()
+                return (
+                    response.status,
+                    body,
+                    retry_after_seconds(response.headers.get("Retry-After")),
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, type(exc).__name__.encode(), None
