@@ -5,7 +5,9 @@ answers with the provider's documented success and error bodies:
 
 - `POST /cgi-bin/webhook/send?key=` — a WeCom group robot;
 - `POST /robot/send?access_token=&timestamp=&sign=` — a DingTalk custom robot;
-- `POST /open-apis/bot/v2/hook/<id>` — a Feishu custom bot.
+- `POST /open-apis/bot/v2/hook/<id>` — a Feishu custom bot;
+- `POST /` with a form body — Aliyun dysmsapi (SendSms, SendBatchSms, QuerySendDetails);
+- `POST /` with `X-TC-Action` — Tencent Cloud SMS (SendSms, PullSmsSendStatusByPhoneNumber).
 
 `busy` answers the next posts with each robot's flow-control code, as a throttled robot does.
 """
@@ -13,15 +15,19 @@ answers with the provider's documented success and error bodies:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -130,14 +136,354 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _pct(value: str) -> str:
+    return quote(value, safe="~")
+
+
+@dataclass
+class SmsRecord:
+    phone: str
+    code: str
+    params: Any
+    sign: str
+    sent_at: float
+    ref: str
+    context: str = ""
+
+
+@dataclass
+class SmsBook:
+    """What an SMS provider has sent, as its status queries see it."""
+
+    sent: list[SmsRecord] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # API action -> requests
+    reject: set[str] = field(default_factory=set)  # numbers the provider calls invalid
+    blacklist: set[str] = field(default_factory=set)  # numbers that unsubscribed (退订)
+    busy: int = 0  # the next this many sends are refused by flow control
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, record: SmsRecord) -> None:
+        with self._lock:
+            self.sent.append(record)
+
+    def count(self, action: str) -> None:
+        with self._lock:
+            self.calls[action] += 1
+
+    def throttled(self) -> bool:
+        with self._lock:
+            if self.busy > 0:
+                self.busy -= 1
+                return True
+            return False
+
+    @property
+    def double_sends(self) -> int:
+        with self._lock:
+            phones = Counter((r.phone, r.code) for r in self.sent)
+        return sum(n - 1 for n in phones.values() if n > 1)
+
+    def to(self, phone: str) -> list[SmsRecord]:
+        with self._lock:
+            return [r for r in self.sent if r.phone == phone]
+
+
+@dataclass
+class AliyunSmsServer:
+    """dysmsapi 2017-05-25 over RPC (POST form to `/`), signature v1 checked."""
+
+    accounts: dict[str, str] = field(default_factory=dict)  # AccessKeyId -> secret
+    sign_names: set[str] = field(default_factory=set)
+    templates: dict[str, set[str]] = field(default_factory=dict)  # code -> parameter names
+    book: SmsBook = field(default_factory=SmsBook)
+    _nonces: set[str] = field(default_factory=set)
+
+    def handle(self, form: dict[str, str]) -> Answer:
+        action = form.get("Action", "")
+        self.book.count(action)
+        problem = self._authenticate(form)
+        if problem:
+            return problem
+        if action == "QuerySendDetails":
+            return self._query(form)
+        if action not in ("SendSms", "SendBatchSms"):
+            return 404, _aliyun_error(
+                "InvalidAction.NotFound", f"Specified api is not found, {action}"
+            )
+        if self.book.throttled():
+            return 200, _aliyun_error(
+                "Throttling.User", "Request was denied due to user flow control."
+            )
+        if action == "SendSms":
+            phones = form.get("PhoneNumbers", "").split(",")
+            signs = [form.get("SignName", "")] * len(phones)
+            params = [_loads(form.get("TemplateParam", "{}"))] * len(phones)
+        else:
+            phones = _loads(form.get("PhoneNumberJson", "[]"))
+            signs = _loads(form.get("SignNameJson", "[]"))
+            params = _loads(form.get("TemplateParamJson", "[]"))
+            if not (len(phones) == len(signs) == len(params)) or len(phones) > 100:
+                return 200, _aliyun_error("isv.INVALID_PARAMETERS", "参数异常")
+        code = form.get("TemplateCode", "")
+        if code not in self.templates:
+            return 200, _aliyun_error("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
+        if any(sign not in self.sign_names for sign in signs):
+            return 200, _aliyun_error("isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名")
+        if any(not isinstance(p, dict) or set(p) != self.templates[code] for p in params):
+            return 200, _aliyun_error("isv.TEMPLATE_MISSING_PARAMETERS", "模板变量缺少对应参数值")
+        if any(phone in self.book.reject for phone in phones):
+            return 200, _aliyun_error("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+        biz_id = f"{uuid.uuid4().int % 10**18}^0"
+        for phone, sign, values in zip(phones, signs, params, strict=True):
+            self.book.record(
+                SmsRecord(phone, code, values, sign, time.time(), biz_id, form.get("OutId", ""))
+            )
+        return 200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": str(uuid.uuid4())}
+
+    def _authenticate(self, form: dict[str, str]) -> Answer | None:
+        secret = self.accounts.get(form.get("AccessKeyId", ""))
+        if secret is None:
+            return 404, _aliyun_error(
+                "InvalidAccessKeyId.NotFound", "Specified access key is not found."
+            )
+        for name in (
+            "Format",
+            "SignatureMethod",
+            "SignatureNonce",
+            "SignatureVersion",
+            "Timestamp",
+            "Version",
+        ):
+            if not form.get(name):
+                return 400, _aliyun_error(
+                    "MissingParameter", f"{name} is mandatory for this action."
+                )
+        stamp = dt.datetime.strptime(form["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        if abs(time.time() - stamp.timestamp()) > 900:
+            return 400, _aliyun_error(
+                "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
+            )
+        if form["SignatureNonce"] in self._nonces:
+            return 400, _aliyun_error(
+                "SignatureNonceUsed", "Specified signature nonce was used already."
+            )
+        params = {k: v for k, v in form.items() if k != "Signature"}
+        canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(params.items()))
+        to_sign = f"POST&%2F&{_pct(canonical)}"
+        digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
+        if not hmac.compare_digest(base64.b64encode(digest).decode(), form.get("Signature", "")):
+            return 400, _aliyun_error(
+                "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
+            )
+        self._nonces.add(form["SignatureNonce"])
+        return None
+
+    def _query(self, form: dict[str, str]) -> Answer:
+        day = form.get("SendDate", "")
+        details = [
+            {
+                "PhoneNum": r.phone,
+                "SendStatus": 3,
+                "ErrCode": "DELIVERED",
+                "TemplateCode": r.code,
+                "Content": f"【{r.sign}】{json.dumps(r.params, ensure_ascii=False)}",
+                "SendDate": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.sent_at + 8 * 3600)),
+                "ReceiveDate": time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.gmtime(r.sent_at + 8 * 3600)
+                ),
+                "OutId": r.context,
+            }
+            for r in self.book.to(form.get("PhoneNumber", ""))
+            if time.strftime("%Y%m%d", time.gmtime(r.sent_at + 8 * 3600)) == day
+        ]
+        return 200, {
+            "Code": "OK",
+            "Message": "OK",
+            "RequestId": str(uuid.uuid4()),
+            "TotalCount": len(details),
+            "SmsSendDetailDTOs": {"SmsSendDetailDTO": details[:50]},
+        }
+
+
+def _aliyun_error(code: str, message: str) -> dict[str, Any]:
+    return {"Code": code, "Message": message, "RequestId": str(uuid.uuid4())}
+
+
+@dataclass
+class TencentSmsServer:
+    """sms 2021-01-11 (JSON POST to `/`), TC3-HMAC-SHA256 checked."""
+
+    accounts: dict[str, str] = field(default_factory=dict)  # SecretId -> SecretKey
+    app_ids: set[str] = field(default_factory=set)
+    sign_names: set[str] = field(default_factory=set)
+    templates: dict[str, int] = field(default_factory=dict)  # TemplateId -> parameter count
+    book: SmsBook = field(default_factory=SmsBook)
+
+    def handle(self, headers: Mapping[str, str], raw: bytes) -> Answer:
+        action = headers.get("X-TC-Action", "")
+        self.book.count(action)
+        problem = self._authenticate(headers, raw)
+        if problem:
+            return 200, _tencent_error(*problem)
+        body = _json_object(raw) or {}
+        if body.get("SmsSdkAppId") not in self.app_ids:
+            return 200, _tencent_error(
+                "FailedOperation.SmsSdkAppIdVerifyFail", "SmsSdkAppId verify fail."
+            )
+        if action == "PullSmsSendStatusByPhoneNumber":
+            return self._pull(body)
+        if action != "SendSms":
+            return 200, _tencent_error("InvalidAction", f"The action {action} is not found.")
+        if self.book.throttled():
+            return 200, _tencent_error(
+                "RequestLimitExceeded", "Your current request times exceed the limit."
+            )
+        phones, params = body.get("PhoneNumberSet", []), body.get("TemplateParamSet", [])
+        if not 1 <= len(phones) <= 200:
+            return 200, _tencent_error(
+                "LimitExceeded.PhoneNumberCountLimit", "At most 200 numbers."
+            )
+        if body.get("SignName") not in self.sign_names:
+            return 200, _tencent_error(
+                "FailedOperation.SignatureIncorrectOrUnapproved", "signature unapproved"
+            )
+        template = str(body.get("TemplateId", ""))
+        if template not in self.templates:
+            return 200, _tencent_error(
+                "FailedOperation.TemplateIncorrectOrUnapproved", "template unapproved"
+            )
+        if len(params) != self.templates[template]:
+            return 200, _tencent_error(
+                "FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
+                "the number of parameters does not match the template",
+            )
+        statuses = []
+        for phone in phones:
+            status = {
+                "PhoneNumber": phone,
+                "Fee": 1,
+                "SessionContext": body.get("SessionContext", ""),
+                "IsoCode": "CN",
+            }
+            if phone in self.book.reject:
+                status |= {
+                    "SerialNo": "",
+                    "Code": "InvalidParameterValue.IncorrectPhoneNumber",
+                    "Message": "手机号格式错误",
+                }
+            elif phone in self.book.blacklist:
+                status |= {
+                    "SerialNo": "",
+                    "Code": "FailedOperation.PhoneNumberInBlacklist",
+                    "Message": "手机号在免打扰名单库中",
+                }
+            else:
+                serial = f"2019:{uuid.uuid4().int % 10**19}"
+                status |= {"SerialNo": serial, "Code": "Ok", "Message": "send success"}
+                self.book.record(
+                    SmsRecord(
+                        phone,
+                        template,
+                        params,
+                        body["SignName"],
+                        time.time(),
+                        serial,
+                        body.get("SessionContext", ""),
+                    )
+                )
+            statuses.append(status)
+        return 200, {"Response": {"SendStatusSet": statuses, "RequestId": str(uuid.uuid4())}}
+
+    def _authenticate(self, headers: Mapping[str, str], raw: bytes) -> tuple[str, str] | None:
+        auth = headers.get("Authorization", "")
+        match = re.fullmatch(
+            r"TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/sms/tc3_request,"
+            r" SignedHeaders=([a-z;-]+), Signature=([0-9a-f]{64})",
+            auth,
+        )
+        if match is None:
+            return "AuthFailure.InvalidAuthorization", "Authorization header is malformed."
+        secret_id, day, signed, signature = match.groups()
+        secret = self.accounts.get(secret_id)
+        if secret is None:
+            return "AuthFailure.SecretIdNotFound", "The SecretId is not found."
+        stamp = int(headers.get("X-TC-Timestamp", "0"))
+        if abs(time.time() - stamp) > 300:
+            return "AuthFailure.SignatureExpire", "Signature expired."
+        lower = {k.lower(): v for k, v in headers.items()}
+        names = signed.split(";")
+        # Header names and values are lowercased and trimmed (TC3's canonical headers).
+        canonical_headers = "".join(f"{n}:{lower.get(n, '').strip().lower()}\n" for n in names)
+        canonical = "\n".join(
+            ["POST", "/", "", canonical_headers, signed, hashlib.sha256(raw).hexdigest()]
+        )
+        scope = f"{day}/sms/tc3_request"
+        to_sign = "\n".join(
+            ["TC3-HMAC-SHA256", str(stamp), scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        key = f"TC3{secret}".encode()
+        for part in (day, "sms", "tc3_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return (
+                "AuthFailure.SignatureFailure",
+                "The provided credentials could not be validated.",
+            )
+        return None
+
+    def _pull(self, body: dict[str, Any]) -> Answer:
+        since = int(body.get("BeginTime", 0))
+        receipts = [
+            {
+                "UserReceiveTime": int(r.sent_at),
+                "CountryCode": "86",
+                "SubscriberNumber": r.phone[3:],
+                "PhoneNumber": r.phone,
+                "SerialNo": r.ref,
+                "ReportStatus": "SUCCESS",
+                "Description": "用户短信送达成功",
+                "SessionContext": r.context,
+            }
+            for r in self.book.to(str(body.get("PhoneNumber", "")))
+            if r.sent_at >= since
+        ]
+        limit = int(body.get("Limit", 100))
+        return 200, {
+            "Response": {"PullSmsSendStatusSet": receipts[:limit], "RequestId": str(uuid.uuid4())}
+        }
+
+
+def _tencent_error(code: str, message: str) -> dict[str, Any]:
+    return {
+        "Response": {"Error": {"Code": code, "Message": message}, "RequestId": str(uuid.uuid4())}
+    }
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
 @dataclass
 class CnProviders:
     """Every Chinese provider the local server plays; `post` answers the requests that are
     theirs and returns None for the rest."""
 
     robots: ChatRobots = field(default_factory=ChatRobots)
+    aliyun: AliyunSmsServer = field(default_factory=AliyunSmsServer)
+    tencent: TencentSmsServer = field(default_factory=TencentSmsServer)
 
     def post(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
+        if urlparse(path).path == "/" and "X-TC-Action" in headers:
+            return self.tencent.handle(headers, raw)
+        if urlparse(path).path == "/" and headers.get("Content-Type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            form = {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+            return self.aliyun.handle(form)
         return self.robots.post(path, raw)
 
     def get(self, path: str, headers: Mapping[str, str]) -> Answer | None:
