@@ -25,16 +25,18 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any, Literal, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from jinja2 import StrictUndefined, UndefinedError
+from jinja2 import StrictUndefined, Template, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from yunying.errors import TemplateError
@@ -50,6 +52,29 @@ Verdict = Literal["sent", "retry", "failed", "bounced"]
 _params_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+_PLAIN_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _render(expression: str, context: Mapping[str, Any]) -> str:
+    """`{{ name }}` is looked up directly (Jinja's render costs ~60 us a message, most of a
+    batch's CPU); anything else renders through the sandbox. Both say the same when the
+    name is missing (a test holds them together)."""
+    plain = _PLAIN_NAME.fullmatch(expression)
+    if plain is None:
+        return _compiled(expression).render(context)
+    name = plain.group(1)
+    if name not in context:
+        raise UndefinedError(f"'{name}' is undefined")
+    value = context[name]
+    return str(value)  # as Jinja prints it: None is "None", and then checked as any value
+
+
+@cache
+def _compiled(expression: str) -> Template:
+    """Compiling costs about a millisecond: once per expression, not per message."""
+    return _params_env.from_string(expression)
+
+
 class ParamError(ValueError):
     """A template parameter is missing, empty or over the provider's limit."""
 
@@ -57,13 +82,40 @@ class ParamError(ValueError):
 # Signatures ---------------------------------------------------------------------------------
 
 
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+_ASCII_ESCAPES = {c: (chr(c) if c in _UNRESERVED else f"%{c:02X}") for c in range(128)}
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
 def pct(value: str) -> str:
-    """Aliyun's percent-encoding: RFC 3986 unreserved characters stay, space is %20."""
-    return quote(value, safe="~")
+    """Aliyun's percent-encoding: RFC 3986 unreserved characters stay, space is %20.
+    Same result as urllib's quote(value, safe="~"), which cost 0.15 ms per 1,000 characters
+    (most of a 100-number SendBatchSms); str.translate runs in C."""
+    escaped = value.translate(_ASCII_ESCAPES)  # leaves non-ASCII characters as they are
+    if escaped.isascii():
+        return escaped
+    return _NON_ASCII.sub(_escaped_run, escaped)
+
+
+def _escaped_run(match: re.Match[str]) -> str:
+    return _utf8_escapes(match.group())
+
+
+@lru_cache(maxsize=4096)
+def _utf8_escapes(text: str) -> str:
+    """A run of non-ASCII text, %-escaped: the same few (a sign name) recur in every batch."""
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    return "&".join(f"{pct(k)}={pct(v)}" for k, v in sorted(params.items()))
 
 
 def aliyun_signature(method: str, params: Mapping[str, str], secret: str) -> str:
-    canonical = "&".join(f"{pct(k)}={pct(v)}" for k, v in sorted(params.items()))
+    return _sign_canonical(method, canonical_query(params), secret)
+
+
+def _sign_canonical(method: str, canonical: str, secret: str) -> str:
     to_sign = f"{method}&{pct('/')}&{pct(canonical)}"
     digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
@@ -111,7 +163,7 @@ def template_params(
     values: dict[str, str] = {}
     for name, expression in mapping.params.items():
         try:
-            value = _params_env.from_string(expression).render(context).strip()
+            value = _render(expression, context).strip()
         except UndefinedError as exc:
             raise ParamError(f"SMS parameter {name!r}: {exc.message}") from None
         if not value:
@@ -220,12 +272,10 @@ class AliyunSms:
             "Timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Version": "2017-05-25",
         }
-        signed = {**common, **params}
         secret = self.settings.access_key_secret
-        signed["Signature"] = aliyun_signature(
-            "POST", signed, secret.get_secret_value() if secret else ""
-        )
-        body = "&".join(f"{pct(k)}={pct(v)}" for k, v in signed.items()).encode()
+        canonical = canonical_query({**common, **params})  # also the body: order is free
+        signature = _sign_canonical("POST", canonical, secret.get_secret_value() if secret else "")
+        body = f"{canonical}&Signature={pct(signature)}".encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return HttpRequest("POST", self.settings.endpoint + "/", headers, body)
 
