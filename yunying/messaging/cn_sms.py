@@ -24,7 +24,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 import time
 import uuid
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import orjson
 from jinja2 import StrictUndefined, Template, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -59,14 +59,19 @@ def _render(expression: str, context: Mapping[str, Any]) -> str:
     """`{{ name }}` is looked up directly (Jinja's render costs ~60 us a message, most of a
     batch's CPU); anything else renders through the sandbox. Both say the same when the
     name is missing (a test holds them together)."""
-    plain = _PLAIN_NAME.fullmatch(expression)
-    if plain is None:
+    name = _plain_name(expression)
+    if name is None:
         return _compiled(expression).render(context)
-    name = plain.group(1)
     if name not in context:
         raise UndefinedError(f"'{name}' is undefined")
     value = context[name]
     return str(value)  # as Jinja prints it: None is "None", and then checked as any value
+
+
+@cache
+def _plain_name(expression: str) -> str | None:
+    plain = _PLAIN_NAME.fullmatch(expression)
+    return plain.group(1) if plain else None
 
 
 @cache
@@ -82,28 +87,23 @@ class ParamError(ValueError):
 # Signatures ---------------------------------------------------------------------------------
 
 
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
-_ASCII_ESCAPES = {c: (chr(c) if c in _UNRESERVED else f"%{c:02X}") for c in range(128)}
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_RESERVED_RUN = re.compile(r"[^A-Za-z0-9\-_.~]+")
 
 
 def pct(value: str) -> str:
-    """Aliyun's percent-encoding: RFC 3986 unreserved characters stay, space is %20.
-    Same result as urllib's quote(value, safe="~"), which cost 0.15 ms per 1,000 characters
-    (most of a 100-number SendBatchSms); str.translate runs in C."""
-    escaped = value.translate(_ASCII_ESCAPES)  # leaves non-ASCII characters as they are
-    if escaped.isascii():
-        return escaped
-    return _NON_ASCII.sub(_escaped_run, escaped)
+    """Aliyun's percent-encoding: RFC 3986 unreserved characters stay, space is %20; the
+    same as urllib's quote(value, safe="~"), which took most of a 100-number SendBatchSms's
+    CPU. Runs of other characters are escaped once each and cached: a batch's JSON repeats
+    the same few (`","`, a sign name)."""
+    return _RESERVED_RUN.sub(_escaped_run, value)
 
 
 def _escaped_run(match: re.Match[str]) -> str:
-    return _utf8_escapes(match.group())
+    return _escapes(match.group())
 
 
 @lru_cache(maxsize=4096)
-def _utf8_escapes(text: str) -> str:
-    """A run of non-ASCII text, %-escaped: the same few (a sign name) recur in every batch."""
+def _escapes(text: str) -> str:
     return "".join(f"%{b:02X}" for b in text.encode())
 
 
@@ -116,7 +116,10 @@ def aliyun_signature(method: str, params: Mapping[str, str], secret: str) -> str
 
 
 def _sign_canonical(method: str, canonical: str, secret: str) -> str:
-    to_sign = f"{method}&{pct('/')}&{pct(canonical)}"
+    # pct(canonical) without a second pass: an encoded query holds only unreserved
+    # characters, "%", "=" and "&" (tests reproduce the documented signatures).
+    encoded = canonical.replace("%", "%25").replace("=", "%3D").replace("&", "%26")
+    to_sign = f"{method}&%2F&{encoded}"
     digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
@@ -199,7 +202,7 @@ def check_template_params(
         raise TemplateError(f"cn_sms.templates.{template}: {exc}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 us more a message
 class Prepared:
     message: OutgoingMessage
     code: str
@@ -229,13 +232,13 @@ def prepare(
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return orjson.dumps(value).decode()  # UTF-8 as is, like ensure_ascii=False
 
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = orjson.loads(body)  # a 200-number answer: ~5x faster than json.loads
+    except orjson.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -369,7 +372,7 @@ class TencentSms:
         self, action: str, payload: dict[str, Any], now: float | None = None
     ) -> HttpRequest:
         stamp = int(now if now is not None else time.time())
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        body = orjson.dumps(payload)
         host = urlsplit(self.settings.endpoint).netloc
         secret = self.settings.access_key_secret
         signature = tc3_signature(
