@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from tasks.notify import run_link
 from tasks.secrets import load_settings
+from yunying.notify.messages import run_failed
+from yunying.notify.post import post_to_targets
 from yunying.reports.daily_email import send_alert
 
 
@@ -20,3 +24,17 @@ def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
             "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
         ),
     )
+
+
+def tell_ops_chat_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Post the same news to the group-chat robots of settings.notify (a hook of its own, so
+    a mail server that is down does not keep the chat from hearing it)."""
+    settings = load_settings()
+    message = run_failed(
+        flow_run.name, flow.name, state.name, state.message or "", run_link(flow_run.id)
+    )
+    for delivery in post_to_targets(settings.notify, "failure", message):
+        if not delivery.delivered:
+            logging.getLogger(__name__).warning(
+                "chat target %s was not told: %s", delivery.target, delivery.reason
+            )

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.alerts import email_ops_on_failure
+from flows.alerts import email_ops_on_failure, tell_ops_chat_on_failure
 from flows.common import default_business_date, run_name
 from flows.pull import pull_sources
 from flows.reactivation import reactivation
@@ -20,8 +20,8 @@ from tasks.secrets import load_settings
 @flow(
     name="nightly",
     flow_run_name=lambda: run_name("nightly"),
-    on_failure=[email_ops_on_failure],
-    on_crashed=[email_ops_on_failure],
+    on_failure=[email_ops_on_failure, tell_ops_chat_on_failure],
+    on_crashed=[email_ops_on_failure, tell_ops_chat_on_failure],
 )
 def nightly(
     business_date: dt.date | None = None,

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import default_business_date, run_name
+from tasks.notify import tell_report
 from tasks.report import daily_report
 from tasks.secrets import load_settings
 
@@ -15,7 +16,11 @@ from tasks.secrets import load_settings
 @flow(name="daily-report", flow_run_name=lambda: run_name("daily-report"))
 def report(business_date: dt.date | None = None, force: bool = False) -> dict[str, Any]:
     settings = load_settings()
-    return daily_report(settings, business_date or default_business_date(settings), force)
+    day = business_date or default_business_date(settings)
+    result = daily_report(settings, day, force)
+    if result["sent"]:  # a report already sent was announced then
+        tell_report(settings, day.isoformat(), result["kpis"])
+    return result
 
 
 if __name__ == "__main__":

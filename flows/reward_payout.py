@@ -20,6 +20,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed
 from pydantic import Field
 
+from tasks.notify import tell_payout_waiting
 from tasks.rewards import (
     announce,
     decide,
@@ -79,6 +80,7 @@ def reward_payout(
             paid=0,
         )
     if not prepared.approved:
+        tell_payout_waiting(settings, prepared.plan)
         try:
             answer = pause_flow_run(
                 wait_for_input=PayoutApproval.with_initial_data(

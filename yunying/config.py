@@ -25,6 +25,10 @@ from pydantic_settings import (
 )
 
 from yunying.errors import ConfigError
+from yunying.messaging.cn_sms_config import CnSmsSettings
+from yunying.messaging.push_config import PushSettings
+from yunying.messaging.wechat_config import WeChatSettings
+from yunying.notify.targets import NotifyTarget
 from yunying.sources.config import SourceConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -171,6 +175,14 @@ class Settings(BaseSettings):
     # A pull stops when more than this share of a batch (of at least 100 records) is rejected:
     # a mapping gone wrong rejects everything and should not end as a completed run.
     max_rejected_share: float = Field(default=0.5, gt=0, le=1)
+    # Group-chat robots told about reports, failures, payouts and reviews (yunying/notify/).
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    # Mainland SMS through Aliyun or Tencent Cloud templates (yunying/messaging/cn_sms.py).
+    cn_sms: CnSmsSettings = Field(default_factory=CnSmsSettings)
+    # App push through JPush or FCM HTTP v1 (yunying/messaging/push.py).
+    push: PushSettings = Field(default_factory=PushSettings)
+    # WeChat template / subscribe messages to openids (yunying/messaging/wechat.py).
+    wechat: WeChatSettings = Field(default_factory=WeChatSettings)
 
     @field_validator("timezone")
     @classmethod

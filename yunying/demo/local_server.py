@@ -10,6 +10,7 @@
   `double_sends`), with the list filters To and DateSent>.
 - Fault switches for tests and benchmarks: latency, a 5xx rate, a 429 rate with
   Retry-After, a dropped-connection rate, and a set of keys to reject permanently (4xx).
+- The Chinese SMS providers, WeChat and the group-chat robots: see cn_server.py (`cn`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from yunying.demo.cn_server import CnProviders
 
 TWILIO_MESSAGES = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
 
@@ -62,6 +65,7 @@ class LocalServer:
         self.bearer_token: str | None = None
         self.relative_links = False  # Link headers with a path only, as RFC 8288 allows
         self.twilio_account: tuple[str, str] | None = None  # (AccountSid, AuthToken)
+        self.cn = CnProviders()
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._local = threading.local()
@@ -152,6 +156,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self._faulted():
             return
+        answer = self.app.cn.get(self.path, dict(self.headers.items()))
+        if answer is not None:
+            self._json(*answer)
+            return
         if not TWILIO_MESSAGES.fullmatch(urlparse(self.path).path) and not self._authorised():
             return
         parsed = urlparse(self.path)
@@ -194,7 +202,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlparse(self.path).path
         if self._faulted():
             return
-        if TWILIO_MESSAGES.fullmatch(path):
+        answer = self.app.cn.post(self.path, dict(self.headers.items()), raw)
+        if answer is not None:
+            self._json(*answer)
+        elif TWILIO_MESSAGES.fullmatch(path):
             self._twilio_send(raw)
         elif path == "/emails":
             self._resend_send(raw)

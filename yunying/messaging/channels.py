@@ -31,6 +31,7 @@ import aiohttp
 from yunying.config import Settings, SmtpSettings
 from yunying.errors import ConfigError
 from yunying.http_client import backoff, retry_after_seconds
+from yunying.messaging.cn_sms import CnSmsChannel
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import (
     HttpRequest,
@@ -41,7 +42,9 @@ from yunying.messaging.providers import (
     Twilio,
     message_payload,
 )
+from yunying.messaging.push import PushChannel
 from yunying.messaging.smtp_connection import open_smtp
+from yunying.messaging.wechat import WeChatChannel, store_engine
 
 T = TypeVar("T")
 
@@ -307,6 +310,23 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
                 providers.twilio_auth_token.get_secret_value(),
                 providers.sms_from,
             )
+        )
+    channels["wechat"] = JsonLinesChannel(outbox, "wechat")
+    if settings.wechat.kind:
+        url = settings.store_url
+        channels["wechat"] = WeChatChannel(
+            settings.wechat,
+            lambda: store_engine(url),
+            providers.timeout_seconds,
+            providers.concurrency,
+        )
+    if settings.push.provider:
+        channels["push"] = PushChannel(
+            settings.push, providers.timeout_seconds, providers.concurrency
+        )
+    if settings.cn_sms.provider:
+        channels["sms"] = CnSmsChannel(
+            settings.cn_sms, providers.timeout_seconds, providers.concurrency
         )
     if providers.email_url:
         assert providers.email_api_key

@@ -22,9 +22,11 @@ from yunying.config import Settings
 from yunying.errors import TemplateDataError, TemplateError
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.cn_sms import check_template_params
 from yunying.messaging.render import render
 from yunying.messaging.send import RECIPIENT_COLUMNS, Recipient, message_context
 from yunying.messaging.unsubscribe import unsubscribe_key
+from yunying.messaging.wechat import check_wechat_template
 from yunying.sources.records import LOCALES
 from yunying.store.models import LifecycleState, User, UserFacts
 
@@ -96,6 +98,10 @@ def preflight(
                 f"campaign {campaign.name}: the {channel} template fails for every sampled "
                 f"{locale} recipient: {reason}"
             )
+    if "sms" in campaign.channels and settings.cn_sms.provider:
+        check_template_params(settings.cn_sms, campaign.template, SAMPLE_CONTEXT)
+    if "wechat" in campaign.channels and settings.wechat.kind:
+        check_wechat_template(settings.wechat, campaign.template, SAMPLE_CONTEXT)
     return report
 
 

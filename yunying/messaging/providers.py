@@ -20,7 +20,8 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -34,6 +35,9 @@ class OutgoingMessage:
     address: str
     rendered: Rendered
     unsubscribe_url: str
+    # What the message was rendered from: template providers (cn_sms.py) fill their named
+    # parameters from it.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,11 @@ def send_batch(
             continue
         by_channel[item.channel].append(
             OutgoingMessage(
-                item, address_of(user, item.channel), rendered, context["unsubscribe_url"]
+                item,
+                address_of(user, item.channel),
+                rendered,
+                context["unsubscribe_url"],
+                {**context, "template": campaign.template},
             )
         )
     for channel, messages in by_channel.items():
@@ -143,6 +147,7 @@ class Recipient(Protocol):
     email: str | None
     phone: str | None
     push_token: str | None
+    openid: str | None
     locale: str
     timezone: str
     signup_day: dt.date
@@ -153,6 +158,7 @@ RECIPIENT_COLUMNS = (
     User.email,
     User.phone,
     User.push_token,
+    User.openid,
     User.locale,
     User.timezone,
     User.signup_day,
@@ -184,6 +190,8 @@ def address_of(user: Recipient, channel: str) -> str:
         return user.phone or ""
     if channel == "push":
         return user.push_token or ""
+    if channel == "wechat":
+        return user.openid or ""
     return user.user_id
 
 

@@ -1,0 +1,81 @@
+"""Tell ops in their group chat (WeCom, DingTalk, Feishu, Apprise): report, payout, review.
+
+A chat message is a courtesy, not the work: a robot that is down or refuses is logged as a
+warning and never fails the run (post.py already retried what may pass). Links point at the
+current flow run in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from prefect import task
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
+from prefect.utilities.urls import url_for
+
+from tasks.policy import RETRY_TRANSIENT, engine_for
+from yunying.config import Settings
+from yunying.notify.messages import campaign_review, payout_waiting, report_headline
+from yunying.notify.post import Delivery, post_to_targets
+from yunying.notify.robots import ChatMessage
+from yunying.notify.targets import Event
+from yunying.rewards.ledger import remaining_budget
+from yunying.rewards.plan import PayoutPlan
+from yunying.store.engine import session_scope
+
+NO_RETRY = {**RETRY_TRANSIENT, "retries": 0}  # post.py retries each target itself
+
+
+def run_link(run_id: UUID | str | None = None) -> str | None:
+    """The Prefect UI page of a flow run (the current one by default); without a UI URL
+    (Prefect's ephemeral API) the path to open on whichever server shows the run."""
+    run_id = run_id or flow_run.get_id()
+    if run_id is None:
+        return None
+    return url_for("flow-run", obj_id=run_id, default_base_url=PREFECT_UI_URL.value()) or (
+        f"runs/flow-run/{run_id}"
+    )
+
+
+def tell(settings: Settings, event: Event, message: ChatMessage) -> list[Delivery]:
+    """Post to every target subscribed to `event`; log what was not delivered."""
+    deliveries = post_to_targets(settings.notify, event, message)
+    for failed in (d for d in deliveries if not d.delivered):
+        get_run_logger().warning("chat target %s was not told: %s", failed.target, failed.reason)
+    return deliveries
+
+
+def _summary(deliveries: list[Delivery]) -> dict[str, Any]:
+    return {
+        "delivered": [d.target for d in deliveries if d.delivered],
+        "failed": {d.target: d.reason for d in deliveries if not d.delivered},
+    }
+
+
+@task(name="tell-ops-report", **NO_RETRY)
+def tell_report(settings: Settings, business_date: str, kpis: dict[str, Any]) -> dict[str, Any]:
+    return _summary(tell(settings, "report", report_headline(business_date, kpis, run_link())))
+
+
+@task(name="tell-ops-payout", **NO_RETRY)
+def tell_payout_waiting(settings: Settings, payout: PayoutPlan) -> dict[str, Any]:
+    with session_scope(engine_for(settings.store_url)) as session:
+        remaining = remaining_budget(session, payout.campaign)
+    flagged = sum(1 for e in payout.entries if e.flags)
+    message = payout_waiting(
+        payout.campaign, len(payout.entries), flagged, str(payout.total), str(remaining), run_link()
+    )
+    return _summary(tell(settings, "payout", message))
+
+
+@task(name="tell-ops-review", **NO_RETRY)
+def tell_review(
+    settings: Settings, campaign: str, objective: str, results: dict[str, Any]
+) -> dict[str, Any]:
+    """For a campaign review (复盘) flow: post its objective and results with the run link."""
+    return _summary(
+        tell(settings, "review", campaign_review(campaign, objective, results, run_link()))
+    )

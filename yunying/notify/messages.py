@@ -1,0 +1,73 @@
+"""What ops are told in their group chat: short, numbers first, one link to act on.
+
+No message carries a user's email, phone or openid: payouts and reviews give counts and
+amounts only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from yunying.notify.robots import ChatMessage
+
+
+def _percent(value: object) -> str:
+    return f"{float(value):.1%}" if isinstance(value, int | float) else "n/a"
+
+
+def report_headline(business_date: str, kpis: Mapping[str, Any], link: str | None) -> ChatMessage:
+    """The daily report's headline (日报): activity, growth, money, and raised anomaly flags."""
+    lines = [
+        f"DAU {kpis['dau']:,} · WAU {kpis['wau']:,} · MAU {kpis['mau']:,}",
+        f"New users {kpis['new_users']:,} · D1 retention {_percent(kpis['d1_retention'])}",
+        f"Revenue {kpis['revenue']} from {kpis['orders']:,} orders",
+    ]
+    raised = [
+        f"{flag['kpi']} {flag['value']:g}"
+        for flag in kpis.get("flags", [])
+        if flag.get("status") in ("new", "continuing")
+    ]
+    if raised:
+        lines.append("Abnormal (异常波动): " + ", ".join(raised))
+    return ChatMessage(f"Daily report {business_date} (日报)", lines, link, "Open the report")
+
+
+def run_failed(
+    run_name: str, flow_name: str, state: str, why: str, link: str | None
+) -> ChatMessage:
+    """A failed or crashed scheduled run: which, why, and that retrying is safe."""
+    return ChatMessage(
+        f"Yunying: {run_name} {state.lower()}",
+        [
+            f"Flow {flow_name} ended {state}: {why[:300]}",
+            "Retrying from the UI is safe: every task is idempotent.",
+        ],
+        link,
+        "Open the run",
+    )
+
+
+def payout_waiting(
+    campaign: str, winners: int, flagged: int, total: str, remaining: str, link: str | None
+) -> ChatMessage:
+    """A payout plan paused for approval, with the link to the paused run."""
+    return ChatMessage(
+        f"Payout waiting for approval: {campaign} (奖励发放待审批)",
+        [
+            f"{winners} winners, {flagged} flagged by fraud screens (not paid unless included)",
+            f"To pay {total} against {remaining} budget remaining",
+            "Approve or reject with Resume in the Prefect UI.",
+        ],
+        link,
+        "Open the paused run",
+    )
+
+
+def campaign_review(
+    campaign: str, objective: str, results: Mapping[str, object], link: str | None
+) -> ChatMessage:
+    """A campaign review (复盘): its objective, then each result as `name: value`."""
+    lines = [f"Objective: {objective}"] if objective else []
+    lines += [f"{name}: {value}" for name, value in results.items()]
+    return ChatMessage(f"Campaign review: {campaign} (复盘)", lines, link, "Open the review")
