@@ -195,13 +195,18 @@ def test_a_crash_after_sending_is_reconciled_through_the_status_query(
     assert len(sent_book.sent) == 22
 
     after_lease = NOON_IN_SHANGHAI + LEASE + dt.timedelta(seconds=1)
-    send_all(engine, cn, chosen, now=after_lease)
+    sent_book.lookups_down = True  # the status query cannot be asked: those are not sent
+    assert send_all(engine, cn, chosen, now=after_lease, limit=10) == {"retry": 10, "sent": 8}
+    assert len(sent_book.sent) == 30
+    sent_book.lookups_down = False
+    send_all(engine, cn, chosen, now=after_lease + dt.timedelta(minutes=5))
     assert len(sent_book.sent) == 30 and sent_book.double_sends == 0
     lookup = "QuerySendDetails" if provider == "aliyun" else "PullSmsSendStatusByPhoneNumber"
     assert sent_book.calls[lookup] >= 10
     with session_scope(engine) as session:
         assert counts(session, "winback", DAY)["sent"] == 30
-        reclaimed = session.scalars(select(OutboxMessage).where(OutboxMessage.attempts == 2)).all()
+        # The crash's 10 were claimed three times: crash, failed lookup, lookup.
+        reclaimed = session.scalars(select(OutboxMessage).where(OutboxMessage.attempts == 3)).all()
     assert len(reclaimed) == 10 and all(r.provider_ref for r in reclaimed)
 
 
@@ -230,8 +235,9 @@ def test_a_wrong_secret_fails_with_the_provider_reason_and_sends_nothing(
         ("aliyun", {"days": "{{ user_id * 9 }}"}, "over the 35 allowed"),
         ("tencent", {"url": "{{ app_url }}"}, "Tencent takes no links"),
         ("aliyun", {"days": "{{ '' }}"}, "'days' is empty"),
+        ("tencent", {"days": "{{ user_id * 80 }}"}, "over Tencent's 500 characters"),
     ],
-    ids=["missing", "too-long", "tencent-link", "empty"],
+    ids=["missing", "too-long", "tencent-link", "empty", "tencent-total"],
 )
 def test_preflight_checks_every_template_parameter(
     settings: Settings,
@@ -241,7 +247,13 @@ def test_preflight_checks_every_template_parameter(
     complaint: str,
 ) -> None:
     mapping = SmsTemplateMapping(code=CODES[provider], params=params)
-    cn = cn_settings(settings, local_server, provider, templates={"winback": mapping})
+    cn = (
+        cn_settings(
+            settings, local_server, provider, templates={"winback": mapping}, param_max_length=1000
+        )
+        if "500" in complaint
+        else cn_settings(settings, local_server, provider, templates={"winback": mapping})
+    )
     with pytest.raises(TemplateError, match="cn_sms.templates.winback") as error:
         preflight(cn, campaign(channels=["sms"]))
     assert complaint in str(error.value)

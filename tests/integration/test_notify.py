@@ -300,3 +300,32 @@ def test_the_daily_report_tells_the_chat_its_headline_once(
     assert content.startswith(f"**Daily report {END} (日报)**\n- DAU ")
     assert "New users 1 ·" in content
     assert content.endswith(f"runs/flow-run/{state.state_details.flow_run_id})")
+
+
+@pytest.mark.usefixtures("prefect")
+def test_a_review_flow_tells_the_chat_and_a_refusing_robot_fails_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, local_server: LocalServer
+) -> None:
+    from prefect import flow
+
+    from tasks.notify import tell_review
+
+    wecom, ding, _ = robots(local_server, dingtalk="SECrotated")  # DingTalk refuses the sign
+    _notify_env(monkeypatch, [wecom, ding])
+
+    @flow(name="campaign-review-test")
+    def review() -> dict[str, Any]:
+        return tell_review(
+            load_settings(), "winback", "D7 return +2pt", {"uplift": "+1.4pt", "cost": "¥300"}
+        )
+
+    state = review(return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert result["delivered"] == ["wecom#1"]
+    assert result["failed"] == {"dingtalk#2": "310000 sign not match"}
+    [wecom_message] = received(local_server, "wecom")
+    content = wecom_message["body"]["markdown"]["content"]
+    assert content.startswith("**Campaign review: winback (复盘)**\n- Objective: D7 return +2pt")
+    assert "- uplift: +1.4pt\n- cost: ¥300" in content
+    assert content.endswith(f"runs/flow-run/{state.state_details.flow_run_id})")

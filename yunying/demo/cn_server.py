@@ -160,6 +160,7 @@ class SmsBook:
     reject: set[str] = field(default_factory=set)  # numbers the provider calls invalid
     blacklist: set[str] = field(default_factory=set)  # numbers that unsubscribed (退订)
     busy: int = 0  # the next this many sends are refused by flow control
+    lookups_down: bool = False  # the status query answers 503 (sends still work)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, record: SmsRecord) -> None:
@@ -205,6 +206,8 @@ class AliyunSmsServer:
         if problem:
             return problem
         if action == "QuerySendDetails":
+            if self.book.lookups_down:
+                return 503, _aliyun_error("ServiceUnavailable", "The request has failed.")
             return self._query(form)
         if action not in ("SendSms", "SendBatchSms"):
             return 404, _aliyun_error(
@@ -331,6 +334,8 @@ class TencentSmsServer:
                 "FailedOperation.SmsSdkAppIdVerifyFail", "SmsSdkAppId verify fail."
             )
         if action == "PullSmsSendStatusByPhoneNumber":
+            if self.book.lookups_down:
+                return 503, _tencent_error("InternalError", "An internal error has occurred.")
             return self._pull(body)
         if action != "SendSms":
             return 200, _tencent_error("InvalidAction", f"The action {action} is not found.")
