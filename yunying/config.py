@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from yunying.errors import ConfigError
 from yunying.messaging.cn_sms_config import CnSmsSettings
+from yunying.messaging.push_config import PushSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.sources.config import SourceConfig
 
@@ -134,6 +135,8 @@ class Settings(BaseSettings):
     notify: list[NotifyTarget] = Field(default_factory=list)
     # Mainland SMS through Aliyun or Tencent Cloud templates (yunying/messaging/cn_sms.py).
     cn_sms: CnSmsSettings = Field(default_factory=CnSmsSettings)
+    # App push through JPush or FCM HTTP v1 (yunying/messaging/push.py).
+    push: PushSettings = Field(default_factory=PushSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -7,7 +7,9 @@ answers with the provider's documented success and error bodies:
 - `POST /robot/send?access_token=&timestamp=&sign=` — a DingTalk custom robot;
 - `POST /open-apis/bot/v2/hook/<id>` — a Feishu custom bot;
 - `POST /` with a form body — Aliyun dysmsapi (SendSms, SendBatchSms, QuerySendDetails);
-- `POST /` with `X-TC-Action` — Tencent Cloud SMS (SendSms, PullSmsSendStatusByPhoneNumber).
+- `POST /` with `X-TC-Action` — Tencent Cloud SMS (SendSms, PullSmsSendStatusByPhoneNumber);
+- `POST /v3/push` — JPush; `POST /v1/projects/<p>/messages:send` and `POST /token` — FCM HTTP v1
+  and Google's OAuth2 token endpoint.
 
 `busy` answers the next posts with each robot's flow-control code, as a throttled robot does.
 """
@@ -473,6 +475,110 @@ def _loads(text: str) -> Any:
 
 
 @dataclass
+class PushBook:
+    delivered: list[dict[str, Any]] = field(default_factory=list)  # request bodies accepted
+    dead: set[str] = field(default_factory=set)  # tokens the provider no longer knows
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.delivered.append(body)
+
+
+@dataclass
+class JPushServer:
+    """JPush REST v3 `POST /v3/push`, Basic appKey:masterSecret."""
+
+    app_key: str = ""
+    master_secret: str = ""
+    book: PushBook = field(default_factory=PushBook)
+
+    def handle(self, headers: Mapping[str, str], raw: bytes) -> Answer:
+        pair = base64.b64encode(f"{self.app_key}:{self.master_secret}".encode()).decode()
+        if headers.get("Authorization") != f"Basic {pair}":
+            return 401, {"error": {"code": 1004, "message": "Authen failed"}}
+        body = _json_object(raw) or {}
+        ids = body.get("audience", {}).get("registration_id", [])
+        if body.get("platform") is None or not ids or "notification" not in body:
+            return 400, {"error": {"code": 1003, "message": "Parameter value is invalid"}}
+        live = [i for i in ids if i not in self.book.dead]
+        if not live:
+            return 400, {"error": {"code": 1011, "message": "cannot find user by this audience"}}
+        self.book.record(body)
+        return 200, {"sendno": "0", "msg_id": str(uuid.uuid4().int % 10**17)}
+
+
+@dataclass
+class FcmServer:
+    """FCM HTTP v1 `POST /v1/projects/<p>/messages:send` and Google's OAuth2 token endpoint
+    (`POST /token`, a JWT bearer grant signed RS256 with the service account's key)."""
+
+    project: str = ""
+    public_keys: dict[str, Any] = field(default_factory=dict)  # client_email -> RSA key
+    tokens: set[str] = field(default_factory=set)  # access tokens issued and still valid
+    grants: int = 0
+    book: PushBook = field(default_factory=PushBook)
+
+    def token(self, raw: bytes) -> Answer:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type"}
+        try:
+            header, claims, signature = (
+                _b64url(part) for part in form.get("assertion", "").split(".")
+            )
+            payload = json.loads(claims)
+            key = self.public_keys[payload["iss"]]
+            signed = form["assertion"].rsplit(".", 1)[0].encode()
+            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except (ValueError, KeyError, InvalidSignature):
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        if json.loads(header).get("alg") != "RS256" or payload.get("exp", 0) < time.time():
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
+        if "https://www.googleapis.com/auth/firebase.messaging" not in payload.get("scope", ""):
+            return 400, {"error": "invalid_scope"}
+        token = f"ya29.{uuid.uuid4().hex}"
+        self.tokens.add(token)
+        self.grants += 1
+        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def send(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
+        if path != f"/v1/projects/{self.project}/messages:send":
+            return 404, _fcm_error(404, "NOT_FOUND", "Requested entity was not found.", None)
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ")
+        if bearer not in self.tokens:
+            return 401, _fcm_error(
+                401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", None
+            )
+        message = (_json_object(raw) or {}).get("message", {})
+        if not message.get("token") or "notification" not in message:
+            return 400, _fcm_error(400, "INVALID_ARGUMENT", "Invalid message.", "INVALID_ARGUMENT")
+        if message["token"] in self.book.dead:
+            return 404, _fcm_error(
+                404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"
+            )
+        self.book.record(message)
+        return 200, {"name": f"projects/{self.project}/messages/0:{uuid.uuid4().hex}"}
+
+
+def _fcm_error(code: int, status: str, message: str, error_code: str | None) -> dict[str, Any]:
+    details = (
+        [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code}]
+        if error_code
+        else []
+    )
+    return {"error": {"code": code, "message": message, "status": status, "details": details}}
+
+
+def _b64url(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@dataclass
 class CnProviders:
     """Every Chinese provider the local server plays; `post` answers the requests that are
     theirs and returns None for the rest."""
@@ -480,8 +586,17 @@ class CnProviders:
     robots: ChatRobots = field(default_factory=ChatRobots)
     aliyun: AliyunSmsServer = field(default_factory=AliyunSmsServer)
     tencent: TencentSmsServer = field(default_factory=TencentSmsServer)
+    jpush: JPushServer = field(default_factory=JPushServer)
+    fcm: FcmServer = field(default_factory=FcmServer)
 
     def post(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
+        plain = urlparse(path).path
+        if plain == "/v3/push":
+            return self.jpush.handle(headers, raw)
+        if plain == "/token":
+            return self.fcm.token(raw)
+        if plain.startswith("/v1/projects/"):
+            return self.fcm.send(plain, headers, raw)
         if urlparse(path).path == "/" and "X-TC-Action" in headers:
             return self.tencent.handle(headers, raw)
         if urlparse(path).path == "/" and headers.get("Content-Type", "").startswith(

@@ -40,6 +40,7 @@ from yunying.messaging.providers import (
     Twilio,
     message_payload,
 )
+from yunying.messaging.push import PushChannel
 from yunying.messaging.smtp_connection import open_smtp
 
 T = TypeVar("T")
@@ -281,6 +282,10 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
                 providers.twilio_auth_token.get_secret_value(),
                 providers.sms_from,
             )
+        )
+    if settings.push.provider:
+        channels["push"] = PushChannel(
+            settings.push, providers.timeout_seconds, providers.concurrency
         )
     if settings.cn_sms.provider:
         channels["sms"] = CnSmsChannel(
