@@ -24,6 +24,7 @@ from pydantic_settings import (
 from yunying.errors import ConfigError
 from yunying.messaging.cn_sms_config import CnSmsSettings
 from yunying.messaging.push_config import PushSettings
+from yunying.messaging.wechat_config import WeChatSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.sources.config import SourceConfig
 
@@ -137,6 +138,8 @@ class Settings(BaseSettings):
     cn_sms: CnSmsSettings = Field(default_factory=CnSmsSettings)
     # App push through JPush or FCM HTTP v1 (yunying/messaging/push.py).
     push: PushSettings = Field(default_factory=PushSettings)
+    # WeChat template / subscribe messages to openids (yunying/messaging/wechat.py).
+    wechat: WeChatSettings = Field(default_factory=WeChatSettings)
 
     @field_validator("timezone")
     @classmethod

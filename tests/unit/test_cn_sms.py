@@ -8,7 +8,7 @@ import pytest
 from jinja2 import StrictUndefined, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from yunying.messaging.cn_sms import _render, pct
+from yunying.messaging.cn_sms import pct, render_param
 
 
 def test_pct_is_urllib_quote_with_tilde_safe() -> None:
@@ -23,7 +23,9 @@ def test_pct_is_urllib_quote_with_tilde_safe() -> None:
 def test_a_plain_name_renders_as_jinja_does(value: object) -> None:
     jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     for expression in ("{{ a }}", "{{a}}", "{{  a  }}"):
-        assert _render(expression, {"a": value}) == jinja.from_string(expression).render(a=value)
+        assert render_param(expression, {"a": value}) == jinja.from_string(expression).render(
+            a=value
+        )
 
 
 def test_a_missing_name_fails_as_jinja_does() -> None:
@@ -31,6 +33,6 @@ def test_a_missing_name_fails_as_jinja_does() -> None:
     with pytest.raises(UndefinedError) as reference:
         jinja.from_string("{{ nope }}").render({})
     with pytest.raises(UndefinedError) as fast:
-        _render("{{ nope }}", {})
+        render_param("{{ nope }}", {})
     assert fast.value.message == reference.value.message
-    assert _render("{{ a | upper }}", {"a": "x"}) == "X"  # anything else goes through Jinja
+    assert render_param("{{ a | upper }}", {"a": "x"}) == "X"  # anything else goes through Jinja

@@ -9,7 +9,8 @@ answers with the provider's documented success and error bodies:
 - `POST /` with a form body — Aliyun dysmsapi (SendSms, SendBatchSms, QuerySendDetails);
 - `POST /` with `X-TC-Action` — Tencent Cloud SMS (SendSms, PullSmsSendStatusByPhoneNumber);
 - `POST /v3/push` — JPush; `POST /v1/projects/<p>/messages:send` and `POST /token` — FCM HTTP v1
-  and Google's OAuth2 token endpoint.
+  and Google's OAuth2 token endpoint;
+- `GET /cgi-bin/token`, `POST /cgi-bin/message/{template,subscribe}/send` — WeChat.
 
 `busy` answers the next posts with each robot's flow-control code, as a throttled robot does.
 """
@@ -579,6 +580,52 @@ def _b64url(part: str) -> bytes:
 
 
 @dataclass
+class WeChatServer:
+    """`GET /cgi-bin/token` and `POST /cgi-bin/message/{template,subscribe}/send`."""
+
+    app_id: str = ""
+    app_secret: str = ""
+    tokens: set[str] = field(default_factory=set)  # valid access tokens
+    token_fetches: int = 0
+    unfollowed: set[str] = field(default_factory=set)  # 43004
+    refused: set[str] = field(default_factory=set)  # 43101
+    book: PushBook = field(default_factory=PushBook)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def token(self, query: dict[str, str]) -> Answer:
+        if query.get("grant_type") != "client_credential":
+            return 200, {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if query.get("appid") != self.app_id:
+            return 200, {"errcode": 40013, "errmsg": "invalid appid"}
+        if query.get("secret") != self.app_secret:
+            return 200, {"errcode": 40125, "errmsg": "invalid appsecret"}
+        token = uuid.uuid4().hex
+        with self._lock:
+            self.tokens = {token}  # a new token ends the old one, as WeChat's /cgi-bin/token does
+            self.token_fetches += 1
+        return 200, {"access_token": token, "expires_in": 7200}
+
+    def expire(self) -> None:
+        with self._lock:
+            self.tokens = set()
+
+    def send(self, kind: str, query: dict[str, str], raw: bytes) -> Answer:
+        if query.get("access_token") not in self.tokens:
+            return 200, {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"}
+        body = _json_object(raw) or {}
+        if not body.get("touser") or not body.get("template_id") or not body.get("data"):
+            return 200, {"errcode": 47003, "errmsg": "argument invalid!"}
+        if any(not isinstance(v, dict) or "value" not in v for v in body["data"].values()):
+            return 200, {"errcode": 47003, "errmsg": "argument invalid! data.value empty"}
+        if body["touser"] in self.unfollowed:
+            return 200, {"errcode": 43004, "errmsg": "require subscribe"}
+        if body["touser"] in self.refused:
+            return 200, {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+        self.book.record({**body, "kind": kind})
+        return 200, {"errcode": 0, "errmsg": "ok", "msgid": uuid.uuid4().int % 10**12}
+
+
+@dataclass
 class CnProviders:
     """Every Chinese provider the local server plays; `post` answers the requests that are
     theirs and returns None for the rest."""
@@ -588,9 +635,13 @@ class CnProviders:
     tencent: TencentSmsServer = field(default_factory=TencentSmsServer)
     jpush: JPushServer = field(default_factory=JPushServer)
     fcm: FcmServer = field(default_factory=FcmServer)
+    wechat: WeChatServer = field(default_factory=WeChatServer)
 
     def post(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
         plain = urlparse(path).path
+        if plain in ("/cgi-bin/message/template/send", "/cgi-bin/message/subscribe/send"):
+            query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
+            return self.wechat.send(plain.split("/")[3], query, raw)
         if plain == "/v3/push":
             return self.jpush.handle(headers, raw)
         if plain == "/token":
@@ -607,4 +658,7 @@ class CnProviders:
         return self.robots.post(path, raw)
 
     def get(self, path: str, headers: Mapping[str, str]) -> Answer | None:
+        if urlparse(path).path == "/cgi-bin/token":
+            query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
+            return self.wechat.token(query)
         return None

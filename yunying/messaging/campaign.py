@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from yunying.campaign_files import find_named, load_model_file
 
-Channel = Literal["email", "sms", "push", "webhook"]
+Channel = Literal["email", "sms", "push", "webhook", "wechat"]
 
 
 class QuietHours(BaseModel):

@@ -42,6 +42,7 @@ from yunying.messaging.providers import (
 )
 from yunying.messaging.push import PushChannel
 from yunying.messaging.smtp_connection import open_smtp
+from yunying.messaging.wechat import WeChatChannel, store_engine
 
 T = TypeVar("T")
 
@@ -282,6 +283,15 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
                 providers.twilio_auth_token.get_secret_value(),
                 providers.sms_from,
             )
+        )
+    channels["wechat"] = JsonLinesChannel(outbox, "wechat")
+    if settings.wechat.kind:
+        url = settings.store_url
+        channels["wechat"] = WeChatChannel(
+            settings.wechat,
+            lambda: store_engine(url),
+            providers.timeout_seconds,
+            providers.concurrency,
         )
     if settings.push.provider:
         channels["push"] = PushChannel(

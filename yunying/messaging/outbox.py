@@ -79,6 +79,8 @@ def _reachable(channel: str) -> object:
         return and_(User.phone.is_not(None), User.sms_opt_in, not_suppressed)
     if channel == "push":
         return and_(User.push_token.is_not(None), User.push_opt_in, not_suppressed)
+    if channel == "wechat":
+        return and_(User.openid.is_not(None), User.wechat_opt_in, not_suppressed)
     return not_suppressed
 
 

@@ -144,6 +144,7 @@ class Recipient(Protocol):
     email: str | None
     phone: str | None
     push_token: str | None
+    openid: str | None
     locale: str
     timezone: str
     signup_day: dt.date
@@ -154,6 +155,7 @@ RECIPIENT_COLUMNS = (
     User.email,
     User.phone,
     User.push_token,
+    User.openid,
     User.locale,
     User.timezone,
     User.signup_day,
@@ -185,6 +187,8 @@ def address_of(user: Recipient, channel: str) -> str:
         return user.phone or ""
     if channel == "push":
         return user.push_token or ""
+    if channel == "wechat":
+        return user.openid or ""
     return user.user_id
 
 

@@ -13,6 +13,7 @@ FIELDS: dict[Entity, tuple[str, ...]] = {
     "users": (
         "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
         "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
+        "openid", "wechat_opt_in",
     ),
     "events": ("event_id", "user_id", "name", "occurred_at"),
     "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),

@@ -72,6 +72,9 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
         "email_opt_in": _flag(raw, "email_opt_in"),
         "sms_opt_in": _flag(raw, "sms_opt_in"),
         "push_opt_in": _flag(raw, "push_opt_in"),
+        "openid": _text(raw, "openid", required=False, max_length=64),
+        # WeChat messages need the user's own consent: none recorded means none given.
+        "wechat_opt_in": raw.get("wechat_opt_in") not in (None, "") and _flag(raw, "wechat_opt_in"),
         "device_hash": _text(raw, "device_hash", required=False, max_length=64),
         "ip_hash": _text(raw, "ip_hash", required=False, max_length=64),
         "referred_by": _text(raw, "referred_by", required=False, max_length=64),

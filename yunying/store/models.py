@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,6 +62,8 @@ class User(Base):
     email_opt_in: Mapped[bool] = mapped_column(default=True)
     sms_opt_in: Mapped[bool] = mapped_column(default=True)
     push_opt_in: Mapped[bool] = mapped_column(default=True)
+    openid: Mapped[str | None] = mapped_column(String(64))  # WeChat, per official account/app
+    wechat_opt_in: Mapped[bool] = mapped_column(default=False, server_default=false())
     device_hash: Mapped[str | None] = mapped_column(String(64))
     ip_hash: Mapped[str | None] = mapped_column(String(64))
     referred_by: Mapped[str | None] = mapped_column(String(64))
@@ -338,3 +341,16 @@ class ReportRecord(Base):
     kpis: Mapped[str] = mapped_column(Text)  # JSON
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+
+
+class ProviderToken(Base):
+    """An access token every worker shares (WeChat's is rate-limited, and fetching a new one
+    ends the old one), with when it expires."""
+
+    __tablename__ = "provider_tokens"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    fetches: Mapped[int] = mapped_column(default=0, server_default="0")
+    updated_at: Mapped[dt.datetime]
