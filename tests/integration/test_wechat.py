@@ -4,6 +4,8 @@ unfollowed or refused are suppressed; consent and openid come from the source.""
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -17,6 +19,7 @@ from yunying.errors import ConfigError
 from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, plan
 from yunying.messaging.send import send_batch
+from yunying.messaging.wechat import shared_token
 from yunying.messaging.wechat_config import WeChatSettings, WeChatTemplate
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage, ProviderToken, Suppression, User
@@ -165,3 +168,51 @@ def test_wechat_settings_name_what_is_missing(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigError, match="wechat") as error:
         load_settings()
     assert "missing app_secret" in str(error.value)
+
+
+def test_two_workers_asking_at_once_fetch_one_token(engine: Engine) -> None:
+    fetches: list[int] = []
+    tokens: list[str] = []
+    now = dt.datetime(2026, 11, 2, 4, 0)
+
+    def fetch() -> tuple[str, int]:
+        fetches.append(1)
+        time.sleep(0.5)  # WeChat is slow: the other worker asks meanwhile
+        return f"token-{len(fetches)}", 7200
+
+    def worker() -> None:
+        with session_scope(engine) as session:
+            tokens.append(shared_token(session, "wechat:x", fetch, dt.timedelta(seconds=300), now))
+
+    with session_scope(engine) as session:  # an expired token: both workers want a new one
+        session.add(ProviderToken(name="wechat:x", token="old", expires_at=now, updated_at=now))
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fetches == [1] and tokens == ["token-1", "token-1"]
+
+
+@pytest.mark.parametrize(
+    ("left", "fetched"), [(299, True), (301, False)], ids=["within-margin", "still-good"]
+)
+def test_a_token_is_fetched_again_before_it_expires(
+    engine: Engine, left: int, fetched: bool
+) -> None:
+    now = dt.datetime(2026, 11, 2, 4, 0)
+    with session_scope(engine) as session:
+        session.add(
+            ProviderToken(
+                name="wechat:x",
+                token="old",
+                expires_at=now + dt.timedelta(seconds=left),
+                fetches=1,
+                updated_at=now,
+            )
+        )
+    with session_scope(engine) as session:
+        token = shared_token(
+            session, "wechat:x", lambda: ("new", 7200), dt.timedelta(seconds=300), now
+        )
+    assert token == ("new" if fetched else "old")

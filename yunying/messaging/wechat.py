@@ -74,17 +74,18 @@ def shared_token(
     now: dt.datetime,
 ) -> str:
     """The stored token when it is good for `margin` more; else a fetched one, stored. The
-    row is locked meanwhile (PostgreSQL FOR UPDATE; SQLite has one writer), so workers
-    asking at once fetch once."""
-    row = session.get(ProviderToken, name, with_for_update=True)
-    if row is None:
+    row is written first, which locks it (a row lock on PostgreSQL, the write lock on
+    SQLite) until the caller commits: workers asking at once fetch once."""
+    touch = update(ProviderToken).where(ProviderToken.name == name).values(updated_at=now)
+    if not session.execute(touch).rowcount:  # type: ignore[attr-defined]
         try:
             with session.begin_nested():
                 session.add(ProviderToken(name=name, updated_at=now))
         except IntegrityError:
-            pass  # another worker made it first
-        row = session.get(ProviderToken, name, with_for_update=True, populate_existing=True)
-        assert row is not None
+            session.execute(touch)  # another worker made it first: wait for its lock
+    row = session.get(ProviderToken, name, populate_existing=True)
+    if row is None:
+        raise TokenError(f"{name}: the token row vanished")
     if row.token and row.expires_at and row.expires_at - margin > now:
         return row.token
     token, expires_in = fetch()
