@@ -15,9 +15,10 @@ from tests.builders import DAY, silent_users
 from tests.integration.test_outbox import NOON_IN_SHANGHAI, campaign, send_all
 from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
-from yunying.errors import ConfigError
+from yunying.errors import ConfigError, TemplateError
 from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, plan
+from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.messaging.wechat import shared_token
 from yunying.messaging.wechat_config import WeChatSettings, WeChatTemplate
@@ -216,3 +217,29 @@ def test_a_token_is_fetched_again_before_it_expires(
             session, "wechat:x", lambda: ("new", 7200), dt.timedelta(seconds=300), now
         )
     assert token == ("new" if fetched else "old")
+
+
+@pytest.mark.parametrize(
+    ("templates", "complaint"),
+    [
+        ({}, "no wechat.templates entry for template 'winback'"),
+        (
+            {"winback": WeChatTemplate(template_id="T", data={"phrase3": "{{ campaign }}"})},
+            "wechat.templates.winback: WeChat keyword 'phrase3': 15 characters, over 5",
+        ),
+        (
+            {"winback": WeChatTemplate(template_id="T", data={"thing1": "{{ nickname }}"})},
+            "'nickname' is undefined",
+        ),
+    ],
+    ids=["unmapped", "over-limit", "undefined"],
+)
+def test_preflight_checks_the_wechat_template(
+    wechat: Settings, templates: dict[str, WeChatTemplate], complaint: str
+) -> None:
+    configured = wechat.model_copy(
+        update={"wechat": wechat.wechat.model_copy(update={"templates": templates})}
+    )
+    with pytest.raises(TemplateError) as error:
+        preflight(configured, campaign(channels=["wechat"]))
+    assert complaint in str(error.value)

@@ -6,6 +6,7 @@ from yunying.config import Settings
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.cn_sms import check_template_params
 from yunying.messaging.render import render
+from yunying.messaging.wechat import check_wechat_template
 from yunying.sources.records import LOCALES
 
 SAMPLE_CONTEXT = {
@@ -26,3 +27,5 @@ def preflight(settings: Settings, campaign: Campaign) -> None:
             render(campaign.template, channel, locale, {**context, "locale": locale})
     if "sms" in campaign.channels and settings.cn_sms.provider:
         check_template_params(settings.cn_sms, campaign.template, context)
+    if "wechat" in campaign.channels and settings.wechat.kind:
+        check_wechat_template(settings.wechat, campaign.template, context)

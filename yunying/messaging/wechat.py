@@ -31,6 +31,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from yunying.errors import TemplateError
 from yunying.messaging.batch_channel import BatchChannel, Prepared, Verdict
 from yunying.messaging.cn_sms import render_param
 from yunying.messaging.outbox import Outcome
@@ -176,6 +177,21 @@ def template_data(template: WeChatTemplate, context: Mapping[str, Any]) -> dict[
             raise ValueError(f"WeChat keyword {keyword!r}: {len(value)} characters, over {limit}")
         values[keyword] = value
     return values
+
+
+def check_wechat_template(
+    settings: WeChatSettings, template: str, context: Mapping[str, Any]
+) -> None:
+    """Preflight: the template is mapped and its keywords fill from a sample message."""
+    mapping = settings.templates.get(template)
+    if mapping is None:
+        raise TemplateError(
+            f"no wechat.templates entry for template {template!r}: map it to a template_id"
+        )
+    try:
+        template_data(mapping, context)
+    except ValueError as exc:
+        raise TemplateError(f"wechat.templates.{template}: {exc}") from None
 
 
 class WeChatApi:
