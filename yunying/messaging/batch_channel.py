@@ -42,6 +42,10 @@ class BatchApi(Protocol):
 
     def found(self, item: Prepared, body: bytes) -> str | None: ...
 
+    # Whether a batch refused as a whole may be one bad message's fault (Aliyun), so it is
+    # worth sending again one by one; not when the provider answers per message (Tencent).
+    split_refused: bool
+
 
 class BatchChannel:
     """Sends messages in the provider's batches, `concurrency` calls at a time over one
@@ -50,7 +54,8 @@ class BatchChannel:
     A 5xx, 429, flow-control code or lost connection is tried again with backoff, up to
     `attempts` times, then the message goes back to the queue; a refusal fails the message
     with the provider's code (or bounces it: a dead address is suppressed). A batch refused
-    as a whole is sent again one message at a time, so one bad address fails alone. A message
+    as a whole is sent again one message at a time when the provider says so
+    (`split_refused`), so one bad address fails alone. A message
     claimed a second time is first looked up at the provider, and only sent when the provider
     has no record of it.
     """
@@ -119,7 +124,8 @@ class BatchChannel:
                 verdicts: list[tuple[Verdict, str]] = [("retry", body.decode())] * len(pending)
             else:
                 verdicts = self.api.verdicts(pending, status, body)
-            if len(pending) > 1 and all(v == "failed" for v, _ in verdicts):
+            refused = all(verdict == "failed" for verdict, _ in verdicts)
+            if self.api.split_refused and len(pending) > 1 and refused:
                 singles = await asyncio.gather(
                     *(self._send_batch(session, gate, [item]) for item in pending)
                 )

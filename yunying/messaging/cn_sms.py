@@ -252,6 +252,7 @@ def aliyun_phone(address: str) -> str:
 @dataclass(frozen=True)
 class AliyunSms:
     settings: CnSmsSettings
+    split_refused = True  # one invalid number refuses a whole SendBatchSms
 
     def _request(self, params: dict[str, str], now: dt.datetime | None = None) -> HttpRequest:
         now = now or dt.datetime.now(dt.UTC)
@@ -357,6 +358,7 @@ TENCENT_CONTENT_TYPE = "application/json; charset=utf-8"
 @dataclass(frozen=True)
 class TencentSms:
     settings: CnSmsSettings
+    split_refused = False  # answers per number; a refused call is refused for all
 
     def _request(
         self, action: str, payload: dict[str, Any], now: float | None = None

@@ -61,6 +61,8 @@ def _one_by_one(ready: list[Prepared]) -> list[list[Prepared]]:
 
 
 class JPush:
+    split_refused = False  # one message per call
+
     def __init__(self, settings: PushSettings) -> None:
         secret = (
             settings.jpush_master_secret.get_secret_value() if settings.jpush_master_secret else ""
@@ -150,6 +152,8 @@ class FcmToken:
 
 
 class Fcm:
+    split_refused = False  # one message per call
+
     def __init__(self, settings: PushSettings, token: FcmToken) -> None:
         project = settings.service_account()["project_id"]
         self.url = f"{settings.endpoint}/v1/projects/{project}/messages:send"

@@ -195,6 +195,8 @@ def check_wechat_template(
 
 
 class WeChatApi:
+    split_refused = False  # one message per call
+
     def __init__(self, settings: WeChatSettings, tokens: StoreTokens) -> None:
         self.settings = settings
         self.tokens = tokens
