@@ -160,24 +160,28 @@ def template_params(
     mapping: SmsTemplateMapping, context: Mapping[str, Any], settings: CnSmsSettings
 ) -> dict[str, str]:
     """The provider's named parameters for one message, checked against its limits."""
+    tencent = settings.provider == "tencent"
+    limit = settings.param_max_length
+    total = len(settings.sign_name or "")
     values: dict[str, str] = {}
     for name, expression in mapping.params.items():
         try:
             value = render_param(expression, context).strip()
         except UndefinedError as exc:
             raise ParamError(f"SMS parameter {name!r}: {exc.message}") from None
-        if not value:
+        size = len(value)
+        if not size:
             raise ParamError(f"SMS parameter {name!r} is empty")
-        if len(value) > settings.param_max_length:
+        if size > limit:
             raise ParamError(
-                f"SMS parameter {name!r} has {len(value)} characters, over the"
-                f" {settings.param_max_length} allowed (cn_sms.param_max_length)"
+                f"SMS parameter {name!r} has {size} characters, over the"
+                f" {limit} allowed (cn_sms.param_max_length)"
             )
-        if settings.provider == "tencent" and ("http://" in value or "https://" in value):
+        if tencent and "://" in value and ("http://" in value or "https://" in value):
             raise ParamError(f"SMS parameter {name!r}: Tencent takes no links in parameters")
+        total += size
         values[name] = value
-    total = len(settings.sign_name or "") + sum(len(v) for v in values.values())
-    if settings.provider == "tencent" and total > TENCENT_TOTAL_LIMIT:
+    if tencent and total > TENCENT_TOTAL_LIMIT:
         raise ParamError(f"SMS over Tencent's {TENCENT_TOTAL_LIMIT} characters")
     return values
 
