@@ -12,8 +12,9 @@
   access token and tries again.
 
 Neither takes an idempotency key nor lists what was sent to a token. A message claimed again
-after a crash is sent again, but carries its outbox key as the notification's tag (Android)
-and collapse id (APNs), so the device shows it once: the second replaces the first.
+after a crash is sent again, but carries a hash of its outbox key as the APNs collapse id
+(both) and the Android notification tag (FCM), so the device shows it once: the second
+replaces the first. JPush's Android notifications have no such key.
 """
 
 from __future__ import annotations
