@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from yunying.errors import ConfigError
 from yunying.sources.config import SourceConfig
+from yunying.sources.records import LOCALES, UserDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -105,6 +106,15 @@ class LifecycleSettings(BaseModel):
         return self
 
 
+class ConsentSettings(BaseModel):
+    """What a source's silence about consent means. See README, "Configuration"."""
+
+    model_config = {"extra": "forbid"}
+
+    # False: a user whose source gives no opt-in flag for a channel gets no marketing on it.
+    assume_opt_in_when_missing: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YUNYING_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -113,6 +123,9 @@ class Settings(BaseSettings):
     home: Path = Path("var")
     database_url: str = ""  # empty: SQLite at {home}/yunying.db
     timezone: str = "Asia/Shanghai"
+    # The locale of users whose own has no templates (or who have none); tags are normalised.
+    default_locale: str = "zh-CN"
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
     # Messages per send task: each task run costs Prefect ~0.1 s of bookkeeping, which a
     # batch of a few thousand messages (a second or two of sending) makes small.
     batch_size: PositiveInt = 4000
@@ -137,6 +150,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
         return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _template_locale(cls, value: str) -> str:
+        locale = template_locale(value)
+        if locale is None:
+            raise ValueError(f"{value!r} has no templates; use one of {sorted(LOCALES)}")
+        return locale
 
     @field_validator("sources")
     @classmethod
@@ -166,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def user_defaults(self) -> UserDefaults:
+        return UserDefaults(self.default_locale, self.consent.assume_opt_in_when_missing)
 
     @property
     def outbox_path(self) -> Path:

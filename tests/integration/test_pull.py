@@ -12,19 +12,22 @@ import psutil
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from tests.builders import company_settings, pull_all
-from yunying.config import Settings
+from tests.builders import DAY, company_settings, pull_all
+from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import EVENT_MAPPING
 from yunying.errors import ConfigError, ProviderRejected, RateLimited, TransientError
+from yunying.lifecycle.states import compute_lifecycle
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.outbox import plan
 from yunying.sources.config import FileSource, HttpSource, SqlSource
 from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import read_source
 from yunying.store.engine import create_store_engine, session_scope
-from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
+from yunying.store.models import Event, Order, OutboxMessage, RejectedRecord, User, UserFacts
 
 
 def _write_jsonl(path: Path, records: Iterable[object]) -> None:
@@ -709,3 +712,78 @@ def test_postgresql_store_plans_each_statement_afresh(postgres_server: str) -> N
         assert prepared == 0
     finally:
         engine.dispose()
+
+
+def _users_and_their_silence(tmp_path: Path, users: list[dict[str, object]]) -> list[FileSource]:
+    """A users file and an events file in which each user was last seen 10 days before DAY."""
+    _write_jsonl(tmp_path / "users.jsonl", users)
+    _write_jsonl(tmp_path / "events.jsonl", [
+        {"event_id": f"{u['user_id']}-e", "user_id": u["user_id"], "name": "app_open",
+         "occurred_at": f"{DAY - dt.timedelta(days=10)}T04:00:00Z"}
+        for u in users
+    ])  # fmt: skip
+    return [
+        FileSource(name="users", entity="users", path=str(tmp_path / "users.jsonl")),
+        FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl")),
+    ]
+
+
+@pytest.mark.parametrize("assume", [None, "false", "true"], ids=["default", "false", "true"])
+def test_consent_a_source_leaves_out_is_no_consent_unless_the_company_says_so(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    assume: str | None,
+) -> None:
+    if assume is not None:
+        monkeypatch.setenv("YUNYING_CONSENT__ASSUME_OPT_IN_WHEN_MISSING", assume)
+    reachable = {
+        "signup_at": "2026-06-01T00:00:00Z",
+        "email": "x@example.com",
+        "phone": "+8613900000000",
+    }
+    users = [
+        {"user_id": "said-yes", **reachable, "email_opt_in": True, "sms_opt_in": "0"},
+        {"user_id": "said-no", **reachable, "email_opt_in": "false", "sms_opt_in": False},
+        {"user_id": "said-nothing", **reachable},
+        {"user_id": "said-blank", **reachable, "email_opt_in": "", "sms_opt_in": None},
+    ]  # fmt: skip
+    settings = load_settings().model_copy(
+        update={"sources": _users_and_their_silence(tmp_path, users)}
+    )
+    pull_all(engine, settings)
+    winback = Campaign(
+        name="winback", segment=["silent"], channels=["sms", "email"], template="winback",
+        holdout_percent=0,
+    )  # fmt: skip
+    with session_scope(engine) as session:
+        compute_lifecycle(session, DAY, settings.lifecycle)
+        plan(session, winback, DAY)
+        planned = dict(session.execute(select(OutboxMessage.user_id, OutboxMessage.channel)).all())
+    assumed = "sms" if assume == "true" else None  # the first channel of the campaign
+    assert planned == {
+        "said-yes": "email",
+        "said-no": None,
+        "said-nothing": assumed,
+        "said-blank": assumed,
+    }
+
+
+def test_locales_without_templates_keep_the_user_in_the_default_locale(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", "en-GB")  # normalised too
+    given = {"a": "en-US", "b": "zh_CN", "c": "zh-Hans-CN", "d": "ja", "e": "zh-TW", "f": None}
+    users = [
+        {"user_id": user_id, "signup_at": "2026-06-01T00:00:00Z", "locale": locale}
+        for user_id, locale in given.items()
+    ]
+    settings = load_settings().model_copy(
+        update={"sources": _users_and_their_silence(tmp_path, users)}
+    )
+    stats = pull_all(engine, settings)["users"]
+    assert (stats.inserted, stats.rejected) == (6, 0)
+    with session_scope(engine) as session:
+        stored = dict(session.execute(select(User.user_id, User.locale)).all())
+    assert stored == {"a": "en", "b": "zh-CN", "c": "zh-CN", "d": "en", "e": "en", "f": "en"}

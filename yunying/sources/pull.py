@@ -61,7 +61,12 @@ def pull_source(
     def read_and_validate() -> Iterator[tuple[LoadStats, list[Row] | EventsText, Rejects]]:
         for batch in read_batches(source, watermark, loaded):
             rows, rejects = validate(
-                source.entity, batch.records, source.mapping, settings.zone, batch.columns
+                source.entity,
+                batch.records,
+                source.mapping,
+                settings.zone,
+                batch.columns,
+                settings.user_defaults,
             )
             rejects += batch.unreadable
             stats = LoadStats(
