@@ -8,6 +8,7 @@ Every default is embedded: a SQLite store and an outbox folder under `var/`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from pydantic_settings import (
 )
 
 from yunying.errors import ConfigError
+from yunying.setting_checks import DatabaseUrl, EmailAddress, HttpUrl
 from yunying.sources.config import SourceConfig
 from yunying.sources.records import LOCALES, UserDefaults, template_locale
 
@@ -44,20 +46,20 @@ class ProviderSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    sms_url: str | None = None
+    sms_url: HttpUrl | None = None
     # The API spoken at sms_url: our signed JSON webhook, or Twilio's Messages API (then
     # sms_url is Twilio's base URL, https://api.twilio.com).
     sms_api: Literal["webhook", "twilio"] = "webhook"
     sms_from: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
-    push_url: str | None = None
-    webhook_url: str | None = None
+    push_url: HttpUrl | None = None
+    webhook_url: HttpUrl | None = None
     webhook_secret: SecretStr | None = None
     # An email API used instead of SMTP: Resend's (https://api.resend.com/emails).
-    email_url: str | None = None
+    email_url: HttpUrl | None = None
     email_api_key: SecretStr | None = None
-    rewards_url: str | None = None  # None: rewards go to the embedded points ledger
+    rewards_url: HttpUrl | None = None  # None: rewards go to the embedded points ledger
     timeout_seconds: float = Field(default=10.0, gt=0)
     concurrency: PositiveInt = 16
     # Messages per second per channel, held across all workers (`yunying setup` creates the
@@ -121,7 +123,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Path("var")
-    database_url: str = ""  # empty: SQLite at {home}/yunying.db
+    database_url: DatabaseUrl = ""  # empty: SQLite at {home}/yunying.db
     timezone: str = "Asia/Shanghai"
     # The locale of users whose own has no templates (or who have none); tags are normalised.
     default_locale: str = "zh-CN"
@@ -133,9 +135,9 @@ class Settings(BaseSettings):
     report_dir: Path | None = None  # None: {home}/reports
     campaign_dir: Path = Path("deployments/campaigns")
     reward_dir: Path = Path("deployments/rewards")
-    mail_from: str = "Yunying <ops@example.com>"
-    report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
-    public_url: str = "http://127.0.0.1:8000"
+    mail_from: EmailAddress = "Yunying <ops@example.com>"
+    report_recipients: list[EmailAddress] = Field(default_factory=lambda: ["ops@example.com"])
+    public_url: HttpUrl = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None  # None: a random key kept in {home}/secret.key
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
@@ -223,7 +225,9 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
         where = ""
         if env_prefix:
-            env_name = env_prefix + "__".join(str(p) for p in error["loc"] if isinstance(p, str))
+            # A list (sources, report_recipients) is set whole: name its variable.
+            names = itertools.takewhile(lambda part: isinstance(part, str), error["loc"])
+            env_name = env_prefix + "__".join(str(part) for part in names)
             where = f" (set it in yunying.toml or {env_name.upper()})"
         lines.append(f"invalid setting {field!r}: {error['msg']}{where}")
     return "; ".join(lines)
