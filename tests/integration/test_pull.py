@@ -787,3 +787,89 @@ def test_locales_without_templates_keep_the_user_in_the_default_locale(
     with session_scope(engine) as session:
         stored = dict(session.execute(select(User.user_id, User.locale)).all())
     assert stored == {"a": "en", "b": "zh-CN", "c": "zh-CN", "d": "en", "e": "en", "f": "en"}
+
+
+def _events(first: int, count: int) -> list[dict[str, str]]:
+    return [
+        {"event_id": f"e{i}", "user_id": f"u{i % 50}", "name": "app_open",
+         "occurred_at": f"2026-11-{1 + i % 28:02}T0{i % 10}:00:00Z"}
+        for i in range(first, first + count)
+    ]  # fmt: skip
+
+
+def _gzip_jsonl(path: Path, records: list[dict[str, str]]) -> bytes:
+    whole = gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
+    path.write_bytes(whole)
+    return whole
+
+
+def _pull_flow(monkeypatch: pytest.MonkeyPatch, sources: list[object]) -> object:
+    from flows.pull import pull_sources
+
+    dumped = [source.model_dump() for source in sources]  # type: ignore[attr-defined]
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps(dumped))
+    return pull_sources(return_state=True)
+
+
+@pytest.mark.usefixtures("prefect")
+def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gzip_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 1000))
+    whole = _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(1000, 3000))
+    (tmp_path / "events-2.jsonl.gz").write_bytes(whole[: len(whole) * 6 // 10])  # cut short
+    _gzip_jsonl(tmp_path / "events-3.jsonl.gz", _events(4000, 1000))
+    (tmp_path / "orders.csv").write_text(
+        "order_id,user_id,amount,created_at\no1,u1,5,2026-11-02T08:00:00Z\n"
+    )
+    sources = [
+        FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl.gz")),
+        FileSource(name="orders", entity="orders", path=str(tmp_path / "orders.csv"), format="csv"),
+    ]
+    state = _pull_flow(monkeypatch, sources)
+    assert state.is_completed()  # type: ignore[attr-defined]
+    events, orders = state.result()  # type: ignore[attr-defined]
+    assert orders["inserted"] == 1  # the source listed after the broken file
+    with session_scope(engine) as session:
+        stored = set(session.scalars(select(Event.event_id)))
+        set_aside = session.execute(select(RejectedRecord.raw, RejectedRecord.reason)).all()
+        marked = set(session.scalars(text("SELECT path FROM source_files WHERE source = 'events'")))
+    readable = {e for e in stored if 1000 <= int(e[1:]) < 4000}
+    assert 0 < len(readable) < 3000
+    assert stored - readable == {f"e{i}" for i in (*range(1000), *range(4000, 5000))}
+    assert readable == {f"e{i}" for i in range(1000, 1000 + len(readable))}  # no cut line
+    path = str(tmp_path / "events-2.jsonl.gz")
+    assert [json.loads(raw) for raw, _ in set_aside] == [{"file": path}]
+    reason = set_aside[0][1]
+    assert reason.startswith("file: cannot be read whole: truncated (Compressed file ended")
+    assert f"its first {len(readable):,} rows loaded" in reason
+    assert "not marked loaded, so it is read again on the next pull" in reason
+    assert events["set_aside"] == [f"{path}: {reason.removeprefix('file: ')}"]
+    assert marked == {str(tmp_path / f"events-{n}.jsonl.gz") for n in (1, 3)}
+
+    (tmp_path / "events-2.jsonl.gz").write_bytes(whole)  # the complete copy arrives
+    again = pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t")
+    assert (again.inserted, again.set_aside) == (3000 - len(readable), [])
+    assert _count(engine, Event) == 5000
+    assert (
+        pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t").pulled
+        == 0
+    )
+
+
+@pytest.mark.usefixtures("prefect")
+def test_a_source_failing_for_good_does_not_stop_the_others(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite3.connect(tmp_path / "app.db").close()
+    _write_jsonl(tmp_path / "events.jsonl", _events(0, 10))
+    sources = [
+        SqlSource(name="app-users", entity="users", url=f"sqlite:///{tmp_path / 'app.db'}",
+                  table="acounts"),
+        FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl")),
+    ]  # fmt: skip
+    state = _pull_flow(monkeypatch, sources)
+    assert _count(engine, Event) == 10  # the source after the failing one was pulled
+    assert state.is_failed()  # type: ignore[attr-defined]
+    assert "1 of 2 sources failed (the others were pulled): app-users:" in state.message  # type: ignore[attr-defined]
+    assert "no such table: acounts" in state.message  # type: ignore[attr-defined]

@@ -45,6 +45,7 @@ class LoadStats:
     rejected: int = 0
     watermark: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
 
     def add(self, other: LoadStats) -> None:
         self.pulled += other.pulled
@@ -52,6 +53,7 @@ class LoadStats:
         self.updated += other.updated
         self.rejected += other.rejected
         self.watermark = other.watermark or self.watermark
+        self.set_aside += other.set_aside
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 

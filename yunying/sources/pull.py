@@ -10,6 +10,7 @@ and the store work at the same time; a few batches wait in memory, never the who
 from __future__ import annotations
 
 import gc
+import json
 import queue
 import sys
 import threading
@@ -73,10 +74,15 @@ def pull_source(
                 pulled=len(batch.records) + len(batch.unreadable),
                 rejected=len(rejects),
                 watermark=batch.watermark,
+                set_aside=[
+                    f"{path}: {why.removeprefix('file: ')}" for path, why in batch.set_aside
+                ],
             )
             for _, reason in rejects:
                 field_name = reason.split(":", 1)[0]
                 stats.reasons[field_name] = stats.reasons.get(field_name, 0) + 1
+            # A file set aside is kept with the rejects, where people look for what did not load.
+            rejects += [(json.dumps({"file": path}), why) for path, why in batch.set_aside]
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
             yield stats, events_text(rows, postgres) if source.entity == "events" else rows, rejects
 
