@@ -952,3 +952,16 @@ def test_sql_source_reads_a_query_incrementally_as_a_yunying_toml_declares_it(
     second = pull_source(engine, settings, "app-events", "t")
     assert (second.pulled, second.inserted) == (2, 1)  # from the watermark on: seq 19 and 21
     assert _count(engine, Event) == 17
+
+
+def test_a_file_that_is_no_gzip_at_all_is_set_aside_with_none_of_its_rows(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    _write_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 5))  # named .gz, never compressed
+    _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(5, 5))
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.gz"))
+    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "events", "t")
+    assert (stats.pulled, stats.inserted, stats.rejected) == (5, 5, 0)
+    [set_aside] = stats.set_aside
+    assert set_aside.startswith(f"{tmp_path / 'events-1.jsonl.gz'}: cannot be read whole: Not a")
+    assert "; none of its rows loaded" in set_aside
