@@ -811,9 +811,44 @@ def _pull_flow(monkeypatch: pytest.MonkeyPatch, sources: list[object]) -> object
     return pull_sources(return_state=True)
 
 
+def _pull_summary(state: object) -> tuple[dict[str, dict[str, object]], list[str]]:
+    """What the run shows in the UI: its pull-summary artifact (a row per source) and its
+    warnings."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+        LogFilterLevel,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    run_id = state.state_details.flow_run_id  # type: ignore[attr-defined]
+    APILogWorker.drain_all(timeout=10)  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                key=ArtifactFilterKey(any_=["pull-summary"]),
+            )
+        )
+        logs = client.read_logs(
+            log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[run_id]), level=LogFilterLevel(ge_=30)
+            )
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return {str(row["source"]): row for row in rows}, [log.message for log in logs]
+
+
 @pytest.mark.usefixtures("prefect")
 def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
-    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _gzip_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 1000))
     whole = _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(1000, 3000))
@@ -845,6 +880,9 @@ def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
     assert f"its first {len(readable):,} rows loaded" in reason
     assert "not marked loaded, so it is read again on the next pull" in reason
     assert events["set_aside"] == [f"{path}: {reason.removeprefix('file: ')}"]
+    summary, warnings = _pull_summary(state)
+    assert summary["events"]["files set aside"] == 1
+    assert f"source events: set aside {path}: cannot be read whole" in "\n".join(warnings)
     assert marked == {str(tmp_path / f"events-{n}.jsonl.gz") for n in (1, 3)}
 
     (tmp_path / "events-2.jsonl.gz").write_bytes(whole)  # the complete copy arrives
@@ -873,6 +911,9 @@ def test_a_source_failing_for_good_does_not_stop_the_others(
     assert state.is_failed()  # type: ignore[attr-defined]
     assert "1 of 2 sources failed (the others were pulled): app-users:" in state.message  # type: ignore[attr-defined]
     assert "no such table: acounts" in state.message  # type: ignore[attr-defined]
+    summary, _ = _pull_summary(state)
+    assert "no such table: acounts" in str(summary["app-users"]["failed"])
+    assert (summary["events"]["inserted"], summary["events"]["failed"]) == (10, "")
 
 
 @pytest.mark.parametrize(
