@@ -124,6 +124,8 @@ def _fill_store(users: int) -> None:
                     "signup_at": "2026-06-01T00:00:00Z",
                     "email": f"u{i}@example.com",
                     "phone": f"+86139{i:08d}",
+                    "email_opt_in": True,
+                    "sms_opt_in": True,
                     "locale": "en" if i % 2 else "zh-CN",
                     "timezone": "Asia/Shanghai",
                 }

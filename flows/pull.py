@@ -11,6 +11,7 @@ from prefect.logging import get_run_logger
 
 from tasks.pull import activity_basis, pull
 from tasks.secrets import load_settings
+from yunying.errors import PermanentError
 
 
 def _run_name() -> str:
@@ -24,17 +25,30 @@ def pull_sources(sources: list[str] | None = None) -> list[dict[str, Any]]:
     if not names:
         get_run_logger().warning("no sources configured: set `sources` in yunying.toml")
     # One source at a time: the store has one writer on SQLite, and each pull is bulk I/O.
-    results = [pull(settings, name) for name in names]
+    # A source that fails for good (after its retries) does not stop the ones after it.
+    states = {name: pull(settings, name, return_state=True) for name in names}
+    results = [state.result() for state in states.values() if state.is_completed()]
+    failed = {name: state.message for name, state in states.items() if not state.is_completed()}
     activity = activity_basis(settings)
+    columns = ("source", "pulled", "inserted", "updated", "rejected", "watermark")
     create_table_artifact(
         key="pull-summary",
         table=[
-            {k: r[k] for k in ("source", "pulled", "inserted", "updated", "rejected", "watermark")}
+            {**{k: r[k] for k in columns}, "files set aside": len(r["set_aside"]), "failed": ""}
             for r in results
+        ]
+        + [
+            {**dict.fromkeys(columns, ""), "source": name, "files set aside": "", "failed": why}
+            for name, why in failed.items()
         ],
-        description="Rows per source in this run, and where the next run resumes"
+        description="Rows per source in this run, where the next run resumes, what failed"
         + (f". Activity: {activity}" if activity else ""),
     )
+    if failed:
+        raise PermanentError(
+            f"{len(failed)} of {len(names)} sources failed (the others were pulled): "
+            + "; ".join(f"{name}: {message}" for name, message in failed.items())
+        )
     return results
 
 

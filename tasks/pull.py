@@ -37,6 +37,8 @@ def pull(settings: Settings, name: str) -> dict[str, Any]:
         stats.rejected,
         stats.reasons or "",
     )
+    for file in stats.set_aside:
+        logger.warning("source %s: set aside %s", name, file)
     return {"source": name, **asdict(stats)}
 
 

@@ -18,6 +18,11 @@ from yunying.demo.sources import demo_sources
 from yunying.sources.config import Entity
 from yunying.sources.load import LoadStats, load_rows, validate
 from yunying.sources.pull import pull_source
+from yunying.sources.records import UserDefaults
+
+# Test users have consented on every channel unless a record says otherwise; what a source's
+# silence means by default is tested through pulls (tests/integration/test_pull.py).
+CONSENTED = UserDefaults(opt_in=True)
 
 END = dt.date(2026, 11, 1)
 
@@ -41,7 +46,7 @@ def load_records(
 ) -> None:
     """Load test records through the ingestion path (validation, upsert, facts); test data
     must be valid, so a rejected record is an error in the test."""
-    rows, rejected = validate(entity, records, {}, zone)
+    rows, rejected = validate(entity, records, {}, zone, defaults=CONSENTED)
     if rejected:
         raise ValueError(f"invalid test {entity}: {rejected}")
     load_rows(session, entity, rows, uuid.uuid4().hex)

@@ -8,6 +8,7 @@ Every default is embedded: a SQLite store and an outbox folder under `var/`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from yunying.messaging.cn_sms_config import CnSmsSettings
 from yunying.messaging.push_config import PushSettings
 from yunying.messaging.wechat_config import WeChatSettings
 from yunying.notify.targets import NotifyTarget
+from yunying.setting_checks import DatabaseUrl, EmailAddress, HttpUrl
 from yunying.sources.config import SourceConfig
+from yunying.sources.records import UserDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
 REPORT_LOCALES = ("zh-CN", "en")
@@ -70,20 +73,20 @@ class ProviderSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    sms_url: str | None = None
+    sms_url: HttpUrl | None = None
     # The API spoken at sms_url: our signed JSON webhook, or Twilio's Messages API (then
     # sms_url is Twilio's base URL, https://api.twilio.com).
     sms_api: Literal["webhook", "twilio"] = "webhook"
     sms_from: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
-    push_url: str | None = None
-    webhook_url: str | None = None
+    push_url: HttpUrl | None = None
+    webhook_url: HttpUrl | None = None
     webhook_secret: SecretStr | None = None
     # An email API used instead of SMTP: Resend's (https://api.resend.com/emails).
-    email_url: str | None = None
+    email_url: HttpUrl | None = None
     email_api_key: SecretStr | None = None
-    rewards_url: str | None = None  # None: rewards go to the embedded points ledger
+    rewards_url: HttpUrl | None = None  # None: rewards go to the embedded points ledger
     timeout_seconds: float = Field(default=10.0, gt=0)
     concurrency: PositiveInt = 16
     # Messages per second per channel, held across all workers (`yunying setup` creates the
@@ -135,14 +138,24 @@ class LifecycleSettings(BaseModel):
         return self
 
 
+class ConsentSettings(BaseModel):
+    """What a source's silence about consent means. See README, "Configuration"."""
+
+    model_config = {"extra": "forbid"}
+
+    # False: a user whose source gives no opt-in flag for a channel gets no marketing on it.
+    assume_opt_in_when_missing: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YUNYING_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
     home: Path = Path("var")
-    database_url: str = ""  # empty: SQLite at {home}/yunying.db
+    database_url: DatabaseUrl = ""  # empty: SQLite at {home}/yunying.db
     timezone: str = "Asia/Shanghai"
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
     # Messages per send task: each task run costs Prefect ~0.1 s of bookkeeping, which a
     # batch of a few thousand messages (a second or two of sending) makes small.
     batch_size: PositiveInt = 4000
@@ -152,17 +165,18 @@ class Settings(BaseSettings):
     # Message templates (`messages/<template>/…`); None: the ones shipped with Yunying.
     template_dir: Path | None = None
     reward_dir: Path = Path("deployments/rewards")
-    mail_from: str = "Yunying <ops@example.com>"
-    report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
-    public_url: str = "http://127.0.0.1:8000"
+    mail_from: EmailAddress = "Yunying <ops@example.com>"
+    report_recipients: list[EmailAddress] = Field(default_factory=lambda: ["ops@example.com"])
+    public_url: HttpUrl = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None  # None: a random key kept in {home}/secret.key
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
-    # The company's money and language (the report's, and the locale of users whose record has
-    # none): ISO 4217 code and zh-CN or en. Orders in another currency are converted at
-    # `exchange_rates` (company currency per unit, e.g. {USD = 7.1}) or reported apart.
+    # The company's money and language (the report's, and the locale of users whose own has no
+    # templates or who have none; tags are normalised): ISO 4217 code and zh-CN or en. Orders in
+    # another currency are converted at `exchange_rates` (company currency per unit) or reported
+    # apart.
     currency: str = "CNY"
     default_locale: str = "zh-CN"
     exchange_rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
@@ -206,11 +220,12 @@ class Settings(BaseSettings):
     @field_validator("default_locale")
     @classmethod
     def _supported_locale(cls, value: str) -> str:
-        if value not in REPORT_LOCALES:
+        locale = template_locale(value)
+        if locale not in REPORT_LOCALES:
             raise ValueError(
                 f"unsupported locale {value!r}; use one of {', '.join(REPORT_LOCALES)}"
             )
-        return value
+        return locale
 
     @field_validator("sources")
     @classmethod
@@ -240,6 +255,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def user_defaults(self) -> UserDefaults:
+        return UserDefaults(self.default_locale, self.consent.assume_opt_in_when_missing)
 
     @property
     def outbox_path(self) -> Path:
@@ -346,14 +365,10 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
         where = ""
-        if env_prefix and any(isinstance(part, int) for part in error["loc"]):
-            # An item of a list (a source) has no variable of its own: the whole list has.
-            top = str(error["loc"][0])
-            where = (
-                f" (set it in yunying.toml, or the whole list as JSON in {env_prefix}{top.upper()})"
-            )
-        elif env_prefix:
-            env_name = env_prefix + "__".join(str(p) for p in error["loc"] if isinstance(p, str))
+        if env_prefix:
+            # A list (sources, report_recipients) is set whole: name its variable.
+            names = itertools.takewhile(lambda part: isinstance(part, str), error["loc"])
+            env_name = env_prefix + "__".join(str(part) for part in names)
             where = f" (set it in yunying.toml or {env_name.upper()})"
         lines.append(f"invalid setting {field!r}: {error['msg']}{where}")
     return "; ".join(lines)

@@ -1,9 +1,13 @@
 """The README's operations path with real processes: a local Prefect server (`make ui`), the
-serve script (`make serve`), a manual `prefect deployment run` of reward-payout with
-parameters, approval through Prefect's REST API, and the payout in the ledger."""
+serve script (`make serve`) with every deployment's schedules, time zones and limits as
+prefect.yaml declares them, a manual `prefect deployment run` of reward-payout with
+parameters, approval through Prefect's REST API, and the payout in the ledger. One server and
+one serve process for the module: each costs ~15 s to start."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import os
 import socket
 import subprocess
@@ -16,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from tests.builders import load_records
@@ -25,6 +30,9 @@ from yunying.store.models import PointsEntry, RewardApproval
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+DEPLOYMENTS: list[dict[str, Any]] = yaml.safe_load((ROOT / "prefect.yaml").read_text())[
+    "deployments"
+]
 CAMPAIGN = """
 name = "ops-test"
 start = 2026-11-02T00:00:00Z
@@ -60,8 +68,9 @@ def _wait(check: Any, what: str, seconds: float = 120) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def environment(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp_path = tmp_path_factory.mktemp("operations")
     rewards = tmp_path / "rewards"
     rewards.mkdir()
     (rewards / "ops-test.toml").write_text(CAMPAIGN)
@@ -88,64 +97,123 @@ def environment(tmp_path: Path) -> dict[str, str]:
         **{k: v for k, v in os.environ.items() if not k.startswith(("YUNYING_", "PREFECT_"))},
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # The server's scheduler creates the upcoming runs every second, not every minute.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
         "YUNYING_HOME": str(tmp_path / "var"),
         "YUNYING_DATABASE_URL": store,
         "YUNYING_REWARD_DIR": str(rewards),
         "PORT": str(port),
+        "LOG": str(tmp_path / "processes.log"),
     }
 
 
-@pytest.fixture
-def processes(environment: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+@pytest.fixture(scope="module")
+def served(environment: dict[str, str]) -> Iterator[str]:
+    """`make ui` and `make serve`: a Prefect server and deployments/serve.py run against it,
+    as the Makefile runs them; both stopped at the end. Gives the API's URL."""
+    api = environment["PREFECT_API_URL"]
     started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in reversed(started):
-        process.terminate()
+    with Path(environment["LOG"]).open("wb") as log:
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            started.append(
+                subprocess.Popen(
+                    [BIN / "prefect", "server", "start", "--host", "127.0.0.1",
+                     "--port", environment["PORT"]],
+                    env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )
+            )  # fmt: skip
+            _wait(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "deployments/serve.py"],
+                    env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )
+            )  # fmt: skip
+            names = {spec["name"] for spec in DEPLOYMENTS}
+            _wait(lambda: _served(api).keys() == names, "the served deployments")
+            yield api
+        finally:
+            for process in reversed(started):
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _served(api: str) -> dict[str, dict[str, Any]]:
+    found = httpx.post(f"{api}/deployments/filter", json={}).json()
+    return {deployment["name"]: deployment for deployment in found}
+
+
+def _scheduled_runs(api: str, deployment_id: str, at_least: int) -> list[dict[str, Any]]:
+    """The deployment's scheduled runs, soonest first, once there are `at_least` of them."""
+    runs = list(
+        httpx.post(
+            f"{api}/flow_runs/filter",
+            json={
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                "sort": "EXPECTED_START_TIME_ASC",
+            },
+        ).json()
+    )
+    return runs if len(runs) >= at_least else []
+
+
+# When each scheduled deployment's runs fall, in UTC (Asia/Shanghai is UTC+8 all year):
+# (period, UTC hour or None for every hour, minute).
+UTC_TIMES = {
+    "nightly": (dt.timedelta(days=1), 18, 0),  # 02:00 in Shanghai, the day before in UTC
+    "pull": (dt.timedelta(hours=1), None, 15),
+    "reactivation": (dt.timedelta(days=1), 2, 0),  # 10:00
+    "daily-report": (dt.timedelta(days=1), 0, 0),  # 08:00
+}
+
+
+def test_served_deployments_keep_every_setting_of_prefect_yaml(served: str) -> None:
+    served_now = dt.datetime.now(dt.UTC)
+    deployments = _served(served)
+    assert {spec["name"] for spec in DEPLOYMENTS if spec.get("schedules")} == UTC_TIMES.keys()
+    for spec in DEPLOYMENTS:
+        deployment = deployments[spec["name"]]
+        assert deployment["description"] == spec["description"]
+        assert deployment["tags"] == spec["tags"]
+        assert deployment["parameters"] == (spec.get("parameters") or {})
+        assert deployment["enforce_parameter_schema"] is spec["enforce_parameter_schema"]
+        limit = deployment["global_concurrency_limit"]
+        assert (limit and limit["limit"]) == spec.get("concurrency_limit"), spec["name"]
+        schedules = [
+            (s["schedule"]["cron"], s["schedule"]["timezone"], s["active"])
+            for s in deployment["schedules"]
+        ]
+        assert schedules == [(s["cron"], s["timezone"], True) for s in spec.get("schedules", [])]
+        if spec["name"] not in UTC_TIMES:
+            continue
+        period, hour, minute = UTC_TIMES[spec["name"]]
+        runs = _wait(
+            lambda d=deployment: _scheduled_runs(served, d["id"], at_least=3),
+            f"the scheduled runs of {spec['name']}",
+            seconds=30,
+        )
+        starts = [dt.datetime.fromisoformat(run["expected_start_time"]) for run in runs]
+        assert starts[0] - served_now < period + dt.timedelta(minutes=1), spec["name"]
+        for earlier, later in itertools.pairwise(starts):
+            assert later - earlier == period, spec["name"]
+        for start, run in zip(starts, runs, strict=True):
+            assert (start.minute, start.second) == (minute, 0), (spec["name"], start)
+            assert hour is None or start.hour == hour, (spec["name"], start)
+            assert run["parameters"] == deployment["parameters"]
 
 
 def test_manual_payout_through_server_serve_and_cli(
-    environment: dict[str, str], processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    environment: dict[str, str], served: str
 ) -> None:
-    api = environment["PREFECT_API_URL"]
-    log = (tmp_path / "processes.log").open("wb")
-    processes.append(
-        subprocess.Popen(
-            [
-                BIN / "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                environment["PORT"],
-            ],
-            env=environment,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    )
-    _wait(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
-    processes.append(
-        subprocess.Popen(
-            [sys.executable, "deployments/serve.py"],
-            env=environment,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    )
-    _wait(
-        lambda: httpx.get(f"{api}/deployments/name/reward-payout/reward-payout").status_code == 200,
-        "the served deployments",
-    )
-
+    api = served
     subprocess.run(
         [
             BIN / "prefect",
@@ -189,8 +257,8 @@ def test_manual_payout_through_server_serve_and_cli(
         state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"]
         return state if state in ("COMPLETED", "FAILED", "CRASHED") else None
 
-    assert _wait(finished, "the payout to finish") == "COMPLETED", (
-        tmp_path / "processes.log"
+    assert _wait(finished, "the payout to finish") == "COMPLETED", Path(
+        environment["LOG"]
     ).read_text()
     engine = create_store_engine(environment["YUNYING_DATABASE_URL"])
     with session_scope(engine) as session:

@@ -45,3 +45,13 @@ def test_serve_script_builds_every_deployment() -> None:
     module = runpy.run_path(str(ROOT / "deployments" / "serve.py"), run_name="not_main")
     runners = module["deployments_of"]()
     assert [r.name for r in runners] == [d["name"] for d in DEPLOYMENTS]
+
+
+def test_serve_script_refuses_a_deployment_key_it_would_drop() -> None:
+    # A key serve.py does not apply (here: triggers) would be silently lost on one machine.
+    import runpy
+
+    module = runpy.run_path(str(ROOT / "deployments" / "serve.py"), run_name="not_main")
+    spec = {**DEPLOYMENTS[0], "triggers": [{"expect": ["external.thing"]}]}
+    with pytest.raises(ValueError, match="'nightly' sets triggers, which deployments/serve.py"):
+        module["deployment_of"](spec)

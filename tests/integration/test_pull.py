@@ -12,19 +12,22 @@ import psutil
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from tests.builders import company_settings, pull_all
-from yunying.config import Settings
+from tests.builders import DAY, company_settings, pull_all
+from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import EVENT_MAPPING
 from yunying.errors import ConfigError, ProviderRejected, RateLimited, TransientError
+from yunying.lifecycle.states import compute_lifecycle
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.outbox import plan
 from yunying.sources.config import FileSource, HttpSource, SqlSource
 from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import read_source
 from yunying.store.engine import create_store_engine, session_scope
-from yunying.store.models import Event, Order, RejectedRecord, User, UserFacts
+from yunying.store.models import Event, Order, OutboxMessage, RejectedRecord, User, UserFacts
 
 
 def _write_jsonl(path: Path, records: Iterable[object]) -> None:
@@ -709,3 +712,297 @@ def test_postgresql_store_plans_each_statement_afresh(postgres_server: str) -> N
         assert prepared == 0
     finally:
         engine.dispose()
+
+
+def _users_and_their_silence(tmp_path: Path, users: list[dict[str, object]]) -> list[FileSource]:
+    """A users file and an events file in which each user was last seen 10 days before DAY."""
+    _write_jsonl(tmp_path / "users.jsonl", users)
+    _write_jsonl(tmp_path / "events.jsonl", [
+        {"event_id": f"{u['user_id']}-e", "user_id": u["user_id"], "name": "app_open",
+         "occurred_at": f"{DAY - dt.timedelta(days=10)}T04:00:00Z"}
+        for u in users
+    ])  # fmt: skip
+    return [
+        FileSource(name="users", entity="users", path=str(tmp_path / "users.jsonl")),
+        FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl")),
+    ]
+
+
+@pytest.mark.parametrize("assume", [None, "false", "true"], ids=["default", "false", "true"])
+def test_consent_a_source_leaves_out_is_no_consent_unless_the_company_says_so(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    assume: str | None,
+) -> None:
+    if assume is not None:
+        monkeypatch.setenv("YUNYING_CONSENT__ASSUME_OPT_IN_WHEN_MISSING", assume)
+    reachable = {
+        "signup_at": "2026-06-01T00:00:00Z",
+        "email": "x@example.com",
+        "phone": "+8613900000000",
+    }
+    users = [
+        {"user_id": "said-yes", **reachable, "email_opt_in": True, "sms_opt_in": "0"},
+        {"user_id": "said-no", **reachable, "email_opt_in": "false", "sms_opt_in": False},
+        {"user_id": "said-nothing", **reachable},
+        {"user_id": "said-blank", **reachable, "email_opt_in": "", "sms_opt_in": None},
+    ]  # fmt: skip
+    settings = load_settings().model_copy(
+        update={"sources": _users_and_their_silence(tmp_path, users)}
+    )
+    pull_all(engine, settings)
+    winback = Campaign(
+        name="winback", segment=["silent"], channels=["sms", "email"], template="winback",
+        holdout_percent=0,
+    )  # fmt: skip
+    with session_scope(engine) as session:
+        compute_lifecycle(session, DAY, settings.lifecycle)
+        plan(session, winback, DAY)
+        planned = dict(session.execute(select(OutboxMessage.user_id, OutboxMessage.channel)).all())
+    assumed = "sms" if assume == "true" else None  # the first channel of the campaign
+    assert planned == {
+        "said-yes": "email",
+        "said-no": None,
+        "said-nothing": assumed,
+        "said-blank": assumed,
+    }
+
+
+def test_locales_without_templates_keep_the_user_in_the_default_locale(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", "en-GB")  # normalised too
+    given = {"a": "en-US", "b": "zh_CN", "c": "zh-Hans-CN", "d": "ja", "e": "zh-TW", "f": None}
+    users = [
+        {"user_id": user_id, "signup_at": "2026-06-01T00:00:00Z", "locale": locale}
+        for user_id, locale in given.items()
+    ]
+    settings = load_settings().model_copy(
+        update={"sources": _users_and_their_silence(tmp_path, users)}
+    )
+    stats = pull_all(engine, settings)["users"]
+    assert (stats.inserted, stats.rejected) == (6, 0)
+    with session_scope(engine) as session:
+        stored = dict(session.execute(select(User.user_id, User.locale)).all())
+    assert stored == {"a": "en", "b": "zh-CN", "c": "zh-CN", "d": "en", "e": "en", "f": "en"}
+
+
+def _events(first: int, count: int) -> list[dict[str, str]]:
+    return [
+        {"event_id": f"e{i}", "user_id": f"u{i % 50}", "name": "app_open",
+         "occurred_at": f"2026-11-{1 + i % 28:02}T0{i % 10}:00:00Z"}
+        for i in range(first, first + count)
+    ]  # fmt: skip
+
+
+def _gzip_jsonl(path: Path, records: list[dict[str, str]]) -> bytes:
+    whole = gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
+    path.write_bytes(whole)
+    return whole
+
+
+def _pull_flow(monkeypatch: pytest.MonkeyPatch, sources: list[object]) -> object:
+    from flows.pull import pull_sources
+
+    dumped = [source.model_dump() for source in sources]  # type: ignore[attr-defined]
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps(dumped))
+    return pull_sources(return_state=True)
+
+
+def _pull_summary(state: object) -> tuple[dict[str, dict[str, object]], list[str]]:
+    """What the run shows in the UI: its pull-summary artifact (a row per source) and its
+    warnings."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+        LogFilterLevel,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    run_id = state.state_details.flow_run_id  # type: ignore[attr-defined]
+    APILogWorker.drain_all(timeout=10)  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                key=ArtifactFilterKey(any_=["pull-summary"]),
+            )
+        )
+        logs = client.read_logs(
+            log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[run_id]), level=LogFilterLevel(ge_=30)
+            )
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return {str(row["source"]): row for row in rows}, [log.message for log in logs]
+
+
+@pytest.mark.usefixtures("prefect")
+def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _gzip_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 1000))
+    whole = _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(1000, 3000))
+    (tmp_path / "events-2.jsonl.gz").write_bytes(whole[: len(whole) * 6 // 10])  # cut short
+    _gzip_jsonl(tmp_path / "events-3.jsonl.gz", _events(4000, 1000))
+    (tmp_path / "orders.csv").write_text(
+        "order_id,user_id,amount,created_at\no1,u1,5,2026-11-02T08:00:00Z\n"
+    )
+    sources = [
+        FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl.gz")),
+        FileSource(name="orders", entity="orders", path=str(tmp_path / "orders.csv"), format="csv"),
+    ]
+    state = _pull_flow(monkeypatch, sources)
+    assert state.is_completed()  # type: ignore[attr-defined]
+    events, orders = state.result()  # type: ignore[attr-defined]
+    assert orders["inserted"] == 1  # the source listed after the broken file
+    with session_scope(engine) as session:
+        stored = set(session.scalars(select(Event.event_id)))
+        set_aside = session.execute(select(RejectedRecord.raw, RejectedRecord.reason)).all()
+        marked = set(session.scalars(text("SELECT path FROM source_files WHERE source = 'events'")))
+    readable = {e for e in stored if 1000 <= int(e[1:]) < 4000}
+    assert 0 < len(readable) < 3000
+    assert stored - readable == {f"e{i}" for i in (*range(1000), *range(4000, 5000))}
+    assert readable == {f"e{i}" for i in range(1000, 1000 + len(readable))}  # no cut line
+    path = str(tmp_path / "events-2.jsonl.gz")
+    assert [json.loads(raw) for raw, _ in set_aside] == [{"file": path}]
+    reason = set_aside[0][1]
+    assert reason.startswith("file: cannot be read whole: truncated (Compressed file ended")
+    assert f"its first {len(readable):,} rows loaded" in reason
+    assert "not marked loaded, so it is read again on the next pull" in reason
+    assert events["set_aside"] == [f"{path}: {reason.removeprefix('file: ')}"]
+    summary, warnings = _pull_summary(state)
+    assert summary["events"]["files set aside"] == 1
+    assert f"source events: set aside {path}: cannot be read whole" in "\n".join(warnings)
+    assert marked == {str(tmp_path / f"events-{n}.jsonl.gz") for n in (1, 3)}
+
+    (tmp_path / "events-2.jsonl.gz").write_bytes(whole)  # the complete copy arrives
+    again = pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t")
+    assert (again.inserted, again.set_aside) == (3000 - len(readable), [])
+    assert _count(engine, Event) == 5000
+    assert (
+        pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t").pulled
+        == 0
+    )
+
+
+@pytest.mark.usefixtures("prefect")
+def test_a_source_failing_for_good_does_not_stop_the_others(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite3.connect(tmp_path / "app.db").close()
+    _write_jsonl(tmp_path / "events.jsonl", _events(0, 10))
+    sources = [
+        SqlSource(name="app-users", entity="users", url=f"sqlite:///{tmp_path / 'app.db'}",
+                  table="acounts"),
+        FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl")),
+    ]  # fmt: skip
+    state = _pull_flow(monkeypatch, sources)
+    assert _count(engine, Event) == 10  # the source after the failing one was pulled
+    assert state.is_failed()  # type: ignore[attr-defined]
+    assert "1 of 2 sources failed (the others were pulled): app-users:" in state.message  # type: ignore[attr-defined]
+    assert "no such table: acounts" in state.message  # type: ignore[attr-defined]
+    summary, _ = _pull_summary(state)
+    assert "no such table: acounts" in str(summary["app-users"]["failed"])
+    assert (summary["events"]["inserted"], summary["events"]["failed"]) == (10, "")
+
+
+@pytest.mark.parametrize(
+    ("auth", "secret", "wrong"),
+    [
+        ("basic", "reader:pa:ss wörd", "reader:pa:ss word"),  # a password may hold a colon
+        ("header", "k-7f3a", "k-7f3b"),
+    ],
+    ids=["basic", "header"],
+)
+def test_http_source_basic_and_header_auth_as_the_api_checks_them(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    auth: str,
+    secret: str,
+    wrong: str,
+) -> None:
+    settings = company_settings(settings, tmp_path, users=20)
+    with LocalServer(source_db=tmp_path / "source.db") as server:
+        if auth == "basic":
+            user, _, password = secret.partition(":")
+            server.basic_auth = (user, password)
+        else:
+            server.api_key = ("X-Company-Key", secret)
+        source = HttpSource(
+            name="api", entity="events", url=f"{server.url}/events", auth=auth,
+            token_env="APP_API_SECRET", header_name="X-Company-Key", mapping=EVENT_MAPPING,
+        )  # fmt: skip
+        settings = settings.model_copy(update={"sources": [source]})
+        with pytest.raises(ConfigError, match="env var APP_API_SECRET is not set"):
+            pull_source(engine, settings, "api", "t")
+        monkeypatch.setenv("APP_API_SECRET", wrong)
+        with pytest.raises(ProviderRejected, match="401"):
+            pull_source(engine, settings, "api", "t")
+        assert _count(engine, Event) == 0
+        monkeypatch.setenv("APP_API_SECRET", secret)
+        stats = pull_source(engine, settings, "api", "t")
+    src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events")
+    assert stats.pulled == src.fetchone()[0] > 0
+
+
+def test_sql_source_reads_a_query_incrementally_as_a_yunying_toml_declares_it(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as connection:
+        connection.executescript(
+            "CREATE TABLE kinds (id INTEGER PRIMARY KEY, label TEXT);"
+            "INSERT INTO kinds VALUES (1, 'app_open'), (2, 'purchase');"
+            "CREATE TABLE ev (seq INTEGER, id TEXT, uid TEXT, kind INTEGER, at TEXT, staff INT);"
+        )
+        connection.executemany(
+            "INSERT INTO ev VALUES (?, ?, ?, ?, '2026-11-01T08:00:00Z', ?)",
+            [(n, f"e{n}", f"u{n % 3}", 1 + n % 2, int(n % 5 == 0)) for n in range(1, 21)],
+        )
+    config = tmp_path / "yunying.toml"
+    config.write_text(
+        "[[sources]]\n"
+        'kind = "sql"\nname = "app-events"\nentity = "events"\n'
+        f'url = "sqlite:///{app}"\n'
+        # Staff accounts left out, the kind's name joined in: what a table alone cannot say.
+        'query = """SELECT ev.seq, ev.id AS event_id, ev.uid AS user_id, kinds.label AS name,\n'
+        '  ev.at AS occurred_at FROM ev JOIN kinds ON kinds.id = ev.kind WHERE ev.staff = 0"""\n'
+        'incremental_column = "seq"\nbatch_size = 5\n'
+    )
+    monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    settings = load_settings().model_copy(update={"database_url": settings.database_url})
+    first = pull_source(engine, settings, "app-events", "t")
+    assert (first.pulled, first.inserted, first.rejected, first.watermark) == (16, 16, 0, "19")
+    with session_scope(engine) as session:
+        names = dict(session.execute(select(Event.event_id, Event.name)).tuples().all())
+    assert names["e1"] == "purchase" and names["e2"] == "app_open" and "e5" not in names
+    with sqlite3.connect(app) as connection:
+        connection.execute("INSERT INTO ev VALUES (21, 'e21', 'u1', 1, '2026-11-02T08:00:00Z', 0)")
+    second = pull_source(engine, settings, "app-events", "t")
+    assert (second.pulled, second.inserted) == (2, 1)  # from the watermark on: seq 19 and 21
+    assert _count(engine, Event) == 17
+
+
+def test_a_file_that_is_no_gzip_at_all_is_set_aside_with_none_of_its_rows(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    _write_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 5))  # named .gz, never compressed
+    _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(5, 5))
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.gz"))
+    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "events", "t")
+    assert (stats.pulled, stats.inserted, stats.rejected) == (5, 5, 0)
+    [set_aside] = stats.set_aside
+    assert set_aside.startswith(f"{tmp_path / 'events-1.jsonl.gz'}: cannot be read whole: Not a")
+    assert "; none of its rows loaded" in set_aside

@@ -10,10 +10,12 @@ from yunying.sources.load import validate
 from yunying.sources.records import (
     EventRow,
     InvalidRecord,
+    UserDefaults,
     event_values,
     holdout_bucket,
     plain_event,
     plain_events,
+    template_locale,
     to_event_row,
     to_order_row,
     to_user_row,
@@ -118,18 +120,42 @@ def test_users_validate_contacts_and_flags() -> None:
         "user_id": "u1",
         "signup_at": "2026-01-01T00:00:00Z",
         "email_opt_in": "0",
+        "push_opt_in": "yes",
         "locale": "en",
     }
     row = to_user_row(raw, SHANGHAI, NOW)
-    assert row["email_opt_in"] is False
-    assert row["sms_opt_in"] is True
+    assert (row["email_opt_in"], row["push_opt_in"]) == (False, True)
+    assert row["sms_opt_in"] is False  # not given: no consent
+    assert to_user_row(raw, SHANGHAI, NOW, UserDefaults(opt_in=True))["sms_opt_in"] is True
     assert row["holdout_bucket"] == holdout_bucket("u1")
     with pytest.raises(InvalidRecord, match="email"):
         to_user_row({**raw, "email": "nope"}, SHANGHAI, NOW)
     with pytest.raises(InvalidRecord, match="timezone"):
         to_user_row({**raw, "timezone": "Nowhere/City"}, SHANGHAI, NOW)
-    with pytest.raises(InvalidRecord, match="locale"):
-        to_user_row({**raw, "locale": "fr"}, SHANGHAI, NOW)
+    with pytest.raises(InvalidRecord, match="sms_opt_in: 'maybe' is not a yes/no value"):
+        to_user_row({**raw, "sms_opt_in": "maybe"}, SHANGHAI, NOW)
+
+
+@pytest.mark.parametrize(
+    ("tag", "locale"),
+    [
+        ("en", "en"), ("en-US", "en"), ("en_GB.UTF-8", "en"), ("EN-us", "en"),
+        ("zh-CN", "zh-CN"), ("zh_CN", "zh-CN"), ("zh-Hans-CN", "zh-CN"), ("zh-cn", "zh-CN"),
+        ("zh", "zh-CN"), ("zh-Hans", "zh-CN"), ("zh-SG", "zh-CN"), ("zh-Hans-HK", "zh-CN"),
+        ("zh-TW", None), ("zh-Hant", None), ("zh_HK", None), ("zh-Hant-CN", None),
+        ("ja", None), ("fr-FR", None), ("", None), ("english", None),
+    ],
+)  # fmt: skip
+def test_language_tags_map_to_the_template_locales(tag: str, locale: str | None) -> None:
+    assert template_locale(tag) == locale
+
+
+def test_a_locale_without_templates_keeps_the_user_in_the_default_locale() -> None:
+    raw = {"user_id": "u1", "signup_at": "2026-01-01T00:00:00Z"}
+    english = UserDefaults(locale="en")
+    for given, expected in (("ja", "en"), ("zh-TW", "en"), ("zh_CN", "zh-CN"), (7, "en")):
+        assert to_user_row({**raw, "locale": given}, SHANGHAI, NOW, english)["locale"] == expected
+    assert to_user_row(raw, SHANGHAI, NOW, english)["locale"] == "en"
 
 
 ZONES = ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"]

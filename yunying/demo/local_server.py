@@ -8,6 +8,8 @@
   `POST|GET /2010-04-01/Accounts/<sid>/Messages.json` plays Twilio's Messages API (Basic
   auth, a form body, no idempotency key: a repeat is delivered again and counted in
   `double_sends`), with the list filters To and DateSent>.
+- The API's auth, as the company's API would check it: a bearer token, HTTP Basic
+  credentials, or a key in a named header (`bearer_token`, `basic_auth`, `api_key`).
 - Fault switches for tests and benchmarks: latency, a 5xx rate, a 429 rate with
   Retry-After, a dropped-connection rate, and a set of keys to reject permanently (4xx).
 - The Chinese SMS providers, WeChat and the group-chat robots: see cn_server.py (`cn`).
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import random
 import re
@@ -63,6 +66,8 @@ class LocalServer:
         self.faults = Faults()
         self.recorder = Recorder()
         self.bearer_token: str | None = None
+        self.basic_auth: tuple[str, str] | None = None  # (user, password) the API asks for
+        self.api_key: tuple[str, str] | None = None  # (header name, key) the API asks for
         self.relative_links = False  # Link headers with a path only, as RFC 8288 allows
         self.twilio_account: tuple[str, str] | None = None  # (AccountSid, AuthToken)
         self.cn = CnProviders()
@@ -314,10 +319,35 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorised(self) -> bool:
         token = self.app.bearer_token
-        if token and self.headers.get("Authorization") != f"Bearer {token}":
-            self._json(401, {"error": "bad credentials"})
+        basic = self.app.basic_auth
+        key = self.app.api_key
+        if (
+            (token and self.headers.get("Authorization") != f"Bearer {token}")
+            or (basic and self._basic_credentials() != basic)
+            or (
+                key
+                and not hmac.compare_digest(
+                    (self.headers.get(key[0]) or "").encode(), key[1].encode()
+                )
+            )
+        ):
+            headers = {"WWW-Authenticate": 'Basic realm="api"'} if basic else {}
+            self._json(401, {"error": "bad credentials"}, headers)
             return False
         return True
+
+    def _basic_credentials(self) -> tuple[str, str] | None:
+        """(user, password) from an RFC 7617 Authorization header, decoded as a server does:
+        the scheme in any case, base64 of UTF-8 'user:password' split at the first colon."""
+        scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        return (user, password) if colon else None
 
     def _faulted(self) -> bool:
         faults = self.app.faults

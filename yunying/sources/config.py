@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from yunying.setting_checks import DatabaseUrl, HttpUrl
+
 Entity = Literal["users", "events", "orders"]
 
 # The fields each entity's validator reads from a raw record.
@@ -42,7 +44,7 @@ class _SourceBase(BaseModel):
 
 class SqlSource(_SourceBase):
     kind: Literal["sql"] = "sql"
-    url: str = Field(min_length=1)
+    url: DatabaseUrl = Field(min_length=1)
     table: str | None = None
     query: str | None = None
     incremental_column: str | None = None  # read rows where this column >= the watermark
@@ -59,7 +61,7 @@ class SqlSource(_SourceBase):
 
 class HttpSource(_SourceBase):
     kind: Literal["http"] = "http"
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl
     items_path: str = "items"  # dotted path to the list of records in each page
     pagination: Literal["cursor", "page", "link"] = "cursor"
     cursor_param: str = "cursor"

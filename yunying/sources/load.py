@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from yunying.sources.config import FIELDS, Entity, FileSource
 from yunying.sources.readers import file_paths
 from yunying.sources.records import (
+    NO_CONSENT_ASSUMED,
     EventRow,
     InvalidRecord,
     Row,
+    UserDefaults,
     event_values,
     plain_event,
     plain_events,
@@ -43,6 +45,7 @@ class LoadStats:
     rejected: int = 0
     watermark: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
 
     def add(self, other: LoadStats) -> None:
         self.pulled += other.pulled
@@ -50,6 +53,7 @@ class LoadStats:
         self.updated += other.updated
         self.rejected += other.rejected
         self.watermark = other.watermark or self.watermark
+        self.set_aside += other.set_aside
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
@@ -63,10 +67,11 @@ def validate(
     mapping: dict[str, str],
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
+    defaults: UserDefaults = NO_CONSENT_ASSUMED,
 ) -> tuple[list[Any], Rejects]:
     """Split raw records into store rows (`Row`s; `EventRow`s for events) and (raw JSON,
     reason) rejects. Records are dicts, or rows of values in `columns` order (what a SQL
-    source reads)."""
+    source reads); users get `defaults` for the locale and opt-ins they leave out."""
     fields = FIELDS[entity]
     picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
     now = utcnow()
@@ -79,7 +84,9 @@ def validate(
         )
         for offset in _nones(rows):
             try:
-                rows[offset] = _row(entity, [column[offset] for column in chunk], zone, now)
+                rows[offset] = _row(
+                    entity, [column[offset] for column in chunk], zone, now, defaults
+                )
             except InvalidRecord as exc:
                 record = records[start + offset]
                 whole = record if columns is None else dict(zip(columns, record, strict=True))
@@ -88,12 +95,16 @@ def validate(
     return good, bad
 
 
-def _row(entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime) -> Any:
+def _row(
+    entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime, defaults: UserDefaults
+) -> Any:
     """One record's row, or InvalidRecord saying what is wrong."""
     raw = dict(zip(FIELDS[entity], values, strict=True))
     if entity == "events":
         return plain_event(values, zone) or event_values(to_event_row(raw, zone))
-    return to_user_row(raw, zone, now) if entity == "users" else to_order_row(raw, zone)
+    if entity == "users":
+        return to_user_row(raw, zone, now, defaults)
+    return to_order_row(raw, zone)
 
 
 def _nones(items: list[Any]) -> Iterator[int]:

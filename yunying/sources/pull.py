@@ -75,7 +75,12 @@ def pull_source(
                 check_mapping(source, columns_of(batch.records, batch.columns), exact)
                 checked = True
             rows, rejects = validate(
-                source.entity, batch.records, source.mapping, settings.zone, batch.columns
+                source.entity,
+                batch.records,
+                source.mapping,
+                settings.zone,
+                batch.columns,
+                settings.user_defaults,
             )
             rejects += batch.unreadable
             again: Rejects = []
@@ -92,11 +97,16 @@ def pull_source(
                 pulled=len(batch.records) + len(batch.unreadable),
                 rejected=len(rejects),
                 watermark=batch.watermark,
+                set_aside=[
+                    f"{path}: {why.removeprefix('file: ')}" for path, why in batch.set_aside
+                ],
             )
             stats.rejected += len(again)
             for _, reason in rejects + again:
                 field_name = reason.split(":", 1)[0]
                 stats.reasons[field_name] = stats.reasons.get(field_name, 0) + 1
+            # A file set aside is kept with the rejects, where people look for what did not load.
+            rejects += [(json.dumps({"file": path}), why) for path, why in batch.set_aside]
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
             rows_out = events_text(rows, postgres) if source.entity == "events" else rows
             yield stats, rows_out, (rejects, again)

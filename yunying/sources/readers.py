@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sqlite3
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +37,8 @@ class Batch:
     watermark: str | None  # where the next run resumes; None keeps the old one
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (raw text, reason)
     columns: tuple[str, ...] | None = None
+    # Files that could not be read whole: (path, why and what became of their rows).
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
 
 
 def read_source(
@@ -280,26 +283,48 @@ def file_paths(source: FileSource) -> list[str]:
 
 def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
     """Files are read in name order, skipping those in `loaded`; a file's last batch has its
-    path as the watermark, so the file is recorded as loaded with that batch."""
+    path as the watermark, so the file is recorded as loaded with that batch. A file that
+    cannot be read whole (a truncated or corrupt .gz, a file gone meanwhile) is set aside:
+    the rows read before the break load as usual, the file is not recorded as loaded (so a
+    complete copy is read on the next pull), and the source goes on with its next file."""
     for path in file_paths(source):
         if path in loaded:
             continue
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as raw:
-            # utf-8-sig: a byte order mark (spreadsheets export CSV with one) is skipped.
-            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-            records: list[Record] = []
-            unreadable: list[tuple[str, str]] = []
-            rows = _csv_rows(stream) if source.format == "csv" else _jsonl_rows(stream)
-            for record, bad in rows:
-                if bad is not None:
-                    unreadable.append(bad)
-                else:
-                    records.append(record)
-                if len(records) + len(unreadable) >= source.batch_size:
-                    yield Batch(records, None, unreadable)
-                    records, unreadable = [], []
-            yield Batch(records, path, unreadable)
+        records: list[Record] = []
+        unreadable: list[tuple[str, str]] = []
+        read = 0
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rb") as raw:
+                # utf-8-sig: a byte order mark (spreadsheets export CSV with one) is skipped.
+                stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+                rows = _csv_rows(stream) if source.format == "csv" else _jsonl_rows(stream)
+                for record, bad in rows:
+                    if bad is not None:
+                        unreadable.append(bad)
+                    else:
+                        records.append(record)
+                    read += 1
+                    if len(records) + len(unreadable) >= source.batch_size:
+                        yield Batch(records, None, unreadable)
+                        records, unreadable = [], []
+        except (OSError, EOFError, zlib.error, csv.Error) as exc:
+            yield Batch(records, None, unreadable, set_aside=[(path, _broken(exc, read))])
+            continue
+        yield Batch(records, path, unreadable)
+
+
+def _broken(exc: BaseException, read: int) -> str:
+    """Why a file was set aside, and what became of the rows read before the break."""
+    # A reader stops at a line end, so a line the break cut short is not among those rows.
+    loaded = f"its first {read:,} rows loaded" if read else "none of its rows loaded"
+    what = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError):
+        what = f"truncated ({what})"
+    return (
+        f"file: cannot be read whole: {what}; {loaded} (bad ones rejected as usual); it is"
+        " not marked loaded, so it is read again on the next pull"
+    )
 
 
 def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from itertools import compress, count, repeat
 from operator import itemgetter, not_
@@ -30,7 +31,7 @@ PHONE = re.compile(r"^\+?[0-9]{6,20}$")
 KEY = re.compile(r"[\w.:@-]{1,200}")
 USER_ID_LENGTH = 64  # the stores' user_id columns; other keys take up to 200 characters
 MAX_AMOUNT = 10**12  # the stores' amounts: 14 digits, 2 after the point
-LOCALES = {"zh-CN", "en"}
+LOCALES = {"zh-CN", "en"}  # the locales messages have templates in
 ORDER_STATUSES = {"paid", "refunded", "cancelled"}
 
 
@@ -38,12 +39,44 @@ class InvalidRecord(PermanentError):
     """A source record that cannot be loaded; the message is stored as the reason."""
 
 
+@dataclass(frozen=True)
+class UserDefaults:
+    """What a user gets for what the source leaves out (settings `default_locale` and
+    `consent.assume_opt_in_when_missing`). A missing opt-in flag is no consent, unless the
+    company says otherwise."""
+
+    locale: str = "zh-CN"
+    opt_in: bool = False
+
+
+def template_locale(tag: str) -> str | None:
+    """The template locale for a language tag, BCP 47 or POSIX ('en-US', 'en_GB.UTF-8',
+    'zh-Hans-CN', 'zh_CN'), or None when no template is in its language and script (Chinese
+    in traditional characters, 'zh-TW' or 'zh-Hant', is not 'zh-CN')."""
+    subtags = tag.split(".")[0].split("@")[0].replace("_", "-").lower().split("-")
+    language, rest = subtags[0], set(subtags[1:])
+    if language == "en":
+        return "en"
+    if language == "zh" and "hant" not in rest and ("hans" in rest or not rest & _HANT_REGIONS):
+        return "zh-CN"
+    return None
+
+
+_HANT_REGIONS = {"tw", "hk", "mo"}  # where Chinese is written in traditional characters
+NO_CONSENT_ASSUMED = UserDefaults()
+
+
 def holdout_bucket(user_id: str) -> int:
     """A stable 31-bit hash of the user id (the same on every machine and run)."""
     return int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row:
+def to_user_row(
+    raw: Mapping[str, Any],
+    zone: ZoneInfo,
+    now: dt.datetime,
+    defaults: UserDefaults = NO_CONSENT_ASSUMED,
+) -> Row:
     signup_at = _timestamp(raw, "signup_at")
     user_id = _key(raw, "user_id", USER_ID_LENGTH)
     tz_name = _text(raw, "timezone", required=False) or zone.key
@@ -51,9 +84,9 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
         ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidRecord(f"timezone: unknown time zone {tz_name!r}") from None
-    locale = _text(raw, "locale", required=False) or "zh-CN"
-    if locale not in LOCALES:
-        raise InvalidRecord(f"locale: {locale!r} is not one of {sorted(LOCALES)}")
+    # A locale with no template of its own keeps the user, in the company's default locale.
+    given = raw.get("locale")
+    locale = (isinstance(given, str) and template_locale(given)) or defaults.locale
     email = _text(raw, "email", required=False, max_length=254)
     if email and not EMAIL.match(email):
         raise InvalidRecord("email: not an email address")
@@ -69,12 +102,12 @@ def to_user_row(raw: Mapping[str, Any], zone: ZoneInfo, now: dt.datetime) -> Row
         "email": email,
         "phone": phone,
         "push_token": _text(raw, "push_token", required=False),
-        "email_opt_in": _flag(raw, "email_opt_in"),
-        "sms_opt_in": _flag(raw, "sms_opt_in"),
-        "push_opt_in": _flag(raw, "push_opt_in"),
+        "email_opt_in": _flag(raw, "email_opt_in", defaults.opt_in),
+        "sms_opt_in": _flag(raw, "sms_opt_in", defaults.opt_in),
+        "push_opt_in": _flag(raw, "push_opt_in", defaults.opt_in),
         "openid": _text(raw, "openid", required=False, max_length=64),
         # WeChat messages need the user's own consent: none recorded means none given.
-        "wechat_opt_in": raw.get("wechat_opt_in") not in (None, "") and _flag(raw, "wechat_opt_in"),
+        "wechat_opt_in": _flag(raw, "wechat_opt_in", False),
         "device_hash": _text(raw, "device_hash", required=False, max_length=64),
         "ip_hash": _text(raw, "ip_hash", required=False, max_length=64),
         "referred_by": _text(raw, "referred_by", required=False, max_length=64),
@@ -466,12 +499,12 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _flag(raw: Mapping[str, Any], field: str) -> bool:
-    value = raw.get(field, True)
+def _flag(raw: Mapping[str, Any], field: str, missing: bool) -> bool:
+    value = raw.get(field)
     if isinstance(value, bool):
         return value
     if value in (None, ""):
-        return True
+        return missing
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "y", "t"):
         return True
