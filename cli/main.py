@@ -6,6 +6,7 @@ yunying run FLOW [--date D]      run nightly | pull | reactivation | report loca
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying web                      serve unsubscribe, preferences and provider callbacks
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
     unsubscribe.set_defaults(handler=_unsubscribe)
+
+    web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
+    web.add_argument("--host", help="default: web.host (127.0.0.1)")
+    web.add_argument("--port", type=int, help="default: web.port (8000)")
+    web.set_defaults(handler=_web)
     return parser
 
 
@@ -164,6 +170,19 @@ def _unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.manual import unsubscribe
 
     print(unsubscribe(settings, args.token))
+    return 0
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.store.migrate import upgrade
+    from yunying.web.app import serve
+
+    upgrade(settings.store_url)
+    overrides = {"host": args.host, "port": args.port}
+    web = settings.web.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"web": web})
+    print(f"yunying web on http://{web.host}:{web.port} (public URL {settings.public_url})")
+    serve(settings)
     return 0
 
 

@@ -17,6 +17,7 @@ CONTEXT = {
     "days_inactive": 9,
     "app_url": "https://example.com",
     "unsubscribe_url": "https://example.com/u?t=<x>",
+    "preferences_url": "https://example.com/p?t=<x>",
 }
 
 
@@ -78,7 +79,7 @@ def test_sms_segments_gsm7_and_ucs2() -> None:
 
 def test_unsubscribe_token_round_trip_and_tamper() -> None:
     token = make_token(b"secret", "u42", "email")
-    assert verify_token(b"secret", token) == ("u42", "email")
+    assert verify_token(b"secret", token) == ("u42", "email", "")
     _, _, tag = token.partition(".")
     forged = make_token(b"secret", "u43", "email").partition(".")[0] + "." + tag
     with pytest.raises(InvalidToken):

@@ -15,7 +15,7 @@ from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
-from yunying.messaging.unsubscribe import suppress, unsubscribe_key, verify_token
+from yunying.messaging.unsubscribe import known_recipient, suppress, unsubscribe_key
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
@@ -37,7 +37,9 @@ def preview(
     user, last_active = row
     chosen = channel or campaign.channels[0]
     today = dt.datetime.now(settings.zone).date()
-    context = message_context(settings, user, last_active, today, chosen, unsubscribe_key(settings))
+    context = message_context(
+        settings, user, last_active, today, chosen, unsubscribe_key(settings), campaign.topic
+    )
     return _show(render(campaign.template, chosen, user.locale, context))
 
 
@@ -54,12 +56,15 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
 
 
 def unsubscribe(settings: Settings, token: str) -> str:
-    user_id, channel = verify_token(unsubscribe_key(settings), token)
+    key = unsubscribe_key(settings)
     engine = create_store_engine(settings.store_url)
-    with session_scope(engine) as session:
-        suppress(session, user_id, channel, "unsubscribed")
-    engine.dispose()
-    return f"unsubscribed {user_id} from {channel}"
+    try:
+        with session_scope(engine) as session:
+            recipient = known_recipient(session, key, token)
+            suppress(session, recipient.user_id, recipient.channel, "unsubscribed")
+    finally:
+        engine.dispose()
+    return f"unsubscribed {recipient.user_id} from {recipient.channel}"
 
 
 def _show(rendered: Rendered) -> str:

@@ -40,7 +40,7 @@ from yunying.lifecycle.holdout import holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
-from yunying.store.models import LifecycleState, OutboxMessage, Suppression, User
+from yunying.store.models import LifecycleState, OutboxMessage, Suppression, TopicSuppression, User
 
 LEASE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -112,15 +112,20 @@ def plan(
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
+    topic_opted_out = exists().where(
+        TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
+    )
     status = case(
         (held_out, "holdout"),
         (channel.is_(None), "suppressed"),
+        (topic_opted_out, "suppressed"),
         (recently_contacted, "suppressed"),
         else_="queued",
     )
     reason = case(
         (held_out, "holdout group"),
         (channel.is_(None), "opted out or unreachable on every channel"),
+        (topic_opted_out, f"opted out of topic {campaign.topic}"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         else_=null(),
     )

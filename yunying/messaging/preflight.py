@@ -13,6 +13,7 @@ SAMPLE_CONTEXT = {
     "days_inactive": 14,
     "app_url": "https://example.com",
     "unsubscribe_url": "https://example.com/unsubscribe?token=sample",
+    "preferences_url": "https://example.com/preferences?token=sample",
     "campaign": "sample-campaign",
 }
 

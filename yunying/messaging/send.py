@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from yunying.messaging.channels import Channel, channels_for
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
-from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
+from yunying.messaging.unsubscribe import make_token, suppress, track_links, unsubscribe_key
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import User, UserFacts
 
@@ -67,13 +67,18 @@ def send_batch(
         if deferred_until is not None:
             outcomes.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
             continue
-        context = message_context(settings, user, last_active, business_date, item.channel, key)
+        context = message_context(
+            settings, user, last_active, business_date, item.channel, key, campaign.topic
+        )
         context["campaign"] = campaign.name
         try:
             rendered = render(campaign.template, item.channel, user.locale, context)
         except TemplateError as exc:
             outcomes.append(Outcome(item.id, "failed", str(exc)))
             continue
+        if campaign.track_clicks and rendered.html:
+            html = track_links(rendered.html, key, settings.public_url, item.id)
+            rendered = replace(rendered, html=html)
         by_channel[item.channel].append(
             OutgoingMessage(
                 item, address_of(user, item.channel), rendered, context["unsubscribe_url"]
@@ -163,14 +168,16 @@ def message_context(
     business_date: dt.date,
     channel: str,
     key: bytes,
+    topic: str = "",
 ) -> dict[str, Any]:
-    token = make_token(key, user.user_id, channel)
+    token = make_token(key, user.user_id, channel, topic)
     return {
         "user_id": user.user_id,
         "locale": user.locale,
         "days_inactive": (business_date - (last_active or user.signup_day)).days,
         "app_url": settings.public_url,
         "unsubscribe_url": f"{settings.public_url}/unsubscribe?token={token}",
+        "preferences_url": f"{settings.public_url}/preferences?token={token}",
     }
 
 
