@@ -31,12 +31,13 @@ def is_stop(text: str) -> bool:
 
 def first_time(session: Session, source: str, event_id: str) -> bool:
     """Record a callback event; False when it was processed before (a replay or a retry)."""
-    result = session.execute(
+    inserted = session.execute(
         upsert_insert(session, CallbackEvent)
         .values(source=source, event_id=event_id[:200], received_at=utcnow())
         .on_conflict_do_nothing()
-    )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        .returning(CallbackEvent.event_id)
+    ).first()
+    return inserted is not None
 
 
 def _message(match: Match, value: str) -> Any:
@@ -67,7 +68,7 @@ def suppress_message_user(session: Session, match: Match, value: str, reason: st
         OutboxMessage.user_id, OutboxMessage.channel, literal(reason), literal(utcnow())
     ).where(_message(match, value), OutboxMessage.channel.is_not(None))
     result = session.execute(
-        upsert_insert(session, Suppression)
+        upsert_insert(session, Suppression.__table__)  # Core: its rowcount is reliable
         .from_select(["user_id", "channel", "reason", "created_at"], rows)
         .on_conflict_do_nothing()
     )
@@ -80,7 +81,7 @@ def suppress_phone(session: Session, phone: str, reason: str) -> int:
         User.phone == phone
     )
     result = session.execute(
-        upsert_insert(session, Suppression)
+        upsert_insert(session, Suppression.__table__)  # Core: its rowcount is reliable
         .from_select(["user_id", "channel", "reason", "created_at"], rows)
         .on_conflict_do_nothing()
     )
