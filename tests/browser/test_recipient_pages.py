@@ -17,8 +17,8 @@ from sqlalchemy import Engine, select
 
 from tests.builders import silent_users
 from tests.integration.test_web import (
-    sent_emails,
     send_winback,
+    sent_emails,
     site_settings,
     suppressions,
     unsubscribe_link,

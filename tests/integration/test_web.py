@@ -497,3 +497,31 @@ def test_the_service_answers_503_when_the_store_is_unreachable(
         assert client.get("/healthz").status_code == 503
         answer = client.post("/unsubscribe?token=x", content=b"List-Unsubscribe=One-Click")
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+
+
+def test_the_demo_summary_prints_the_web_url_and_a_sample_link_that_works(
+    engine: Engine, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.demo import print_summary
+
+    silent_users(engine, site.settings, 1)
+    send_winback(engine, site.settings, 1)
+    summary = {
+        "business_date": DAY,
+        "pulled": {},
+        "rejected": 0,
+        "lifecycle": {},
+        "messages": {},
+        "report": "-",
+        "report_email": "-",
+    }
+
+    print_summary(summary, site.settings)
+
+    printed = capsys.readouterr().out
+    assert f"make web  (serves {site.url})" in printed
+    link = re.search(r"a sample unsubscribe link .*: (\S+)", printed)
+    assert link is not None
+    assert site.client.get(link.group(1)).status_code == 200
+    assert site.client.post(link.group(1), content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert suppressions(engine) == {("s00000", "email", "unsubscribed")}
