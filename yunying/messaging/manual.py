@@ -15,7 +15,7 @@ from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
-from yunying.messaging.unsubscribe import known_recipient, suppress, unsubscribe_key
+from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
@@ -60,8 +60,8 @@ def unsubscribe(settings: Settings, token: str) -> str:
     engine = create_store_engine(settings.store_url)
     try:
         with session_scope(engine) as session:
-            recipient = known_recipient(session, key, token)
-            suppress(session, recipient.user_id, recipient.channel, "unsubscribed")
+            recipient = verify_token(key, token)
+            unsubscribe_known(session, recipient, "unsubscribed")
     finally:
         engine.dispose()
     return f"unsubscribed {recipient.user_id} from {recipient.channel}"

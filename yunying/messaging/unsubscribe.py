@@ -18,7 +18,7 @@ import secrets
 from html import unescape
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from yunying.config import Settings
@@ -140,6 +140,22 @@ def suppress(session: Session, user_id: str, channel: str, reason: str) -> None:
         .values(user_id=user_id, channel=channel, reason=reason, created_at=utcnow())
         .on_conflict_do_nothing()
     )
+
+
+def unsubscribe_known(session: Session, recipient: Recipient, reason: str) -> None:
+    """Suppress the recipient's channel in one statement (INSERT … SELECT from users), so a
+    user the store does not know adds nothing; InvalidToken then. Repeats are no-ops."""
+    rows = select(
+        User.user_id, literal(recipient.channel), literal(reason), literal(utcnow())
+    ).where(User.user_id == recipient.user_id)
+    inserted = session.execute(
+        upsert_insert(session, Suppression)
+        .from_select(["user_id", "channel", "reason", "created_at"], rows)
+        .on_conflict_do_nothing()
+        .returning(Suppression.user_id)
+    ).first()
+    if inserted is None and session.get(User, recipient.user_id) is None:
+        raise InvalidToken("the token names no known user")
 
 
 def suppress_topic(session: Session, user_id: str, topic: str, reason: str) -> None:

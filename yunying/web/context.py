@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from yunying.config import Settings
 from yunying.messaging.unsubscribe import unsubscribe_key
-from yunying.store.engine import session_scope
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
 T = TypeVar("T")
@@ -57,6 +56,9 @@ class Web:
     topics: list[str] = field(default_factory=list)
     _key: bytes | None = None
 
+    def __post_init__(self) -> None:
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
     def key(self) -> bytes:
         # Read on first use, not at start-up: the service starts even while the store is
         # restarting, and answers 503 until it is back.
@@ -71,10 +73,12 @@ class Web:
         """Run `work` in one transaction on a worker thread (the driver blocks)."""
 
         def run() -> T:
-            with session_scope(self.engine) as session:
+            with self.sessions.begin() as session:
                 return work(session)
 
         return await run_in_threadpool(run)
 
     async def signing_key(self) -> bytes:
+        if self._key is not None:  # no thread hop once known
+            return self._key
         return await run_in_threadpool(self.key)

@@ -26,7 +26,9 @@ from yunying.messaging.unsubscribe import (
     link_id,
     suppress,
     suppress_topic,
+    unsubscribe_known,
     verify_click,
+    verify_token,
 )
 from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import Click, Suppression, TopicSuppression, User
@@ -109,9 +111,10 @@ async def unsubscribe_post(web: Web, request: Request) -> Response:
     key = await web.signing_key()
 
     def apply(session: Session) -> tuple[Recipient, str | None]:
-        recipient = known_recipient(session, key, token)
-        suppress(session, recipient.user_id, recipient.channel, "unsubscribed")
-        return recipient, _locale_of(session, recipient.user_id)
+        recipient = verify_token(key, token)
+        unsubscribe_known(session, recipient, "unsubscribed")
+        # The one-click answer is plain text: only the page needs the user's locale.
+        return recipient, None if one_click else _locale_of(session, recipient.user_id)
 
     try:
         recipient, locale = await web.in_store(apply)
