@@ -152,6 +152,8 @@ def test_get_shows_a_page_in_the_users_locale_and_changes_nothing_until_confirme
     assert suppressions(engine) == set()  # a prefetching scanner changed nothing
     assert english.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in english.headers["content-security-policy"]
+    assert english.headers["x-frame-options"] == "DENY"
+    assert english.headers["cache-control"] == "no-store"
     assert "samesite=strict" in english.headers["set-cookie"].lower()
 
     csrf = re.search(r'name="csrf" value="([^"]+)"', english.text)
@@ -330,13 +332,19 @@ def test_resend_callbacks_mark_delivered_and_suppress_bounces_once(
         "/callbacks/resend", content=bounced, headers=svix_headers(bounced, "msg_2")
     )
 
-    assert (ok.status_code, hard.status_code) == (200, 200), (ok.text, refs)
+    assert (ok.status_code, hard.status_code) == (200, 200)
     assert replay.json() == {"status": "duplicate"}
+    complained = resend_event("email.complained", refs["s00000"][0])
+    headers = svix_headers(complained, "msg_3")
+    assert site.client.post("/callbacks/resend", content=complained, headers=headers).is_success
     after = provider_refs(engine)
-    assert ok.json() == {"status": "delivered 1"}, (after, refs)
+    assert ok.json() == {"status": "delivered 1"}
     assert after["s00000"][1] is not None and after["s00001"][1] is None
     assert after["s00001"][2] == "bounced"
-    assert suppressions(engine) == {("s00001", "email", "hard bounce")}
+    assert suppressions(engine) == {
+        ("s00000", "email", "complaint"),
+        ("s00001", "email", "hard bounce"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -408,12 +416,23 @@ def test_twilio_status_callbacks_and_stop_replies(engine: Engine, site: Site) ->
     forged = twilio_post(site, "/callbacks/twilio/status", status, token="other")
     assert forged.status_code == 401
 
+    with session_scope(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.user_id == "s00002")
+            .values(provider_ref="SM0002")
+        )
+    unknown_number = {"MessageSid": "SM0002", "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    assert twilio_post(site, "/callbacks/twilio/status", unknown_number).status_code == 200
     stop = {"MessageSid": "SMin1", "From": "+8613900000001", "Body": " 退订 "}
     other = {"MessageSid": "SMin2", "From": "+8613900000002", "Body": "hello"}
     answer = twilio_post(site, "/callbacks/twilio/inbound", stop)
     assert answer.status_code == 200 and answer.text == "<Response/>"
     assert twilio_post(site, "/callbacks/twilio/inbound", other).status_code == 200
-    assert suppressions(engine) == {("s00001", "sms", "replied STOP")}
+    assert suppressions(engine) == {
+        ("s00001", "sms", "replied STOP"),
+        ("s00002", "email", "undeliverable (Twilio 30005)"),
+    }
 
 
 def hmac_headers(
@@ -525,3 +544,60 @@ def test_the_demo_summary_prints_the_web_url_and_a_sample_link_that_works(
     assert site.client.get(link.group(1)).status_code == 200
     assert site.client.post(link.group(1), content=b"List-Unsubscribe=One-Click").status_code == 200
     assert suppressions(engine) == {("s00000", "email", "unsubscribed")}
+
+
+def test_a_validly_signed_token_for_an_unknown_user_changes_nothing(
+    engine: Engine, site: Site
+) -> None:
+    from yunying.messaging.unsubscribe import make_token, unsubscribe_key
+
+    silent_users(engine, site.settings, 1)
+    token = make_token(unsubscribe_key(site.settings), "no-such-user", "email")
+
+    one_click = site.client.post(
+        f"/unsubscribe?token={token}", content=b"List-Unsubscribe=One-Click"
+    )
+
+    assert one_click.status_code == 400
+    assert site.client.get(f"/preferences?token={token}").status_code == 400
+    assert suppressions(engine) == set()
+
+
+def test_an_https_public_url_adds_strict_transport_security(settings: Settings) -> None:
+    port = free_port()
+    configured = settings.model_copy(update={"public_url": "https://u.example.com"})
+    with WebServer(create_app(configured), port) as server:
+        answer = httpx.get(server.url + "/healthz")
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+@pytest.mark.parametrize(
+    ("reply", "stops"),
+    [
+        *[("T", True), ("td", True), ("退订", True), ("STOP", True), ("Stop.", True)],
+        *[("hello", False), ("TDX", False), ("不要退订吗", False)],
+    ],
+    ids=lambda value: str(value),
+)
+def test_stop_replies(reply: str, stops: bool) -> None:
+    from yunying.web.receipts import is_stop
+
+    assert is_stop(reply) is stops
+
+
+def test_the_preference_page_cannot_lift_a_bounce(engine: Engine, site: Site) -> None:
+    from yunying.messaging.unsubscribe import suppress
+
+    silent_users(engine, site.settings, 1)
+    send_winback(engine, site.settings, 1)
+    with session_scope(engine) as session:
+        suppress(session, "s00000", "email", "hard bounce")
+    link = unsubscribe_link(sent_emails(site.settings)[0]).replace("/unsubscribe", "/preferences")
+    page = site.client.get(link)
+    assert re.search(r'value="email"[^>]* disabled', page.text)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+
+    site.client.post(link, data={"csrf": csrf.group(1), "channel": ["email", "sms", "push"]})
+
+    assert suppressions(engine) == {("s00000", "email", "hard bounce")}
