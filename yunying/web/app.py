@@ -95,8 +95,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
 
 def serve(settings: Settings) -> None:
     """Run the app with uvicorn on `web.host`:`web.port` until interrupted."""
-    import uvicorn
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    # uvicorn's own log format, for our lines too (they carry counts and channels only).
+    logging_config = copy.deepcopy(LOGGING_CONFIG)
+    logging_config["loggers"]["yunying"] = {"handlers": ["default"], "level": "INFO"}
     uvicorn.run(
         create_app(settings),
         host=settings.web.host,
@@ -105,5 +111,6 @@ def serve(settings: Settings) -> None:
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.web.trusted_proxies,
+        log_config=logging_config,
         log_level="info",
     )
