@@ -80,3 +80,28 @@ def test_a_store_upgraded_from_one_machine_keeps_its_key(
     (settings.home / "secret.key").write_text("an-old-machine-key\n")
 
     assert unsubscribe_key(settings) == b"an-old-machine-key"
+
+
+def _token_as_before(key: bytes, user_id: str, channel: str) -> str:
+    """How tokens were made before they named a topic (links in mailboxes today)."""
+    import base64
+    import hashlib
+    import hmac
+
+    payload = base64.urlsafe_b64encode(f"{user_id}:{channel}".encode()).rstrip(b"=")
+    tag = hmac.new(key, payload, hashlib.sha256).digest()[:16]
+    return f"{payload.decode()}.{base64.urlsafe_b64encode(tag).rstrip(b'=').decode()}"
+
+
+def test_a_link_sent_before_the_store_kept_the_key_still_unsubscribes(
+    engine: Engine, settings: Settings
+) -> None:
+    [user] = silent_users(engine, settings, 1)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "secret.key").write_text("the-old-machine-key\n")
+    old_link = _token_as_before(b"the-old-machine-key", user, "sms")
+
+    applied = _yunying(settings.home, "unsubscribe", old_link)
+
+    assert applied.returncode == 0, applied.stderr
+    assert _suppressions(engine) == [(user, "sms")]
