@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
+from cli.main import main
 from tests.builders import silent_users
 from tests.conftest import REPO
 from yunying.config import Settings
@@ -58,15 +60,13 @@ def test_a_token_signed_on_one_machine_is_honoured_on_another(
 
 
 def test_a_signed_token_for_an_unknown_user_is_refused(
-    engine: Engine, settings: Settings, tmp_path: Path
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     silent_users(engine, settings, 1)
     forged_user = make_token(unsubscribe_key(settings), "no-such-user", "email")
 
-    refused = _yunying(tmp_path / "var", "unsubscribe", forged_user)
-
-    assert refused.returncode == 2
-    assert "no known user" in refused.stderr
+    assert main(["unsubscribe", forged_user]) == 2
+    assert "no known user" in capsys.readouterr().err
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(Suppression)) == 0
 
@@ -101,7 +101,5 @@ def test_a_link_sent_before_the_store_kept_the_key_still_unsubscribes(
     (settings.home / "secret.key").write_text("the-old-machine-key\n")
     old_link = _token_as_before(b"the-old-machine-key", user, "sms")
 
-    applied = _yunying(settings.home, "unsubscribe", old_link)
-
-    assert applied.returncode == 0, applied.stderr
+    assert main(["unsubscribe", old_link]) == 0
     assert _suppressions(engine) == [(user, "sms")]
