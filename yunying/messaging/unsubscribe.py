@@ -1,10 +1,10 @@
 """Signed links a recipient follows: unsubscribe / preferences and tracked clicks.
 
-A token is base64url(JSON [purpose, ...fields]) + "." + a 16-byte HMAC-SHA256 tag under the
-store's key. The purpose is signed with the fields, so a click token never opens a
-preference page. The key is made once per store and kept in it (`store_secrets`), so every
-worker and every `yunying web` instance signs and verifies alike; `unsubscribe_secret`
-overrides it. Tokens carry opaque ids only: no address ever appears in a URL.
+A token is JSON [purpose, ...fields] sealed with AES-GCM under a key derived from the
+store's key: nobody can read or change it, and the purpose is sealed with the fields, so a
+click token never opens a preference page. The key is made once per store and kept in it
+(`store_secrets`), so every worker and every `yunying web` instance agree;
+`unsubscribe_secret` overrides it. No address and no readable id ever appears in a URL.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import secrets
 from html import unescape
 from typing import Any, NamedTuple
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
@@ -84,14 +86,37 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _cipher(key: bytes) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"yunying link token v2\0" + key).digest())
+
+
 def sign(key: bytes, purpose: str, *fields: Any) -> str:
-    payload = _b64(json.dumps([purpose, *fields], separators=(",", ":")).encode())
-    tag = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16]
-    return f"{payload}.{_b64(tag)}"
+    """base64url(nonce + AES-GCM(JSON [purpose, *fields])): sealed, so the URL shows no user
+    id (ids can be openids or phone-derived); authenticated, so any change is refused. The
+    nonce is an HMAC of the content: the same message always gets the same link."""
+    plain = json.dumps([purpose, *fields], separators=(",", ":")).encode()
+    nonce = hmac.new(key, plain, hashlib.sha256).digest()[:12]
+    return _b64(nonce + _cipher(key).encrypt(nonce, plain, None))
 
 
 def unsign(key: bytes, purpose: str, token: str) -> list[Any]:
-    """The fields of a token signed for `purpose`; InvalidToken otherwise."""
+    """The fields of a token made by `sign` for `purpose`; InvalidToken otherwise."""
+    if "." in token:
+        return _unsign_before_v2(key, purpose, token)
+    try:
+        raw = _unb64(token)
+        plain = _cipher(key).decrypt(raw[:12], raw[12:], None)
+        fields = json.loads(plain)
+    except (ValueError, InvalidTag):
+        raise InvalidToken("the token was altered or is not ours") from None
+    if not isinstance(fields, list) or not fields or fields[0] != purpose:
+        raise InvalidToken("the token is not for this link")
+    return fields[1:]
+
+
+def _unsign_before_v2(key: bytes, purpose: str, token: str) -> list[Any]:
+    """Links sent before tokens were sealed: base64url("user:channel") + "." + a 16-byte
+    HMAC-SHA256 tag. They still unsubscribe, from the whole channel."""
     payload, _, tag = token.partition(".")
     expected = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16]
     try:
@@ -101,15 +126,10 @@ def unsign(key: bytes, purpose: str, token: str) -> list[Any]:
         raise InvalidToken("the token is malformed") from None
     if not hmac.compare_digest(given, expected):
         raise InvalidToken("the token's signature does not match")
-    if not decoded.startswith("["):
-        if purpose != "unsubscribe":
-            raise InvalidToken("the token is not for this link")
-        user_id, _, channel = decoded.rpartition(":")  # links sent before topics existed
-        return [user_id, channel, ANY_TOPIC]
-    fields = json.loads(decoded)
-    if not isinstance(fields, list) or not fields or fields[0] != purpose:
+    if purpose != "unsubscribe":
         raise InvalidToken("the token is not for this link")
-    return fields[1:]
+    user_id, _, channel = decoded.rpartition(":")
+    return [user_id, channel, ANY_TOPIC]
 
 
 def make_token(key: bytes, user_id: str, channel: str, topic: str = ANY_TOPIC) -> str:
