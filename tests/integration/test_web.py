@@ -250,7 +250,10 @@ def test_the_preference_page_turns_a_topic_off_and_the_campaign_skips_that_user(
                 ).where(OutboxMessage.campaign == "again")
             ).all()
         )
-    assert statuses == {"s00000": None, "s00001": "suppressed opted out of topic winback"}
+    assert statuses == {
+        "s00000": None,
+        "s00001": "suppressed opted out or unreachable on every channel",
+    }
 
 
 def test_tracked_links_redirect_and_record_one_click_per_message_and_link(

@@ -97,7 +97,13 @@ def plan(
             f"lifecycle states are for {computed}, not {business_date}: "
             "run the lifecycle step for that date first"
         )
-    whens: list[tuple[Any, Any]] = [(_reachable(name), literal(name)) for name in campaign.channels]
+    # A user who turned the campaign's topic off (preference page) is reachable on no channel.
+    topic_on = ~exists().where(
+        TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
+    )
+    whens: list[tuple[Any, Any]] = [
+        (and_(_reachable(name), topic_on), literal(name)) for name in campaign.channels
+    ]
     channel = case(
         *whens,
         else_=null(),
@@ -112,20 +118,15 @@ def plan(
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
-    topic_opted_out = exists().where(
-        TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
-    )
     status = case(
         (held_out, "holdout"),
         (channel.is_(None), "suppressed"),
-        (topic_opted_out, "suppressed"),
         (recently_contacted, "suppressed"),
         else_="queued",
     )
     reason = case(
         (held_out, "holdout group"),
         (channel.is_(None), "opted out or unreachable on every channel"),
-        (topic_opted_out, f"opted out of topic {campaign.topic}"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         else_=null(),
     )
