@@ -5,8 +5,8 @@ yunying db upgrade               create or migrate the store
 yunying run FLOW [--date D]      run nightly | pull | reactivation | report locally
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
-yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying web                      serve unsubscribe, preferences and provider callbacks
+yunying unsubscribe TOKEN        apply an unsubscribe link's token
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
     setup.set_defaults(handler=_setup)
 
+    web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
+    web.add_argument("--host", help="default: web.host (127.0.0.1)")
+    web.add_argument("--port", type=int, help="default: web.port (8000)")
+    web.set_defaults(handler=_web)
+
     runs = commands.add_parser("runs", help="recent flow runs with state and duration")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(handler=_runs)
@@ -82,11 +87,6 @@ def _parser() -> argparse.ArgumentParser:
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
     unsubscribe.set_defaults(handler=_unsubscribe)
-
-    web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
-    web.add_argument("--host", help="default: web.host (127.0.0.1)")
-    web.add_argument("--port", type=int, help="default: web.port (8000)")
-    web.set_defaults(handler=_web)
     return parser
 
 
@@ -152,6 +152,19 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.store.migrate import upgrade
+    from yunying.web.app import serve
+
+    upgrade(settings.store_url)
+    overrides = {"host": args.host, "port": args.port}
+    web = settings.web.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"web": web})
+    print(f"yunying web on http://{web.host}:{web.port} (public URL {settings.public_url})")
+    serve(settings)
+    return 0
+
+
 def _runs(settings: Settings, args: argparse.Namespace) -> int:
     from cli.runs import recent_runs
 
@@ -170,19 +183,6 @@ def _unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.manual import unsubscribe
 
     print(unsubscribe(settings, args.token))
-    return 0
-
-
-def _web(settings: Settings, args: argparse.Namespace) -> int:
-    from yunying.store.migrate import upgrade
-    from yunying.web.app import serve
-
-    upgrade(settings.store_url)
-    overrides = {"host": args.host, "port": args.port}
-    web = settings.web.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    settings = settings.model_copy(update={"web": web})
-    print(f"yunying web on http://{web.host}:{web.port} (public URL {settings.public_url})")
-    serve(settings)
     return 0
 
 
