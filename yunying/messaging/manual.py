@@ -37,9 +37,7 @@ def preview(
     user, last_active = row
     chosen = channel or campaign.channels[0]
     today = dt.datetime.now(settings.zone).date()
-    context = message_context(
-        settings, user, last_active, today, chosen, unsubscribe_key(settings), campaign.topic
-    )
+    context = message_context(settings, user, last_active, today, chosen, unsubscribe_key(settings))
     return _show(render(campaign.template, chosen, user.locale, context))
 
 

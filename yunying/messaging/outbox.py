@@ -102,7 +102,7 @@ def plan(
         TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
     )
     whens: list[tuple[Any, Any]] = [
-        (and_(_reachable(name), topic_on), literal(name)) for name in campaign.channels
+        (topic_on & _reachable(name), literal(name)) for name in campaign.channels
     ]
     channel = case(
         *whens,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -13,12 +13,13 @@ from sqlalchemy import Engine, select
 
 from yunying.config import Settings
 from yunying.errors import TemplateError
+from yunying.messaging import unsubscribe as links
 from yunying.messaging.campaign import Campaign, QuietHours
 from yunying.messaging.channels import Channel, channels_for
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
-from yunying.messaging.unsubscribe import make_token, suppress, track_links, unsubscribe_key
+from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import User, UserFacts
 
@@ -67,18 +68,20 @@ def send_batch(
         if deferred_until is not None:
             outcomes.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
             continue
-        context = message_context(
-            settings, user, last_active, business_date, item.channel, key, campaign.topic
-        )
+        context = message_context(settings, user, last_active, business_date, item.channel, key)
         context["campaign"] = campaign.name
+        context.update(
+            links.recipient_links(
+                settings.public_url, key, item.user_id, item.channel, campaign.topic
+            )
+        )
         try:
             rendered = render(campaign.template, item.channel, user.locale, context)
         except TemplateError as exc:
             outcomes.append(Outcome(item.id, "failed", str(exc)))
             continue
-        if campaign.track_clicks and rendered.html:
-            html = track_links(rendered.html, key, settings.public_url, item.id)
-            rendered = replace(rendered, html=html)
+        if campaign.track_clicks:
+            rendered = links.track_rendered(rendered, key, settings.public_url, item.id)
         by_channel[item.channel].append(
             OutgoingMessage(
                 item, address_of(user, item.channel), rendered, context["unsubscribe_url"]
@@ -168,9 +171,8 @@ def message_context(
     business_date: dt.date,
     channel: str,
     key: bytes,
-    topic: str = "",
 ) -> dict[str, Any]:
-    token = make_token(key, user.user_id, channel, topic)
+    token = make_token(key, user.user_id, channel)
     return {
         "user_id": user.user_id,
         "locale": user.locale,

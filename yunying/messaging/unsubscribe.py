@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+from dataclasses import replace
 from html import unescape
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from yunying.config import Settings
 from yunying.errors import PermanentError
+from yunying.messaging.render import Rendered
 from yunying.store.engine import create_store_engine, session_scope, upsert_insert, utcnow
 from yunying.store.models import StoreSecret, Suppression, TopicSuppression, User
 
@@ -136,6 +138,17 @@ def make_token(key: bytes, user_id: str, channel: str, topic: str = ANY_TOPIC) -
     return sign(key, "unsubscribe", user_id, channel, topic)
 
 
+def recipient_links(
+    public_url: str, key: bytes, user_id: str, channel: str, topic: str = ANY_TOPIC
+) -> dict[str, str]:
+    """A message's unsubscribe and preference links (one token: the same recipient)."""
+    token = make_token(key, user_id, channel, topic)
+    return {
+        "unsubscribe_url": f"{public_url}/unsubscribe?token={token}",
+        "preferences_url": f"{public_url}/preferences?token={token}",
+    }
+
+
 def verify_token(key: bytes, token: str) -> Recipient:
     """The recipient a token names, signature checked (not yet that the user exists)."""
     fields = unsign(key, "unsubscribe", token)
@@ -208,6 +221,13 @@ def track_links(html: str, key: bytes, public_url: str, outbox_id: int) -> str:
         return f"href={quote}{public_url}/c/{sign(key, 'click', outbox_id, url)}{quote}"
 
     return _HREF.sub(rewrite, html)
+
+
+def track_rendered(rendered: Rendered, key: bytes, public_url: str, outbox_id: int) -> Rendered:
+    """The message with its HTML part's links tracked (`track_links`); text stays as is."""
+    if not rendered.html:
+        return rendered
+    return replace(rendered, html=track_links(rendered.html, key, public_url, outbox_id))
 
 
 def verify_click(key: bytes, token: str) -> tuple[int, str]:
