@@ -76,6 +76,23 @@ class ProviderSettings(BaseModel):
         return self
 
 
+class WebSettings(BaseModel):
+    """`yunying web`, the recipient-facing service. See README, "The recipient's side"."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    # Resend's webhook signing secret (`whsec_…`, on the webhook's page in Resend).
+    resend_webhook_secret: SecretStr | None = None
+    # Requests per minute per client IP on the public pages (per instance).
+    rate_limit_per_minute: PositiveInt = 60
+    # Signed callbacks older (or newer) than this are refused as stale.
+    callback_tolerance_seconds: PositiveInt = 300
+    # Proxies whose X-Forwarded-For / -Proto are believed (uvicorn's forwarded_allow_ips).
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+
+
 class LifecycleSettings(BaseModel):
     """Thresholds in days, counted in the company's time zone. See README, "Lifecycle"."""
 
@@ -105,23 +122,6 @@ class LifecycleSettings(BaseModel):
         return self
 
 
-class WebSettings(BaseModel):
-    """`yunying web`, the recipient-facing service. See README, "The recipient's side"."""
-
-    model_config = {"extra": "forbid"}
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, gt=0, lt=65536)
-    # Resend's webhook signing secret (`whsec_…`, on the webhook's page in Resend).
-    resend_webhook_secret: SecretStr | None = None
-    # Requests per minute per client IP on the public pages (per instance).
-    rate_limit_per_minute: PositiveInt = 60
-    # Signed callbacks older (or newer) than this are refused as stale.
-    callback_tolerance_seconds: PositiveInt = 300
-    # Proxies whose X-Forwarded-For / -Proto are believed (uvicorn's forwarded_allow_ips).
-    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YUNYING_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     mail_from: str = "Yunying <ops@example.com>"
     report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
     public_url: str = "http://127.0.0.1:8000"
-    unsubscribe_secret: SecretStr | None = None  # None: a random key made once, kept in the store
+    unsubscribe_secret: SecretStr | None = None  # None: a random key kept in {home}/secret.key
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
