@@ -81,6 +81,7 @@ def test_unsubscribe_in_a_browser_then_one_click_without_one(
     with WebServer(create_app(configured), port):
         chinese = links["s0@example.com"]
         snap(browser, chinese, shots, "unsubscribe-zh-CN")
+        snap(browser, links["s1@example.com"], shots, "unsubscribe-en")
         page = browser.new_page(viewport={"width": 390, "height": 844})
         page.goto(chinese)
         assert page.get_by_role("button", name="确认退订").is_visible()
