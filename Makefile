@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install demo test lint ui serve bench
+.PHONY: install demo test lint ui serve web bench
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ ui: install
 
 serve: install
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python deployments/serve.py
+
+web: install
+	$(BIN)/yunying web
 
 bench: install
 	$(BIN)/python -m benchmarks nightly --users 100000

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from benchmarks import lifecycle, nightly, pull, report, send
+from benchmarks import lifecycle, nightly, pull, report, send, web
 
 BENCHMARKS = {
     "lifecycle": lifecycle.run,
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "pull": pull.run,
     "report": report.run,
     "send": send.run,
+    "web": web.run,
 }
 
 

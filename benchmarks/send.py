@@ -272,7 +272,12 @@ def _sample_messages(settings: Any, count: int) -> list[Any]:
     from yunying.messaging.providers import OutgoingMessage
     from yunying.messaging.render import render
 
-    context = {"days_inactive": 10, "app_url": settings.public_url, "unsubscribe_url": "x"}
+    context = {
+        "days_inactive": 10,
+        "app_url": settings.public_url,
+        "unsubscribe_url": "x",
+        "preferences_url": "x",
+    }
     rendered = render("winback", "email", "en", context)
     return [
         OutgoingMessage(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
 import os
 import shutil
@@ -74,3 +76,17 @@ def print_summary(summary: dict[str, Any], settings: Settings) -> None:
     print(f"  report email:            {summary['report_email']}")
     print(f"  report page:             {summary['report']}")
     print("  these runs in the Prefect UI: make ui   (then open http://127.0.0.1:4200/runs)")
+    print(f"  the recipient's side:    make web  (serves {settings.public_url})")
+    link = sample_unsubscribe_link(settings)
+    if link:
+        print(f"  a sample unsubscribe link (with make web running): {link}")
+
+
+def sample_unsubscribe_link(settings: Settings) -> str | None:
+    """The List-Unsubscribe link of the first email the run wrote, if it wrote one."""
+    for path in sorted((settings.outbox_path / "email").glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        header = message.get("List-Unsubscribe")
+        if header:
+            return str(header).strip().strip("<>")
+    return None

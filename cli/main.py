@@ -7,6 +7,7 @@ yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation |
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
+yunying web                      serve unsubscribe, preferences and provider callbacks
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) at the start
 yunying sending enable|disable|status   campaign messages to customers, or to files only
@@ -92,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
     setup.set_defaults(handler=_setup)
+
+    web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
+    web.add_argument("--host", help="default: web.host (127.0.0.1)")
+    web.add_argument("--port", type=int, help="default: web.port (8000)")
+    web.set_defaults(handler=_web)
 
     runs = commands.add_parser("runs", help="recent flow runs with state and duration")
     runs.add_argument("--limit", type=int, default=20)
@@ -246,6 +252,19 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
 
     created = create_rate_limits(settings)
     print("\n".join(created) or "no providers.rate_limits configured: nothing to create")
+    return 0
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.store.migrate import upgrade
+    from yunying.web.app import serve
+
+    upgrade(settings.store_url)
+    overrides = {"host": args.host, "port": args.port}
+    web = settings.web.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"web": web})
+    print(f"yunying web on http://{web.host}:{web.port} (public URL {settings.public_url})")
+    serve(settings)
     return 0
 
 

@@ -106,6 +106,23 @@ class ProviderSettings(BaseModel):
         return self
 
 
+class WebSettings(BaseModel):
+    """`yunying web`, the recipient-facing service. See README, "The recipient's side"."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    # Resend's webhook signing secret (`whsec_…`, on the webhook's page in Resend).
+    resend_webhook_secret: SecretStr | None = None
+    # Requests per minute per client IP on the public pages (per instance).
+    rate_limit_per_minute: PositiveInt = 60
+    # Signed callbacks older (or newer) than this are refused as stale.
+    callback_tolerance_seconds: PositiveInt = 300
+    # Proxies whose X-Forwarded-For / -Proto are believed (uvicorn's forwarded_allow_ips).
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+
+
 class LifecycleSettings(BaseModel):
     """Thresholds in days, counted in the company's time zone. See README, "Lifecycle"."""
 
@@ -172,6 +189,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
     # The company's money and language (the report's, and the locale of users whose own has no
     # templates or who have none; tags are normalised): ISO 4217 code and zh-CN or en. Orders in

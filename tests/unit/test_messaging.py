@@ -1,3 +1,4 @@
+import base64
 import datetime as dt
 from pathlib import Path
 
@@ -17,6 +18,7 @@ CONTEXT = {
     "days_inactive": 9,
     "app_url": "https://example.com",
     "unsubscribe_url": "https://example.com/u?t=<x>",
+    "preferences_url": "https://example.com/p?t=<x>",
 }
 
 
@@ -93,11 +95,12 @@ def test_sms_segments_gsm7_and_ucs2() -> None:
 
 def test_unsubscribe_token_round_trip_and_tamper() -> None:
     token = make_token(b"secret", "u42", "email")
-    assert verify_token(b"secret", token) == ("u42", "email")
-    _, _, tag = token.partition(".")
-    forged = make_token(b"secret", "u43", "email").partition(".")[0] + "." + tag
-    with pytest.raises(InvalidToken):
-        verify_token(b"secret", forged)
+    assert verify_token(b"secret", token) == ("u42", "email", "")
+    assert b"u42" not in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))  # sealed
+    flipped = token[:20] + ("B" if token[20] != "B" else "C") + token[21:]
+    for forged in (flipped, make_token(b"secret", "u43", "email")[:16] + token[16:]):
+        with pytest.raises(InvalidToken):
+            verify_token(b"secret", forged)
     with pytest.raises(InvalidToken):
         verify_token(b"other-secret", token)
 

@@ -41,6 +41,9 @@ class Campaign(BaseModel):
     quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
     daily_max: int | None = Field(default=None, gt=0)
     dry_run: bool = False
+    # The category a recipient can opt out of on the preference page (win-back, rewards…).
+    topic: str = Field(default="general", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    track_clicks: bool = False  # links become signed redirects that record the first click
 
     @field_validator("quiet_hours", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
-from yunying.messaging.unsubscribe import suppress, unsubscribe_key, verify_token
+from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
@@ -55,12 +55,15 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
 
 
 def unsubscribe(settings: Settings, token: str) -> str:
-    user_id, channel = verify_token(unsubscribe_key(settings), token)
+    key = unsubscribe_key(settings)
     engine = create_store_engine(settings.store_url)
-    with session_scope(engine) as session:
-        suppress(session, user_id, channel, "unsubscribed")
-    engine.dispose()
-    return f"unsubscribed {user_id} from {channel}"
+    try:
+        with session_scope(engine) as session:
+            recipient = verify_token(key, token)
+            unsubscribe_known(session, recipient, "unsubscribed")
+    finally:
+        engine.dispose()
+    return f"unsubscribed {recipient.user_id} from {recipient.channel}"
 
 
 def _show(rendered: Rendered) -> str:

@@ -40,7 +40,7 @@ from yunying.lifecycle.holdout import holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
-from yunying.store.models import LifecycleState, OutboxMessage, Suppression, User
+from yunying.store.models import LifecycleState, OutboxMessage, Suppression, TopicSuppression, User
 
 LEASE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -99,7 +99,13 @@ def plan(
             f"lifecycle states are for {computed}, not {business_date}: "
             "run the lifecycle step for that date first"
         )
-    whens: list[tuple[Any, Any]] = [(_reachable(name), literal(name)) for name in campaign.channels]
+    # A user who turned the campaign's topic off (preference page) is reachable on no channel.
+    topic_on = ~exists().where(
+        TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
+    )
+    whens: list[tuple[Any, Any]] = [
+        (topic_on & _reachable(name), literal(name)) for name in campaign.channels
+    ]
     channel = case(
         *whens,
         else_=null(),

@@ -36,6 +36,7 @@ SAMPLE_CONTEXT = {
     "days_inactive": 14,
     "app_url": "https://example.com",
     "unsubscribe_url": "https://example.com/unsubscribe?token=sample",
+    "preferences_url": "https://example.com/preferences?token=sample",
     "campaign": "sample-campaign",
 }
 SAMPLE_USERS = 100  # rendering 100 users on 3 channels takes a fraction of a second

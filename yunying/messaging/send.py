@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 
 from yunying.config import Settings
 from yunying.errors import TemplateError
+from yunying.messaging import unsubscribe as links
 from yunying.messaging.campaign import Campaign, QuietHours
 from yunying.messaging.channels import Channel
 from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
@@ -70,6 +71,11 @@ def send_batch(
             continue
         context = message_context(settings, user, last_active, business_date, item.channel, key)
         context["campaign"] = campaign.name
+        context.update(
+            links.recipient_links(
+                settings.public_url, key, item.user_id, item.channel, campaign.topic
+            )
+        )
         try:
             rendered = render(
                 campaign.template, item.channel, user.locale, context, settings.template_dir
@@ -77,6 +83,8 @@ def send_batch(
         except TemplateError as exc:
             outcomes.append(Outcome(item.id, "failed", str(exc)))
             continue
+        if campaign.track_clicks:
+            rendered = links.track_rendered(rendered, key, settings.public_url, item.id)
         by_channel[item.channel].append(
             OutgoingMessage(
                 item,
@@ -180,6 +188,7 @@ def message_context(
         "days_inactive": (business_date - (last_active or user.signup_day)).days,
         "app_url": settings.public_url,
         "unsubscribe_url": f"{settings.public_url}/unsubscribe?token={token}",
+        "preferences_url": f"{settings.public_url}/preferences?token={token}",
     }
 
 

@@ -264,6 +264,7 @@ class OutboxMessage(Base):
     claimed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]  # the provider's delivery receipt (yunying web)
 
     __table_args__ = (
         UniqueConstraint("campaign", "business_date", "user_id"),
@@ -281,6 +282,49 @@ class Suppression(Base):
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime]
+
+
+class TopicSuppression(Base):
+    """Users who opted out of a topic (a campaign's category) on every channel."""
+
+    __tablename__ = "topic_suppressions"
+
+    user_id: Mapped[UserId] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+
+
+class StoreSecret(Base):
+    """Keys made once per store, so every worker and web instance signs alike."""
+
+    __tablename__ = "store_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime]
+
+
+class CallbackEvent(Base):
+    """A provider callback already processed: a replay or a provider's retry is a no-op."""
+
+    __tablename__ = "callback_events"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[dt.datetime]
+
+
+class Click(Base):
+    """The first click per message and link (a hash of the link, never the URL's PII)."""
+
+    __tablename__ = "clicks"
+
+    outbox_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    link: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clicked_at: Mapped[dt.datetime]
 
 
 class RewardBudget(Base):

@@ -1,0 +1,1 @@
+"""The recipient-facing service (`yunying web`); see app.py."""
