@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     mail_from: EmailAddress = "Yunying <ops@example.com>"
     report_recipients: list[EmailAddress] = Field(default_factory=lambda: ["ops@example.com"])
     public_url: HttpUrl = "http://127.0.0.1:8000"
-    unsubscribe_secret: SecretStr | None = None  # None: a random key kept in {home}/secret.key
+    unsubscribe_secret: SecretStr | None = None  # None: a key made once and kept in the store
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_web"
-down_revision = "0003"
+down_revision = "0010_cn_channels"
 branch_labels = None
 depends_on = None
 
