@@ -18,11 +18,11 @@ from yunying.demo.sources import demo_sources
 from yunying.sources.config import Entity
 from yunying.sources.load import LoadStats, load_rows, validate
 from yunying.sources.pull import pull_source
-from yunying.sources.records import UserDefaults
+from yunying.sources.records import RecordDefaults
 
 # Test users have consented on every channel unless a record says otherwise; what a source's
 # silence means by default is tested through pulls (tests/integration/test_pull.py).
-CONSENTED = UserDefaults(opt_in=True)
+CONSENTED = RecordDefaults(opt_in=True)
 
 END = dt.date(2026, 11, 1)
 

@@ -32,7 +32,7 @@ from yunying.messaging.wechat_config import WeChatSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.setting_checks import DatabaseUrl, EmailAddress, HttpUrl
 from yunying.sources.config import SourceConfig
-from yunying.sources.records import UserDefaults, template_locale
+from yunying.sources.records import RecordDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
 REPORT_LOCALES = ("zh-CN", "en")
@@ -275,8 +275,10 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def user_defaults(self) -> UserDefaults:
-        return UserDefaults(self.default_locale, self.consent.assume_opt_in_when_missing)
+    def record_defaults(self) -> RecordDefaults:
+        return RecordDefaults(
+            self.default_locale, self.consent.assume_opt_in_when_missing, self.currency
+        )
 
     @property
     def outbox_path(self) -> Path:

@@ -18,8 +18,8 @@ from sqlalchemy import Engine, func, select
 
 from cli.main import main
 from tests.rig import SmtpSink
-from yunying.config import Settings
-from yunying.reports.kpis import compute_kpis
+from yunying.config import Settings, load_settings
+from yunying.reports.kpis import compute_kpis, money_for
 from yunying.store.engine import session_scope
 from yunying.store.models import LifecycleState, LifecycleTransition, OutboxMessage
 
@@ -37,7 +37,7 @@ def _write_company(path: Path, seed: int = 3) -> None:
     customers, purchases = [], []
     for i in range(160):
         signup = dt.datetime.combine(START + dt.timedelta(days=rng.randrange(85)), dt.time(10))
-        customers.append((f"c{i:04d}", _utc(signup), f"c{i}@example.com"))
+        customers.append((f"c{i:04d}", _utc(signup), f"c{i}@example.com", "yes"))
         day = signup
         while rng.random() < 0.8:
             day += dt.timedelta(days=rng.choice([1, 3, 9, 20, 40]), hours=rng.choice([0, 13]))
@@ -56,12 +56,12 @@ def _write_company(path: Path, seed: int = 3) -> None:
                 )
             )
     with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE customers (id TEXT, created TEXT, mail TEXT)")
+        db.execute("CREATE TABLE customers (id TEXT, created TEXT, mail TEXT, marketing TEXT)")
         db.execute(
             "CREATE TABLE purchases (purchase_no TEXT, customer TEXT, total TEXT, ccy TEXT,"
             " placed_at TEXT, state TEXT)"
         )
-        db.executemany("INSERT INTO customers VALUES (?, ?, ?)", customers)
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)", customers)
         db.executemany("INSERT INTO purchases VALUES (?, ?, ?, ?, ?, ?)", purchases)
 
 
@@ -170,7 +170,7 @@ def _init(config: Path, db: Path, active: int, churn: int) -> list[str]:
         "--active-days", str(active), "--churn-days", str(churn),
         "--sql", f"sqlite:///{db}", "--users-table", "customers", "--orders-table", "purchases",
         "--map", "users.user_id=id", "--map", "users.signup_at=created",
-        "--map", "users.email=mail",
+        "--map", "users.email=mail", "--map", "users.email_opt_in=marketing",
         "--map", "orders.order_id=purchase_no", "--map", "orders.user_id=customer",
         "--map", "orders.amount=total", "--map", "orders.currency=ccy",
         "--map", "orders.created_at=placed_at", "--map", "orders.status=state",
@@ -218,7 +218,7 @@ def test_a_new_company_evaluates_its_own_orders_without_sending(
     assert {s for s, _ in states.values()} >= {"active", "silent", "churned"}
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
-        kpis = compute_kpis(session, D1, NEW_YORK)
+        kpis = compute_kpis(session, D1, NEW_YORK, money_for(load_settings()))  # USD, as init said
     assert smtp_server.messages == []
     assert kpis.dau == sum(1 for days in active.values() if D1 in days)
     window = set(_days(D1 - dt.timedelta(days=29), D1))

@@ -10,7 +10,7 @@ from yunying.sources.load import validate
 from yunying.sources.records import (
     EventRow,
     InvalidRecord,
-    UserDefaults,
+    RecordDefaults,
     event_values,
     holdout_bucket,
     plain_event,
@@ -126,7 +126,7 @@ def test_users_validate_contacts_and_flags() -> None:
     row = to_user_row(raw, SHANGHAI, NOW)
     assert (row["email_opt_in"], row["push_opt_in"]) == (False, True)
     assert row["sms_opt_in"] is False  # not given: no consent
-    assert to_user_row(raw, SHANGHAI, NOW, UserDefaults(opt_in=True))["sms_opt_in"] is True
+    assert to_user_row(raw, SHANGHAI, NOW, RecordDefaults(opt_in=True))["sms_opt_in"] is True
     assert row["holdout_bucket"] == holdout_bucket("u1")
     with pytest.raises(InvalidRecord, match="email"):
         to_user_row({**raw, "email": "nope"}, SHANGHAI, NOW)
@@ -152,7 +152,7 @@ def test_language_tags_map_to_the_template_locales(tag: str, locale: str | None)
 
 def test_a_locale_without_templates_keeps_the_user_in_the_default_locale() -> None:
     raw = {"user_id": "u1", "signup_at": "2026-01-01T00:00:00Z"}
-    english = UserDefaults(locale="en")
+    english = RecordDefaults(locale="en")
     for given, expected in (("ja", "en"), ("zh-TW", "en"), ("zh_CN", "zh-CN"), (7, "en")):
         assert to_user_row({**raw, "locale": given}, SHANGHAI, NOW, english)["locale"] == expected
     assert to_user_row(raw, SHANGHAI, NOW, english)["locale"] == "en"

@@ -24,8 +24,8 @@ from yunying.sources.records import (
     NO_CONSENT_ASSUMED,
     EventRow,
     InvalidRecord,
+    RecordDefaults,
     Row,
-    UserDefaults,
     event_values,
     plain_event,
     plain_events,
@@ -67,7 +67,7 @@ def validate(
     mapping: dict[str, str],
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
-    defaults: UserDefaults = NO_CONSENT_ASSUMED,
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED,
 ) -> tuple[list[Any], Rejects]:
     """Split raw records into store rows (`Row`s; `EventRow`s for events) and (raw JSON,
     reason) rejects. Records are dicts, or rows of values in `columns` order (what a SQL
@@ -96,7 +96,7 @@ def validate(
 
 
 def _row(
-    entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime, defaults: UserDefaults
+    entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime, defaults: RecordDefaults
 ) -> Any:
     """One record's row, or InvalidRecord saying what is wrong."""
     raw = dict(zip(FIELDS[entity], values, strict=True))
@@ -104,7 +104,7 @@ def _row(
         return plain_event(values, zone) or event_values(to_event_row(raw, zone))
     if entity == "users":
         return to_user_row(raw, zone, now, defaults)
-    return to_order_row(raw, zone)
+    return to_order_row(raw, zone, defaults)
 
 
 def _nones(items: list[Any]) -> Iterator[int]:

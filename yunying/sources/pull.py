@@ -80,7 +80,7 @@ def pull_source(
                 source.mapping,
                 settings.zone,
                 batch.columns,
-                settings.user_defaults,
+                settings.record_defaults,
             )
             rejects += batch.unreadable
             again: Rejects = []

@@ -40,13 +40,14 @@ class InvalidRecord(PermanentError):
 
 
 @dataclass(frozen=True)
-class UserDefaults:
-    """What a user gets for what the source leaves out (settings `default_locale` and
-    `consent.assume_opt_in_when_missing`). A missing opt-in flag is no consent, unless the
-    company says otherwise."""
+class RecordDefaults:
+    """What a record gets for what the source leaves out (settings `default_locale`,
+    `consent.assume_opt_in_when_missing` and `currency`). A missing opt-in flag is no consent,
+    unless the company says otherwise; an order without a currency is in the company's."""
 
     locale: str = "zh-CN"
     opt_in: bool = False
+    currency: str = "CNY"
 
 
 def template_locale(tag: str) -> str | None:
@@ -63,7 +64,7 @@ def template_locale(tag: str) -> str | None:
 
 
 _HANT_REGIONS = {"tw", "hk", "mo"}  # where Chinese is written in traditional characters
-NO_CONSENT_ASSUMED = UserDefaults()
+NO_CONSENT_ASSUMED = RecordDefaults()
 
 
 def holdout_bucket(user_id: str) -> int:
@@ -75,7 +76,7 @@ def to_user_row(
     raw: Mapping[str, Any],
     zone: ZoneInfo,
     now: dt.datetime,
-    defaults: UserDefaults = NO_CONSENT_ASSUMED,
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED,
 ) -> Row:
     signup_at = _timestamp(raw, "signup_at")
     user_id = _key(raw, "user_id", USER_ID_LENGTH)
@@ -392,10 +393,12 @@ def _day_split(
     return split
 
 
-def to_order_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
+def to_order_row(
+    raw: Mapping[str, Any], zone: ZoneInfo, defaults: RecordDefaults = NO_CONSENT_ASSUMED
+) -> Row:
     created_at = _timestamp(raw, "created_at")
     amount = _amount(raw, "amount")
-    currency = (_text(raw, "currency", required=False) or "CNY").upper()
+    currency = (_text(raw, "currency", required=False) or defaults.currency).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
     status = _text(raw, "status", required=False) or "paid"
