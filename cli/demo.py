@@ -70,6 +70,7 @@ def print_summary(summary: dict[str, Any], settings: Settings) -> None:
     messages = ", ".join(f"{status} {n}" for status, n in summary["messages"].items())
     print(f"  messages:           {messages}")
     print(f"  report written:     {summary['report']}")
+    print(f"  sending:            {_sending_line(settings)}")
     print()
     print("Where to look:")
     print(f"  messages (.eml, .jsonl): {settings.outbox_path.resolve()}")
@@ -90,3 +91,17 @@ def sample_unsubscribe_link(settings: Settings) -> str | None:
         if header:
             return str(header).strip().strip("<>")
     return None
+
+
+def _sending_line(settings: Settings) -> str:
+    from yunying.messaging.sending import off_notice
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        off = off_notice(engine, settings) is not None
+    finally:
+        engine.dispose()
+    if off:
+        return "off (a new store): messages were written to files; `yunying sending enable` sends"
+    return "on: messages went to the configured channels (files where none is configured)"
