@@ -6,6 +6,7 @@ yunying run FLOW [--date D]      run nightly | pull | reactivation | report loca
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying outbox reclaim CAMPAIGN --date D   after a confirmed crash: requeue its in-flight sends
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     payouts.add_argument("action", choices=["show"])
     payouts.add_argument("campaign")
     payouts.set_defaults(handler=_payouts)
+
+    outbox = commands.add_parser("outbox", help="a campaign run's outbox")
+    outbox.add_argument("action", choices=["reclaim"])
+    outbox.add_argument("campaign")
+    outbox.add_argument("--date", type=dt.date.fromisoformat, required=True)
+    outbox.set_defaults(handler=_outbox)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -157,6 +164,30 @@ def _payouts(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.rewards.report import ledger_report
 
     print(ledger_report(settings, args.campaign))
+    return 0
+
+
+def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    """Only after a confirmed crash: a live worker's in-flight messages would be reconciled
+    with the provider and its own late records refused, but never sent twice by us."""
+    from yunying.messaging.channels import channels_for
+    from yunying.messaging.outbox import reclaim
+    from yunying.messaging.send import blind_channels
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            done = reclaim(
+                session, args.campaign, args.date, blind_channels(channels_for(settings))
+            )
+    finally:
+        engine.dispose()
+    print(
+        f"{args.campaign} {args.date}: {done['requeued']} in-flight message(s) requeued "
+        f"(reconciled with the provider before resending), {done['unknown']} marked unknown "
+        "(the provider takes no idempotency key: check its log, not resent)"
+    )
     return 0
 
 

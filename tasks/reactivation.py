@@ -13,7 +13,14 @@ from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
 from yunying.messaging.campaign import Campaign, find_campaign
 from yunying.messaging.channels import channels_for
-from yunying.messaging.outbox import counts, counts_by_channel, next_retry_at, plan, requeue_failed
+from yunying.messaging.outbox import (
+    counts,
+    counts_by_channel,
+    in_flight,
+    next_retry_at,
+    plan,
+    requeue_failed,
+)
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.store.engine import session_scope
@@ -59,7 +66,19 @@ def send(
         logger.info("batch of %d: %s", result.claimed, dict(result.by_status))
     for reason, count in result.failures.items():
         logger.warning("%d message(s) not sent: %s", count, reason)
-    return {"claimed": result.claimed, **result.by_status}
+    if result.refused:
+        logger.warning(
+            "%d outcome(s) not recorded: this worker's claim had lapsed or was reclaimed",
+            result.refused,
+        )
+    if result.expired:
+        logger.warning("%d deferred message(s) expired (campaign valid_hours)", result.expired)
+    return {
+        "claimed": result.claimed,
+        "refused": result.refused,
+        "expired_now": result.expired,
+        **result.by_status,
+    }
 
 
 def provider_pace(channel: str, messages: int) -> None:
@@ -72,7 +91,10 @@ def provider_pace(channel: str, messages: int) -> None:
 def outbox_status(settings: Settings, campaign: str, business_date: dt.date) -> dict[str, Any]:
     with session_scope(engine_for(settings.store_url)) as session:
         retry_at = next_retry_at(session, campaign, business_date)
+        flying = in_flight(session, campaign, business_date)
         return {
+            "in_flight": flying.count,
+            "reclaimed_at": flying.reclaimed_at,
             "counts": counts(session, campaign, business_date),
             "by_channel": counts_by_channel(session, campaign, business_date),
             "next_retry_at": retry_at,

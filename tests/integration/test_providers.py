@@ -192,7 +192,7 @@ def test_twilio_request_is_a_documented_form(twilio: Settings, local_server: Loc
 
     api = Twilio(local_server.url, SID, TOKEN, SENDER)
     message = OutgoingMessage(
-        Claimed(1, f"winback:{DAY}:u1", "u1", "sms", 1),
+        Claimed(1, f"winback:{DAY}:u1", "u1", "sms", 1, "winback", DAY),
         "+861390000",
         Rendered("sms", text="Hi&"),
         "",
