@@ -262,3 +262,100 @@ def test_provider_rate_limit_paces_sends_through_prefect(
     arrivals = local_server.recorder.arrivals
     # 60 messages at 20/s: the provider sees them spread over two seconds or more.
     assert max(arrivals) - min(arrivals) >= 1.5
+
+
+HOOK_CAMPAIGN = (
+    'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
+    "holdout_percent = 0\nquiet_hours = false\n"
+)
+
+
+def _hook_campaign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str = HOOK_CAMPAIGN
+) -> None:
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir(exist_ok=True)
+    (campaigns / "hook.toml").write_text(text)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+
+
+def _latest_run(name_prefix: str) -> Any:
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs() if r.name.startswith(name_prefix)]
+    return max(runs, key=lambda r: r.created)
+
+
+@pytest.mark.parametrize("dedupe", [False, True], ids=["provider-ignores-keys", "provider-dedupes"])
+def test_sigkill_mid_send_then_reclaim_and_rerun_reaches_everyone_once(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dedupe: bool,
+) -> None:
+    """The documented recovery: a send process is SIGKILLed mid-batch; an immediate rerun says
+    what is left in flight; `yunying outbox reclaim` then the rerun reach every user. Outcomes
+    are recorded as they come, so without the provider's key de-duplication at most the
+    messages truly in flight (the send concurrency, not the batch) go out twice."""
+    import signal
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from tests.conftest import REPO
+
+    concurrency = 8
+    users = silent_users(engine, settings, 300)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    monkeypatch.setenv("YUNYING_PROVIDERS__CONCURRENCY", str(concurrency))
+    local_server.dedupe_keys = dedupe
+    local_server.faults.latency_seconds = 0.05
+    command = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *command],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches all of it
+    )
+    deadline = time.monotonic() + 120
+    while local_server.recorder.requests < 100 and time.monotonic() < deadline:
+        assert sender.poll() is None, "the send process ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(sender.pid, signal.SIGKILL)
+    sender.wait()
+    reached_before = len(local_server.recorder.deliveries)
+    assert 100 <= reached_before < 300
+
+    assert main(command) == 0  # an immediate rerun: the killed run's rows are still leased
+    rerun = _latest_run("reactivation-hook")
+    assert rerun.state.is_completed()
+    assert "still in flight" in rerun.state.message
+    assert f"yunying outbox reclaim hook --date {DAY}" in rerun.state.message
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[rerun.id]))
+        )
+    [summary] = [a for a in artifacts if a.key == "send-summary"]
+    assert "still in flight" in (summary.description or "")
+
+    capsys.readouterr()
+    assert main(["outbox", "reclaim", "hook", "--date", str(DAY)]) == 0
+    assert "in-flight message(s) requeued" in capsys.readouterr().out
+    assert main(command) == 0
+    recorder = local_server.recorder
+    assert set(recorder.deliveries) == {f"hook:{DAY}:{u}" for u in users}  # everyone reached
+    assert recorder.double_sends <= concurrency  # resends: only what was truly in flight
+    if dedupe:
+        assert recorder.double_sends == 0
+    with session_scope(engine) as session:
+        statuses = set(session.scalars(select(OutboxMessage.status)))
+    assert statuses == {"sent"}
+    assert _latest_run("reactivation-hook").state.message in (None, "")
