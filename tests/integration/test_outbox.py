@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import threading
+import time
 from collections import Counter
 from email import message_from_bytes
 from email.policy import default
@@ -19,8 +20,10 @@ from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
-from yunying.messaging.outbox import LEASE, claim, counts, plan
+from yunying.messaging.outbox import LEASE, Outcome, claim, counts, plan, reclaim
+from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
@@ -414,3 +417,128 @@ def test_sigkill_mid_batch_then_rerun_delivers_each_message_once(
         final = counts(session, "winback", DAY)
     assert final["sent"] == planned
     assert len(local_server.recorder.deliveries) == planned  # each user got exactly one message
+
+
+class ClaimLostMidSend:
+    """While this worker sends, its claim goes: an operator runs `yunying outbox reclaim`, or
+    another worker whose clock is past the lease claims the rows."""
+
+    def __init__(self, engine: Engine, inner: object, how: str) -> None:
+        self.engine, self.inner, self.how = engine, inner, how
+
+    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
+        with session_scope(self.engine) as session:
+            if self.how == "operator reclaims":
+                reclaim(session, "winback", DAY, blind_channels=())
+            else:
+                later = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
+                assert len(claim(session, "winback", DAY, "other", 100, later)) == 20
+        return self.inner.send(messages)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("how", ["operator reclaims", "another worker claims"])
+def test_a_worker_that_lost_its_claim_cannot_record(
+    engine: Engine, settings: Settings, how: str
+) -> None:
+    silent_users(engine, settings, 20)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    channels = channels_for(settings)
+    late = {**channels, "push": ClaimLostMidSend(engine, channels["push"], how)}
+    result = sending.send_batch(engine, settings, chosen, DAY, "late", late, 20, NOON_IN_SHANGHAI)
+    assert result.claimed == 20 and result.refused == 20  # counted, and logged by the task
+    with session_scope(engine) as session:
+        left = counts(session, "winback", DAY)
+    assert left["queued" if how == "operator reclaims" else "sending"] == 20
+
+    after = NOON_IN_SHANGHAI + 3 * LEASE
+    assert send_all(engine, settings, chosen, now=after, worker="next")["sent"] == 20
+    lines = (settings.outbox_path / "push.jsonl").read_text().splitlines()
+    assert len(lines) == 20  # the reclaimed rows were reconciled with the file, not resent
+
+
+def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings) -> None:
+    """A paced batch outliving one lease keeps its rows: another worker claims none of them
+    and the slow worker's outcomes are all recorded."""
+    silent_users(engine, settings, 20)
+    chosen = campaign(channels=["push"], holdout_percent=0, quiet_hours=False)
+    settings = settings.model_copy(
+        update={"providers": settings.providers.model_copy(update={"rate_limits": {"push": 4}})}
+    )
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    lease = dt.timedelta(seconds=1.2)
+    channels = channels_for(settings)
+    stolen: list[int] = []
+    done = threading.Event()
+
+    def other_worker() -> None:
+        time.sleep(0.3)  # the slow worker claims first
+        while not done.is_set():
+            other = sending.send_batch(
+                engine, settings, chosen, DAY, "other", channels, 20, lease=lease
+            )
+            stolen.append(other.claimed)
+            time.sleep(0.1)
+
+    thief = threading.Thread(target=other_worker)
+    started = time.monotonic()
+    thief.start()
+    try:
+        slow = sending.send_batch(
+            engine,
+            settings,
+            chosen,
+            DAY,
+            "slow",
+            channels,
+            20,
+            pace=lambda channel, n: time.sleep(0.6),
+            lease=lease,
+        )
+    finally:
+        done.set()
+        thief.join()
+    assert time.monotonic() - started > 2 * lease.total_seconds()  # it did outlive the lease
+    assert slow.claimed == 20 and slow.refused == 0 and slow.by_status == {"sent": 20}
+    assert sum(stolen) == 0
+
+
+@pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])
+def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink, recovery: str
+) -> None:
+    silent_users(engine, settings, 10)
+    settings = settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+        }
+    )
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    channels = channels_for(settings)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+        claimed = claim(session, chosen.name, DAY, "crashed", 10, NOON_IN_SHANGHAI)
+    # The crashed worker got four messages to the SMTP server, then died unrecorded.
+    from yunying.messaging.render import Rendered
+
+    channels["email"].send(
+        [
+            OutgoingMessage(c, "x@example.com", Rendered("s", "t", "<p>h</p>"), "")
+            for c in claimed[:4]
+        ]
+    )
+    later = NOON_IN_SHANGHAI + dt.timedelta(minutes=1)
+    if recovery == "lease lapses":
+        later = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
+    else:
+        with session_scope(engine) as session:
+            done = reclaim(session, chosen.name, DAY, sending.blind_channels(channels))
+        assert done == {"requeued": 0, "unknown": 10}
+    assert send_all(engine, settings, chosen, now=later) == Counter()
+    assert len(smtp_server.messages) == 4  # no blind resend
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+    assert {r.status for r in rows} == {"unknown"}
+    assert all("not resent" in (r.reason or "") for r in rows)
