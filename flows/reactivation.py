@@ -18,7 +18,13 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed
 
 from flows.common import default_business_date, run_name
-from tasks.reactivation import load_campaign, outbox_status, plan_outbox, send
+from tasks.reactivation import (
+    load_campaign,
+    outbox_status,
+    plan_outbox,
+    schedule_deferred,
+    send,
+)
 from yunying.config import load_settings
 from yunying.store.engine import utcnow
 
@@ -57,6 +63,13 @@ def reactivation(
             break
         time.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
     update_progress_artifact(progress, progress=100.0)
+    if status["deferred_until"] is not None:
+        where = schedule_deferred(chosen.name, day, status["deferred_until"])
+        get_run_logger().info(
+            "messages deferred by quiet hours go out from %s UTC: %s",
+            f"{status['deferred_until']:%Y-%m-%d %H:%M}",
+            f"scheduled {where}" if where else "by the next run of the campaign",
+        )
     warning = unfinished_warning(chosen.name, day, status)
     create_table_artifact(
         key="send-summary",

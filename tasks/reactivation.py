@@ -6,8 +6,11 @@ import datetime as dt
 from typing import Any
 
 from prefect import task
+from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
+from prefect.states import Scheduled
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
@@ -17,6 +20,7 @@ from yunying.messaging.outbox import (
     counts,
     counts_by_channel,
     in_flight,
+    next_deferred_at,
     next_retry_at,
     plan,
     requeue_failed,
@@ -93,9 +97,36 @@ def outbox_status(settings: Settings, campaign: str, business_date: dt.date) -> 
         retry_at = next_retry_at(session, campaign, business_date)
         flying = in_flight(session, campaign, business_date)
         return {
+            "deferred_until": next_deferred_at(session, campaign, business_date),
             "in_flight": flying.count,
             "reclaimed_at": flying.reclaimed_at,
             "counts": counts(session, campaign, business_date),
             "by_channel": counts_by_channel(session, campaign, business_date),
             "next_retry_at": retry_at,
         }
+
+
+DEPLOYMENT = (
+    "reactivation/reactivation"  # prefect.yaml: flow `reactivation`, deployment `reactivation`
+)
+
+
+@task(name="schedule-deferred", **RETRY_TRANSIENT)
+def schedule_deferred(campaign: str, business_date: dt.date, at: dt.datetime) -> str | None:
+    """Schedule a run of the reactivation deployment at the moment deferred messages become
+    sendable (their users' quiet hours end), so they go out then, not at the next fixed run.
+    One run per campaign, date and moment (an idempotency key), however many runs ask.
+    Returns where it was scheduled, or None when the deployment is not registered."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            return None
+        moment = at.replace(tzinfo=dt.UTC)
+        client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"campaign": campaign, "business_date": business_date.isoformat()},
+            state=Scheduled(scheduled_time=moment),
+            idempotency_key=f"deferred:{campaign}:{business_date}:{moment.isoformat()}",
+        )
+    return f"{DEPLOYMENT} at {moment:%Y-%m-%d %H:%M} UTC"

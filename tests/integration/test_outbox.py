@@ -1,6 +1,7 @@
 """The outbox: eligibility, exactly-once sends over real channels, reconciliation after a crash."""
 
 import datetime as dt
+import heapq
 import json
 import threading
 import time
@@ -8,6 +9,7 @@ from collections import Counter
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -22,7 +24,15 @@ from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
-from yunying.messaging.outbox import LEASE, Outcome, claim, counts, plan, reclaim
+from yunying.messaging.outbox import (
+    LEASE,
+    Outcome,
+    claim,
+    counts,
+    next_deferred_at,
+    plan,
+    reclaim,
+)
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
 from yunying.sources.records import holdout_bucket
@@ -542,3 +552,126 @@ def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
         rows = session.scalars(select(OutboxMessage)).all()
     assert {r.status for r in rows} == {"unknown"}
     assert all("not resent" in (r.reason or "") for r in rows)
+
+
+ZONES = {
+    "kolkata": "Asia/Kolkata",  # +5:30
+    "kathmandu": "Asia/Kathmandu",  # +5:45
+    "honolulu": "Pacific/Honolulu",  # -10
+    "new-york": "America/New_York",  # EDT -> EST at 06:00 UTC on 2026-11-01
+}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def fixed_runs(first: dt.date, days: int) -> list[tuple[dt.datetime, dt.date]]:
+    """prefect.yaml's send schedules: the nightly at 02:00 and the reactivation deployment at
+    10:00 Shanghai, each for yesterday; from the 10:00 run of `first` (its nightly failed)."""
+    runs = []
+    for offset in range(days):
+        day = first + dt.timedelta(days=offset)
+        for hour in (2, 10):
+            at = dt.datetime.combine(day, dt.time(hour), tzinfo=SHANGHAI).astimezone(dt.UTC)
+            runs.append((at.replace(tzinfo=None), day - dt.timedelta(days=1)))
+    return runs[1:]
+
+
+def run_schedule(
+    engine: Engine,
+    settings: Settings,
+    chosen: Campaign,
+    runs: list[tuple[dt.datetime, dt.date]],
+    follow_ups: bool,
+) -> list[dt.datetime]:
+    """Each run plans its business date and sends what is due, as the flow does; with
+    `follow_ups`, a run leaving deferred messages adds a run at their first allowed moment
+    (the flow schedules one of the reactivation deployment). Returns when runs happened."""
+    pending = list(runs)
+    heapq.heapify(pending)
+    happened = []
+    while pending:
+        at, business = heapq.heappop(pending)
+        happened.append(at)
+        with session_scope(engine) as session:
+            compute_lifecycle(session, business, settings.lifecycle)
+            plan(session, chosen, business, now=at)
+        sending.send_all(engine, settings, chosen, business, f"run-{at:%d%H%M}", 50, at)
+        with session_scope(engine) as session:
+            due = next_deferred_at(session, chosen.name, business)
+        if follow_ups and due is not None and (due, business) not in pending:
+            heapq.heappush(pending, (due, business))
+    return happened
+
+
+def zone_users(engine: Engine, settings: Settings) -> None:
+    from tests.builders import load_records
+
+    users = [
+        {
+            "user_id": name,
+            "signup_at": "2026-06-01T00:00:00Z",
+            "push_token": f"t-{name}",
+            "timezone": zone,
+        }
+        for name, zone in ZONES.items()
+    ]
+    events = [
+        {
+            "event_id": f"e-{u['user_id']}",
+            "user_id": u["user_id"],
+            "name": "app_open",
+            "occurred_at": "2026-10-20T12:00:00",
+        }
+        for u in users
+    ]
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
+
+
+def test_deferred_messages_go_out_at_the_first_allowed_moment_in_every_zone(
+    engine: Engine, settings: Settings
+) -> None:
+    """With the scheduled runs and the follow-up runs the flow schedules, each user gets one
+    message at 08:00 local (or at once when not in quiet hours), across half- and
+    quarter-hour offsets and New York's change from EDT to EST that night."""
+    zone_users(engine, settings)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    runs = fixed_runs(dt.date(2026, 11, 1), 3)
+    happened = run_schedule(engine, settings, chosen, runs, follow_ups=True)
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.campaign == "winback"))
+        sent = {r.user_id: r.sent_at for r in rows if r.status == "sent"}
+        statuses = counts(session, "winback", dt.date(2026, 11, 2))
+    first_run = dt.datetime(2026, 11, 1, 2, 0)  # 10:00 Shanghai
+    minutes = {user: at.replace(second=0, microsecond=0) for user, at in sent.items()}
+    assert minutes == {
+        "honolulu": first_run,  # 16:00 there: at once
+        "kathmandu": dt.datetime(2026, 11, 1, 2, 15),  # 08:00 NPT
+        "kolkata": dt.datetime(2026, 11, 1, 2, 30),  # 08:00 IST
+        "new-york": dt.datetime(2026, 11, 1, 13, 0),  # 08:00 EST, not 12:00 (08:00 EDT)
+    }
+    # the follow-up runs: one at each of those moments, no more
+    assert set(happened) - {at for at, _ in runs} == set(minutes.values()) - {first_run}
+    assert statuses["suppressed"] == 4  # frequency cap: nobody hears twice
+
+
+def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(
+    engine: Engine, settings: Settings
+) -> None:
+    """Without follow-up runs, the next scheduled run sends a message deferred on an earlier
+    business date once it is due; one that no run reaches within the campaign's valid_hours
+    expires with the reason (10:00 and 02:00 Shanghai are both quiet in Kolkata)."""
+    zone_users(engine, settings)
+    chosen = campaign(channels=["push"], holdout_percent=0, valid_hours=20)
+    run_schedule(engine, settings, chosen, fixed_runs(dt.date(2026, 11, 1), 2), follow_ups=False)
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.business_date == dt.date(2026, 10, 31))
+        )
+        first_date = {r.user_id: (r.status, r.sent_at, r.reason) for r in rows}
+    status, sent_at, _ = first_date["new-york"]
+    assert status == "sent" and sent_at is not None
+    assert sent_at.replace(microsecond=0) == dt.datetime(2026, 11, 1, 18, 0)  # D+1's nightly
+    for user in ("kolkata", "kathmandu"):
+        status, _, reason = first_date[user]
+        assert status == "expired" and "valid_hours" in (reason or "")

@@ -39,7 +39,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import holdout_condition
@@ -111,6 +111,7 @@ def plan(
     campaign: Campaign,
     business_date: dt.date,
     only_users: list[str] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts.
 
@@ -135,17 +136,26 @@ def plan(
         OutboxMessage.sent_at >= cap_start,
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
+    earlier = aliased(OutboxMessage)
+    still_pending = exists().where(  # deferred by quiet hours on an earlier date: one at a time
+        earlier.user_id == User.user_id,
+        earlier.campaign == campaign.name,
+        earlier.business_date < business_date,
+        earlier.status.in_(("queued", "sending", "deferred")),
+    )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     status = case(
         (held_out, "holdout"),
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
+        (still_pending, "suppressed"),
         else_="queued",
     )
     reason = case(
         (held_out, "holdout group"),
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
+        (still_pending, "an earlier message of this campaign is still pending"),
         else_=null(),
     )
     prefix = f"{campaign.name}:{business_date.isoformat()}:"
@@ -158,7 +168,7 @@ def plan(
         status,
         reason,
         literal(0),
-        literal(utcnow()),
+        literal(now or utcnow()),
     ).order_by(User.user_id)
     if only_users is None:
         candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
@@ -453,5 +463,17 @@ def next_retry_at(session: Session, campaign: str, business_date: dt.date) -> dt
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
             OutboxMessage.status == "queued",
+        )
+    )
+
+
+def next_deferred_at(session: Session, campaign: str, business_date: dt.date) -> dt.datetime | None:
+    """When the earliest message deferred by quiet hours (of this or an earlier date of the
+    campaign) may go out: a run of the campaign at that moment sends it."""
+    return session.scalar(
+        select(func.min(OutboxMessage.not_before)).where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.business_date <= business_date,
+            OutboxMessage.status == "deferred",
         )
     )
