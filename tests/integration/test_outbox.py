@@ -675,3 +675,16 @@ def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(
     for user in ("kolkata", "kathmandu"):
         status, _, reason = first_date[user]
         assert status == "expired" and "valid_hours" in (reason or "")
+    with session_scope(engine) as session:
+        next_date = {
+            r.user_id: r.reason
+            for r in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.business_date == dt.date(2026, 11, 1))
+            )
+        }
+    # while a user's earlier message waits, the next date adds no second one
+    assert (
+        next_date["kolkata"]
+        == next_date["kathmandu"]
+        == ("an earlier message of this campaign is still pending")
+    )
