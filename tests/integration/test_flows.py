@@ -359,3 +359,61 @@ def test_sigkill_mid_send_then_reclaim_and_rerun_reaches_everyone_once(
         statuses = set(session.scalars(select(OutboxMessage.status)))
     assert statuses == {"sent"}
     assert _latest_run("reactivation-hook").state.message in (None, "")
+
+
+QUIET_CANDIDATES = (
+    "Pacific/Honolulu",
+    "America/Los_Angeles",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Pacific/Auckland",
+)
+
+
+def _zone_in_quiet_hours_now() -> tuple[str, dt.datetime]:
+    """A zone where it is now between 22:00 and 08:00 (not within minutes of either end), and
+    the UTC moment of its next 08:00."""
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime.now(dt.UTC)
+    for name in QUIET_CANDIDATES:
+        local = now.astimezone(ZoneInfo(name))
+        minutes = local.hour * 60 + local.minute
+        if minutes >= 22 * 60 + 5 or minutes < 8 * 60 - 5:
+            day = local.date() if local.hour < 8 else local.date() + dt.timedelta(days=1)
+            eight = dt.datetime.combine(day, dt.time(8), tzinfo=ZoneInfo(name))
+            return name, eight.astimezone(dt.UTC)
+    raise AssertionError("no candidate zone is in quiet hours now")
+
+
+def test_a_run_leaving_deferred_messages_schedules_the_deployment_at_their_moment(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    from flows.reactivation import reactivation
+    from tests.builders import DAY, silent_users
+
+    zone, eight_am = _zone_in_quiet_hours_now()
+    silent_users(engine, settings, 3, timezone=zone)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace("quiet_hours = false\n", ""))
+    reactivation.to_deployment(name="reactivation").apply()
+
+    for _ in range(2):  # a rerun schedules no second follow-up
+        assert reactivation(campaign="hook", business_date=DAY)["deferred"] == 3
+    with get_client(sync_client=True) as client:
+        scheduled = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["reactivation"])),
+        )
+    follow_ups = [r for r in scheduled if r.parameters.get("campaign") == "hook"]
+    assert len(follow_ups) == 1, zone
+    [follow_up] = follow_ups
+    assert follow_up.state.is_scheduled()
+    assert follow_up.parameters == {"campaign": "hook", "business_date": str(DAY)}
+    assert follow_up.expected_start_time == eight_am
+    with session_scope(engine) as session:
+        not_before = set(session.scalars(select(OutboxMessage.not_before)))
+    assert not_before == {eight_am.replace(tzinfo=None)}
