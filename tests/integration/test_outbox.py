@@ -688,3 +688,26 @@ def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(
         == next_date["kathmandu"]
         == ("an earlier message of this campaign is still pending")
     )
+
+
+def test_daily_max_shares_the_days_turns_fairly(engine: Engine, settings: Settings) -> None:
+    """30 silent users, at most 10 a day: over three days each gets exactly one turn, and the
+    days do not always favour the same ids."""
+    users = silent_users(engine, settings, 30)
+    chosen = campaign(channels=["push"], holdout_percent=0, frequency_cap_days=0, daily_max=10)
+    turns: list[set[str]] = []
+    for offset in range(4):
+        day = DAY + dt.timedelta(days=offset)
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+            assert plan(session, chosen, day)["queued"] == 10
+            assert plan(session, chosen, day)["queued"] == 10  # a rerun picks the same ten
+        noon = dt.datetime.combine(day, dt.time(4))
+        assert sending.send_all(engine, settings, chosen, day, "w", 50, noon)["sent"] == 10
+        with session_scope(engine) as session:
+            today = select(OutboxMessage.user_id).where(OutboxMessage.business_date == day)
+            turns.append(set(session.scalars(today)))
+    assert set().union(*turns[:3]) == set(users)  # nobody starved
+    assert sum(len(t) for t in turns[:3]) == 30  # nobody twice before everyone once
+    assert turns[0] != set(users[:10])  # not simply the first ids
+    assert len(turns[3]) == 10  # and the turns go round again

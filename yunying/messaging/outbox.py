@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Date,
+    Select,
     String,
     Table,
     and_,
@@ -39,10 +41,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
-from yunying.lifecycle.holdout import holdout_condition
+from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
@@ -177,7 +180,7 @@ def plan(
     else:
         candidates = candidates.where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
-        candidates = candidates.limit(campaign.daily_max)
+        candidates = _fair_share(candidates, campaign.name, business_date, campaign.daily_max)
     columns = [
         "key",
         "campaign",
@@ -192,6 +195,31 @@ def plan(
     statement = upsert_insert(session, OutboxMessage).from_select(columns, candidates)
     session.execute(statement.on_conflict_do_nothing())
     return counts(session, campaign.name, business_date)
+
+
+def _fair_share(
+    candidates: Select[Any], campaign: str, business_date: dt.date, daily_max: int
+) -> Select[Any]:
+    """`daily_max` of the candidates, taking turns across days: users whose last turn in this
+    campaign is oldest (or who never had one) first, ties in an order shuffled per date, so
+    no range of user ids is always first and nobody waits while others go again."""
+    last_turn = (
+        select(OutboxMessage.user_id, func.max(OutboxMessage.business_date).label("last"))
+        .where(OutboxMessage.campaign == campaign, OutboxMessage.business_date < business_date)
+        .group_by(OutboxMessage.user_id)
+        .subquery()
+    )
+    multiplier, offset = campaign_mix(f"{campaign}:{business_date.isoformat()}")
+    shuffled = (
+        sql_cast(User.holdout_bucket, BigInteger) * literal(multiplier, BigInteger)
+        + literal(offset, BigInteger)
+    ) % MODULUS
+    return (
+        candidates.outerjoin(last_turn, last_turn.c.user_id == User.user_id)
+        .order_by(None)
+        .order_by(last_turn.c.last.is_not(None), last_turn.c.last, shuffled, User.user_id)
+        .limit(daily_max)
+    )
 
 
 def claim(
