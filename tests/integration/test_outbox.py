@@ -250,6 +250,7 @@ def test_two_workers_at_once_never_send_twice(
 ) -> None:
     silent_users(engine, settings, 300)
     local_server.faults.latency_seconds = 0.002
+    local_server.dedupe_keys = False  # a message claimed twice would be delivered twice
     settings = settings.model_copy(
         update={
             "providers": settings.providers.model_copy(
@@ -276,6 +277,36 @@ def test_two_workers_at_once_never_send_twice(
     assert results["a"]["sent"] > 0 and results["b"]["sent"] > 0
     assert results["a"]["sent"] + results["b"]["sent"] == 300
     assert local_server.recorder.requests == len(local_server.recorder.deliveries) == 300
+    assert local_server.recorder.double_sends == 0
+
+
+def test_workers_claiming_at_the_same_moment_never_share_a_row(
+    engine: Engine, settings: Settings
+) -> None:
+    """Six workers claim at the same instant, round after round: each row goes to one of them
+    (on PostgreSQL thanks to FOR UPDATE SKIP LOCKED, on SQLite to its single writer)."""
+    silent_users(engine, settings, 240)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    workers = 6
+    start = threading.Barrier(workers)
+    claimed: dict[str, list[int]] = {f"w{i}": [] for i in range(workers)}
+
+    def worker(name: str) -> None:
+        for _ in range(4):
+            start.wait()
+            with session_scope(engine) as session:
+                rows = claim(session, "winback", DAY, name, 10, NOON_IN_SHANGHAI)
+            claimed[name] += [row.id for row in rows]
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [row for rows in claimed.values() for row in rows]
+    assert len(every) == len(set(every)) == 240
 
 
 def test_eligibility_matches_a_reference_on_mixed_users(engine: Engine, settings: Settings) -> None:
