@@ -73,16 +73,20 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
     engine: Engine, settings: Settings
 ) -> None:
     users = silent_users(engine, settings, 400)
+    # The rules below are checked on users outside the holdout, whose status they decide.
+    opted_out, contacted, plain = [
+        u for u in users if not in_holdout(holdout_bucket(u), "winback", 10)
+    ][:3]
     with session_scope(engine) as session:
         session.add(
-            Suppression(user_id=users[0], channel="any", reason="test", created_at=utcnow())
+            Suppression(user_id=opted_out, channel="any", reason="test", created_at=utcnow())
         )
         session.add(
             OutboxMessage(
                 key="other:1",
                 campaign="other",
                 business_date=DAY,
-                user_id=users[1],
+                user_id=contacted,
                 channel="email",
                 status="sent",
                 created_at=utcnow(),
@@ -105,12 +109,10 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
     assert {u for u, r in rows.items() if r.status == "holdout"} == {
         u for u in users if in_holdout(holdout_bucket(u), "winback", 10)
     }
-    if rows[users[0]].status != "holdout":
-        assert rows[users[0]].status == "suppressed"
-        assert "opted out" in (rows[users[0]].reason or "")
-    if rows[users[1]].status != "holdout":
-        assert rows[users[1]].reason == "contacted within 7 days"
-    assert rows[users[2]].key == f"winback:{DAY}:{users[2]}"
+    assert rows[opted_out].status == rows[contacted].status == "suppressed"
+    assert "opted out" in (rows[opted_out].reason or "")
+    assert rows[contacted].reason == "contacted within 7 days"
+    assert (rows[plain].status, rows[plain].key) == ("queued", f"winback:{DAY}:{plain}")
 
 
 def test_file_channels_send_each_message_exactly_once(engine: Engine, settings: Settings) -> None:
