@@ -417,3 +417,54 @@ def test_a_run_leaving_deferred_messages_schedules_the_deployment_at_their_momen
     with session_scope(engine) as session:
         not_before = set(session.scalars(select(OutboxMessage.not_before)))
     assert not_before == {eight_am.replace(tzinfo=None)}
+
+
+def test_resend_failed_from_the_cli_sends_only_the_failed_again(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 20)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    refused = {f"hook:{DAY}:s00003", f"hook:{DAY}:s00007"}
+    local_server.faults.reject_keys |= refused  # the provider refuses two, then is fixed
+    command = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]
+    assert main(command) == 0
+    assert "'sent': 18, 'failed': 2" in capsys.readouterr().out
+    local_server.faults.reject_keys.clear()
+    assert main(command) == 0  # a plain rerun leaves failed messages alone
+    assert "'sent': 18, 'failed': 2" in capsys.readouterr().out
+    assert main([*command, "--resend-failed"]) == 0
+    assert "'sent': 20, 'failed': 0" in capsys.readouterr().out
+    recorder = local_server.recorder
+    assert len(recorder.deliveries) == recorder.requests == 20  # each once, none again
+    assert {key: recorder.refusals[key] for key in refused} == dict.fromkeys(refused, 1)
+
+
+def test_a_dry_run_campaign_plans_and_sends_nothing(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 12)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN + "dry_run = true\n")
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    assert "'queued': 12" in out and "'sent': 0" in out
+    assert local_server.recorder.requests == 0
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(OutboxMessage.status))) == {"queued"}

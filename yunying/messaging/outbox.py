@@ -140,11 +140,13 @@ def plan(
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     earlier = aliased(OutboxMessage)
-    still_pending = exists().where(  # deferred by quiet hours on an earlier date: one at a time
+    # Deferred on an earlier date (sent when due) or in flight: one message at a time.
+    # Earlier `queued` rows (a dry run, a run that never finished) are never sent: no block.
+    still_pending = exists().where(
         earlier.user_id == User.user_id,
         earlier.campaign == campaign.name,
         earlier.business_date < business_date,
-        earlier.status.in_(("queued", "sending", "deferred")),
+        earlier.status.in_(("sending", "deferred")),
     )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     status = case(
