@@ -468,3 +468,32 @@ def test_a_dry_run_campaign_plans_and_sends_nothing(
     assert local_server.recorder.requests == 0
     with session_scope(engine) as session:
         assert set(session.scalars(select(OutboxMessage.status))) == {"queued"}
+
+
+def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from yunying.messaging.campaign import find_campaign
+    from yunying.messaging.outbox import claim, plan
+
+    silent_users(engine, settings, 5)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace('["webhook"]', '["email"]'))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    with session_scope(engine) as session:  # a worker claimed all five, then was killed
+        plan(session, find_campaign(tmp_path / "campaigns", "hook"), DAY)
+        assert len(claim(session, "hook", DAY, "killed", 10)) == 5
+    assert main(["outbox", "reclaim", "hook", "--date", str(DAY)]) == 0
+    assert "0 in-flight message(s) requeued" in capsys.readouterr().out
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) == 0
+    assert "'unknown': 5" in capsys.readouterr().out
+    message = _latest_run("reactivation-hook").state.message
+    assert "5 message(s) with an unknown outcome" in message and "not resent" in message
+    assert smtp_server.messages == []
