@@ -133,6 +133,13 @@ def test_campaign_file_errors_name_the_field(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="'channels'.*twice"):
         load_campaign(path)
+    for bad in ("0", "-1", "400", '"a day"'):
+        path.write_text(
+            'name = "bad"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "w"\n'
+            f"valid_hours = {bad}\n"
+        )
+        with pytest.raises(ConfigError, match="'valid_hours'"):
+            load_campaign(path)
 
 
 def test_quiet_hours_defer_to_local_morning() -> None:
