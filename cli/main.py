@@ -11,6 +11,7 @@ yunying web                      serve unsubscribe, preferences and provider cal
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) at the start
 yunying sending enable|disable|status   campaign messages to customers, or to files only
+yunying outbox reclaim CAMPAIGN --date D   after a confirmed crash: requeue its in-flight sends
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     rewards.add_argument("action", choices=["commit"])
     rewards.add_argument("campaign")
     rewards.set_defaults(handler=_rewards)
+
+    outbox = commands.add_parser("outbox", help="a campaign run's outbox")
+    outbox.add_argument("action", choices=["reclaim"])
+    outbox.add_argument("campaign")
+    outbox.add_argument("--date", type=dt.date.fromisoformat, required=True)
+    outbox.set_defaults(handler=_outbox)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -286,6 +293,30 @@ def _rewards(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.rewards.commit import commit_campaign
 
     print(commit_campaign(settings, args.campaign))
+    return 0
+
+
+def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    """Only after a confirmed crash: a live worker's in-flight messages would be reconciled
+    with the provider and its own late records refused, but never sent twice by us."""
+    from yunying.messaging.channels import channels_for
+    from yunying.messaging.outbox import reclaim
+    from yunying.messaging.send import blind_channels
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            done = reclaim(
+                session, args.campaign, args.date, blind_channels(channels_for(settings))
+            )
+    finally:
+        engine.dispose()
+    print(
+        f"{args.campaign} {args.date}: {done['requeued']} in-flight message(s) requeued "
+        f"(reconciled with the provider before resending), {done['unknown']} marked unknown "
+        "(the provider takes no idempotency key: check its log, not resent)"
+    )
     return 0
 
 

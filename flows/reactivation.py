@@ -15,9 +15,16 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.logging import get_run_logger
+from prefect.states import Completed
 
 from flows.common import default_business_date, run_name
-from tasks.reactivation import load_campaign, outbox_status, plan_outbox, send
+from tasks.reactivation import (
+    load_campaign,
+    outbox_status,
+    plan_outbox,
+    schedule_deferred,
+    send,
+)
 from tasks.secrets import load_settings
 from yunying.store.engine import utcnow
 
@@ -56,12 +63,43 @@ def reactivation(
             break
         time.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
     update_progress_artifact(progress, progress=100.0)
+    if status["deferred_until"] is not None:
+        where = schedule_deferred(chosen.name, day, status["deferred_until"])
+        get_run_logger().info(
+            "messages deferred by quiet hours go out from %s UTC: %s",
+            f"{status['deferred_until']:%Y-%m-%d %H:%M}",
+            f"scheduled {where}" if where else "by the next run of the campaign",
+        )
+    warning = unfinished_warning(chosen.name, day, status)
     create_table_artifact(
         key="send-summary",
         table=status["by_channel"],
-        description=f"Outbox of {chosen.name} on {day}, per channel and status",
+        description=f"Outbox of {chosen.name} on {day}, per channel and status. {warning}",
     )
-    return {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}
+    summary = {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}
+    if warning:
+        get_run_logger().warning(warning)
+        return Completed(message=warning, data=summary)  # type: ignore[return-value]
+    return summary
+
+
+def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> str:
+    """What a person must know about a run that ends with messages neither sent nor settled."""
+    parts = []
+    if status["in_flight"]:
+        parts.append(
+            f"{status['in_flight']} message(s) still in flight (claimed by another worker, or "
+            f"left by one that crashed): reclaimed after their lease, from "
+            f"{status['reclaimed_at']:%Y-%m-%d %H:%M} UTC, by the next run; after a confirmed "
+            f"crash, at once with `yunying outbox reclaim {campaign} --date {day}`."
+        )
+    unknown = status["counts"].get("unknown", 0)
+    if unknown:
+        parts.append(
+            f"{unknown} message(s) with an unknown outcome after a crash (the provider takes "
+            "no idempotency key): check its log; they are not resent."
+        )
+    return " ".join(parts)
 
 
 if __name__ == "__main__":

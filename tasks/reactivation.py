@@ -6,13 +6,24 @@ import datetime as dt
 from typing import Any
 
 from prefect import task
+from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
+from prefect.states import Scheduled
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
 from yunying.messaging.campaign import Campaign, find_campaign
-from yunying.messaging.outbox import counts, counts_by_channel, next_retry_at, plan, requeue_failed
+from yunying.messaging.outbox import (
+    counts,
+    counts_by_channel,
+    in_flight,
+    next_deferred_at,
+    next_retry_at,
+    plan,
+    requeue_failed,
+)
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.messaging.sending import campaign_channels, off_notice
@@ -66,7 +77,19 @@ def send(
         logger.info("batch of %d: %s", result.claimed, dict(result.by_status))
     for reason, count in result.failures.items():
         logger.warning("%d message(s) not sent: %s", count, reason)
-    return {"claimed": result.claimed, **result.by_status}
+    if result.refused:
+        logger.warning(
+            "%d outcome(s) not recorded: this worker's claim had lapsed or was reclaimed",
+            result.refused,
+        )
+    if result.expired:
+        logger.warning("%d deferred message(s) expired (campaign valid_hours)", result.expired)
+    return {
+        "claimed": result.claimed,
+        "refused": result.refused,
+        "expired_now": result.expired,
+        **result.by_status,
+    }
 
 
 def provider_pace(channel: str, messages: int) -> None:
@@ -79,8 +102,38 @@ def provider_pace(channel: str, messages: int) -> None:
 def outbox_status(settings: Settings, campaign: str, business_date: dt.date) -> dict[str, Any]:
     with session_scope(engine_for(settings.store_url)) as session:
         retry_at = next_retry_at(session, campaign, business_date)
+        flying = in_flight(session, campaign, business_date)
         return {
+            "deferred_until": next_deferred_at(session, campaign, business_date),
+            "in_flight": flying.count,
+            "reclaimed_at": flying.reclaimed_at,
             "counts": counts(session, campaign, business_date),
             "by_channel": counts_by_channel(session, campaign, business_date),
             "next_retry_at": retry_at,
         }
+
+
+DEPLOYMENT = (
+    "reactivation/reactivation"  # prefect.yaml: flow `reactivation`, deployment `reactivation`
+)
+
+
+@task(name="schedule-deferred", **RETRY_TRANSIENT)
+def schedule_deferred(campaign: str, business_date: dt.date, at: dt.datetime) -> str | None:
+    """Schedule a run of the reactivation deployment at the moment deferred messages become
+    sendable (their users' quiet hours end), so they go out then, not at the next fixed run.
+    One run per campaign, date and moment (an idempotency key), however many runs ask.
+    Returns where it was scheduled, or None when the deployment is not registered."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            return None
+        moment = at.replace(tzinfo=dt.UTC)
+        client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"campaign": campaign, "business_date": business_date.isoformat()},
+            state=Scheduled(scheduled_time=moment),
+            idempotency_key=f"deferred:{campaign}:{business_date}:{moment.isoformat()}",
+        )
+    return f"{DEPLOYMENT} at {moment:%Y-%m-%d %H:%M} UTC"

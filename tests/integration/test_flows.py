@@ -275,3 +275,238 @@ def test_provider_rate_limit_paces_sends_through_prefect(
     arrivals = local_server.recorder.arrivals
     # 60 messages at 20/s: the provider sees them spread over two seconds or more.
     assert max(arrivals) - min(arrivals) >= 1.5
+
+
+HOOK_CAMPAIGN = (
+    'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
+    "holdout_percent = 0\nquiet_hours = false\n"
+)
+
+
+def _hook_campaign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str = HOOK_CAMPAIGN
+) -> None:
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir(exist_ok=True)
+    (campaigns / "hook.toml").write_text(text)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+
+
+def _latest_run(name_prefix: str) -> Any:
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs() if r.name.startswith(name_prefix)]
+    return max(runs, key=lambda r: r.created)
+
+
+@pytest.mark.parametrize("dedupe", [False, True], ids=["provider-ignores-keys", "provider-dedupes"])
+def test_sigkill_mid_send_then_reclaim_and_rerun_reaches_everyone_once(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dedupe: bool,
+) -> None:
+    """The documented recovery: a send process is SIGKILLed mid-batch; an immediate rerun says
+    what is left in flight; `yunying outbox reclaim` then the rerun reach every user. Outcomes
+    are recorded as they come, so without the provider's key de-duplication at most the
+    messages truly in flight (the send concurrency, not the batch) go out twice."""
+    import signal
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from tests.conftest import REPO
+
+    concurrency = 8
+    users = silent_users(engine, settings, 300)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    monkeypatch.setenv("YUNYING_PROVIDERS__CONCURRENCY", str(concurrency))
+    local_server.dedupe_keys = dedupe
+    local_server.faults.latency_seconds = 0.05
+    command = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *command],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches all of it
+    )
+    deadline = time.monotonic() + 120
+    while local_server.recorder.requests < 100 and time.monotonic() < deadline:
+        assert sender.poll() is None, "the send process ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(sender.pid, signal.SIGKILL)
+    sender.wait()
+    reached_before = len(local_server.recorder.deliveries)
+    assert 100 <= reached_before < 300
+
+    assert main(command) == 0  # an immediate rerun: the killed run's rows are still leased
+    rerun = _latest_run("reactivation-hook")
+    assert rerun.state.is_completed()
+    assert "still in flight" in rerun.state.message
+    assert f"yunying outbox reclaim hook --date {DAY}" in rerun.state.message
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[rerun.id]))
+        )
+    [summary] = [a for a in artifacts if a.key == "send-summary"]
+    assert "still in flight" in (summary.description or "")
+
+    capsys.readouterr()
+    assert main(["outbox", "reclaim", "hook", "--date", str(DAY)]) == 0
+    assert "in-flight message(s) requeued" in capsys.readouterr().out
+    assert main(command) == 0
+    recorder = local_server.recorder
+    assert set(recorder.deliveries) == {f"hook:{DAY}:{u}" for u in users}  # everyone reached
+    assert recorder.double_sends <= concurrency  # resends: only what was truly in flight
+    if dedupe:
+        assert recorder.double_sends == 0
+    with session_scope(engine) as session:
+        statuses = set(session.scalars(select(OutboxMessage.status)))
+    assert statuses == {"sent"}
+    assert _latest_run("reactivation-hook").state.message in (None, "")
+
+
+QUIET_CANDIDATES = (
+    "Pacific/Honolulu",
+    "America/Los_Angeles",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Pacific/Auckland",
+)
+
+
+def _zone_in_quiet_hours_now() -> tuple[str, dt.datetime]:
+    """A zone where it is now between 22:00 and 08:00 (not within minutes of either end), and
+    the UTC moment of its next 08:00."""
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime.now(dt.UTC)
+    for name in QUIET_CANDIDATES:
+        local = now.astimezone(ZoneInfo(name))
+        minutes = local.hour * 60 + local.minute
+        if minutes >= 22 * 60 + 5 or minutes < 8 * 60 - 5:
+            day = local.date() if local.hour < 8 else local.date() + dt.timedelta(days=1)
+            eight = dt.datetime.combine(day, dt.time(8), tzinfo=ZoneInfo(name))
+            return name, eight.astimezone(dt.UTC)
+    raise AssertionError("no candidate zone is in quiet hours now")
+
+
+def test_a_run_leaving_deferred_messages_schedules_the_deployment_at_their_moment(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    from flows.reactivation import reactivation
+    from tests.builders import DAY, silent_users
+
+    zone, eight_am = _zone_in_quiet_hours_now()
+    silent_users(engine, settings, 3, timezone=zone)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace("quiet_hours = false\n", ""))
+    reactivation.to_deployment(name="reactivation").apply()
+
+    for _ in range(2):  # a rerun schedules no second follow-up
+        assert reactivation(campaign="hook", business_date=DAY)["deferred"] == 3
+    with get_client(sync_client=True) as client:
+        scheduled = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["reactivation"])),
+        )
+    follow_ups = [r for r in scheduled if r.parameters.get("campaign") == "hook"]
+    assert len(follow_ups) == 1, zone
+    [follow_up] = follow_ups
+    assert follow_up.state.is_scheduled()
+    assert follow_up.parameters == {"campaign": "hook", "business_date": str(DAY)}
+    assert follow_up.expected_start_time == eight_am
+    with session_scope(engine) as session:
+        not_before = set(session.scalars(select(OutboxMessage.not_before)))
+    assert not_before == {eight_am.replace(tzinfo=None)}
+
+
+def test_resend_failed_from_the_cli_sends_only_the_failed_again(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 20)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    refused = {f"hook:{DAY}:s00003", f"hook:{DAY}:s00007"}
+    local_server.faults.reject_keys |= refused  # the provider refuses two, then is fixed
+    command = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]
+    assert main(command) == 0
+    assert "'sent': 18, 'failed': 2" in capsys.readouterr().out
+    local_server.faults.reject_keys.clear()
+    assert main(command) == 0  # a plain rerun leaves failed messages alone
+    assert "'sent': 18, 'failed': 2" in capsys.readouterr().out
+    assert main([*command, "--resend-failed"]) == 0
+    assert "'sent': 20, 'failed': 0" in capsys.readouterr().out
+    recorder = local_server.recorder
+    assert len(recorder.deliveries) == recorder.requests == 20  # each once, none again
+    assert {key: recorder.refusals[key] for key in refused} == dict.fromkeys(refused, 1)
+
+
+def test_a_dry_run_campaign_plans_and_sends_nothing(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 12)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN + "dry_run = true\n")
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    assert "'queued': 12" in out and "'sent': 0" in out
+    assert local_server.recorder.requests == 0
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(OutboxMessage.status))) == {"queued"}
+
+
+def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from yunying.messaging.campaign import find_campaign
+    from yunying.messaging.outbox import claim, plan
+
+    silent_users(engine, settings, 5)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace('["webhook"]', '["email"]'))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    with session_scope(engine) as session:  # a worker claimed all five, then was killed
+        plan(session, find_campaign(tmp_path / "campaigns", "hook"), DAY)
+        assert len(claim(session, "hook", DAY, "killed", 10)) == 5
+    assert main(["outbox", "reclaim", "hook", "--date", str(DAY)]) == 0
+    assert "0 in-flight message(s) requeued" in capsys.readouterr().out
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) == 0
+    assert "'unknown': 5" in capsys.readouterr().out
+    message = _latest_run("reactivation-hook").state.message
+    assert "5 message(s) with an unknown outcome" in message and "not resent" in message
+    assert smtp_server.messages == []

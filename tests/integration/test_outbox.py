@@ -1,12 +1,15 @@
 """The outbox: eligibility, exactly-once sends over real channels, reconciliation after a crash."""
 
 import datetime as dt
+import heapq
 import json
 import threading
+import time
 from collections import Counter
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -19,8 +22,18 @@ from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.channels import channels_for
 from yunying.messaging.manual import unsubscribe
-from yunying.messaging.outbox import LEASE, claim, counts, plan
+from yunying.messaging.outbox import (
+    LEASE,
+    Outcome,
+    claim,
+    counts,
+    next_deferred_at,
+    plan,
+    reclaim,
+)
+from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
 from yunying.sources.records import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
@@ -60,16 +73,20 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
     engine: Engine, settings: Settings
 ) -> None:
     users = silent_users(engine, settings, 400)
+    # The rules below are checked on users outside the holdout, whose status they decide.
+    opted_out, contacted, plain = [
+        u for u in users if not in_holdout(holdout_bucket(u), "winback", 10)
+    ][:3]
     with session_scope(engine) as session:
         session.add(
-            Suppression(user_id=users[0], channel="any", reason="test", created_at=utcnow())
+            Suppression(user_id=opted_out, channel="any", reason="test", created_at=utcnow())
         )
         session.add(
             OutboxMessage(
                 key="other:1",
                 campaign="other",
                 business_date=DAY,
-                user_id=users[1],
+                user_id=contacted,
                 channel="email",
                 status="sent",
                 created_at=utcnow(),
@@ -88,18 +105,14 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
         }
     assert first == again  # planning twice adds nothing
     assert sum(first.values()) == 400
-    # The SQL holdout is the same function as the Python one, user by user, drawn among the
-    # users who would have been sent (not the suppressed one nor the capped one).
+    # The SQL holdout is the same function as the Python one, user by user.
     assert {u for u, r in rows.items() if r.status == "holdout"} == {
-        u for u in users[2:] if in_holdout(holdout_bucket(u), "winback", 10)
+        u for u in users if in_holdout(holdout_bucket(u), "winback", 10)
     }
-    assert rows[users[0]].status == "suppressed"
-    assert "opted out" in (rows[users[0]].reason or "")
-    assert (rows[users[1]].status, rows[users[1]].reason) == (
-        "suppressed",
-        "contacted within 7 days",
-    )
-    assert rows[users[2]].key == f"winback:{DAY}:{users[2]}"
+    assert rows[opted_out].status == rows[contacted].status == "suppressed"
+    assert "opted out" in (rows[opted_out].reason or "")
+    assert rows[contacted].reason == "contacted within 7 days"
+    assert (rows[plain].status, rows[plain].key) == ("queued", f"winback:{DAY}:{plain}")
 
 
 def test_file_channels_send_each_message_exactly_once(engine: Engine, settings: Settings) -> None:
@@ -239,6 +252,7 @@ def test_two_workers_at_once_never_send_twice(
 ) -> None:
     silent_users(engine, settings, 300)
     local_server.faults.latency_seconds = 0.002
+    local_server.dedupe_keys = False  # a message claimed twice would be delivered twice
     settings = settings.model_copy(
         update={
             "providers": settings.providers.model_copy(
@@ -265,6 +279,36 @@ def test_two_workers_at_once_never_send_twice(
     assert results["a"]["sent"] > 0 and results["b"]["sent"] > 0
     assert results["a"]["sent"] + results["b"]["sent"] == 300
     assert local_server.recorder.requests == len(local_server.recorder.deliveries) == 300
+    assert local_server.recorder.double_sends == 0
+
+
+def test_workers_claiming_at_the_same_moment_never_share_a_row(
+    engine: Engine, settings: Settings
+) -> None:
+    """Six workers claim at the same instant, round after round: each row goes to one of them
+    (on PostgreSQL thanks to FOR UPDATE SKIP LOCKED, on SQLite to its single writer)."""
+    silent_users(engine, settings, 240)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    workers = 6
+    start = threading.Barrier(workers)
+    claimed: dict[str, list[int]] = {f"w{i}": [] for i in range(workers)}
+
+    def worker(name: str) -> None:
+        for _ in range(4):
+            start.wait()
+            with session_scope(engine) as session:
+                rows = claim(session, "winback", DAY, name, 10, NOON_IN_SHANGHAI)
+            claimed[name] += [row.id for row in rows]
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [row for rows in claimed.values() for row in rows]
+    assert len(every) == len(set(every)) == 240
 
 
 def test_eligibility_matches_a_reference_on_mixed_users(engine: Engine, settings: Settings) -> None:
@@ -416,3 +460,287 @@ def test_sigkill_mid_batch_then_rerun_delivers_each_message_once(
         final = counts(session, "winback", DAY)
     assert final["sent"] == planned
     assert len(local_server.recorder.deliveries) == planned  # each user got exactly one message
+
+
+class ClaimLostMidSend:
+    """While this worker sends, its claim goes: an operator runs `yunying outbox reclaim`, or
+    another worker whose clock is past the lease claims the rows."""
+
+    def __init__(self, engine: Engine, inner: object, how: str) -> None:
+        self.engine, self.inner, self.how = engine, inner, how
+
+    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
+        with session_scope(self.engine) as session:
+            if self.how == "operator reclaims":
+                reclaim(session, "winback", DAY, blind_channels=())
+            else:
+                later = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
+                assert len(claim(session, "winback", DAY, "other", 100, later)) == 20
+        return self.inner.send(messages)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("how", ["operator reclaims", "another worker claims"])
+def test_a_worker_that_lost_its_claim_cannot_record(
+    engine: Engine, settings: Settings, how: str
+) -> None:
+    silent_users(engine, settings, 20)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    channels = channels_for(settings)
+    late = {**channels, "push": ClaimLostMidSend(engine, channels["push"], how)}
+    result = sending.send_batch(engine, settings, chosen, DAY, "late", late, 20, NOON_IN_SHANGHAI)
+    assert result.claimed == 20 and result.refused == 20  # counted, and logged by the task
+    with session_scope(engine) as session:
+        left = counts(session, "winback", DAY)
+    assert left["queued" if how == "operator reclaims" else "sending"] == 20
+
+    after = NOON_IN_SHANGHAI + 3 * LEASE
+    assert send_all(engine, settings, chosen, now=after, worker="next")["sent"] == 20
+    lines = (settings.outbox_path / "push.jsonl").read_text().splitlines()
+    assert len(lines) == 20  # the reclaimed rows were reconciled with the file, not resent
+
+
+def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings) -> None:
+    """A paced batch outliving one lease keeps its rows: another worker claims none of them
+    and the slow worker's outcomes are all recorded."""
+    silent_users(engine, settings, 20)
+    chosen = campaign(channels=["push"], holdout_percent=0, quiet_hours=False)
+    settings = settings.model_copy(
+        update={"providers": settings.providers.model_copy(update={"rate_limits": {"push": 4}})}
+    )
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    lease = dt.timedelta(seconds=1.2)
+    channels = channels_for(settings)
+    stolen: list[int] = []
+    done = threading.Event()
+
+    def other_worker() -> None:
+        time.sleep(0.3)  # the slow worker claims first
+        while not done.is_set():
+            other = sending.send_batch(
+                engine, settings, chosen, DAY, "other", channels, 20, lease=lease
+            )
+            stolen.append(other.claimed)
+            time.sleep(0.1)
+
+    thief = threading.Thread(target=other_worker)
+    started = time.monotonic()
+    thief.start()
+    try:
+        slow = sending.send_batch(
+            engine,
+            settings,
+            chosen,
+            DAY,
+            "slow",
+            channels,
+            20,
+            pace=lambda channel, n: time.sleep(0.6),
+            lease=lease,
+        )
+    finally:
+        done.set()
+        thief.join()
+    assert time.monotonic() - started > 2 * lease.total_seconds()  # it did outlive the lease
+    assert slow.claimed == 20 and slow.refused == 0 and slow.by_status == {"sent": 20}
+    assert sum(stolen) == 0
+
+
+@pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])
+def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink, recovery: str
+) -> None:
+    silent_users(engine, settings, 10)
+    settings = settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+        }
+    )
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    channels = channels_for(settings)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+        claimed = claim(session, chosen.name, DAY, "crashed", 10, NOON_IN_SHANGHAI)
+    # The crashed worker got four messages to the SMTP server, then died unrecorded.
+    from yunying.messaging.render import Rendered
+
+    channels["email"].send(
+        [
+            OutgoingMessage(c, "x@example.com", Rendered("s", "t", "<p>h</p>"), "")
+            for c in claimed[:4]
+        ]
+    )
+    later = NOON_IN_SHANGHAI + dt.timedelta(minutes=1)
+    if recovery == "lease lapses":
+        later = NOON_IN_SHANGHAI + LEASE + dt.timedelta(minutes=1)
+    else:
+        with session_scope(engine) as session:
+            done = reclaim(session, chosen.name, DAY, sending.blind_channels(channels))
+        assert done == {"requeued": 0, "unknown": 10}
+    assert send_all(engine, settings, chosen, now=later) == Counter()
+    assert len(smtp_server.messages) == 4  # no blind resend
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+    assert {r.status for r in rows} == {"unknown"}
+    assert all("not resent" in (r.reason or "") for r in rows)
+
+
+ZONES = {
+    "kolkata": "Asia/Kolkata",  # +5:30
+    "kathmandu": "Asia/Kathmandu",  # +5:45
+    "honolulu": "Pacific/Honolulu",  # -10
+    "new-york": "America/New_York",  # EDT -> EST at 06:00 UTC on 2026-11-01
+}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def fixed_runs(first: dt.date, days: int) -> list[tuple[dt.datetime, dt.date]]:
+    """prefect.yaml's send schedules: the nightly at 02:00 and the reactivation deployment at
+    10:00 Shanghai, each for yesterday; from the 10:00 run of `first` (its nightly failed)."""
+    runs = []
+    for offset in range(days):
+        day = first + dt.timedelta(days=offset)
+        for hour in (2, 10):
+            at = dt.datetime.combine(day, dt.time(hour), tzinfo=SHANGHAI).astimezone(dt.UTC)
+            runs.append((at.replace(tzinfo=None), day - dt.timedelta(days=1)))
+    return runs[1:]
+
+
+def run_schedule(
+    engine: Engine,
+    settings: Settings,
+    chosen: Campaign,
+    runs: list[tuple[dt.datetime, dt.date]],
+    follow_ups: bool,
+) -> list[dt.datetime]:
+    """Each run plans its business date and sends what is due, as the flow does; with
+    `follow_ups`, a run leaving deferred messages adds a run at their first allowed moment
+    (the flow schedules one of the reactivation deployment). Returns when runs happened."""
+    pending = list(runs)
+    heapq.heapify(pending)
+    happened = []
+    while pending:
+        at, business = heapq.heappop(pending)
+        happened.append(at)
+        with session_scope(engine) as session:
+            compute_lifecycle(session, business, settings.lifecycle)
+            plan(session, chosen, business, now=at)
+        sending.send_all(engine, settings, chosen, business, f"run-{at:%d%H%M}", 50, at)
+        with session_scope(engine) as session:
+            due = next_deferred_at(session, chosen.name, business)
+        if follow_ups and due is not None and (due, business) not in pending:
+            heapq.heappush(pending, (due, business))
+    return happened
+
+
+def zone_users(engine: Engine, settings: Settings) -> None:
+    from tests.builders import load_records
+
+    users = [
+        {
+            "user_id": name,
+            "signup_at": "2026-06-01T00:00:00Z",
+            "push_token": f"t-{name}",
+            "timezone": zone,
+        }
+        for name, zone in ZONES.items()
+    ]
+    events = [
+        {
+            "event_id": f"e-{u['user_id']}",
+            "user_id": u["user_id"],
+            "name": "app_open",
+            "occurred_at": "2026-10-20T12:00:00",
+        }
+        for u in users
+    ]
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
+
+
+def test_deferred_messages_go_out_at_the_first_allowed_moment_in_every_zone(
+    engine: Engine, settings: Settings
+) -> None:
+    """With the scheduled runs and the follow-up runs the flow schedules, each user gets one
+    message at 08:00 local (or at once when not in quiet hours), across half- and
+    quarter-hour offsets and New York's change from EDT to EST that night."""
+    zone_users(engine, settings)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    runs = fixed_runs(dt.date(2026, 11, 1), 3)
+    happened = run_schedule(engine, settings, chosen, runs, follow_ups=True)
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.campaign == "winback"))
+        sent = {r.user_id: r.sent_at for r in rows if r.status == "sent"}
+        statuses = counts(session, "winback", dt.date(2026, 11, 2))
+    first_run = dt.datetime(2026, 11, 1, 2, 0)  # 10:00 Shanghai
+    minutes = {user: at.replace(second=0, microsecond=0) for user, at in sent.items()}
+    assert minutes == {
+        "honolulu": first_run,  # 16:00 there: at once
+        "kathmandu": dt.datetime(2026, 11, 1, 2, 15),  # 08:00 NPT
+        "kolkata": dt.datetime(2026, 11, 1, 2, 30),  # 08:00 IST
+        "new-york": dt.datetime(2026, 11, 1, 13, 0),  # 08:00 EST, not 12:00 (08:00 EDT)
+    }
+    # the follow-up runs: one at each of those moments, no more
+    assert set(happened) - {at for at, _ in runs} == set(minutes.values()) - {first_run}
+    assert statuses["suppressed"] == 4  # frequency cap: nobody hears twice
+
+
+def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(
+    engine: Engine, settings: Settings
+) -> None:
+    """Without follow-up runs, the next scheduled run sends a message deferred on an earlier
+    business date once it is due; one that no run reaches within the campaign's valid_hours
+    expires with the reason (10:00 and 02:00 Shanghai are both quiet in Kolkata)."""
+    zone_users(engine, settings)
+    chosen = campaign(channels=["push"], holdout_percent=0, valid_hours=20)
+    run_schedule(engine, settings, chosen, fixed_runs(dt.date(2026, 11, 1), 2), follow_ups=False)
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.business_date == dt.date(2026, 10, 31))
+        )
+        first_date = {r.user_id: (r.status, r.sent_at, r.reason) for r in rows}
+    status, sent_at, _ = first_date["new-york"]
+    assert status == "sent" and sent_at is not None
+    assert sent_at.replace(microsecond=0) == dt.datetime(2026, 11, 1, 18, 0)  # D+1's nightly
+    for user in ("kolkata", "kathmandu"):
+        status, _, reason = first_date[user]
+        assert status == "expired" and "valid_hours" in (reason or "")
+    with session_scope(engine) as session:
+        next_date = {
+            r.user_id: r.reason
+            for r in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.business_date == dt.date(2026, 11, 1))
+            )
+        }
+    # while a user's earlier message waits, the next date adds no second one
+    assert (
+        next_date["kolkata"]
+        == next_date["kathmandu"]
+        == ("an earlier message of this campaign is still pending")
+    )
+
+
+def test_daily_max_shares_the_days_turns_fairly(engine: Engine, settings: Settings) -> None:
+    """30 silent users, at most 10 a day: over three days each gets exactly one turn, and the
+    days do not always favour the same ids."""
+    users = silent_users(engine, settings, 30)
+    chosen = campaign(channels=["push"], holdout_percent=0, frequency_cap_days=0, daily_max=10)
+    turns: list[set[str]] = []
+    for offset in range(4):
+        day = DAY + dt.timedelta(days=offset)
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+            assert plan(session, chosen, day)["queued"] == 10
+            assert plan(session, chosen, day)["queued"] == 10  # a rerun picks the same ten
+        noon = dt.datetime.combine(day, dt.time(4))
+        assert sending.send_all(engine, settings, chosen, day, "w", 50, noon)["sent"] == 10
+        with session_scope(engine) as session:
+            today = select(OutboxMessage.user_id).where(OutboxMessage.business_date == day)
+            turns.append(set(session.scalars(today)))
+    assert set().union(*turns[:3]) == set(users)  # nobody starved
+    assert sum(len(t) for t in turns[:3]) == 30  # nobody twice before everyone once
+    assert turns[0] != set(users[:10])  # not simply the first ids
+    assert len(turns[3]) == 10  # and the turns go round again

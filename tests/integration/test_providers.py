@@ -199,7 +199,7 @@ def test_twilio_request_is_a_documented_form(twilio: Settings, local_server: Loc
 
     api = Twilio(local_server.url, SID, TOKEN, SENDER)
     message = OutgoingMessage(
-        Claimed(1, f"winback:{DAY}:u1", "u1", "sms", 1),
+        Claimed(1, f"winback:{DAY}:u1", "u1", "sms", 1, "winback", DAY),
         "+861390000",
         Rendered("sms", text="Hi&"),
         "",
@@ -335,3 +335,67 @@ def test_a_webhook_signed_with_another_secret_is_refused_and_fails(
     assert receiver.refused == 2 and not receiver.accepted
     with session_scope(engine) as session:
         assert set(session.scalars(select(OutboxMessage.reason))) == {"HTTP 401: bad signature"}
+
+
+def colon_users(engine: Engine, settings: Settings, count: int) -> list[str]:
+    """Silent users whose ids contain ':' (WeChat openids as `wx:<openid>`)."""
+    from tests.builders import load_records
+    from yunying.lifecycle.states import compute_lifecycle
+
+    users = [
+        {
+            "user_id": f"wx:o6_{i}",
+            "signup_at": "2026-06-01T00:00:00Z",
+            "email": f"wx{i}@example.com",
+            "phone": f"+8613800{i:06d}",
+            "timezone": "Asia/Shanghai",
+        }
+        for i in range(count)
+    ]
+    events = [
+        {
+            "event_id": f"wx{i}",
+            "user_id": u["user_id"],
+            "name": "app_open",
+            "occurred_at": "2026-10-22T04:00:00",
+        }
+        for i, u in enumerate(users)
+    ]
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
+        compute_lifecycle(session, DAY, settings.lifecycle)
+    return [str(u["user_id"]) for u in users]
+
+
+def test_twilio_reconciles_user_ids_with_colons_by_the_rows_date(
+    engine: Engine, twilio: Settings, local_server: LocalServer
+) -> None:
+    """The lookup before a resend asks Twilio for messages sent since the row's business
+    date, read from the row, not split out of a key whose user id holds ':'."""
+    users = colon_users(engine, twilio, 6)
+    chosen = campaign(channels=["sms"], holdout_percent=0)
+    with session_scope(engine) as session:
+        assert plan(session, chosen, DAY)["queued"] == 6
+    dying = {**channels_for(twilio), "sms": DiesAfterSending(channels_for(twilio)["sms"])}
+    with pytest.raises(Killed):
+        send_batch(engine, twilio, chosen, DAY, "w1", dying, 10, now=NOON_IN_SHANGHAI)
+    assert len(local_server.recorder.deliveries) == 6
+
+    send_all(engine, twilio, chosen, now=NOON_IN_SHANGHAI + LEASE + dt.timedelta(seconds=1))
+    assert local_server.recorder.double_sends == 0
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+    assert {(r.user_id, r.status, r.attempts) for r in rows} == {(u, "sent", 2) for u in users}
+
+
+def test_resend_tags_user_ids_with_colons_with_their_campaign(
+    engine: Engine, resend: Settings, local_server: LocalServer
+) -> None:
+    colon_users(engine, resend, 3)
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, resend, chosen) == {"sent": 3}
+    tags = [body["tags"] for body in local_server.recorder.deliveries.values()]
+    assert tags == [[{"name": "campaign", "value": "winback"}]] * 3

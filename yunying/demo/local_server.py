@@ -71,6 +71,9 @@ class LocalServer:
         self.relative_links = False  # Link headers with a path only, as RFC 8288 allows
         self.twilio_account: tuple[str, str] | None = None  # (AccountSid, AuthToken)
         self.cn = CnProviders()
+        # False plays a provider that ignores Idempotency-Key on POST /v1/<channel>: a repeat
+        # is delivered again and counted in `double_sends`.
+        self.dedupe_keys = True
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._local = threading.local()
@@ -230,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": "body is not JSON"})
             return
-        self.app.deliver(key, body, dict(self.headers.items()))
+        self.app.deliver(key, body, dict(self.headers.items()), idempotent=self.app.dedupe_keys)
         self._json(200, {"id": f"msg-{key}"})
 
     def _resend_send(self, raw: bytes) -> None:

@@ -40,6 +40,9 @@ class Campaign(BaseModel):
     frequency_cap_days: int = Field(default=7, ge=0)
     quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
     daily_max: int | None = Field(default=None, gt=0)
+    # How long after planning a message deferred by quiet hours may still go out; past it,
+    # the row is `expired` with the reason (a win-back a week late is worse than none).
+    valid_hours: float = Field(default=24, gt=0, le=24 * 14)
     dry_run: bool = False
     # The category a recipient can opt out of on the preference page (win-back, rewards…).
     topic: str = Field(default="general", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")

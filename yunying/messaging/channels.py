@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import smtplib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -165,23 +165,48 @@ class HttpChannel:
         self.concurrency = concurrency
         self.attempts = attempts
 
-    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
-        return run_coroutine(self._send_all(messages))
+    def send(
+        self,
+        messages: list[OutgoingMessage],
+        on_outcomes: Callable[[list[Outcome]], None] | None = None,
+    ) -> list[Outcome]:
+        """`on_outcomes` is called with each group of outcomes as they come (in a thread,
+        one call at a time); a message keeps its slot of `concurrency` until its outcome is
+        stored, so a crash leaves at most `concurrency` sent messages unrecorded."""
+        return run_coroutine(self._send_all(messages, on_outcomes))
 
-    async def _send_all(self, messages: list[OutgoingMessage]) -> list[Outcome]:
+    async def _send_all(
+        self,
+        messages: list[OutgoingMessage],
+        on_outcomes: Callable[[list[Outcome]], None] | None,
+    ) -> list[Outcome]:
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         gate = asyncio.Semaphore(self.concurrency)
+        grouped = _Grouped(on_outcomes) if on_outcomes else None
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            return await asyncio.gather(*(self._send_one(session, gate, m) for m in messages))
+            return await asyncio.gather(
+                *(self._send_one(session, gate, m, grouped) for m in messages)
+            )
 
     async def _send_one(
-        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, message: OutgoingMessage
+        self,
+        session: aiohttp.ClientSession,
+        gate: asyncio.Semaphore,
+        message: OutgoingMessage,
+        grouped: _Grouped | None,
     ) -> Outcome:
+        async with gate:
+            outcome = await self._deliver(session, message)
+            if grouped is not None:
+                await grouped.store(outcome)
+            return outcome
+
+    async def _deliver(self, session: aiohttp.ClientSession, message: OutgoingMessage) -> Outcome:
         id = message.claimed.id
         lookup = self.api.lookup(message) if message.claimed.attempts > 1 else None
         if lookup is not None:
-            status, body, _ = await self._call(session, gate, lookup)
+            status, body, _ = await self._call(session, lookup)
             if status is None or status >= 300:
                 return Outcome(id, "retry", reason=f"lookup before resending: {body.decode()}")
             earlier = self.api.found(message, body)
@@ -190,7 +215,7 @@ class HttpChannel:
         request = self.api.request(message)
         reason = ""
         for attempt in range(1, self.attempts + 1):
-            status, body, retry_after = await self._call(session, gate, request)
+            status, body, retry_after = await self._call(session, request)
             if status is not None and status < 300:
                 return Outcome(id, "sent", provider_ref=(self.api.reference(body) or "")[:200])
             if status is None:
@@ -204,16 +229,13 @@ class HttpChannel:
         return Outcome(id, "retry", reason=reason)
 
     async def _call(
-        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, request: HttpRequest
+        self, session: aiohttp.ClientSession, request: HttpRequest
     ) -> tuple[int | None, bytes, float | None]:
         """(status, body, Retry-After) of one call; no status when it never got an answer."""
         try:
-            async with (
-                gate,
-                session.request(
-                    request.method, request.url, data=request.body, headers=request.headers
-                ) as response,
-            ):
+            async with session.request(
+                request.method, request.url, data=request.body, headers=request.headers
+            ) as response:
                 body = await response.read()
                 return (
                     response.status,
@@ -222,6 +244,33 @@ class HttpChannel:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return None, type(exc).__name__.encode(), None
+
+
+class _Grouped:
+    """Hands outcomes to a blocking `store` in groups: while one group is being stored (in
+    a thread), the outcomes that arrive meanwhile queue up and form the next group."""
+
+    def __init__(self, store: Callable[[list[Outcome]], None]) -> None:
+        self._store = store
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._turn = asyncio.Lock()
+
+    async def store(self, outcome: Outcome) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, done))
+        async with self._turn:
+            if not done.done():
+                group, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._store, [o for o, _ in group])
+                except Exception as exc:
+                    for _, waiting in group:
+                        if not waiting.done():
+                            waiting.set_exception(exc)
+                else:
+                    for _, waiting in group:
+                        waiting.set_result(None)
+        await done
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:

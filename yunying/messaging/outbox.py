@@ -4,22 +4,30 @@ Rows are keyed `campaign:business_date:user_id` under a unique constraint, so pl
 same campaign run twice adds nothing. Statuses:
 
     queued -> sending -> sent | failed | bounced | deferred (quiet hours, retried later)
+    deferred -> sending (at its first allowed moment, by any later run of the campaign)
+             -> expired (not sendable within the campaign's `valid_hours`)
+    sending  -> unknown (a crash left the outcome unknown on a provider that takes no
+                idempotency key, e.g. SMTP: reported, never resent blindly)
     suppressed not eligible: opted out, unreachable, suppressed, or frequency-capped
     holdout    eligible, but kept out on purpose to measure uplift ("would have been sent")
 
-A row left in `sending` by a crash is claimed again after the lease; its key is the
-provider's idempotency key, and channels reconcile before resending (see channels.py).
+A worker renews the lease of its claimed rows while it works (`renew`), and `record` accepts
+an outcome only from the worker holding the claim. A row left in `sending` by a crash is
+claimed again after the lease (or at once after `reclaim`); its key is the provider's
+idempotency key, and channels reconcile before resending (see channels.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Date,
+    Select,
     String,
     Table,
     and_,
@@ -33,10 +41,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
-from yunying.lifecycle.holdout import holdout_condition
+from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
@@ -44,7 +53,22 @@ from yunying.store.models import LifecycleState, OutboxMessage, Suppression, Top
 
 LEASE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
-STATUSES = ("queued", "sending", "sent", "failed", "bounced", "deferred", "holdout", "suppressed")
+STATUSES = (
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "bounced",
+    "deferred",
+    "expired",
+    "unknown",
+    "holdout",
+    "suppressed",
+)
+UNKNOWN_REASON = (
+    "outcome unknown: a crash interrupted the send and the provider takes no idempotency key;"
+    " check the provider's log, not resent"
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,9 @@ class Claimed:
     user_id: str
     channel: str
     attempts: int
+    # Carried on the row, never parsed back out of the key: user ids may contain ':'.
+    campaign: str = ""
+    business_date: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +116,7 @@ def plan(
     campaign: Campaign,
     business_date: dt.date,
     only_users: list[str] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts.
 
@@ -119,18 +147,29 @@ def plan(
         OutboxMessage.sent_at >= cap_start,
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
+    earlier = aliased(OutboxMessage)
+    # Deferred on an earlier date (sent when due) or in flight: one message at a time.
+    # Earlier `queued` rows (a dry run, a run that never finished) are never sent: no block.
+    still_pending = exists().where(
+        earlier.user_id == User.user_id,
+        earlier.campaign == campaign.name,
+        earlier.business_date < business_date,
+        earlier.status.in_(("sending", "deferred")),
+    )
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     # The holdout is drawn among users who would have been sent, so that held-out and
     # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
     status = case(
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
+        (still_pending, "suppressed"),
         (held_out, "holdout"),
         else_="queued",
     )
     reason = case(
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
+        (still_pending, "an earlier message of this campaign is still pending"),
         (held_out, "holdout group"),
         else_=null(),
     )
@@ -144,7 +183,7 @@ def plan(
         status,
         reason,
         literal(0),
-        literal(utcnow()),
+        literal(now or utcnow()),
     ).order_by(User.user_id)
     if only_users is None:
         candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
@@ -153,7 +192,7 @@ def plan(
     else:
         candidates = candidates.where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
-        candidates = candidates.limit(campaign.daily_max)
+        candidates = _fair_share(candidates, campaign.name, business_date, campaign.daily_max)
     columns = [
         "key",
         "campaign",
@@ -170,6 +209,31 @@ def plan(
     return counts(session, campaign.name, business_date)
 
 
+def _fair_share(
+    candidates: Select[Any], campaign: str, business_date: dt.date, daily_max: int
+) -> Select[Any]:
+    """`daily_max` of the candidates, taking turns across days: users whose last turn in this
+    campaign is oldest (or who never had one) first, ties in an order shuffled per date, so
+    no range of user ids is always first and nobody waits while others go again."""
+    last_turn = (
+        select(OutboxMessage.user_id, func.max(OutboxMessage.business_date).label("last"))
+        .where(OutboxMessage.campaign == campaign, OutboxMessage.business_date < business_date)
+        .group_by(OutboxMessage.user_id)
+        .subquery()
+    )
+    multiplier, offset = campaign_mix(f"{campaign}:{business_date.isoformat()}")
+    shuffled = (
+        sql_cast(User.holdout_bucket, BigInteger) * literal(multiplier, BigInteger)
+        + literal(offset, BigInteger)
+    ) % MODULUS
+    return (
+        candidates.outerjoin(last_turn, last_turn.c.user_id == User.user_id)
+        .order_by(None)
+        .order_by(last_turn.c.last.is_not(None), last_turn.c.last, shuffled, User.user_id)
+        .limit(daily_max)
+    )
+
+
 def claim(
     session: Session,
     campaign: str,
@@ -177,23 +241,42 @@ def claim(
     worker: str,
     limit: int,
     now: dt.datetime | None = None,
+    lease: dt.timedelta = LEASE,
+    blind_channels: Collection[str] = (),
 ) -> list[Claimed]:
-    """Atomically take up to `limit` sendable rows for this worker."""
+    """Atomically take up to `limit` sendable rows for this worker: the run's queued rows,
+    deferred rows of this and earlier dates of the campaign that are due, and rows whose
+    lease lapsed. A lapsed row on a `blind_channels` channel (no idempotency key, no lookup)
+    is marked `unknown` instead: resending it could deliver it twice."""
     now = now or utcnow()
+    lapsed = and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease)
+    if blind_channels:
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.campaign == campaign,
+                OutboxMessage.business_date == business_date,
+                OutboxMessage.channel.in_(list(blind_channels)),
+                lapsed,
+            )
+            .values(status="unknown", reason=UNKNOWN_REASON, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+    due = or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now)
     sendable = or_(
         and_(
-            OutboxMessage.status.in_(("queued", "deferred")),
-            or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now),
+            OutboxMessage.business_date == business_date,
+            or_(and_(OutboxMessage.status.in_(("queued", "deferred")), due), lapsed),
         ),
-        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - LEASE),
+        and_(
+            OutboxMessage.business_date < business_date,
+            OutboxMessage.status == "deferred",
+            due,
+        ),
     )
     ids = (
         select(OutboxMessage.id)
-        .where(
-            OutboxMessage.campaign == campaign,
-            OutboxMessage.business_date == business_date,
-            sendable,
-        )
+        .where(OutboxMessage.campaign == campaign, sendable)
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
@@ -214,6 +297,8 @@ def claim(
             OutboxMessage.user_id,
             OutboxMessage.channel,
             OutboxMessage.attempts,
+            OutboxMessage.campaign,
+            OutboxMessage.business_date,
         )
         .execution_options(synchronize_session=False)
     )
@@ -222,9 +307,63 @@ def claim(
     )
 
 
-def record(session: Session, outcomes: Iterable[Outcome]) -> None:
-    """Store each message's outcome in one executemany per status."""
-    now = utcnow()
+def expire_deferred(
+    session: Session, campaign: str, valid: dt.timedelta, now: dt.datetime | None = None
+) -> int:
+    """Deferred rows of the campaign planned longer than `valid` ago will not be sent:
+    `expired`, with the reason. Returns how many."""
+    now = now or utcnow()
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.status == "deferred",
+            OutboxMessage.created_at < now - valid,
+        )
+        .values(
+            status="expired",
+            reason=f"still deferred {_hours(valid)} after planning (the campaign's valid_hours)",
+            not_before=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _hours(span: dt.timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
+
+
+def renew(
+    session: Session, ids: Collection[int], worker: str, now: dt.datetime | None = None
+) -> int:
+    """Extend the lease of the rows this worker still holds (a heartbeat)."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(list(ids)),
+            OutboxMessage.status == "sending",
+            OutboxMessage.claimed_by == worker,
+        )
+        .values(claimed_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record(
+    session: Session,
+    outcomes: Iterable[Outcome],
+    worker: str,
+    now: dt.datetime | None = None,
+    lease: dt.timedelta = LEASE,
+) -> int:
+    """Store each message's outcome in one executemany, but only where `worker` still holds
+    the claim (its lease not lapsed, not reclaimed): a late worker must not overwrite what
+    another worker did with the row since. Returns how many outcomes were refused."""
+    now = now or utcnow()
     rows = []
     for outcome in outcomes:
         status = outcome.status
@@ -241,11 +380,16 @@ def record(session: Session, outcomes: Iterable[Outcome]) -> None:
             }
         )
     if not rows:
-        return
+        return 0
     table = cast(Table, OutboxMessage.__table__)
-    session.connection().execute(
+    result = session.connection().execute(
         update(table)
-        .where(table.c.id == bindparam("b_id"))
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.status == "sending",
+            table.c.claimed_by == worker,
+            table.c.claimed_at >= now - lease,
+        )
         .values(
             status=bindparam("status"),
             reason=bindparam("reason"),
@@ -256,6 +400,57 @@ def record(session: Session, outcomes: Iterable[Outcome]) -> None:
         ),
         rows,
     )
+    return len(rows) - int(result.rowcount)
+
+
+def reclaim(
+    session: Session, campaign: str, business_date: dt.date, blind_channels: Collection[str]
+) -> dict[str, int]:
+    """After a confirmed crash: put the run's in-flight rows back in the queue at once
+    (channels reconcile them before resending), or mark them `unknown` on channels that
+    cannot reconcile. Returns {"requeued": n, "unknown": m}."""
+    in_flight = and_(
+        OutboxMessage.campaign == campaign,
+        OutboxMessage.business_date == business_date,
+        OutboxMessage.status == "sending",
+    )
+    blind = OutboxMessage.channel.in_(list(blind_channels))
+    unknown = session.execute(
+        update(OutboxMessage)
+        .where(in_flight, blind)
+        .values(status="unknown", reason=UNKNOWN_REASON, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    requeued = session.execute(
+        update(OutboxMessage)
+        .where(in_flight)
+        .values(status="queued", claimed_by=None, claimed_at=None, not_before=None)
+        .execution_options(synchronize_session=False)
+    )
+    return {
+        "requeued": int(requeued.rowcount),  # type: ignore[attr-defined]
+        "unknown": int(unknown.rowcount),  # type: ignore[attr-defined]
+    }
+
+
+@dataclass(frozen=True)
+class InFlight:
+    count: int
+    reclaimed_at: dt.datetime | None  # when the earliest lease lapses
+
+
+def in_flight(
+    session: Session, campaign: str, business_date: dt.date, lease: dt.timedelta = LEASE
+) -> InFlight:
+    """Rows of the run still `sending`: held by another worker, or left by a crashed one."""
+    count, earliest = session.execute(
+        select(func.count(), func.min(OutboxMessage.claimed_at)).where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.business_date == business_date,
+            OutboxMessage.status == "sending",
+        )
+    ).one()
+    return InFlight(int(count), earliest + lease if earliest is not None else None)
 
 
 def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> int:
@@ -308,5 +503,17 @@ def next_retry_at(session: Session, campaign: str, business_date: dt.date) -> dt
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
             OutboxMessage.status == "queued",
+        )
+    )
+
+
+def next_deferred_at(session: Session, campaign: str, business_date: dt.date) -> dt.datetime | None:
+    """When the earliest message deferred by quiet hours (of this or an earlier date of the
+    campaign) may go out: a run of the campaign at that moment sends it."""
+    return session.scalar(
+        select(func.min(OutboxMessage.not_before)).where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.business_date <= business_date,
+            OutboxMessage.status == "deferred",
         )
     )

@@ -139,7 +139,7 @@ class Resend(_KeyDeduplicated):
                 "List-Unsubscribe": f"<{message.unsubscribe_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
-            "tags": [{"name": "campaign", "value": _tag(message.claimed.key.rsplit(":", 2)[0])}],
+            "tags": [{"name": "campaign", "value": _tag(message.claimed.campaign)}],
         }
         headers = {
             "Authorization": f"Bearer {self.api_key}",
@@ -189,8 +189,10 @@ class Twilio:
         return f"{code} {text}" if code and text else body[:200].decode(errors="replace")
 
     def lookup(self, message: OutgoingMessage) -> HttpRequest | None:
-        business_date = message.claimed.key.rsplit(":", 2)[1]  # see outbox.message_key
-        query = urlencode({"To": message.address, "DateSent>": business_date, "PageSize": 50})
+        filters: dict[str, object] = {"To": message.address, "PageSize": 50}
+        if message.claimed.business_date is not None:
+            filters["DateSent>"] = message.claimed.business_date.isoformat()
+        query = urlencode(filters)
         return HttpRequest("GET", f"{self._url()}?{query}", self._auth())
 
     def found(self, message: OutgoingMessage, body: bytes) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,17 +12,28 @@ from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from yunying.config import Settings
 from yunying.errors import TemplateError
 from yunying.messaging import unsubscribe as links
 from yunying.messaging.campaign import Campaign, QuietHours
-from yunying.messaging.channels import Channel
-from yunying.messaging.outbox import MAX_ATTEMPTS, Outcome, claim, record
+from yunying.messaging.channels import Channel, HttpChannel, SmtpChannel
+from yunying.messaging.outbox import (
+    LEASE,
+    MAX_ATTEMPTS,
+    Claimed,
+    Outcome,
+    claim,
+    expire_deferred,
+    record,
+    renew,
+)
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
 from yunying.messaging.sending import campaign_channels
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
+from yunying.messaging.wechat import WeChatChannel
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import User, UserFacts
 
@@ -30,6 +43,8 @@ class BatchResult:
     claimed: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)  # reason -> count
+    refused: int = 0  # outcomes not recorded: this worker no longer held the claim
+    expired: int = 0  # deferred rows past the campaign's valid_hours
 
 
 def send_batch(
@@ -42,15 +57,49 @@ def send_batch(
     limit: int,
     now: dt.datetime | None = None,
     pace: Callable[[str, int], None] | None = None,
+    lease: dt.timedelta = LEASE,
 ) -> BatchResult:
     """`pace(channel, n)` blocks until n more messages may go out on that channel (a rate
-    limit shared by all workers); it is called per chunk of at most the channel's rate."""
-    now = now or utcnow()
+    limit shared by all workers); it is called per chunk of at most the channel's rate.
+
+    Outcomes are recorded as they come (HTTP providers: in groups of at most the send
+    concurrency; other channels: per chunk), and the batch's lease is renewed while it
+    works, so a crash leaves at most the messages truly in flight unrecorded."""
+    started, start = now or utcnow(), time.monotonic()
+
+    def clock() -> dt.datetime:  # `now` moves on with real time, also when a test sets it
+        return started + dt.timedelta(seconds=time.monotonic() - start)
+
+    blind = blind_channels(channels)
+    result = BatchResult()
     with session_scope(engine) as session:
-        claimed = claim(session, campaign.name, business_date, worker, limit, now)
-    result = BatchResult(claimed=len(claimed))
+        result.expired = expire_deferred(
+            session, campaign.name, dt.timedelta(hours=campaign.valid_hours), started
+        )
+        claimed = claim(session, campaign.name, business_date, worker, limit, started, lease, blind)
+    result.claimed = len(claimed)
     if not claimed:
         return result
+    with _Heartbeat(engine, [c.id for c in claimed], worker, clock, lease):
+        _send_claimed(
+            engine, settings, campaign, worker, channels, claimed, clock, pace, lease, result
+        )
+    return result
+
+
+def _send_claimed(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    worker: str,
+    channels: dict[str, Channel],
+    claimed: list[Claimed],
+    clock: Callable[[], dt.datetime],
+    pace: Callable[[str, int], None] | None,
+    lease: dt.timedelta,
+    result: BatchResult,
+) -> None:
+    now = clock()
     with session_scope(engine) as session:
         # Plain rows, not ORM objects: building a thousand User objects costs more than
         # rendering their messages.
@@ -61,15 +110,17 @@ def send_batch(
         ).all()
     users = {row.user_id: (cast(Recipient, row), row.last_active_day) for row in rows}
     key = unsubscribe_key(settings)
-    outcomes: list[Outcome] = []
+    recorder = _Recorder(engine, worker, claimed, clock, lease, result)
+    unsent: list[Outcome] = []
     by_channel: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for item in claimed:
         user, last_active = users[item.user_id]
         deferred_until = _quiet_until(campaign.quiet_hours, user.timezone, now)
         if deferred_until is not None:
-            outcomes.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
+            unsent.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
             continue
-        context = message_context(settings, user, last_active, business_date, item.channel, key)
+        day = item.business_date or now.date()
+        context = message_context(settings, user, last_active, day, item.channel, key)
         context["campaign"] = campaign.name
         context.update(
             links.recipient_links(
@@ -81,7 +132,7 @@ def send_batch(
                 campaign.template, item.channel, user.locale, context, settings.template_dir
             )
         except TemplateError as exc:
-            outcomes.append(Outcome(item.id, "failed", str(exc)))
+            unsent.append(Outcome(item.id, "failed", str(exc)))
             continue
         if campaign.track_clicks:
             rendered = links.track_rendered(rendered, key, settings.public_url, item.id)
@@ -94,30 +145,98 @@ def send_batch(
                 {**context, "template": campaign.template},
             )
         )
+    recorder(unsent)
     for channel, messages in by_channel.items():
         chunk = (
             settings.providers.rate_limits.get(channel, len(messages)) if pace else len(messages)
         )
+        sender = channels[channel]
         for start in range(0, len(messages), chunk):
             part = messages[start : start + chunk]
             if pace is not None:
                 pace(channel, len(part))
-            outcomes += channels[channel].send(part)
-    attempts = {c.id: c.attempts for c in claimed}
-    outcomes = [_retry_later_or_give_up(o, attempts[o.id], now) for o in outcomes]
-    with session_scope(engine) as session:
-        record(session, outcomes)
-        by_id = {c.id: c for c in claimed}
-        for outcome in outcomes:
-            if outcome.status == "bounced":
-                suppress(
-                    session, by_id[outcome.id].user_id, by_id[outcome.id].channel, "hard bounce"
-                )
-    for outcome in outcomes:
-        result.by_status[outcome.status] += 1
-        if outcome.status in ("failed", "retry", "bounced") and outcome.reason:
-            result.failures[outcome.reason[:120]] += 1
-    return result
+            if isinstance(sender, HttpChannel):
+                sender.send(part, on_outcomes=recorder)
+            else:
+                recorder(sender.send(part))
+
+
+def blind_channels(channels: dict[str, Channel]) -> frozenset[str]:
+    """Channels whose provider neither deduplicates on the key nor can be asked what it
+    sent: SMTP and WeChat. A message a crash left in flight there is `unknown`, never resent."""
+    return frozenset(
+        name for name, sender in channels.items() if isinstance(sender, SmtpChannel | WeChatChannel)
+    )
+
+
+class _Recorder:
+    """Records a group of outcomes in one transaction; called as outcomes come."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        worker: str,
+        claimed: list[Claimed],
+        clock: Callable[[], dt.datetime],
+        lease: dt.timedelta,
+        result: BatchResult,
+    ) -> None:
+        self.engine, self.worker, self.clock, self.lease = engine, worker, clock, lease
+        self.by_id = {c.id: c for c in claimed}
+        self.result = result
+        self.lock = threading.Lock()
+
+    def __call__(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        now = self.clock()
+        outcomes = [_retry_later_or_give_up(o, self.by_id[o.id].attempts, now) for o in outcomes]
+        with self.lock, session_scope(self.engine) as session:
+            refused = record(session, outcomes, self.worker, now, self.lease)
+            for outcome in outcomes:
+                if outcome.status == "bounced":
+                    row = self.by_id[outcome.id]
+                    suppress(session, row.user_id, row.channel, "hard bounce")
+        with self.lock:
+            self.result.refused += refused
+            for outcome in outcomes:
+                self.result.by_status[outcome.status] += 1
+                if outcome.status in ("failed", "retry", "bounced") and outcome.reason:
+                    self.result.failures[outcome.reason[:120]] += 1
+
+
+class _Heartbeat:
+    """Renews the batch's lease every quarter lease while the batch is being sent (a paced
+    batch of thousands outlives one lease)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ids: list[int],
+        worker: str,
+        clock: Callable[[], dt.datetime],
+        lease: dt.timedelta,
+    ) -> None:
+        self.engine, self.ids, self.worker, self.clock = engine, ids, worker, clock
+        self.interval = lease.total_seconds() / 4
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="outbox-lease", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with session_scope(self.engine) as session:
+                    renew(session, self.ids, self.worker, self.clock())
+            except SQLAlchemyError:
+                continue  # the next beat tries again; a lapsed lease only refuses records
 
 
 def send_all(
@@ -128,12 +247,15 @@ def send_all(
     worker: str,
     limit: int,
     now: dt.datetime | None = None,
+    lease: dt.timedelta = LEASE,
 ) -> Counter[str]:
     """Send batches until none is due; returns the messages per outcome."""
     channels = campaign_channels(engine, settings)  # the file outbox while sending is off
     totals: Counter[str] = Counter()
     while True:
-        result = send_batch(engine, settings, campaign, business_date, worker, channels, limit, now)
+        result = send_batch(
+            engine, settings, campaign, business_date, worker, channels, limit, now, lease=lease
+        )
         if not result.claimed:
             return totals
         totals.update(result.by_status)
