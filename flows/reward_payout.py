@@ -3,7 +3,8 @@ exactly once within budget -> publish the winners (公示) -> notify them.
 
 A campaign's approved plan is stored: a later run never plans or draws again, it pays what
 that plan left unpaid (retrying failed payouts) or says the campaign is already paid. The run
-ends in a named state — Paid, Already paid, Rejected, Refused, Timed out, Committed — with the
+ends in a named state — Paid, Partly paid, Payment failed, Already paid, Rejected, Refused,
+Committed (a run left past its approval timeout fails: Prefect fails expired pauses) — with the
 same headline as its `payout-outcome-…` artifact.
 """
 
@@ -126,9 +127,11 @@ def reward_payout(
     paid = sum(r["paid"] for r in results)
     failed = sum(r["failed"] for r in results)
     over_budget = sum(r["over_budget"] for r in results)
+    # Named so a failure shows in the run list: retried by the next run, budget released.
+    outcome = "Paid" if not failed else "Partly paid" if paid else "Payment failed"
     return _finish(
         campaign,
-        "Paid",
+        outcome,
         f"paid {paid} of {len(entries)} left to pay; {failed} failed (their budget released,"
         f" retried by the next run), {over_budget} over budget; {len(winners)} winners paid in all",
         approved=True,

@@ -263,7 +263,7 @@ def test_a_lottery_rerun_after_late_participants_pays_nobody_new(
     local_server.faults.reject_keys.add(f"{name}:{refused}:points")
 
     first = _approve(name, {"approve": True, "approver": "lead"})
-    assert (first.name, first.result()["paid"], first.result()["failed"]) == ("Paid", 1, 1)
+    assert (first.name, first.result()["paid"], first.result()["failed"]) == ("Partly paid", 1, 1)
     folder = settings.home / "rewards" / name
     winners_v1 = (folder / "winners.v1.html").read_text()
     reveal = (folder / "commitment.v2.json").read_text()
@@ -507,3 +507,19 @@ def test_the_approver_includes_a_flagged_winner_by_the_id_the_plan_shows(
     with session_scope(engine) as session:
         paid = session.scalars(select(RewardLedgerEntry.user_id)).one()
     assert paid == f"w{rows[2]['rank'] - 1}"  # min_actions ranks users in id order
+
+
+def test_a_run_whose_payouts_all_failed_says_so(
+    engine: Engine,
+    settings: Settings,
+    rewards_dir: Path,
+    local_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = _campaign(rewards_dir)
+    _participants(engine, settings, range(1))
+    monkeypatch.setenv("YUNYING_PROVIDERS__REWARDS_URL", local_server.url + "/v1/rewards")
+    local_server.faults.reject_keys.add(f"{name}:w0:points")
+    state = _approve(name, {"approve": True, "approver": "lead"})
+    assert (state.name, state.result()["failed"]) == ("Payment failed", 1)
+    assert "budget released, retried by the next run" in state.message
