@@ -338,3 +338,14 @@ class ReportRecord(Base):
     kpis: Mapped[str] = mapped_column(Text)  # JSON
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+
+
+class SegmentSize(Base):
+    """How many users a segment file selected on a business date, so ops see it grow or shrink."""
+
+    __tablename__ = "segment_sizes"
+
+    segment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business_date: Mapped[dt.date] = mapped_column(primary_key=True)
+    users: Mapped[int]
+    computed_at: Mapped[dt.datetime]
