@@ -6,6 +6,7 @@ yunying run FLOW [--date D]      run nightly | pull | reactivation | report loca
 yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
+yunying segments show NAME [--date D]   a segment's size, a few masked members and its SQL
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     payouts.add_argument("action", choices=["show"])
     payouts.add_argument("campaign")
     payouts.set_defaults(handler=_payouts)
+
+    segments = commands.add_parser("segments", help="segment files: size, members, SQL")
+    segments.add_argument("action", choices=["show", "list", "sizes"])
+    segments.add_argument("name", nargs="?", help="the segment (for show)")
+    segments.add_argument(
+        "--date", type=dt.date.fromisoformat, help="business date, default the latest lifecycle"
+    )
+    segments.set_defaults(handler=_segments)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -157,6 +166,13 @@ def _payouts(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.rewards.report import ledger_report
 
     print(ledger_report(settings, args.campaign))
+    return 0
+
+
+def _segments(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.segments import segments_command
+
+    print(segments_command(settings, args.action, args.name, args.date))
     return 0
 
 

@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     report_dir: Path | None = None  # None: {home}/reports
     campaign_dir: Path = Path("deployments/campaigns")
     reward_dir: Path = Path("deployments/rewards")
+    segment_dir: Path = Path("deployments/segments")
     mail_from: str = "Yunying <ops@example.com>"
     report_recipients: list[str] = Field(default_factory=lambda: ["ops@example.com"])
     public_url: str = "http://127.0.0.1:8000"

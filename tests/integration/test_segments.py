@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
+from cli.main import main
 from tests.builders import load_records
 from yunying.config import Settings
 from yunying.errors import ConfigError, PermanentError
@@ -29,7 +32,7 @@ from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary, load_segment, parse_segment
 from yunying.segments.evaluate import record_sizes, show, size_history
 from yunying.store.engine import session_scope, utcnow
-from yunying.store.models import LifecycleState, Suppression
+from yunying.store.models import LifecycleState, SegmentSize, Suppression
 
 BD = dt.date(2026, 11, 1)
 ZONES = [
@@ -466,3 +469,79 @@ def test_lifecycle_segments_need_that_dates_lifecycle(
     library = _write_library(tmp_path / "s", {"silent": {"state": ["silent"]}})
     with session_scope(engine) as session, pytest.raises(PermanentError, match="run the lifecycle"):
         compile_segment(session, library, library.get("silent"), BD, settings.zone)
+
+
+def test_cli_shows_a_segment_with_masked_members_and_its_sql(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    people = _people(30, seed=3)
+    _load(engine, settings, people)
+    library = _write_library(tmp_path / "s", {"zh": {"locale": ["zh-CN"]}})
+    monkeypatch.setenv("YUNYING_SEGMENT_DIR", str(library.folder))
+    assert main(["segments", "show", "zh", "--date", BD.isoformat()]) == 0
+    out = capsys.readouterr().out
+    chinese = sum(1 for p in people if p.locale == "zh-CN")
+    assert f"segment zh on {BD}: {chinese} users" in out
+    assert "FROM users" in out and "***" in out
+    assert not any(p.user_id in out for p in people)
+    assert main(["segments", "show", "missing"]) == 2
+    assert "missing.toml does not exist" in capsys.readouterr().err
+
+
+def test_the_shipped_segment_files_are_valid(settings: Settings, engine: Engine) -> None:
+    library = SegmentLibrary(settings.segment_dir)
+    assert {"high-value-silent", "repeat-buyers-lapsed", "churned-sms-recent-open"} <= set(
+        library.names()
+    )
+    people = _people(20, seed=1)
+    _load(engine, settings, people)
+    with session_scope(engine) as session:
+        for name in library.names():
+            segment = library.get(name)
+            session.scalars(compile_segment(session, library, segment, BD, settings.zone)).all()
+
+
+def test_the_segments_flow_keeps_sizes_and_shows_the_trend(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.segments import segments
+
+    people = _people(30, seed=4)
+    _load(engine, settings, people)
+    english = sum(1 for p in people if p.locale == "en")
+    folder = tmp_path / f"s{uuid.uuid4().hex[:6]}"
+    _write_library(folder, {"en": {"locale": ["en"]}})
+    monkeypatch.setenv("YUNYING_SEGMENT_DIR", str(folder))
+    with session_scope(engine) as session:  # the day before, a smaller segment
+        session.add(
+            SegmentSize(
+                segment="en", business_date=BD - dt.timedelta(days=1), users=2, computed_at=utcnow()
+            )
+        )
+    assert segments(business_date=BD) == {"en": english}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["segment-sizes"]))
+        )
+    latest = max(artifacts, key=lambda a: a.created)
+    table = json.loads(str(latest.data)) if isinstance(latest.data, str) else latest.data
+    assert table == [
+        {
+            "segment": "en",
+            **{(BD - dt.timedelta(days=n)).isoformat(): "" for n in range(6, 1, -1)},
+            (BD - dt.timedelta(days=1)).isoformat(): 2,
+            BD.isoformat(): english,
+            "change": f"{english - 2:+d}",
+        }
+    ]
