@@ -9,8 +9,8 @@ date), and their events fall exactly on, a second before and a second after loca
 from __future__ import annotations
 
 import datetime as dt
-import random
 import json
+import random
 import re
 import uuid
 from collections.abc import Callable
