@@ -16,6 +16,8 @@ from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import counts, counts_by_channel, next_retry_at, plan, requeue_failed
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
+from yunying.segments.compile import compile_segment
+from yunying.segments.definition import SegmentLibrary
 from yunying.store.engine import session_scope
 
 
@@ -24,6 +26,10 @@ def load_campaign(settings: Settings, name: str) -> Campaign:
     """Validate the campaign file and render every template before anything is sent."""
     campaign = find_campaign(settings.campaign_dir, name)
     preflight(settings, campaign)
+    library = SegmentLibrary(settings.segment_dir)
+    audience = campaign.audience_segment(library)
+    if audience is not None:
+        library.check(audience)  # a missing or looping segment stops the run here
     return campaign
 
 
@@ -35,7 +41,14 @@ def plan_outbox(
         if resend_failed:
             requeued = requeue_failed(session, campaign.name, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
-        planned = plan(session, campaign, business_date)
+        library = SegmentLibrary(settings.segment_dir)
+        segment = campaign.audience_segment(library)
+        audience = (
+            None
+            if segment is None
+            else compile_segment(session, library, segment, business_date, settings.zone)
+        )
+        planned = plan(session, campaign, business_date, audience=audience)
     get_run_logger().info("outbox for %s on %s: %s", campaign.name, business_date, planned)
     return planned
 

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Date,
+    Select,
     String,
     Table,
     and_,
@@ -33,16 +34,18 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.variants import variant_sql
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import LifecycleState, OutboxMessage, Suppression, User
 
 LEASE = dt.timedelta(minutes=10)
+PLAN_LOCK = 0x59554E59  # the PostgreSQL advisory lock under which a night's plans run
 MAX_ATTEMPTS = 5
 STATUSES = ("queued", "sending", "sent", "failed", "bounced", "deferred", "holdout", "suppressed")
 
@@ -54,6 +57,7 @@ class Claimed:
     user_id: str
     channel: str
     attempts: int
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,12 @@ def plan(
     campaign: Campaign,
     business_date: dt.date,
     only_users: list[str] | None = None,
+    audience: Select[tuple[str]] | None = None,
 ) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts.
 
-    Targets are the campaign's lifecycle segment, or exactly `only_users` (e.g. winners)."""
+    Targets are the campaign's lifecycle segment (within `audience`, a segment's user ids,
+    when given), or exactly `only_users` (e.g. winners)."""
     computed = latest_date(session)
     if only_users is None and computed != business_date:
         raise PermanentError(
@@ -111,18 +117,34 @@ def plan(
         OutboxMessage.sent_at >= cap_start,
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
+    # At most one marketing message per user a night: a user another campaign has planned
+    # (to send or to hold out, which keeps its holdout clean) is not eligible here.
+    capped = campaign.cross_campaign_cap and only_users is None
+    other = aliased(OutboxMessage)
+    taken_tonight = exists().where(
+        other.user_id == User.user_id,
+        other.business_date == business_date,
+        other.campaign != campaign.name,
+        other.status != "suppressed",
+        ~other.campaign.like("reward-won%"),
+        literal(capped),
+    )
+    if capped and is_postgres(session):  # planners of one night take turns: no double claim
+        session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     # The holdout is drawn among users who would have been sent, so that held-out and
     # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
     status = case(
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
+        (taken_tonight, "suppressed"),
         (held_out, "holdout"),
         else_="queued",
     )
     reason = case(
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
+        (taken_tonight, "another campaign has this user tonight"),
         (held_out, "holdout group"),
         else_=null(),
     )
@@ -137,11 +159,14 @@ def plan(
         reason,
         literal(0),
         literal(utcnow()),
+        variant_sql(User.holdout_bucket, campaign.name, campaign.variants),
     ).order_by(User.user_id)
     if only_users is None:
         candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
             LifecycleState.state.in_(campaign.segment)
         )
+        if audience is not None:
+            candidates = candidates.where(User.user_id.in_(audience))
     else:
         candidates = candidates.where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
@@ -156,6 +181,7 @@ def plan(
         "reason",
         "attempts",
         "created_at",
+        "variant",
     ]
     statement = upsert_insert(session, OutboxMessage).from_select(columns, candidates)
     session.execute(statement.on_conflict_do_nothing())
@@ -206,6 +232,7 @@ def claim(
             OutboxMessage.user_id,
             OutboxMessage.channel,
             OutboxMessage.attempts,
+            OutboxMessage.variant,
         )
         .execution_options(synchronize_session=False)
     )

@@ -20,6 +20,7 @@ SAMPLE_CONTEXT = {
 def preflight(settings: Settings, campaign: Campaign) -> None:
     """Raises TemplateError naming the template and the missing variable."""
     context = {**SAMPLE_CONTEXT, "app_url": settings.public_url}
-    for channel in campaign.channels:
-        for locale in sorted(LOCALES):
-            render(campaign.template, channel, locale, {**context, "locale": locale})
+    for template in campaign.templates():
+        for channel in campaign.channels:
+            for locale in sorted(LOCALES):
+                render(template, channel, locale, {**context, "locale": locale})

@@ -70,7 +70,9 @@ def send_batch(
         context = message_context(settings, user, last_active, business_date, item.channel, key)
         context["campaign"] = campaign.name
         try:
-            rendered = render(campaign.template, item.channel, user.locale, context)
+            rendered = render(
+                campaign.template_for(item.variant), item.channel, user.locale, context
+            )
         except TemplateError as exc:
             outcomes.append(Outcome(item.id, "failed", str(exc)))
             continue

@@ -188,6 +188,14 @@ def _table(value: Any, at: str) -> dict[str, Any]:
 
 
 def parse_condition(raw: Any, at: str = "where") -> Condition:
+    """The condition tree; ConfigError names the field (`at` is where `raw` sits)."""
+    try:
+        return _condition(raw, at)
+    except _Invalid as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _condition(raw: Any, at: str) -> Condition:
     if not isinstance(raw, dict) or len(raw) != 1:
         raise _Invalid(at, "a condition is a table with exactly one key, e.g. { state = [...] }")
     ((key, value),) = raw.items()
@@ -195,10 +203,10 @@ def parse_condition(raw: Any, at: str = "where") -> Condition:
     if key in ("all", "any"):
         if not isinstance(value, list) or not value:
             raise _Invalid(here, "must be a non-empty list of conditions")
-        parts = tuple(parse_condition(v, f"{here}[{i}]") for i, v in enumerate(value))
+        parts = tuple(_condition(v, f"{here}[{i}]") for i, v in enumerate(value))
         return AllOf(parts) if key == "all" else AnyOf(parts)
     if key == "not":
-        return Not(parse_condition(value, here))
+        return Not(_condition(value, here))
     if key == "segment":
         if not isinstance(value, str) or not NAME.match(value):
             raise _Invalid(here, "must name a segment file (lowercase, digits, - and _)")
@@ -253,7 +261,7 @@ def parse_segment(data: dict[str, Any], path: Path) -> Segment:
             raise _Invalid("description", "must be a string")
         if "where" not in data:
             raise _Invalid("where", "is required: the condition that picks the users")
-        return Segment(name, description, parse_condition(data["where"]), path)
+        return Segment(name, description, _condition(data["where"], "where"), path)
     except _Invalid as exc:
         raise ConfigError(f"segment file {path}: {exc}") from None
 

@@ -248,6 +248,7 @@ class OutboxMessage(Base):
     claimed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+    variant: Mapped[str | None] = mapped_column(String(32))  # the message variant drawn
 
     __table_args__ = (
         UniqueConstraint("campaign", "business_date", "user_id"),

@@ -1,4 +1,4 @@
-"""segment_sizes: users per segment file and business date
+"""segment_sizes (users per segment file and date); outbox.variant
 
 Revision ID: 0011_strategy
 Revises: 0003
@@ -24,7 +24,11 @@ def upgrade() -> None:
         sa.Column("computed_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("segment", "business_date", name=op.f("pk_segment_sizes")),
     )
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("variant", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("variant")
     op.drop_table("segment_sizes")
