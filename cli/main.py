@@ -7,6 +7,7 @@ yunying preview CAMPAIGN --user U   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying segments show NAME [--date D]   a segment's size, a few masked members and its SQL
+yunying review CAMPAIGN [--date D]      the campaign's review (复盘)
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         "--date", type=dt.date.fromisoformat, help="business date, default the latest lifecycle"
     )
     segments.set_defaults(handler=_segments)
+
+    review = commands.add_parser("review", help="a campaign's review (复盘)")
+    review.add_argument("campaign")
+    review.add_argument("--date", type=dt.date.fromisoformat, help="review only this send date")
+    review.add_argument(
+        "--as-of", type=dt.date.fromisoformat, help="measured up to this date, default yesterday"
+    )
+    review.set_defaults(handler=_review)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -173,6 +182,23 @@ def _segments(settings: Settings, args: argparse.Namespace) -> int:
     from cli.segments import segments_command
 
     print(segments_command(settings, args.action, args.name, args.date))
+    return 0
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    from flows.common import default_business_date
+    from yunying.reports.review_page import markdown
+    from yunying.reports.review_run import build_review
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        as_of = args.as_of or default_business_date(settings)
+        built = build_review(settings, engine, args.campaign, as_of, args.date)
+    finally:
+        engine.dispose()
+    print(markdown(built.page))
+    print(f"page: {built.path}")
     return 0
 
 
