@@ -21,16 +21,22 @@ from yunying.messaging.campaign import nightly_campaigns
 
 
 @task(name="nightly-campaigns", **RETRY_TRANSIENT)
-def choose_campaigns(settings: Settings, business_date: dt.date) -> list[str]:
-    return [c.name for c in nightly_campaigns(settings.campaign_dir, business_date)]
+def choose_campaigns(
+    settings: Settings, business_date: dt.date, names: list[str] | None = None
+) -> list[str]:
+    return [c.name for c in nightly_campaigns(settings.campaign_dir, business_date, names)]
 
 
 @flow(name="campaigns", flow_run_name=lambda: run_name("campaigns"))
-def campaigns(business_date: dt.date | None = None) -> list[dict[str, Any]]:
+def campaigns(
+    business_date: dt.date | None = None, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every campaign file with `nightly = true`, or the named ones, if active that date."""
     settings = load_settings()
     day = business_date or default_business_date(settings)
+    chosen = choose_campaigns(settings, day, names)
     results = [
-        reactivation(campaign=name, business_date=day) for name in choose_campaigns(settings, day)
+        {"campaign": name, **reactivation(campaign=name, business_date=day)} for name in chosen
     ]
     create_table_artifact(
         key="campaigns-tonight",

@@ -234,3 +234,33 @@ def test_bad_campaign_strategy_fields_are_named(tmp_path: Path, body: str, field
     )
     with pytest.raises(ConfigError, match=re.escape(f"bad.toml: field '{field}")):
         load_campaign(tmp_path / "bad.toml")
+
+
+def test_the_campaigns_flow_sends_in_priority_order_once_per_user(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.campaigns import campaigns
+
+    users = silent_users(engine, settings, 60)
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    common = (
+        'segment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\nnightly = true\n'
+        "quiet_hours = false\nfrequency_cap_days = 0\nholdout_percent = 0\n"
+    )
+    _write(folder, "broad", common + "priority = 20\n")
+    _write(folder, "english", common + 'priority = 10\naudience = { locale = ["en"] }\n')
+    _write(folder, "ended", common + "priority = 1\nends = 2026-10-01\n")
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    results = campaigns(business_date=DAY)
+    assert [r["campaign"] for r in results] == ["english", "broad"]
+    assert [r["sent"] for r in results] == [30, 30]
+    with session_scope(engine) as session:
+        sent = Counter(
+            session.scalars(select(OutboxMessage.user_id).where(OutboxMessage.status == "sent"))
+        )
+    assert set(sent) == set(users) and max(sent.values()) == 1

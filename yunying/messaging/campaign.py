@@ -58,10 +58,6 @@ class Objective(BaseModel):
             raise ValueError('name the event (event = "...") exactly when kind = "event"')
         return self
 
-    def describe(self) -> str:
-        what = {"activity": "any activity", "order": "a paid order"}.get(self.kind)
-        return f"{what or f'event {self.event}'} within {self.within_days} days"
-
 
 class Campaign(BaseModel):
     model_config = {"extra": "forbid"}
@@ -159,13 +155,15 @@ def load_campaign(path: Path) -> Campaign:
     return load_model_file(path, Campaign, "campaign")
 
 
-def nightly_campaigns(campaign_dir: Path, day: dt.date) -> list[Campaign]:
-    """The campaigns the nightly sends on `day`, in priority order (then by name). Every
-    file is validated: one bad file stops the night before anything is sent."""
-    loaded = [
-        find_campaign(campaign_dir, path.stem) for path in sorted(campaign_dir.glob("*.toml"))
-    ]
-    chosen = [c for c in loaded if c.nightly and c.active_on(day)]
+def nightly_campaigns(
+    campaign_dir: Path, day: dt.date, names: list[str] | None = None
+) -> list[Campaign]:
+    """The campaigns the nightly sends on `day` (or the active ones of `names`), in priority
+    order, then by name. Every file is validated: one bad file stops the night before
+    anything is sent."""
+    stems = names if names is not None else [p.stem for p in sorted(campaign_dir.glob("*.toml"))]
+    loaded = [find_campaign(campaign_dir, stem) for stem in stems]
+    chosen = [c for c in loaded if (names is not None or c.nightly) and c.active_on(day)]
     return sorted(chosen, key=lambda c: (c.priority, c.name))
 
 

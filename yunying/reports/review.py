@@ -106,7 +106,8 @@ class Review:
     first_date: dt.date | None
     last_date: dt.date | None
     as_of: dt.date
-    objective: str
+    objective: str  # activity | order | event
+    objective_event: str | None
     within_days: int
     target_uplift_points: float | None
     funnel: Funnel
@@ -284,7 +285,8 @@ def compute_review(
         first_date=first,
         last_date=last,
         as_of=as_of,
-        objective=campaign.objective.describe(),
+        objective=campaign.objective.kind,
+        objective_event=campaign.objective.event,
         within_days=within,
         target_uplift_points=campaign.target_uplift_points,
         funnel=funnel,

@@ -23,7 +23,10 @@ LABELS: dict[str, dict[str, str]] = {
         "dates": "Sent {first} – {last}, measured to {as_of}",
         "no_rows": "The campaign has no outbox rows up to {as_of}.",
         "window_open": "The measurement window is still open (until {until}): figures will move.",
-        "objective": "Objective: {objective}.",
+        "objective": "Objective: {objective} within {days} days after the send.",
+        "objective_activity": "any activity",
+        "objective_order": "a paid order",
+        "objective_event": "event {event}",
         "target": "Target uplift {target} pts; result {result} pts: {verdict}.",
         "met": "met",
         "missed": "not met",
@@ -75,7 +78,10 @@ LABELS: dict[str, dict[str, str]] = {
         "dates": "发送日期 {first} – {last}，统计至 {as_of}",
         "no_rows": "截至 {as_of}，该活动没有任何发送记录。",
         "window_open": "观察期尚未结束（至 {until}），数字还会变化。",
-        "objective": "目标：{objective}。",
+        "objective": "目标：发送后 {days} 天内{objective}。",
+        "objective_activity": "有任何活跃",
+        "objective_order": "有付费订单",
+        "objective_event": "发生事件 {event}",
         "target": "目标提升 {target} 个百分点；实际 {result} 个百分点：{verdict}。",
         "met": "达成",
         "missed": "未达成",
@@ -167,7 +173,8 @@ def page(review: Review, words: Words) -> Page:
                 as_of=words.date(review.as_of),
             )
         )
-    lines.append(say("objective", objective=review.objective))
+    goal = say(f"objective_{review.objective}", event=review.objective_event)
+    lines.append(say("objective", objective=goal, days=review.within_days))
     overall = review.overall
     if review.target_uplift_points is not None:
         met = review.target_met
