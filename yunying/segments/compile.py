@@ -7,9 +7,11 @@ the complement when a user with nothing in the window (a count of 0) qualifies: 
 no index by user, so a correlated subquery per user would rescan them.
 
 Windows run from local midnight to local midnight in each user's own time zone. SQLite has
-no time zones, so the statement carries a small table `segment_bounds` with one row per time
-zone present among the users and the UTC instant of each local midnight it needs; events and
-orders are compared to it in naive UTC, as they are stored.
+no time zones, so each bound is the UTC instant of that local midnight, worked out per time
+zone present among the users: a constant when everyone's midnight falls at the company's
+instant, else `CASE users.timezone WHEN ... END` (events and orders are then joined to their
+user). Events and orders are compared to it in naive UTC, as they are stored. A bounds table
+joined in instead led SQLite to index all events for every bounds row (10x slower).
 """
 
 from __future__ import annotations
@@ -22,22 +24,18 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
-    CTE,
     ColumnElement,
     DateTime,
-    Label,
     Select,
-    String,
     and_,
+    case,
     exists,
-    false,
     func,
     literal,
     not_,
     or_,
     select,
     true,
-    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -127,48 +125,48 @@ class _Compiler:
             case _:
                 pass
 
-    def bounds(self, zones: list[str], fallback: ZoneInfo) -> CTE:
-        """One row per time zone: the UTC instant of each needed local midnight."""
-        rows = []
-        for name in zones:
-            try:
-                zone = ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                zone = fallback  # ingestion checks zones; a stray one counts in the company's
-            columns: list[Label[Any]] = [literal(name, String()).label("zone")]
-            columns += [
-                literal(local_midnight_utc(day, zone), DateTime()).label(_column(day))
-                for day in sorted(self.midnights)
-            ]
-            rows.append(select(*columns))
-        if not rows:  # no users at all: an empty table of the right shape
-            empty: list[Label[Any]] = [literal("", String()).label("zone")]
-            columns = empty + [literal(None, DateTime()).label(_column(d)) for d in self.midnights]
-            rows.append(select(*columns).where(false()))
-        return (
-            union_all(*rows).cte("segment_bounds")
-            if len(rows) > 1
-            else rows[0].cte("segment_bounds")
-        )
+    def bounds(self, zones: list[str], fallback: ZoneInfo) -> Midnights:
+        """Per needed local midnight, its UTC instant in each zone that differs from the
+        company's (whose instant is the default)."""
+        table: Midnights = {}
+        for day in sorted(self.midnights):
+            default = local_midnight_utc(day, fallback)
+            special = []
+            for name in zones:
+                try:
+                    zone = ZoneInfo(name)
+                except (ZoneInfoNotFoundError, ValueError):
+                    continue  # ingestion checks zones; a stray one counts in the company's
+                instant = local_midnight_utc(day, zone)
+                if instant != default:
+                    special.append((name, instant))
+            table[day] = (default, special)
+        return table
 
 
-def _column(day: dt.date) -> str:
-    return f"m{day:%Y%m%d}"
+Midnights = dict[dt.date, tuple[dt.datetime, list[tuple[str, dt.datetime]]]]
 
 
 @dataclass
 class _Emitter:
     library: SegmentLibrary
     business_date: dt.date
-    bounds: CTE | None
-    lifecycle: type[LifecycleState] | None = LifecycleState
+    midnights: Midnights
 
-    def at(self, day: dt.date, bounds: CTE | None = None) -> ColumnElement[dt.datetime]:
-        table = bounds if bounds is not None else self.bounds
-        if table is None:
-            raise PermanentError("internal: a window was not surveyed")
-        column: ColumnElement[dt.datetime] = table.c[_column(day)]
-        return column
+    @property
+    def zoned(self) -> bool:
+        """Whether users' zones put some midnight at different instants (else constants)."""
+        return any(special for _, special in self.midnights.values())
+
+    def at(self, day: dt.date, timezone: Any) -> ColumnElement[dt.datetime]:
+        """The UTC instant of local midnight starting `day` in the zone `timezone` names."""
+        default, special = self.midnights[day]
+        if not special:
+            return literal(default, DateTime())
+        return case(
+            *((timezone == name, literal(instant, DateTime())) for name, instant in special),
+            else_=literal(default, DateTime()),
+        )
 
     def window(self, within: int) -> tuple[dt.date, dt.date]:
         return self.business_date - dt.timedelta(days=within - 1), self.business_date + DAY
@@ -196,11 +194,14 @@ class _Emitter:
                 parts: list[ColumnElement[bool]] = []
                 if within is not None:
                     start, end = self.window(within)
-                    parts += [User.signup_at >= self.at(start), User.signup_at < self.at(end)]
+                    parts += [
+                        User.signup_at >= self.at(start, User.timezone),
+                        User.signup_at < self.at(end, User.timezone),
+                    ]
                 if on_or_after is not None:
-                    parts.append(User.signup_at >= self.at(on_or_after))
+                    parts.append(User.signup_at >= self.at(on_or_after, User.timezone))
                 if before is not None:
-                    parts.append(User.signup_at < self.at(before))
+                    parts.append(User.signup_at < self.at(before, User.timezone))
                 return and_(*parts)
             case Count():
                 return self.count(condition)
@@ -229,13 +230,16 @@ class _Emitter:
             bounds.append(column <= high)
         return and_(*bounds)
 
-    def _zoned(self) -> tuple[type[User], CTE]:
-        if self.bounds is None:
-            raise PermanentError("internal: a window was not surveyed")
-        return aliased(User, name="zoned_user"), self.bounds
+    def _from(self, table: type[Event] | type[Order], owner: Any) -> tuple[Select[Any], Any]:
+        """`SELECT owner FROM table`, joined to the owner's user row only when zones differ;
+        returns it and the column naming each row's zone."""
+        query = select(owner).select_from(table).correlate(None)  # never the outer users
+        if not self.zoned:
+            return query, None
+        user = aliased(User, name="zoned_user")
+        return query.join(user, user.user_id == owner), user.timezone
 
     def count(self, count: Count) -> ColumnElement[bool]:
-        user, bounds = self._zoned()
         start, end = self.window(count.within_days)
         table: type[Event] | type[Order]
         measure: ColumnElement[Any] = func.count()
@@ -250,57 +254,44 @@ class _Emitter:
             filters = [Order.status == "paid"]
         rng = count.range
         having = _within(measure, rng if count.kind == "spend" else _whole(rng))
-        subquery = (
-            select(owner)
-            .select_from(table)
-            .join(user, user.user_id == owner)
-            .join(bounds, bounds.c.zone == user.timezone)
-            .where(*filters, time >= bounds.c[_column(start)], time < bounds.c[_column(end)])
-            .group_by(owner)
-            .correlate(None)  # the outer query may join the same bounds: keep ours
-        )
+        query, zone = self._from(table, owner)
+        subquery = query.where(
+            *filters, time >= self.at(start, zone), time < self.at(end, zone)
+        ).group_by(owner)
         if rng.holds(Decimal(0)):  # users with nothing in the window qualify
             return User.user_id.not_in(subquery.having(not_(having)))
         return User.user_id.in_(subquery.having(having))
 
     def last_order(self, rng: Range) -> ColumnElement[bool]:
-        user, bounds = self._zoned()
         earliest, latest = _days_bounds(rng, self.business_date)
         last = func.max(Order.created_at)
+        query, zone = self._from(Order, Order.user_id)
         having: list[ColumnElement[bool]] = []
-        grouped: list[Any] = [Order.user_id]
         if earliest is not None:
-            having.append(last >= bounds.c[_column(earliest)])
-            grouped.append(bounds.c[_column(earliest)])
+            having.append(last >= self.at(earliest, zone))
         if latest is not None:
-            having.append(last < bounds.c[_column(latest + DAY)])
-            grouped.append(bounds.c[_column(latest + DAY)])
+            having.append(last < self.at(latest + DAY, zone))
+        grouped = [Order.user_id] if zone is None else [Order.user_id, zone]
         subquery = (
-            select(Order.user_id)
-            .join(user, user.user_id == Order.user_id)
-            .join(bounds, bounds.c.zone == user.timezone)
-            .where(Order.status == "paid", Order.created_at < self.at(self.business_date + DAY))
+            query.where(
+                Order.status == "paid", Order.created_at < self.at(self.business_date + DAY, zone)
+            )
             .group_by(*grouped)
             .having(and_(*having))
-            .correlate(None)
         )
         return User.user_id.in_(subquery)
 
     def first_event(self, name: str, within: int | None) -> ColumnElement[bool]:
-        user, bounds = self._zoned()
-        end = self.at(self.business_date + DAY)
-        subquery = (
-            select(Event.user_id)
-            .join(user, user.user_id == Event.user_id)
-            .join(bounds, bounds.c.zone == user.timezone)
-            .where(Event.name == name, Event.occurred_at < end)
-            .correlate(None)
+        query, zone = self._from(Event, Event.user_id)
+        subquery = query.where(
+            Event.name == name, Event.occurred_at < self.at(self.business_date + DAY, zone)
         )
         if within is None:
             return User.user_id.in_(subquery)
-        start = self.at(self.window(within)[0])
+        start = self.at(self.window(within)[0], zone)
+        grouped = [Event.user_id] if zone is None else [Event.user_id, zone]
         return User.user_id.in_(
-            subquery.group_by(Event.user_id, start).having(func.min(Event.occurred_at) >= start)
+            subquery.group_by(*grouped).having(func.min(Event.occurred_at) >= start)
         )
 
 
@@ -354,28 +345,12 @@ def compile_segment(
                 f"segment {segment.name!r} reads lifecycle states, which are for {computed},"
                 f" not {business_date}: run the lifecycle step for that date first"
             )
-    bounds = None
+    midnights: Midnights = {}
     if compiler.midnights:
         zones = sorted(session.scalars(select(User.timezone).distinct()))
-        bounds = compiler.bounds(zones, company_zone)
-    where = _Emitter(library, business_date, bounds).emit(segment.where)
+        midnights = compiler.bounds(zones, company_zone)
+    where = _Emitter(library, business_date, midnights).emit(segment.where)
     statement = select(User.user_id).select_from(User)
     if compiler.uses_lifecycle:
         statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == User.user_id)
-    if bounds is not None and _reads_own_bounds(segment.where, library):
-        statement = statement.join(bounds, bounds.c.zone == User.timezone)
     return statement.where(where)
-
-
-def _reads_own_bounds(condition: Condition, library: SegmentLibrary) -> bool:
-    """Whether a condition compares the outer user row itself to the bounds (signed_up)."""
-    match condition:
-        case AllOf(parts) | AnyOf(parts):
-            return any(_reads_own_bounds(p, library) for p in parts)
-        case Not(part):
-            return _reads_own_bounds(part, library)
-        case InSegment(name):
-            return _reads_own_bounds(library.get(name).where, library)
-        case SignedUp():
-            return True
-    return False
