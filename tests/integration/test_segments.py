@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 import re
+import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -490,6 +491,12 @@ def test_cli_shows_a_segment_with_masked_members_and_its_sql(
     assert not any(p.user_id in out for p in people)
     assert main(["segments", "show", "missing"]) == 2
     assert "missing.toml does not exist" in capsys.readouterr().err
+    assert main(["segments", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["zh"]
+    assert main(["segments", "sizes", "--date", BD.isoformat()]) == 0
+    assert capsys.readouterr().out.split() == ["zh", str(chinese)]
+    with session_scope(engine) as session:
+        assert size_history(session, ["zh"], BD) == {"zh": {BD: chinese}}
 
 
 def test_the_shipped_segment_files_are_valid(settings: Settings, engine: Engine) -> None:
@@ -545,3 +552,25 @@ def test_the_segments_flow_keeps_sizes_and_shows_the_trend(
             "change": f"{english - 2:+d}",
         }
     ]
+
+
+def test_the_readme_examples_are_the_shipped_segment_files(settings: Settings) -> None:
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Segments and campaigns", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    library = SegmentLibrary(settings.segment_dir)
+    examples = [e for e in block.split("\n\n") if e.strip()]
+    assert len(examples) == 3
+    for example in examples:
+        data = tomllib.loads(example)
+        shipped = library.get(data["name"])
+        assert parse_segment(data, Path("readme")).where == shipped.where
+    # The error the README quotes.
+    with pytest.raises(ConfigError) as error:
+        parse_segment(
+            {"name": "x", "where": {"all": [{"locale": ["en"]}, {"tier": ["gold"]}]}},
+            Path("x.toml"),
+        )
+    assert "field 'where.all[1].tier': 'gold' is not one of high, mid, low" in str(error.value)
