@@ -351,6 +351,26 @@ def compile_segment(
         midnights = compiler.bounds(zones, company_zone)
     where = _Emitter(library, business_date, midnights).emit(segment.where)
     statement = select(User.user_id).select_from(User)
-    if compiler.uses_lifecycle:
+    if _needs_lifecycle_row(segment.where, library):
+        # Only users with a lifecycle row can match: let the database start from the states
+        # (SQLite then reads the matching states, not every user and then their state).
+        statement = statement.join(LifecycleState, LifecycleState.user_id == User.user_id)
+    elif compiler.uses_lifecycle:
         statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == User.user_id)
     return statement.where(where)
+
+
+def _needs_lifecycle_row(condition: Condition, library: SegmentLibrary) -> bool:
+    """Whether every user the condition picks must have a lifecycle row."""
+    match condition:
+        case AllOf(parts):
+            return any(_needs_lifecycle_row(p, library) for p in parts)
+        case AnyOf(parts):
+            return all(_needs_lifecycle_row(p, library) for p in parts)
+        case InSegment(name):
+            return _needs_lifecycle_row(library.get(name).where, library)
+        case Pick(field, _):
+            return field in ("state", "tier")
+        case Score():
+            return True
+    return False
