@@ -357,7 +357,8 @@ def compile_segment(
         statement = statement.join(LifecycleState, LifecycleState.user_id == User.user_id)
     elif compiler.uses_lifecycle:
         statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == User.user_id)
-    return statement.where(where)
+    # Used inside other statements (the outbox plan), it must stay a query of its own.
+    return statement.where(where).correlate(None)
 
 
 def _needs_lifecycle_row(condition: Condition, library: SegmentLibrary) -> bool:
