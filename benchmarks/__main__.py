@@ -7,13 +7,14 @@ import json
 import sys
 from typing import Any
 
-from benchmarks import lifecycle, nightly, pull, report, send, web
+from benchmarks import lifecycle, nightly, pull, report, segments, send, web
 
 BENCHMARKS = {
     "lifecycle": lifecycle.run,
     "nightly": nightly.run,
     "pull": pull.run,
     "report": report.run,
+    "segments": segments.run,
     "send": send.run,
     "web": web.run,
 }
@@ -43,7 +44,7 @@ def main() -> int:
     options: dict[str, Any] = (
         {"events_per_user": args.events_per_user} if args.events_per_user else {}
     )
-    if args.name in ("lifecycle", "report"):
+    if args.name in ("lifecycle", "report", "segments"):
         options["store"] = args.store
     if args.name == "pull":
         options["rounds"] = args.rounds

@@ -23,7 +23,7 @@ def run_demo(settings: Settings, users: int, seed: int, keep: bool) -> dict[str,
     business_date = dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
     if not keep:
         _fresh_store(settings)
-    step("1/4", f"generating the synthetic company: {users} users up to {business_date}")
+    step("1/5", f"generating the synthetic company: {users} users up to {business_date}")
     started = time.perf_counter()
     source_db = home / "demo" / "source.db"
     counts = write_source_db(source_db, users, seed, business_date)
@@ -32,19 +32,67 @@ def run_demo(settings: Settings, users: int, seed: int, keep: bool) -> dict[str,
         f"{counts.users} users, {counts.events} events, {counts.orders} orders "
         f"written to the company's app database {source_db} ({time.perf_counter() - started:.1f}s)",
     )
-    step("2/4", f"creating the store at {settings.store_url}")
+    step("2/5", f"creating the store at {settings.store_url}")
     upgrade(settings.store_url)
     with LocalServer(source_db=source_db) as server:
         sources = demo_sources(source_db.resolve(), server.url)
         os.environ["YUNYING_SOURCES"] = json.dumps([s.model_dump() for s in sources])
-        step("3/4", f"the company's HTTP API serves events at {server.url}/events")
+        step("3/5", f"the company's HTTP API serves events at {server.url}/events")
+        week_ago = business_date - dt.timedelta(days=8)
+        step("4/5", f"three campaigns on their segments on {week_ago}, reviewed a week later")
+        strategy_step(settings, week_ago)
         step(
-            "4/4",
+            "5/5",
             "running the nightly flow on Prefect's local API (pull -> lifecycle -> send -> report)",
         )
         from flows.nightly import nightly
+        from flows.segments import segments
 
-        return nightly(business_date=business_date, campaign="winback-demo", force_report=True)
+        summary = nightly(business_date=business_date, campaign="winback-demo", force_report=True)
+        summary["segments"] = segments(business_date=business_date)
+        summary["reviews"] = reviews(settings, business_date)
+        return summary
+
+
+DEMO_CAMPAIGNS = ["demo-vip", "demo-lapsed-buyers", "demo-silent"]
+
+
+def strategy_step(settings: Settings, day: dt.date) -> None:
+    """Pull, compute the lifecycle of `day`, and send the demo campaigns for `day`, so the
+    nightly run (a week later) can review them with their week of outcomes behind them."""
+    from flows.campaigns import campaigns
+    from flows.pull import pull_sources
+    from yunying.lifecycle.states import compute_lifecycle
+    from yunying.store.engine import create_store_engine, session_scope
+
+    pull_sources()
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+    finally:
+        engine.dispose()
+    campaigns(business_date=day, names=DEMO_CAMPAIGNS)
+
+
+def reviews(settings: Settings, as_of: dt.date) -> dict[str, dict[str, Any]]:
+    from yunying.reports.review_run import build_review
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        built = {name: build_review(settings, engine, name, as_of) for name in DEMO_CAMPAIGNS}
+    finally:
+        engine.dispose()
+    return {
+        name: {
+            "page": str(b.path),
+            "sent": b.review.funnel.sent,
+            "held_out": b.review.funnel.held_out,
+            "lines": b.page.lines,
+        }
+        for name, b in built.items()
+    }
 
 
 def _fresh_store(settings: Settings) -> None:
@@ -71,6 +119,13 @@ def print_summary(summary: dict[str, Any], settings: Settings) -> None:
     print(f"  messages:           {messages}")
     print(f"  report written:     {summary['report']}")
     print(f"  sending:            {_sending_line(settings)}")
+    sizes = ", ".join(f"{name} {n}" for name, n in summary.get("segments", {}).items())
+    print(f"  segment sizes:      {sizes}")
+    for name, review in summary.get("reviews", {}).items():
+        print(f"  review {name}: sent {review['sent']}, held out {review['held_out']}")
+        for line in review["lines"][1:]:
+            print(f"      {line}")
+        print(f"      page: {review['page']}")
     print()
     print("Where to look:")
     print(f"  messages (.eml, .jsonl): {settings.outbox_path.resolve()}")

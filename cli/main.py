@@ -12,6 +12,8 @@ yunying unsubscribe TOKEN        apply an unsubscribe link's token
 yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) at the start
 yunying sending enable|disable|status   campaign messages to customers, or to files only
 yunying outbox reclaim CAMPAIGN --date D   after a confirmed crash: requeue its in-flight sends
+yunying segments show NAME [--date D]   a segment's size, a few masked members and its SQL
+yunying review CAMPAIGN [--date D]      the campaign's review (复盘)
 """
 
 from __future__ import annotations
@@ -125,6 +127,22 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("campaign")
     outbox.add_argument("--date", type=dt.date.fromisoformat, required=True)
     outbox.set_defaults(handler=_outbox)
+
+    segments = commands.add_parser("segments", help="segment files: size, members, SQL")
+    segments.add_argument("action", choices=["show", "list", "sizes"])
+    segments.add_argument("name", nargs="?", help="the segment (for show)")
+    segments.add_argument(
+        "--date", type=dt.date.fromisoformat, help="business date, default the latest lifecycle"
+    )
+    segments.set_defaults(handler=_segments)
+
+    review = commands.add_parser("review", help="a campaign's review (复盘)")
+    review.add_argument("campaign")
+    review.add_argument("--date", type=dt.date.fromisoformat, help="review only this send date")
+    review.add_argument(
+        "--as-of", type=dt.date.fromisoformat, help="measured up to this date, default yesterday"
+    )
+    review.set_defaults(handler=_review)
 
     unsubscribe = commands.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
@@ -317,6 +335,30 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
         f"(reconciled with the provider before resending), {done['unknown']} marked unknown "
         "(the provider takes no idempotency key: check its log, not resent)"
     )
+    return 0
+
+
+def _segments(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.segments import segments_command
+
+    print(segments_command(settings, args.action, args.name, args.date))
+    return 0
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    from flows.common import default_business_date
+    from yunying.reports.review_page import markdown
+    from yunying.reports.review_run import build_review
+    from yunying.store.engine import create_store_engine
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        as_of = args.as_of or default_business_date(settings)
+        built = build_review(settings, engine, args.campaign, as_of, args.date)
+    finally:
+        engine.dispose()
+    print(markdown(built.page))
+    print(f"page: {built.path}")
     return 0
 
 

@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from flows.alerts import email_ops_on_failure
 from flows.common import default_business_date
 from tasks.lifecycle import lifecycle, lifecycle_plan
-from yunying.config import load_settings
+from tasks.secrets import load_settings
 
 
 def _run_name() -> str:

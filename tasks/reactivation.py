@@ -27,6 +27,8 @@ from yunying.messaging.outbox import (
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.messaging.sending import campaign_channels, off_notice
+from yunying.segments.compile import compile_segment
+from yunying.segments.definition import SegmentLibrary
 from yunying.store.engine import session_scope
 
 
@@ -38,6 +40,10 @@ def load_campaign(settings: Settings, name: str) -> Campaign:
         checked = preflight(settings, campaign, session)
     for warning in checked.warnings:
         get_run_logger().warning("template check: %s", warning)
+    library = SegmentLibrary(settings.segment_dir)
+    audience = campaign.audience_segment(library)
+    if audience is not None:
+        library.check(audience)  # a missing or looping segment stops the run here
     return campaign
 
 
@@ -49,7 +55,14 @@ def plan_outbox(
         if resend_failed:
             requeued = requeue_failed(session, campaign.name, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
-        planned = plan(session, campaign, business_date)
+        library = SegmentLibrary(settings.segment_dir)
+        segment = campaign.audience_segment(library)
+        audience = (
+            None
+            if segment is None
+            else compile_segment(session, library, segment, business_date, settings.zone)
+        )
+        planned = plan(session, campaign, business_date, audience=audience)
     logger = get_run_logger()
     logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
     notice = off_notice(engine_for(settings.store_url), settings)

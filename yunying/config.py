@@ -182,6 +182,7 @@ class Settings(BaseSettings):
     # Message templates (`messages/<template>/…`); None: the ones shipped with Yunying.
     template_dir: Path | None = None
     reward_dir: Path = Path("deployments/rewards")
+    segment_dir: Path = Path("deployments/segments")
     mail_from: EmailAddress = "Yunying <ops@example.com>"
     report_recipients: list[EmailAddress] = Field(default_factory=lambda: ["ops@example.com"])
     public_url: HttpUrl = "http://127.0.0.1:8000"

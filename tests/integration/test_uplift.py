@@ -23,6 +23,8 @@ def _campaign(name: str) -> Campaign:
             "template": "winback",
             "holdout_percent": 10,
             "frequency_cap_days": 0,
+            # Both campaigns plan the same users the same night, on purpose.
+            "cross_campaign_cap": False,
         }
     )
 

@@ -48,10 +48,12 @@ from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.variants import variant_sql
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import LifecycleState, OutboxMessage, Suppression, TopicSuppression, User
 
 LEASE = dt.timedelta(minutes=10)
+PLAN_LOCK = 0x59554E59  # the PostgreSQL advisory lock under which a night's plans run
 MAX_ATTEMPTS = 5
 STATUSES = (
     "queued",
@@ -81,6 +83,7 @@ class Claimed:
     # Carried on the row, never parsed back out of the key: user ids may contain ':'.
     campaign: str = ""
     business_date: dt.date | None = None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,12 @@ def plan(
     business_date: dt.date,
     only_users: list[str] | None = None,
     now: dt.datetime | None = None,
+    audience: Select[tuple[str]] | None = None,
 ) -> dict[str, int]:
     """Write one outbox row per targeted user (set-based); returns the run's counts.
 
-    Targets are the campaign's lifecycle segment, or exactly `only_users` (e.g. winners)."""
+    Targets are the campaign's lifecycle segment (within `audience`, a segment's user ids,
+    when given), or exactly `only_users` (e.g. winners)."""
     computed = latest_date(session)
     if only_users is None and computed != business_date:
         raise PermanentError(
@@ -156,6 +161,20 @@ def plan(
         earlier.business_date < business_date,
         earlier.status.in_(("sending", "deferred")),
     )
+    # At most one marketing message per user a night: a user another campaign has planned
+    # (to send or to hold out, which keeps its holdout clean) is not eligible here.
+    capped = campaign.cross_campaign_cap and only_users is None
+    other = aliased(OutboxMessage)
+    taken_tonight = exists().where(
+        other.user_id == User.user_id,
+        other.business_date == business_date,
+        other.campaign != campaign.name,
+        other.status != "suppressed",
+        ~other.campaign.like("reward-won%"),
+        literal(capped),
+    )
+    if capped and is_postgres(session):  # planners of one night take turns: no double claim
+        session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     # The holdout is drawn among users who would have been sent, so that held-out and
     # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
@@ -163,6 +182,7 @@ def plan(
         (channel.is_(None), "suppressed"),
         (recently_contacted, "suppressed"),
         (still_pending, "suppressed"),
+        (taken_tonight, "suppressed"),
         (held_out, "holdout"),
         else_="queued",
     )
@@ -170,6 +190,7 @@ def plan(
         (channel.is_(None), "opted out or unreachable on every channel"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         (still_pending, "an earlier message of this campaign is still pending"),
+        (taken_tonight, "another campaign has this user tonight"),
         (held_out, "holdout group"),
         else_=null(),
     )
@@ -184,11 +205,14 @@ def plan(
         reason,
         literal(0),
         literal(now or utcnow()),
+        variant_sql(User.holdout_bucket, campaign.name, campaign.variants),
     ).order_by(User.user_id)
     if only_users is None:
         candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
             LifecycleState.state.in_(campaign.segment)
         )
+        if audience is not None:
+            candidates = candidates.where(User.user_id.in_(audience))
     else:
         candidates = candidates.where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
@@ -203,6 +227,7 @@ def plan(
         "reason",
         "attempts",
         "created_at",
+        "variant",
     ]
     statement = upsert_insert(session, OutboxMessage).from_select(columns, candidates)
     session.execute(statement.on_conflict_do_nothing())
@@ -299,6 +324,7 @@ def claim(
             OutboxMessage.attempts,
             OutboxMessage.campaign,
             OutboxMessage.business_date,
+            OutboxMessage.variant,
         )
         .execution_options(synchronize_session=False)
     )

@@ -89,7 +89,8 @@ def preflight(
         for locale, context in channel_contexts:
             report.rendered[channel, locale] += 1
             try:
-                render(campaign.template, channel, locale, context, settings.template_dir)
+                for template in campaign.templates():  # every live variant's
+                    render(template, channel, locale, context, settings.template_dir)
             except TemplateDataError as exc:
                 report.failures[channel, locale][str(exc)] += 1
     for (channel, locale), reasons in report.failures.items():

@@ -122,15 +122,14 @@ def _send_claimed(
         day = item.business_date or now.date()
         context = message_context(settings, user, last_active, day, item.channel, key)
         context["campaign"] = campaign.name
+        template = campaign.template_for(item.variant)
         context.update(
             links.recipient_links(
                 settings.public_url, key, item.user_id, item.channel, campaign.topic
             )
         )
         try:
-            rendered = render(
-                campaign.template, item.channel, user.locale, context, settings.template_dir
-            )
+            rendered = render(template, item.channel, user.locale, context, settings.template_dir)
         except TemplateError as exc:
             unsent.append(Outcome(item.id, "failed", str(exc)))
             continue
@@ -142,7 +141,7 @@ def _send_claimed(
                 address_of(user, item.channel),
                 rendered,
                 context["unsubscribe_url"],
-                {**context, "template": campaign.template},
+                {**context, "template": template},
             )
         )
     recorder(unsent)

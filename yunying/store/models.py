@@ -265,6 +265,7 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]  # the provider's delivery receipt (yunying web)
+    variant: Mapped[str | None] = mapped_column(String(32))  # the message variant drawn
 
     __table_args__ = (
         UniqueConstraint("campaign", "business_date", "user_id"),
@@ -442,3 +443,14 @@ class ProviderToken(Base):
     expires_at: Mapped[dt.datetime | None]
     fetches: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[dt.datetime]
+
+
+class SegmentSize(Base):
+    """How many users a segment file selected on a business date, so ops see it grow or shrink."""
+
+    __tablename__ = "segment_sizes"
+
+    segment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business_date: Mapped[dt.date] = mapped_column(primary_key=True)
+    users: Mapped[int]
+    computed_at: Mapped[dt.datetime]

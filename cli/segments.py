@@ -1,0 +1,39 @@
+"""`yunying segments show NAME | list | sizes`: segment files against the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from yunying.config import Settings
+from yunying.errors import ConfigError
+from yunying.lifecycle.states import latest_date
+from yunying.segments.definition import SegmentLibrary
+from yunying.segments.evaluate import record_sizes, show
+from yunying.store.engine import create_store_engine, session_scope
+
+
+def segments_command(
+    settings: Settings, action: str, name: str | None, business_date: dt.date | None
+) -> str:
+    library = SegmentLibrary(settings.segment_dir)
+    if action == "list":
+        lines = []
+        for each in library.names():
+            segment = library.get(each)
+            lines.append(f"{each:32} {segment.description}")
+        return "\n".join(lines) or f"no segment files in {settings.segment_dir}"
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            day = business_date or latest_date(session)
+            if day is None:
+                raise ConfigError("no lifecycle run yet: pass --date or run the nightly first")
+            if action == "show":
+                if not name:
+                    raise ConfigError("segments show needs a segment name: yunying segments list")
+                return show(session, library, name, day, settings.zone).text()
+            names = library.names()
+            sizes = record_sizes(session, library, names, day, settings.zone)
+            return "\n".join(f"{n:32} {sizes[n]}" for n in names)
+    finally:
+        engine.dispose()

@@ -1,0 +1,54 @@
+"""Every active nightly campaign for a business date, in priority order.
+
+Each campaign is its own reactivation run (plan, then send). Plans run one after another,
+so a higher-priority campaign claims its users first; the cross-campaign cap in the outbox
+keeps every other campaign off them that night.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+
+from flows.common import default_business_date, run_name
+from flows.reactivation import reactivation
+from tasks.policy import RETRY_TRANSIENT
+from tasks.secrets import load_settings
+from yunying.config import Settings
+from yunying.messaging.campaign import nightly_campaigns
+
+
+@task(name="nightly-campaigns", **RETRY_TRANSIENT)
+def choose_campaigns(
+    settings: Settings, business_date: dt.date, names: list[str] | None = None
+) -> list[str]:
+    return [c.name for c in nightly_campaigns(settings.campaign_dir, business_date, names)]
+
+
+@flow(name="campaigns", flow_run_name=lambda: run_name("campaigns"))
+def campaigns(
+    business_date: dt.date | None = None, names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every campaign file with `nightly = true`, or the named ones, if active that date."""
+    settings = load_settings()
+    day = business_date or default_business_date(settings)
+    chosen = choose_campaigns(settings, day, names)
+    results = [
+        {"campaign": name, **reactivation(campaign=name, business_date=day)} for name in chosen
+    ]
+    create_table_artifact(
+        key="campaigns-tonight",
+        table=[
+            {"campaign": r["campaign"], **{k: v for k, v in r.items() if isinstance(v, int)}}
+            for r in results
+        ],
+        description=f"Campaigns sent for {day}, in priority order",
+    )
+    return results
+
+
+if __name__ == "__main__":
+    campaigns()

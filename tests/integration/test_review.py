@@ -1,0 +1,240 @@
+"""The campaign review (复盘) against a direct computation, with planted effects: variant
+`better` lifts zh-CN users' return rate from 10% to 40%; variant `plain` does nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from cli.main import main
+from tests.builders import DAY, load_records, silent_users
+from yunying.config import Settings
+from yunying.messaging import send as sending
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.outbox import plan
+from yunying.reports.effects import Money, difference_interval
+from yunying.reports.review import compute_review
+from yunying.reports.review_page import markdown, page
+from yunying.reports.words import Words
+from yunying.store.engine import session_scope
+from yunying.store.models import OutboxMessage, User
+
+NOON_IN_SHANGHAI = dt.datetime(2026, 11, 2, 4, 0)
+AS_OF = DAY + dt.timedelta(days=7)
+CAMPAIGN = """name = "spring"
+description = "Spring win-back with two messages"
+segment = ["silent"]
+channels = ["email"]
+template = "winback"
+holdout_percent = 30
+frequency_cap_days = 0
+quiet_hours = false
+target_uplift_points = 5.0
+message_cost = { email = 0.01 }
+
+[objective]
+kind = "activity"
+within_days = 7
+
+[[variants]]
+name = "plain"
+template = "winback"
+
+[[variants]]
+name = "better"
+template = "winback"
+"""
+
+
+def _campaign_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "campaigns"
+    folder.mkdir(exist_ok=True)
+    (folder / "spring.toml").write_text(CAMPAIGN, encoding="utf-8")
+    return folder
+
+
+def _returns(
+    rate_of: dict[tuple[str, str], int], rows: list[tuple[str, str, str, str]]
+) -> set[str]:
+    """Exactly `rate` in ten of each (arm-or-variant, locale) group come back."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for user, status, variant, locale in sorted(rows):
+        if status == "suppressed":
+            continue
+        arm = "holdout" if status == "holdout" else variant
+        groups[(arm, locale)].append(user)
+    back = set()
+    for key, users in groups.items():
+        back |= {u for i, u in enumerate(users) if i % 10 < rate_of.get(key, 1)}
+    return back
+
+
+def _plant(
+    engine: Engine, settings: Settings, tmp_path: Path, users: int
+) -> list[tuple[str, str, str, str]]:
+    silent_users(engine, settings, users)
+    chosen = Campaign.model_validate(
+        __import__("tomllib").loads(CAMPAIGN)  # the same file the CLI reads
+    )
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    sending.send_all(engine, settings, chosen, DAY, "w1", 2000, NOON_IN_SHANGHAI)
+    with session_scope(engine) as session:
+        rows = [
+            tuple(r)
+            for r in session.execute(
+                select(
+                    OutboxMessage.user_id, OutboxMessage.status, OutboxMessage.variant, User.locale
+                ).join(User, User.user_id == OutboxMessage.user_id)
+            )
+        ]
+    back = _returns({("better", "zh-CN"): 4}, rows)  # type: ignore[arg-type]
+    events = [
+        {
+            "event_id": f"back-{u}",
+            "user_id": u,
+            "name": "app_open",
+            "occurred_at": f"{DAY + dt.timedelta(days=3)}T04:00:00Z",
+        }
+        for u in back
+    ]
+    # A return after the window counts for nobody: held-out users who did not come back.
+    late = [r[0] for r in rows if r[1] == "holdout" and r[0] not in back][:5]
+    events += [
+        {
+            "event_id": f"late-{u}",
+            "user_id": u,
+            "name": "app_open",
+            "occurred_at": f"{DAY + dt.timedelta(days=8)}T04:00:00Z",
+        }
+        for u in late
+    ]
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "events", events)
+    return rows  # type: ignore[return-value]
+
+
+def test_review_matches_a_direct_computation_and_finds_the_better_variant(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rows = _plant(engine, settings, tmp_path, 1200)
+    back = _returns({("better", "zh-CN"): 4}, rows)
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+
+    # Direct: count the rows and the planted returns.
+    eligible = [r for r in rows if r[1] != "suppressed"]
+    held = [r for r in eligible if r[1] == "holdout"]
+    assigned = [r for r in eligible if r[1] != "holdout"]
+    sent = [r for r in assigned if r[1] == "sent"]
+    assert (review.funnel.eligible, review.funnel.held_out, review.funnel.assigned) == (
+        len(eligible),
+        len(held),
+        len(assigned),
+    )
+    assert review.funnel.sent == review.funnel.delivered == len(sent)
+    assert review.funnel.converted == sum(1 for r in assigned if r[0] in back)
+    k0, n0 = sum(1 for r in held if r[0] in back), len(held)
+    for variant in ("plain", "better"):
+        group = [r for r in assigned if r[2] == variant]
+        k1 = sum(1 for r in group if r[0] in back)
+        comparison = next(c for c in review.variants if c.label == variant)
+        assert (comparison.treated.users, comparison.treated.converted) == (len(group), k1)
+        assert comparison.interval == difference_interval(k1, len(group), k0, n0)
+    better, plain = review.variants  # best first
+    assert better.label == "better" and better.significant
+    assert plain.label == "plain" and not plain.significant
+    assert plain.interval is not None and plain.interval[0] < 0 < plain.interval[1]
+    assert review.leader is not None and review.leader.significant
+    assert review.message_cost == (Decimal("0.01") * len(sent)).quantize(Decimal("0.01"))
+    assert review.reward_cost == 0 and review.cost == review.message_cost
+    assert review.target_met is True and review.window_closed
+
+    # Where it worked: zh-CN best, en worst, each with its sample size.
+    best, worst = review.best_and_worst("locale")
+    assert best is not None and worst is not None
+    assert (best.label, worst.label) == ("zh-CN", "en")
+    zh_held = sum(1 for r in held if r[3] == "zh-CN")
+    assert best.reference.users == zh_held
+    assert review.best_and_worst("timezone") == (None, None)  # one zone: nothing to compare
+
+
+def test_review_page_says_which_variant_is_ahead_in_both_locales(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    _plant(engine, settings, tmp_path, 800)
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    english = markdown(page(review, Words("en", "CNY")))
+    chinese = markdown(page(review, Words("zh-CN", "CNY")))
+    assert "Variant better is ahead of plain" in english and "): significant." in english
+    assert "Target uplift +5.0 pts" in english and ": met." in english
+    assert "版本 better 领先 plain" in chinese and "显著" in chinese
+    assert "| Sent |" in english and "| 已发送 |" in chinese
+
+
+def test_an_open_window_and_an_empty_campaign_say_so(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        empty = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    text = markdown(page(empty, Words("en", "CNY")))
+    assert "no outbox rows" in text and empty.roi is None
+    _plant(engine, settings, tmp_path, 100)
+    with session_scope(engine) as session:
+        early = compute_review(session, chosen, DAY + dt.timedelta(days=2), settings.zone, Money())
+    assert not early.window_closed
+    assert "still open" in markdown(page(early, Words("en", "CNY")))
+
+
+def test_cli_review_prints_the_review_and_writes_the_page(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _plant(engine, settings, tmp_path, 300)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    assert main(["review", "spring", "--date", DAY.isoformat(), "--as-of", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# 活动复盘：spring")
+    page_path = Path(out.strip().splitlines()[-1].removeprefix("page: "))
+    assert page_path.exists() and "<table" in page_path.read_text(encoding="utf-8")
+    assert main(["review", "nosuch"]) == 2
+    assert "nosuch.toml does not exist" in capsys.readouterr().err
+
+
+def test_review_flow_emails_the_review_and_shows_an_artifact(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.review import review
+
+    _plant(engine, settings, tmp_path, 300)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    result = review(campaign="spring", as_of=AS_OF)
+    eml = Path(result["eml"]).read_text(encoding="utf-8")
+    assert "Subject: =?utf-8?" in eml or "Subject:" in eml
+    assert "text/html" in eml
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["review-spring"]))
+        )
+    latest = max(artifacts, key=lambda a: a.created)
+    assert str(latest.data).startswith("# 活动复盘：spring")
+    assert Counter(line.startswith("| ") for line in str(latest.data).splitlines())[True] > 10
