@@ -15,6 +15,7 @@ from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
+from yunying.errors import ConfigError
 from yunying.store.migrate import upgrade
 
 
@@ -96,6 +97,13 @@ def reviews(settings: Settings, as_of: dt.date) -> dict[str, dict[str, Any]]:
 
 
 def _fresh_store(settings: Settings) -> None:
+    """Start the demo from an empty store, but never delete one the demo did not make."""
+    store = settings.home / "yunying.db"
+    if store.exists() and not (settings.home / "demo" / "source.db").exists():
+        raise ConfigError(
+            f"{store} holds a store the demo did not make, and the demo starts from an empty "
+            "one: run it in a checkout of its own, or with YUNYING_HOME set to another folder"
+        )
     if settings.store_url.startswith("sqlite:///"):
         for suffix in ("", "-wal", "-shm"):
             path = settings.home / f"yunying.db{suffix}"

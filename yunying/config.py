@@ -35,6 +35,8 @@ from yunying.sources.config import SourceConfig
 from yunying.sources.records import RecordDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
+# The campaign, reward and segment files shipped with Yunying: found from any directory.
+SHIPPED = Path(__file__).resolve().parents[1] / "deployments"
 REPORT_LOCALES = ("zh-CN", "en")
 
 
@@ -178,11 +180,11 @@ class Settings(BaseSettings):
     batch_size: PositiveInt = 4000
     outbox_dir: Path | None = None  # None: {home}/outbox
     report_dir: Path | None = None  # None: {home}/reports
-    campaign_dir: Path = Path("deployments/campaigns")
+    campaign_dir: Path = SHIPPED / "campaigns"
     # Message templates (`messages/<template>/…`); None: the ones shipped with Yunying.
     template_dir: Path | None = None
-    reward_dir: Path = Path("deployments/rewards")
-    segment_dir: Path = Path("deployments/segments")
+    reward_dir: Path = SHIPPED / "rewards"
+    segment_dir: Path = SHIPPED / "segments"
     mail_from: EmailAddress = "Yunying <ops@example.com>"
     report_recipients: list[EmailAddress] = Field(default_factory=lambda: ["ops@example.com"])
     public_url: HttpUrl = "http://127.0.0.1:8000"

@@ -1,5 +1,7 @@
 """The `yunying` command, run in-process against real stores and a real SMTP server."""
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine
 
@@ -63,3 +65,29 @@ def test_payouts_show_lists_the_ledger(
     assert main(["payouts", "show", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "budget 10" in out and "us***34" in out and "paid" in out
+
+
+def test_the_demo_never_deletes_a_store_it_did_not_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "home"))
+    assert main(["db", "upgrade"]) == 0  # a company's own store, in the demo's default home
+    store = tmp_path / "home" / "yunying.db"
+    before = store.read_bytes()
+    assert main(["demo", "--users", "50"]) == 2
+    assert "the demo did not make" in capsys.readouterr().err
+    assert store.read_bytes() == before
+
+
+def test_the_shipped_campaign_files_are_found_from_any_directory(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("YUNYING_CAMPAIGN_DIR")
+    monkeypatch.chdir(tmp_path)  # a company's own directory, as `yunying init` leaves it
+    silent_users(engine, settings, 2)
+    assert main(["preview", "winback", "--user", "s00001", "--channel", "email"]) == 0
+    assert "channel: email" in capsys.readouterr().out

@@ -251,6 +251,8 @@ def test_a_payout_waiting_for_approval_tells_the_chat_with_the_paused_run(
 
     from flows.reward_payout import reward_payout
     from tests.integration.test_flows import REWARD_FILE, _run_until_paused
+    from yunying.rewards.campaign import load_reward_campaign
+    from yunying.rewards.publish import commit
 
     name = f"notify-{uuid.uuid4().hex[:6]}"
     rewards = tmp_path / "rewards"
@@ -267,6 +269,8 @@ def test_a_payout_waiting_for_approval_tells_the_chat_with_the_paused_run(
     with session_scope(engine) as session:
         load_records(session, settings.zone, "users", users)
         load_records(session, settings.zone, "events", events)
+        lottery = load_reward_campaign(rewards, name)
+        commit(session, lottery, lottery.start_utc)  # the seed, committed at the start
 
     thread, outcome, run_id = _run_until_paused(
         name, lambda: reward_payout(campaign=name, poll_interval_seconds=1)

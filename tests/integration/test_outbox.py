@@ -744,3 +744,34 @@ def test_daily_max_shares_the_days_turns_fairly(engine: Engine, settings: Settin
     assert sum(len(t) for t in turns[:3]) == 30  # nobody twice before everyone once
     assert turns[0] != set(users[:10])  # not simply the first ids
     assert len(turns[3]) == 10  # and the turns go round again
+
+
+def test_days_since_the_last_visit_count_to_the_business_date_not_to_later_activity(
+    engine: Engine, settings: Settings
+) -> None:
+    """A backfilled date, or orders pulled after midnight: activity after the business date
+    must not make the message say a negative number of days."""
+    from tests.builders import load_records
+
+    users = silent_users(engine, settings, 4, locale="en")
+    later = (DAY + dt.timedelta(days=5)).isoformat() + "T04:00:00"
+    with session_scope(engine) as session:
+        load_records(
+            session,
+            settings.zone,
+            "events",
+            [
+                {"event_id": f"{u}-later", "user_id": u, "name": "app_open", "occurred_at": later}
+                for u in users
+            ],
+        )
+    chosen = campaign(channels=["email"], holdout_percent=0, quiet_hours=False)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == {"sent": 4}
+    texts = [
+        message_from_bytes(path.read_bytes(), policy=default).get_body(("plain",)).get_content()
+        for path in (settings.outbox_path / "email").glob("*.eml")
+    ]
+    assert len(texts) == 4
+    assert all("It has been 10 days since your last visit." in text for text in texts)

@@ -24,11 +24,11 @@ from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.cn_sms import check_template_params
 from yunying.messaging.render import render
-from yunying.messaging.send import RECIPIENT_COLUMNS, Recipient, message_context
+from yunying.messaging.send import RECIPIENT_COLUMNS, Recipient, last_active_by, message_context
 from yunying.messaging.unsubscribe import unsubscribe_key
 from yunying.messaging.wechat import check_wechat_template
 from yunying.sources.records import LOCALES
-from yunying.store.models import LifecycleState, User, UserFacts
+from yunying.store.models import LifecycleState, User
 
 SAMPLE_CONTEXT = {
     "user_id": "u0000000",
@@ -116,9 +116,8 @@ def _segment_sample(
     if day is None:
         return {}
     rows = session.execute(
-        select(*RECIPIENT_COLUMNS, UserFacts.last_active_day)
+        select(*RECIPIENT_COLUMNS, last_active_by(day))
         .join(LifecycleState, LifecycleState.user_id == User.user_id)
-        .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
         .where(LifecycleState.state.in_(campaign.segment))
         .order_by(User.holdout_bucket, User.user_id)
         .limit(limit)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from yunying.config import Settings
@@ -35,7 +35,7 @@ from yunying.messaging.sending import campaign_channels
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.messaging.wechat import WeChatChannel
 from yunying.store.engine import session_scope, utcnow
-from yunying.store.models import User, UserFacts
+from yunying.store.models import ActiveDay, User
 
 
 @dataclass
@@ -103,10 +103,11 @@ def _send_claimed(
     with session_scope(engine) as session:
         # Plain rows, not ORM objects: building a thousand User objects costs more than
         # rendering their messages.
+        as_of = max(c.business_date or now.date() for c in claimed)
         rows = session.execute(
-            select(*RECIPIENT_COLUMNS, UserFacts.last_active_day)
-            .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
-            .where(User.user_id.in_([c.user_id for c in claimed]))
+            select(*RECIPIENT_COLUMNS, last_active_by(as_of)).where(
+                User.user_id.in_([c.user_id for c in claimed])
+            )
         ).all()
     users = {row.user_id: (cast(Recipient, row), row.last_active_day) for row in rows}
     key = unsubscribe_key(settings)
@@ -280,6 +281,18 @@ class Recipient(Protocol):
     locale: str
     timezone: str
     signup_day: dt.date
+
+
+def last_active_by(day: dt.date) -> Any:
+    """A user's last active day up to `day`: a backfilled date or orders pulled after
+    midnight must not make "days since your last visit" negative."""
+    return (
+        select(func.max(ActiveDay.day))
+        .where(ActiveDay.user_id == User.user_id, ActiveDay.day <= day)
+        .correlate(User)
+        .scalar_subquery()
+        .label("last_active_day")
+    )
 
 
 RECIPIENT_COLUMNS = (
