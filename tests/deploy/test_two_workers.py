@@ -163,7 +163,8 @@ def test_two_workers_split_the_sends_and_nobody_gets_two_messages(
         states = _wait(lambda: _finished(_states(api)), "both runs to finish")
         assert states == ["COMPLETED", "COMPLETED"], logs["worker-a"].read_text()
         run_ids = [run["id"] for run in _runs(api)]
-        sent_by_run = {run: _sent(api, run) for run in run_ids}
+        # A run's last log lines reach the API shortly after its final state.
+        sent_by_run = _wait(lambda: _sent_by_run(api, run_ids), "the runs' send logs", 30)
     finally:
         for process in reversed(started):
             process.terminate()
@@ -215,6 +216,11 @@ def _started(states: list[str]) -> bool:
 def _finished(states: list[str]) -> list[str] | None:
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
     return states if len(states) == 2 and set(states) <= final else None
+
+
+def _sent_by_run(api: str, run_ids: list[str]) -> dict[str, int] | None:
+    sent = {run: _sent(api, run) for run in run_ids}
+    return sent if sum(sent.values()) == USERS else None
 
 
 def _sent(api: str, run_id: str) -> int:
