@@ -4,8 +4,11 @@ Figures (higher ratio is better for Yunying):
 - wall_seconds: the flow on Prefect's local API vs the same library calls without Prefect;
 - peak_rss_mb: the two processes' peak resident memory;
 - task_runs: task runs the flow made vs one task per user (the naive flow);
-- work_share: the share of the flow's time spent inside task bodies (1 - Prefect overhead)
-  vs the share of the plain run spent inside the same stages.
+- library_share: the library's time (the plain run's stages, measured in the same benchmark
+  run) over the flow's wall time; at most 1, and 1 - it is Prefect's share of the night: the
+  time the flow spends outside the library calls (task runs, state changes, logs, artifacts).
+  The flow's own task-run durations can't be summed for this: its tasks overlap (concurrent
+  pulls and sends), and the sum exceeded the wall time (it printed 1.415).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def run(users: int, seed: int) -> dict[str, Any]:
     print(f"generated {counts} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     flow = _measure("flow", work, source_db)
     plain = _measure("plain", work, source_db)
+    share = library_share(plain["library"], flow["wall"])
     return {
         "benchmark": "nightly",
         "users": users,
@@ -43,10 +47,15 @@ def run(users: int, seed: int) -> dict[str, Any]:
         "wall_seconds": _figure(flow["wall"], plain["wall"], plain["wall"] / flow["wall"]),
         "peak_rss_mb": _figure(flow["rss_mb"], plain["rss_mb"], plain["rss_mb"] / flow["rss_mb"]),
         "task_runs": _figure(flow["task_runs"], users, users / max(1, flow["task_runs"])),
-        "work_share": _figure(
-            flow["work_share"], plain["work_share"], flow["work_share"] / plain["work_share"]
-        ),
+        "library_share": _figure(share, 1.0, share),
+        "prefect_share": round(1.0 - share, 3),
     }
+
+
+def library_share(library_seconds: float, flow_wall_seconds: float) -> float:
+    """The library's time over the flow's wall time, at most 1: a flow that overlaps stages
+    can beat the plain sequential calls, and then Prefect's share is 0, not negative."""
+    return min(1.0, library_seconds / flow_wall_seconds)
 
 
 def _figure(value: float, baseline: float, ratio: float) -> dict[str, float]:
@@ -94,9 +103,7 @@ def _flow() -> dict[str, Any]:
         task_runs: list[Any] = []
         while page := client.read_task_runs(limit=200, offset=len(task_runs)):
             task_runs += page
-    # Time from each task run's start to its end, as the UI shows it.
-    inside = sum((t.end_time - t.start_time).total_seconds() for t in task_runs if t.end_time)
-    return {"wall": wall, "task_runs": len(task_runs), "work_share": inside / wall}
+    return {"wall": wall, "task_runs": len(task_runs)}
 
 
 def _plain() -> dict[str, Any]:
@@ -132,7 +139,7 @@ def _plain() -> dict[str, Any]:
         publish_report(session, settings, compute_kpis(session, END, settings.zone))
     stages += time.perf_counter() - t
     wall = time.perf_counter() - started
-    return {"wall": wall, "task_runs": 0, "work_share": stages / wall}
+    return {"wall": wall, "task_runs": 0, "library": stages}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ MUST_HAVE = {
         "postgres_users_rows_per_s",
         "postgres_orders_rows_per_s",
     ],
+    "nightly": ["library_share"],
 }
+# Figures that are shares of a whole: never above 1 (issue 26: work_share printed 1.415).
+SHARES = {"nightly": ["library_share"]}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
@@ -59,3 +62,13 @@ def test_benchmark_runs_at_a_tiny_scale(name: str, postgres_server: str) -> None
     for key, figure in measured.items():
         assert {"value", "baseline", "ratio"} <= figure.keys(), (key, figure)
         assert figure["value"] >= 0 and figure["baseline"] >= 0, (key, figure)
+    for key in SHARES.get(name, []):
+        assert measured[key]["value"] <= 1, (key, measured[key])
+        assert figures["prefect_share"] == round(1 - measured[key]["value"], 3), figures
+
+
+def test_prefect_share_is_the_flow_time_outside_the_library() -> None:
+    from benchmarks.nightly import library_share
+
+    assert library_share(41.0, 70.0) == pytest.approx(41 / 70)  # issue 26's 100k run: 41% out
+    assert library_share(80.0, 70.0) == 1.0  # a flow that overlaps stages beats plain calls
