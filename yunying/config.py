@@ -390,8 +390,11 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
         where = ""
         if env_prefix:
             # A list (sources, report_recipients) is set whole: name its variable.
-            names = itertools.takewhile(lambda part: isinstance(part, str), error["loc"])
-            env_name = env_prefix + "__".join(str(part) for part in names)
-            where = f" (set it in yunying.toml or {env_name.upper()})"
+            names = list(itertools.takewhile(lambda part: isinstance(part, str), error["loc"]))
+            env_name = (env_prefix + "__".join(str(part) for part in names)).upper()
+            if len(names) < len(error["loc"]):  # an item of a list has no variable of its own
+                where = f" (set it in yunying.toml, or the whole list as JSON in {env_name})"
+            else:
+                where = f" (set it in yunying.toml or {env_name})"
         lines.append(f"invalid setting {field!r}: {error['msg']}{where}")
     return "; ".join(lines)

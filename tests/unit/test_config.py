@@ -151,4 +151,4 @@ def test_a_source_url_that_cannot_work_stops_start_up(
         ConfigError, match=rf"invalid setting 'sources\.0\.\w+\.url'.*{problem}"
     ) as caught:
         load_settings()
-    assert "or YUNYING_SOURCES)" in str(caught.value)  # a list is set whole
+    assert "JSON in YUNYING_SOURCES)" in str(caught.value)  # a list is set whole
