@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
@@ -99,7 +100,9 @@ def message_key(campaign: str, business_date: dt.date, user_id: str) -> str:
     return f"{campaign}:{business_date.isoformat()}:{user_id}"
 
 
-def _reachable(channel: str) -> object:
+def reachable(channel: str) -> ColumnElement[bool]:
+    """Present, opted in and not suppressed (on that channel or all): who a channel reaches,
+    for the outbox and for segments alike."""
     not_suppressed = ~exists().where(
         Suppression.user_id == User.user_id, Suppression.channel.in_((channel, "any"))
     )
@@ -137,7 +140,7 @@ def plan(
         TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic
     )
     whens: list[tuple[Any, Any]] = [
-        (topic_on & _reachable(name), literal(name)) for name in campaign.channels
+        (topic_on & reachable(name), literal(name)) for name in campaign.channels
     ]
     channel = case(
         *whens,

@@ -29,7 +29,6 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    exists,
     func,
     literal,
     not_,
@@ -41,6 +40,7 @@ from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.states import latest_date
+from yunying.messaging.outbox import reachable
 from yunying.segments.definition import (
     AllOf,
     AnyOf,
@@ -58,7 +58,7 @@ from yunying.segments.definition import (
     SegmentLibrary,
     SignedUp,
 )
-from yunying.store.models import Event, LifecycleState, Order, Suppression, User
+from yunying.store.models import Event, LifecycleState, Order, User
 
 DAY = dt.timedelta(days=1)
 
@@ -307,21 +307,6 @@ def _within(measure: ColumnElement[Any], rng: Range) -> ColumnElement[bool]:
     if rng.high is not None:
         parts.append(measure <= rng.high)
     return and_(*parts) if parts else true()
-
-
-def reachable(channel: str) -> ColumnElement[bool]:
-    """Present, opted in and not suppressed (on that channel or all): the outbox's own rule
-    for choosing a channel (messaging/outbox.py)."""
-    not_suppressed = ~exists().where(
-        Suppression.user_id == User.user_id, Suppression.channel.in_((channel, "any"))
-    )
-    if channel == "email":
-        return and_(User.email.is_not(None), User.email_opt_in, not_suppressed)
-    if channel == "sms":
-        return and_(User.phone.is_not(None), User.sms_opt_in, not_suppressed)
-    if channel == "push":
-        return and_(User.push_token.is_not(None), User.push_opt_in, not_suppressed)
-    return not_suppressed
 
 
 def compile_segment(
