@@ -399,7 +399,7 @@ def to_order_row(
     created_at = _timestamp(raw, "created_at")
     amount = _amount(raw, "amount")
     currency = (_text(raw, "currency", required=False) or defaults.currency).upper()
-    if not re.fullmatch(r"[A-Z]{3}", currency):
+    if not _CURRENCY.fullmatch(currency):
         raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
     status = _text(raw, "status", required=False) or "paid"
     if status not in ORDER_STATUSES:
@@ -413,6 +413,9 @@ def to_order_row(
         "created_at": created_at,
         "day": local_day(created_at, zone),
     }
+
+
+_CURRENCY = re.compile("[A-Z]{3}")
 
 
 def local_day(moment: dt.datetime, zone: ZoneInfo) -> dt.date:

@@ -1,0 +1,141 @@
+"""What the faster users and orders loads keep: an orders load recounts paid orders and spend
+and folds the orders into last activity in one upsert (as the two statements it replaced
+did), and a first users load still leaves PostgreSQL knowing the table's size."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from yunying.config import Settings
+from yunying.sources.config import Entity
+from yunying.sources.load import events_text, load_events, load_rows, validate
+from yunying.store.engine import is_postgres, session_scope
+from yunying.store.models import ActiveDay, UserFacts
+
+
+def _load(
+    engine: Engine,
+    settings: Settings,
+    entity: Entity,
+    records: list[dict[str, object]],
+    as_activity: bool = True,
+) -> None:
+    rows, rejects = validate(entity, records, {}, settings.zone)
+    assert not rejects
+    with session_scope(engine) as session:
+        if entity == "events":
+            load_events(session, events_text(rows, is_postgres(session)), ())
+        else:
+            load_rows(session, entity, rows, uuid.uuid4().hex, orders_are_activity=as_activity)
+
+
+def _order(
+    order_id: str, user: str, amount: str, at: str, status: str = "paid"
+) -> dict[str, object]:
+    return {
+        "order_id": order_id,
+        "user_id": user,
+        "amount": amount,
+        "created_at": at,
+        "status": status,
+    }
+
+
+def _facts(engine: Engine) -> dict[str, tuple[object, ...]]:
+    with session_scope(engine) as session:
+        return {
+            f.user_id: (f.order_count, f.revenue, f.last_order_at, f.last_active_at, f.event_count)
+            for f in session.scalars(select(UserFacts))
+        }
+
+
+def _days(engine: Engine) -> set[tuple[str, dt.date]]:
+    with session_scope(engine) as session:
+        return {(d.user_id, d.day) for d in session.scalars(select(ActiveDay))}
+
+
+def test_orders_fold_counts_and_activity_without_losing_later_events(
+    engine: Engine, settings: Settings
+) -> None:
+    # u1 was active after its orders (an event): its last activity stays the event's.
+    _load(
+        engine,
+        settings,
+        "events",
+        [{"event_id": "e1", "user_id": "u1", "name": "open", "occurred_at": "2026-10-09T08:00"}],
+    )
+    _load(
+        engine,
+        settings,
+        "orders",
+        [
+            _order("o1", "u1", "10.00", "2026-10-01T12:00:00Z"),
+            _order("o2", "u1", "5.50", "2026-10-03T12:00:00Z", status="refunded"),
+            _order("o3", "u2", "7.25", "2026-10-02T12:00:00Z"),
+        ],
+    )
+    # A later load of u2's order: counts are recounted over all of u2's paid orders.
+    _load(engine, settings, "orders", [_order("o4", "u2", "1.00", "2026-10-05T12:00:00Z")])
+    facts = _facts(engine)
+    assert facts["u1"] == (
+        1,
+        Decimal("10.00"),
+        dt.datetime(2026, 10, 1, 12),
+        dt.datetime(2026, 10, 9, 8),
+        1,
+    )
+    assert facts["u2"] == (
+        2,
+        Decimal("8.25"),
+        dt.datetime(2026, 10, 5, 12),
+        dt.datetime(2026, 10, 5, 12),
+        0,
+    )
+    # A refunded order is activity too (the customer was there), as it was before.
+    assert {("u1", dt.date(2026, 10, 3)), ("u2", dt.date(2026, 10, 5))} <= _days(engine)
+
+
+def test_orders_not_activity_count_but_leave_activity_alone(
+    engine: Engine, settings: Settings
+) -> None:
+    _load(
+        engine,
+        settings,
+        "orders",
+        [_order("o1", "u1", "10.00", "2026-10-01T12:00:00Z")],
+        as_activity=False,
+    )
+    assert _facts(engine)["u1"] == (1, Decimal("10.00"), dt.datetime(2026, 10, 1, 12), None, 0)
+    assert _days(engine) == set()
+
+
+@pytest.mark.postgres
+def test_a_first_users_load_leaves_postgres_knowing_the_tables_size(
+    engine: Engine, settings: Settings
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statistics")
+    records = [
+        {"user_id": f"u{i}", "signup_at": "2026-01-01T00:00:00Z", "email": f"u{i}@example.com"}
+        for i in range(3000)
+    ]
+    _load(engine, settings, "users", records)  # type: ignore[arg-type]
+    with session_scope(engine) as session:
+        known = session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = CAST('users' AS regclass)")
+        )
+        sampled = set(
+            session.scalars(
+                text(
+                    "SELECT attname FROM pg_stats WHERE tablename = 'users'"
+                    " AND schemaname = current_schema()"
+                )
+            )
+        )
+    assert known == 3000
+    assert "user_id" in sampled
