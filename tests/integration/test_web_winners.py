@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -133,6 +134,8 @@ def test_the_page_served_is_the_published_one_and_a_correction_keeps_both(
         ("winners", 2),
     ]
 
+    # Served from the store, not from the files the payout wrote on its machine.
+    shutil.rmtree(settings.home / "rewards" / name)
     latest = site.client.get(base)
     assert latest.content == published["winners", 2].encode()
     assert latest.text.count("<td>paid</td>") == 3 and "payment failed" not in latest.text
