@@ -7,6 +7,7 @@
     POST /preferences?token=…          save them
     GET  /c/<token>                    a tracked link: record the first click, redirect
     POST /callbacks/…                  provider callbacks (see callbacks.py)
+    GET  /rewards/<campaign>/…         published winners pages and commitments (winners.py)
 
 Stateless over the store: run as many instances as needed behind a proxy. When the store
 is unreachable, every request that needs it answers 503 with Retry-After and changes
@@ -29,7 +30,7 @@ from starlette.routing import Route
 
 from yunying.config import Settings
 from yunying.store.engine import create_store_engine
-from yunying.web import callbacks, pages
+from yunying.web import callbacks, pages, winners
 from yunying.web.context import TEMPLATES, Web, campaign_topics, log
 from yunying.web.safety import RateLimit, SecurityHeaders
 
@@ -77,6 +78,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         Route("/callbacks/twilio/inbound", bind(callbacks.twilio_inbound), methods=["POST"]),
         Route("/callbacks/webhook", bind(callbacks.webhook_receipt), methods=["POST"]),
         Route("/callbacks/sms", bind(callbacks.sms_reply), methods=["POST"]),
+        Route("/rewards/{campaign}/", bind(winners.latest_page), methods=["GET"]),
+        Route("/rewards/{campaign}/versions.json", bind(winners.versions_index), methods=["GET"]),
+        Route("/rewards/{campaign}/{name}", bind(winners.published_file), methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
