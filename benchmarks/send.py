@@ -99,7 +99,7 @@ def _write_campaigns(folder: Path) -> None:
         (folder / f"{name}.toml").write_text(
             f'name = "{name}"\nsegment = ["silent"]\nchannels = ["{channel}"]\n'
             'template = "winback"\nholdout_percent = 0\nfrequency_cap_days = 0\n'
-            "quiet_hours = false\n"
+            "quiet_hours = false\ncross_campaign_cap = false\n"  # each figure reaches all
         )
 
 

@@ -239,7 +239,12 @@ def test_the_preference_page_turns_a_topic_off_and_the_campaign_skips_that_user(
     assert set(topics) >= {("s00001", "winback")}
     assert suppressions(engine) == set()  # channels stay on
     next_day = campaign(
-        channels=["email"], holdout_percent=0, topic="winback", name="again", frequency_cap_days=0
+        channels=["email"],
+        holdout_percent=0,
+        topic="winback",
+        name="again",
+        frequency_cap_days=0,
+        cross_campaign_cap=False,  # the same night as the first campaign
     )
     with session_scope(engine) as session:
         plan(session, next_day, DAY)
