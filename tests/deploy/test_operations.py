@@ -240,17 +240,23 @@ def test_manual_payout_through_server_serve_and_cli(
         return runs[0]["id"] if runs and runs[0]["state"]["type"] == "PAUSED" else None
 
     run_id = _wait(paused_run, "the payout to pause for approval")
-    response = httpx.post(
-        f"{api}/flow_runs/{run_id}/resume",
-        json={
-            "run_input": {
-                "approve": True,
-                "approver": "ops-lead",
-                "note": "looks right",
-                "include_flagged": [],
-            }
-        },
-    )
+
+    def resumed() -> httpx.Response | None:
+        # Prefect's server on SQLite answers 503 "retry" while its database is busy.
+        answer = httpx.post(
+            f"{api}/flow_runs/{run_id}/resume",
+            json={
+                "run_input": {
+                    "approve": True,
+                    "approver": "ops-lead",
+                    "note": "looks right",
+                    "include_flagged": [],
+                }
+            },
+        )
+        return None if answer.status_code == 503 else answer
+
+    response = _wait(resumed, "the server to take the approval")
     assert response.status_code in (200, 201), response.text
 
     def finished() -> str | None:
