@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.policy import default
 from typing import Any
 
+import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
@@ -92,3 +93,17 @@ class WebServer:
     def __exit__(self, *_: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+def wait_until(check: Any, what: str, seconds: float = 120) -> Any:
+    """Poll `check` until it returns something truthy (an HTTP error counts as not yet)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

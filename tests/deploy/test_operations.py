@@ -9,10 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import yaml
 from sqlalchemy import func, select
 
 from tests.builders import load_records
+from tests.rig import free_port, wait_until
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
 from yunying.store.models import PointsEntry, RewardApproval
@@ -47,25 +46,6 @@ count = 1
 kind = "points"
 amounts = [25]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait(check: Any, what: str, seconds: float = 120) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +72,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         load_records(session, zone, "users", users)
         load_records(session, zone, "events", events)
     engine.dispose()
-    port = _free_port()
+    port = free_port()
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("YUNYING_", "PREFECT_"))},
         "PREFECT_HOME": str(tmp_path / "prefect"),
@@ -125,7 +105,7 @@ def served(environment: dict[str, str]) -> Iterator[str]:
                     env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 )
             )  # fmt: skip
-            _wait(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
+            wait_until(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
             started.append(
                 subprocess.Popen(
                     [sys.executable, "deployments/serve.py"],
@@ -133,7 +113,7 @@ def served(environment: dict[str, str]) -> Iterator[str]:
                 )
             )  # fmt: skip
             names = {spec["name"] for spec in DEPLOYMENTS}
-            _wait(lambda: _served(api).keys() == names, "the served deployments")
+            wait_until(lambda: _served(api).keys() == names, "the served deployments")
             yield api
         finally:
             for process in reversed(started):
@@ -195,7 +175,7 @@ def test_served_deployments_keep_every_setting_of_prefect_yaml(served: str) -> N
         if spec["name"] not in UTC_TIMES:
             continue
         period, hour, minute = UTC_TIMES[spec["name"]]
-        runs = _wait(
+        runs = wait_until(
             lambda d=deployment: _scheduled_runs(served, d["id"], at_least=3),
             f"the scheduled runs of {spec['name']}",
             seconds=30,
@@ -239,7 +219,7 @@ def test_manual_payout_through_server_serve_and_cli(
         ).json()
         return runs[0]["id"] if runs and runs[0]["state"]["type"] == "PAUSED" else None
 
-    run_id = _wait(paused_run, "the payout to pause for approval")
+    run_id = wait_until(paused_run, "the payout to pause for approval")
 
     def resumed() -> httpx.Response | None:
         # Prefect's server on SQLite answers 503 "retry" while its database is busy.
@@ -256,14 +236,14 @@ def test_manual_payout_through_server_serve_and_cli(
         )
         return None if answer.status_code == 503 else answer
 
-    response = _wait(resumed, "the server to take the approval")
+    response = wait_until(resumed, "the server to take the approval")
     assert response.status_code in (200, 201), response.text
 
     def finished() -> str | None:
         state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"]
         return state if state in ("COMPLETED", "FAILED", "CRASHED") else None
 
-    assert _wait(finished, "the payout to finish") == "COMPLETED", Path(
+    assert wait_until(finished, "the payout to finish") == "COMPLETED", Path(
         environment["LOG"]
     ).read_text()
     engine = create_store_engine(environment["YUNYING_DATABASE_URL"])

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.builders import DAY, silent_users
-from tests.rig import free_port
+from tests.rig import free_port, wait_until
 from yunying.config import load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.store.engine import create_store_engine
@@ -43,19 +42,6 @@ template = "winback"
 holdout_percent = 0
 quiet_hours = false  # the test runs at any hour
 """
-
-
-def _wait(check: Any, what: str, seconds: float = 90) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _database(admin: sa.Engine, statement: str) -> None:
@@ -146,7 +132,7 @@ def test_two_workers_split_the_sends_and_nobody_gets_two_messages(
     cli_log = tmp_path / "cli.log"
     try:
         start(logs["server"], "server", "start", "--host", "127.0.0.1", "--port", str(port))
-        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
+        wait_until(lambda: httpx.get(f"{api}/health").status_code == 200, "the Prefect server")
         finish(start(cli_log, "work-pool", "create", "yunying", "--type", "process"))
         # The workers start while the deployment registers: both only need the pool.
         deploy = start(cli_log, "--no-prompt", "deploy", "--name", "reactivation")
@@ -154,17 +140,19 @@ def test_two_workers_split_the_sends_and_nobody_gets_two_messages(
             start(logs[worker], "worker", "start", "--pool", "yunying", "--name", worker,
                   "--limit", "1")  # fmt: skip
         finish(deploy)
-        _wait(lambda: len(_workers(api)) == 2, "both workers to poll the pool")
+        wait_until(lambda: len(_workers(api)) == 2, "both workers to poll the pool")
         trigger = ("deployment", "run", "reactivation/reactivation",
                    "--param", "campaign=scale-test", "--param", f"business_date={DAY}")  # fmt: skip
         finish(start(cli_log, *trigger), start(cli_log, *trigger))
-        _wait(lambda: _started(_states(api)), "both runs to start", seconds=150)
+        wait_until(lambda: _started(_states(api)), "both runs to start", seconds=150)
         local_server.faults.latency_seconds = 0.005
-        states = _wait(lambda: _finished(_states(api)), "both runs to finish")
+        states = wait_until(lambda: _finished(_states(api)), "both runs to finish")
         assert states == ["COMPLETED", "COMPLETED"], logs["worker-a"].read_text()
         run_ids = [run["id"] for run in _runs(api)]
         # A run's last log lines reach the API shortly after its final state.
-        sent_by_run = _wait(lambda: _sent_by_run(api, run_ids), "the runs' send logs", 30)
+        sent_by_run = wait_until(
+            lambda: _sent_by_run(api, run_ids), "the runs' send logs", seconds=30
+        )
     finally:
         for process in reversed(started):
             process.terminate()
