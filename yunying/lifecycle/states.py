@@ -32,7 +32,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Date,
@@ -127,6 +127,16 @@ def plan_dates(
     return dates, latest is not None and first <= latest
 
 
+class _LastRun(NamedTuple):
+    business_date: dt.date
+    computed_at: dt.datetime
+    settings_fingerprint: str
+
+
+# The columns of `lifecycle_states`, which the run's scratch table shares.
+_COLUMNS = tuple(column.key for column in LifecycleState.__table__.columns)
+
+
 def compute_lifecycle(
     session: Session, business_date: dt.date, rules: LifecycleSettings, recompute: bool = False
 ) -> LifecycleSummary:
@@ -135,56 +145,97 @@ def compute_lifecycle(
     `recompute` first puts the states back as they were before the date (the dates after
     it are to be run again, in order, by the caller)."""
     fingerprint = settings_fingerprint(rules)
-    recomputed_all: str | None = None
     if recompute:
         _rewind(session, business_date)
-        recomputed_all = f"recomputed from {business_date}"
-    latest = session.execute(
+    latest = _last_run(session, business_date)
+    recomputed_all = _why_everyone(latest, fingerprint, business_date if recompute else None)
+    started = utcnow()
+    candidates = (
+        None if recomputed_all is not None else _candidates(session, business_date, latest, rules)
+    )
+    if candidates is not None:
+        _tune_planner(session)
+        _stage_candidates(session, candidates)
+    _stage_changes(session, business_date, rules, only_candidates=candidates is not None)
+    rerun = latest is not None and latest.business_date == business_date
+    _record_transitions(session, business_date, rerun)
+    _apply(session, counts_moved=candidates is not None)
+    _record_run(session, business_date, started, fingerprint)
+    summary = summarise(session, business_date)
+    return dataclasses.replace(summary, recomputed_all=recomputed_all)
+
+
+def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
+    """The latest run, refusing a date before it (that is a recompute)."""
+    row = session.execute(
         select(
             LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
         )
         .order_by(LifecycleRun.business_date.desc())
         .limit(1)
     ).first()
-    if latest is not None and latest.business_date > business_date:
+    if row is None:
+        return None
+    latest = _LastRun(*row)
+    if latest.business_date > business_date:
         raise PermanentError(
             f"lifecycle already computed for {latest.business_date}, after {business_date}: "
             f"to recompute from {business_date}, run "
             f"`yunying run lifecycle --from {business_date} --date {latest.business_date}`"
         )
-    if latest is not None and recomputed_all is None and latest.settings_fingerprint != fingerprint:
-        recomputed_all = (
+    return latest
+
+
+def _why_everyone(
+    latest: _LastRun | None, fingerprint: str, recomputed_from: dt.date | None
+) -> str | None:
+    """Why the run looks at every user rather than the candidates, or None."""
+    if recomputed_from is not None:
+        return f"recomputed from {recomputed_from}"
+    if latest is not None and latest.settings_fingerprint != fingerprint:
+        return (
             f"lifecycle settings changed since the run for {latest.business_date}:"
             " every user recomputed"
         )
-    day = literal(business_date, Date)
-    started = utcnow()
-    candidates = (
-        None if recomputed_all is not None else _candidates(session, business_date, latest, rules)
-    )
-    if candidates is not None:
-        if is_postgres(session):
-            # A few thousand key lookups beat hashing every row of a table; the default cost
-            # of a random page read (4) assumes spinning disks and picks the hashing.
-            session.execute(text("SET LOCAL random_page_cost = 1.1"))
-            # Compiling these statements (JIT) takes ~0.1 s each, more than it saves on the
-            # few tens of thousands of rows a night touches.
-            session.execute(text("SET LOCAL jit = off"))
-            # The candidates are looked up in key order (below), so each page of users,
-            # facts and states is read once; PostgreSQL would still hash a scan of all users.
-            session.execute(text("SET LOCAL enable_hashjoin = off"))
-        # Materialised, with statistics and in key order, so the database looks the few
-        # candidates up by key instead of hashing every user, fact and state row to join them.
-        _empty(session, LifecycleCandidate)
-        picked = candidates.subquery()
-        session.execute(
-            insert(LifecycleCandidate).from_select(
-                ["user_id"], select(picked.c.user_id).order_by(picked.c.user_id)
-            )
+    return None
+
+
+def _tune_planner(session: Session) -> None:
+    """PostgreSQL settings for a run over a few candidates, for this transaction only."""
+    if not is_postgres(session):
+        return
+    # A few thousand key lookups beat hashing every row of a table; the default cost
+    # of a random page read (4) assumes spinning disks and picks the hashing.
+    session.execute(text("SET LOCAL random_page_cost = 1.1"))
+    # JIT compiling these statements costs more than it saves on the few tens of
+    # thousands of rows a night touches.
+    session.execute(text("SET LOCAL jit = off"))
+    # The candidates are looked up in key order (below), so each page of users,
+    # facts and states is read once; PostgreSQL would still hash a scan of all users.
+    session.execute(text("SET LOCAL enable_hashjoin = off"))
+
+
+def _stage_candidates(session: Session, candidates: Select[tuple[str]]) -> None:
+    """Materialise the candidates, with statistics and in key order, so the database looks
+    the few of them up by key instead of hashing every user, fact and state row to join."""
+    _empty(session, LifecycleCandidate)
+    picked = candidates.subquery()
+    session.execute(
+        insert(LifecycleCandidate).from_select(
+            ["user_id"], select(picked.c.user_id).order_by(picked.c.user_id)
         )
-        if is_postgres(session):
-            session.execute(text("ANALYZE lifecycle_candidates"))
-    fresh = _new_states(business_date, rules, candidates is not None).subquery()
+    )
+    if is_postgres(session):
+        session.execute(text("ANALYZE lifecycle_candidates"))
+
+
+def _stage_changes(
+    session: Session, business_date: dt.date, rules: LifecycleSettings, only_candidates: bool
+) -> None:
+    """Fill the scratch table with the new rows of the users whose state or scores change,
+    each with its stored state and tier as old_*."""
+    day = literal(business_date, Date)
+    fresh = _new_states(business_date, rules, only_candidates).subquery()
     changed_today = fresh.c.old_since == day
     before_state, before_since = fresh.c.before_state, fresh.c.before_since
     same = fresh.c.state == before_state
@@ -208,22 +259,18 @@ def compute_lifecycle(
         | (fresh.c.frequency_score != fresh.c.old_frequency_score)
         | (fresh.c.monetary_score != fresh.c.old_monetary_score)
     )
-    columns = [
-        "user_id",
-        "state",
-        "since",
-        "prev_state",
-        "prev_since",
-        "recency_score",
-        "frequency_score",
-        "monetary_score",
-        "tier",
-    ]
-    scratch = LifecycleScratch
-    _empty(session, scratch)
-    session.execute(insert(scratch).from_select([*columns, "old_state", "old_tier"], rows))
+    _empty(session, LifecycleScratch)
+    session.execute(
+        insert(LifecycleScratch).from_select([*_COLUMNS, "old_state", "old_tier"], rows)
+    )
 
-    if latest is not None and latest.business_date == business_date:  # a rerun of the date
+
+def _record_transitions(session: Session, business_date: dt.date, rerun: bool) -> None:
+    """One transition per staged user whose state changed on the date (replacing, on a
+    rerun of the date, the ones an earlier run of it recorded for those users)."""
+    day = literal(business_date, Date)
+    scratch = LifecycleScratch
+    if rerun:
         session.execute(
             delete(LifecycleTransition).where(
                 LifecycleTransition.business_date == business_date,
@@ -238,24 +285,35 @@ def compute_lifecycle(
             ),
         )
     )
-    if candidates is not None:
+
+
+def _apply(session: Session, counts_moved: bool) -> None:
+    """Write the staged rows into `lifecycle_states` and bring the counts up to date: moved
+    by the staged changes, or (`counts_moved` False, every user looked at) counted again."""
+    scratch = LifecycleScratch
+    if counts_moved:
         _count_changes(session)
     upsert = upsert_insert(session, LifecycleState).from_select(
-        columns,
+        _COLUMNS,
         # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT.
-        select(*(getattr(scratch, name) for name in columns)).where(true()),
+        select(*(getattr(scratch, name) for name in _COLUMNS)).where(true()),
     )
     upsert = upsert.on_conflict_do_update(
         index_elements=["user_id"],
-        set_={name: upsert.excluded[name] for name in columns if name != "user_id"},
+        set_={name: upsert.excluded[name] for name in _COLUMNS if name != "user_id"},
     )
     session.execute(upsert)
     _empty(session, scratch)
-    if candidates is None:
+    if not counts_moved:
         _count_all(session)
         if is_postgres(session):
             # Every row may be new: give the planner of the next nights the table's size.
             session.execute(text("ANALYZE lifecycle_states"))
+
+
+def _record_run(
+    session: Session, business_date: dt.date, started: dt.datetime, fingerprint: str
+) -> None:
     run = upsert_insert(session, LifecycleRun).values(
         business_date=business_date, computed_at=started, settings_fingerprint=fingerprint
     )
@@ -268,8 +326,6 @@ def compute_lifecycle(
             },
         )
     )
-    summary = summarise(session, business_date)
-    return dataclasses.replace(summary, recomputed_all=recomputed_all)
 
 
 def _rewind(session: Session, business_date: dt.date) -> None:
@@ -301,17 +357,7 @@ def _rewind(session: Session, business_date: dt.date) -> None:
     )
     session.execute(
         insert(LifecycleState).from_select(
-            [
-                "user_id",
-                "state",
-                "since",
-                "prev_state",
-                "prev_since",
-                "recency_score",
-                "frequency_score",
-                "monetary_score",
-                "tier",
-            ],
+            _COLUMNS,
             select(
                 ordered.c.user_id,
                 ordered.c.to_state,
@@ -372,7 +418,7 @@ def _count_all(session: Session) -> None:
 
 
 def _candidates(
-    session: Session, business_date: dt.date, latest: Any, rules: LifecycleSettings
+    session: Session, business_date: dt.date, latest: _LastRun | None, rules: LifecycleSettings
 ) -> Select[tuple[str]] | None:
     """The users whose state or scores can have changed since the last run, or None for all.
 

@@ -180,10 +180,8 @@ class StoreSwitch(Base):
     changed_at: Mapped[dt.datetime]
 
 
-class LifecycleState(Base):
-    """The state per user as of the latest run; `prev_*` is the state before `since`."""
-
-    __tablename__ = "lifecycle_states"
+class LifecycleColumns:
+    """A user's lifecycle row: the stored state and the run's staged change share it."""
 
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
@@ -194,6 +192,12 @@ class LifecycleState(Base):
     frequency_score: Mapped[int]
     monetary_score: Mapped[int]
     tier: Mapped[str] = mapped_column(String(8))
+
+
+class LifecycleState(LifecycleColumns, Base):
+    """The state per user as of the latest run; `prev_*` is the state before `since`."""
+
+    __tablename__ = "lifecycle_states"
     # No index beside the key: a run rewrites tens of thousands of rows in place, and on
     # PostgreSQL (fillfactor 80) without touching any index. Segments read the whole table.
 
@@ -216,20 +220,11 @@ class LifecycleCount(Base):
     users: Mapped[int]
 
 
-class LifecycleScratch(Base):
+class LifecycleScratch(LifecycleColumns, Base):
     """Working table of one lifecycle run: the users whose state or scores change."""
 
     __tablename__ = "lifecycle_scratch"
 
-    user_id: Mapped[UserId] = mapped_column(primary_key=True)
-    state: Mapped[str] = mapped_column(String(16))
-    since: Mapped[dt.date]
-    prev_state: Mapped[str | None] = mapped_column(String(16))
-    prev_since: Mapped[dt.date | None]
-    recency_score: Mapped[int]
-    frequency_score: Mapped[int]
-    monetary_score: Mapped[int]
-    tier: Mapped[str] = mapped_column(String(8))
     old_state: Mapped[str | None] = mapped_column(String(16))  # as stored before this run
     old_tier: Mapped[str | None] = mapped_column(String(8))
 
