@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow
 from prefect.artifacts import (
@@ -47,7 +47,11 @@ def reactivation(
         return {"planned": planned, "sent": 0}
     to_send = planned["queued"] + planned["deferred"] + planned["sending"]
     batch = max(settings.batch_size, math.ceil(to_send / MAX_SEND_TASKS))
-    progress = create_progress_artifact(progress=0.0, description=f"{chosen.name} {day} sending")
+    # A sync flow gets the id itself: Prefect returns a coroutine only to async callers.
+    progress = cast(
+        uuid.UUID,
+        create_progress_artifact(progress=0.0, description=f"{chosen.name} {day} sending"),
+    )
     worker = uuid.uuid4().hex[:12]
     handled = 0
     while True:

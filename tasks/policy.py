@@ -6,8 +6,7 @@ from functools import cache
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task, exponential_backoff
 from sqlalchemy import Engine
 
