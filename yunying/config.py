@@ -175,8 +175,7 @@ class Settings(BaseSettings):
     database_url: DatabaseUrl = ""  # empty: SQLite at {home}/yunying.db
     timezone: str = "Asia/Shanghai"
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
-    # Messages per send task: each task run costs Prefect ~0.1 s of bookkeeping, which a
-    # batch of a few thousand messages (a second or two of sending) makes small.
+    # Messages per send task: enough that Prefect's bookkeeping per task run stays small.
     batch_size: PositiveInt = 4000
     outbox_dir: Path | None = None  # None: {home}/outbox
     report_dir: Path | None = None  # None: {home}/reports

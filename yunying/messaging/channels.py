@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -387,15 +387,3 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
     else:
         channels["email"] = EmlFileChannel(outbox, settings.mail_from)
     return channels
-
-
-def display_address(address: str) -> str:
-    """A masked address for logs: never log raw emails or phone numbers."""
-    name, addr = parseaddr(address)
-    target = addr or address
-    if "@" in target:
-        local, _, domain = target.partition("@")
-        return (
-            formataddr((name, f"{local[:1]}***@{domain}")) if name else f"{local[:1]}***@{domain}"
-        )
-    return f"{target[:3]}***{target[-2:]}" if len(target) > 5 else "***"

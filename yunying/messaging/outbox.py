@@ -86,10 +86,6 @@ class Outcome:
     not_before: dt.datetime | None = None
 
 
-def message_key(campaign: str, business_date: dt.date, user_id: str) -> str:
-    return f"{campaign}:{business_date.isoformat()}:{user_id}"
-
-
 def reachable(channel: str) -> ColumnElement[bool]:
     """Present, opted in and not suppressed (on that channel or all): who a channel reaches,
     for the outbox and for segments alike."""

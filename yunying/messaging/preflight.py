@@ -39,7 +39,7 @@ SAMPLE_CONTEXT = {
     "preferences_url": "https://example.com/preferences?token=sample",
     "campaign": "sample-campaign",
 }
-SAMPLE_USERS = 100  # rendering 100 users on 3 channels takes a fraction of a second
+SAMPLE_USERS = 100  # a sample, not the segment: a check before every run must stay quick
 
 
 @dataclass

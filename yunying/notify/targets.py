@@ -56,7 +56,7 @@ class NotifyTarget(BaseModel):
 
 
 def _check_apprise_url(url: str) -> None:
-    import apprise  # imported here: loading its plugins costs ~0.3 s, only Apprise users pay
+    import apprise  # imported here: its plugins load slowly, and only Apprise users should wait
 
     if not apprise.Apprise().add(url):
         raise ValueError("url: Apprise does not recognise this URL (see appriseit.com/services)")

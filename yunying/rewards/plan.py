@@ -30,10 +30,6 @@ class PlanEntry:
     flags: list[str] = field(default_factory=list)
     public_id: str = ""  # salted per campaign: tells winners apart where masks collide
 
-    @property
-    def key(self) -> str:
-        return f"{self.user_id}:rank{self.rank}"
-
 
 @dataclass
 class PayoutPlan:

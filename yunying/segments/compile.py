@@ -10,8 +10,8 @@ Windows run from local midnight to local midnight in each user's own time zone. 
 no time zones, so each bound is the UTC instant of that local midnight, worked out per time
 zone present among the users: a constant when everyone's midnight falls at the company's
 instant, else `CASE users.timezone WHEN ... END` (events and orders are then joined to their
-user). Events and orders are compared to it in naive UTC, as they are stored. A bounds table
-joined in instead led SQLite to index all events for every bounds row (10x slower).
+user). Events and orders are compared to it in naive UTC, as they are stored. (Not a bounds
+table joined in: SQLite would index all events for every bounds row.)
 """
 
 from __future__ import annotations

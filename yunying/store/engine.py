@@ -44,8 +44,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
-    # Copy the log back into the database every 64 MB, not 4 MB: a pull's 20,000-row batch
-    # otherwise pays a checkpoint at every commit (8% of its time).
+    # Copy the log back every 64 MB, not 4 MB, so a pull's commits do not each pay a checkpoint.
     cursor.execute("PRAGMA wal_autocheckpoint=16000")
     cursor.close()
 

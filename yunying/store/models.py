@@ -107,8 +107,8 @@ class Event(Base):
     day: Mapped[dt.date]
 
     # Events are read by campaign window (the reward planner). On PostgreSQL a BRIN index
-    # serves that for next to nothing per insert: events arrive in about time order. A
-    # b-tree on user_id slowed pulls by about 4% (SQLite) and 9% (PostgreSQL).
+    # serves that for next to nothing per insert: events arrive in about time order. No
+    # b-tree on user_id: it slows every pull.
     __table_args__ = (
         Index("ix_events_occurred_at", "occurred_at", postgresql_using="brin").ddl_if(
             dialect="postgresql"
