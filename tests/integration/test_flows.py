@@ -230,7 +230,7 @@ def test_a_failed_nightly_emails_ops(
     state = nightly(business_date=END, return_state=True)
     assert state.is_failed()
     [alert] = smtp_server.messages
-    assert alert["Subject"].startswith(f"Yunying: nightly-winback-{END}")
+    assert alert["Subject"].startswith(f"Yunying: nightly-{END}")
     assert "404" in alert.get_content()
 
 
