@@ -26,6 +26,7 @@ from tasks.reactivation import (
     send,
 )
 from tasks.secrets import load_settings
+from yunying.messaging.status import OutboxStatus
 from yunying.store.engine import utcnow
 
 MAX_SEND_TASKS = 200  # keeps a run to a few hundred task runs at any scale
@@ -45,7 +46,9 @@ def reactivation(
     if chosen.dry_run:
         get_run_logger().info("dry run: planned %s, sending nothing", planned)
         return {"planned": planned, "sent": 0}
-    to_send = planned["queued"] + planned["deferred"] + planned["sending"]
+    to_send = sum(
+        planned[s] for s in (OutboxStatus.QUEUED, OutboxStatus.DEFERRED, OutboxStatus.SENDING)
+    )
     batch = max(settings.batch_size, math.ceil(to_send / MAX_SEND_TASKS))
     # A sync flow gets the id itself: Prefect returns a coroutine only to async callers.
     progress = cast(
@@ -97,7 +100,7 @@ def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> s
             f"{status['reclaimed_at']:%Y-%m-%d %H:%M} UTC, by the next run; after a confirmed "
             f"crash, at once with `yunying outbox reclaim {campaign} --date {day}`."
         )
-    unknown = status["counts"].get("unknown", 0)
+    unknown = status["counts"].get(OutboxStatus.UNKNOWN, 0)
     if unknown:
         parts.append(
             f"{unknown} message(s) with an unknown outcome after a crash (the provider takes "

@@ -8,15 +8,14 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 import aiohttp
 
 from yunying.http_client import backoff, retry_after_seconds
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import HttpRequest, OutgoingMessage
-
-Verdict = Literal["sent", "retry", "failed", "bounced"]
+from yunying.messaging.status import Verdict
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 us more a message

@@ -44,6 +44,7 @@ from yunying.messaging.providers import (
 )
 from yunying.messaging.push import PushChannel
 from yunying.messaging.smtp_connection import open_smtp
+from yunying.messaging.status import Verdict
 from yunying.messaging.wechat import WeChatChannel, store_engine
 
 T = TypeVar("T")
@@ -314,7 +315,7 @@ class SmtpChannel:
             connection.send_message(build_email(self.mail_from, message))
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
-            status = "bounced" if code >= 500 else "retry"
+            status: Verdict = "bounced" if code >= 500 else "retry"
             return Outcome(
                 message.claimed.id,
                 status,

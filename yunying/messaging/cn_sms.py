@@ -38,10 +38,11 @@ from jinja2 import StrictUndefined, Template, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from yunying.errors import TemplateError
-from yunying.messaging.batch_channel import BatchApi, BatchChannel, Prepared, Verdict
+from yunying.messaging.batch_channel import BatchApi, BatchChannel, Prepared
 from yunying.messaging.cn_sms_config import CnSmsSettings, SmsTemplateMapping
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import HttpRequest, OutgoingMessage
+from yunying.messaging.status import Verdict
 
 CHINA = ZoneInfo("Asia/Shanghai")  # both providers date their records in Beijing time
 TENCENT_TOTAL_LIMIT = 500  # characters of a whole message, sign and parameters included

@@ -49,6 +49,7 @@ from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.status import OutboxStatus, SendOutcome, status_after
 from yunying.messaging.variants import variant_sql
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import LifecycleState, OutboxMessage, Suppression, TopicSuppression, User
@@ -56,18 +57,7 @@ from yunying.store.models import LifecycleState, OutboxMessage, Suppression, Top
 LEASE = dt.timedelta(minutes=10)
 PLAN_LOCK = 0x59554E59  # the PostgreSQL advisory lock under which a night's plans run
 MAX_ATTEMPTS = 5
-STATUSES = (
-    "queued",
-    "sending",
-    "sent",
-    "failed",
-    "bounced",
-    "deferred",
-    "expired",
-    "unknown",
-    "holdout",
-    "suppressed",
-)
+STATUSES = tuple(status.value for status in OutboxStatus)
 UNKNOWN_REASON = (
     "outcome unknown: a crash interrupted the send and the provider takes no idempotency key;"
     " check the provider's log, not resent"
@@ -90,7 +80,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Outcome:
     id: int
-    status: str  # sent | failed | bounced | deferred | retry
+    status: SendOutcome
     reason: str | None = None
     provider_ref: str | None = None
     not_before: dt.datetime | None = None
@@ -151,7 +141,7 @@ def plan(
     )
     recently_contacted = exists().where(
         OutboxMessage.user_id == User.user_id,
-        OutboxMessage.status == "sent",
+        OutboxMessage.status == OutboxStatus.SENT,
         OutboxMessage.sent_at >= cap_start,
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
@@ -162,7 +152,7 @@ def plan(
         earlier.user_id == User.user_id,
         earlier.campaign == campaign.name,
         earlier.business_date < business_date,
-        earlier.status.in_(("sending", "deferred")),
+        earlier.status.in_((OutboxStatus.SENDING, OutboxStatus.DEFERRED)),
     )
     # At most one marketing message per user a night: a user another campaign has planned
     # (to send or to hold out, which keeps its holdout clean) is not eligible here.
@@ -172,7 +162,7 @@ def plan(
         other.user_id == User.user_id,
         other.business_date == business_date,
         other.campaign != campaign.name,
-        other.status != "suppressed",
+        other.status != OutboxStatus.SUPPRESSED,
         ~other.campaign.like("reward-won%"),
         literal(capped),
     )
@@ -182,12 +172,12 @@ def plan(
     # The holdout is drawn among users who would have been sent, so that held-out and
     # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
     status = case(
-        (channel.is_(None), "suppressed"),
-        (recently_contacted, "suppressed"),
-        (still_pending, "suppressed"),
-        (taken_tonight, "suppressed"),
-        (held_out, "holdout"),
-        else_="queued",
+        (channel.is_(None), OutboxStatus.SUPPRESSED),
+        (recently_contacted, OutboxStatus.SUPPRESSED),
+        (still_pending, OutboxStatus.SUPPRESSED),
+        (taken_tonight, OutboxStatus.SUPPRESSED),
+        (held_out, OutboxStatus.HOLDOUT),
+        else_=OutboxStatus.QUEUED,
     )
     reason = case(
         (channel.is_(None), "opted out or unreachable on every channel"),
@@ -277,7 +267,9 @@ def claim(
     lease lapsed. A lapsed row on a `blind_channels` channel (no idempotency key, no lookup)
     is marked `unknown` instead: resending it could deliver it twice."""
     now = now or utcnow()
-    lapsed = and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease)
+    lapsed = and_(
+        OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < now - lease
+    )
     if blind_channels:
         session.execute(
             update(OutboxMessage)
@@ -287,18 +279,21 @@ def claim(
                 OutboxMessage.channel.in_(list(blind_channels)),
                 lapsed,
             )
-            .values(status="unknown", reason=UNKNOWN_REASON, claimed_by=None)
+            .values(status=OutboxStatus.UNKNOWN, reason=UNKNOWN_REASON, claimed_by=None)
             .execution_options(synchronize_session=False)
         )
     due = or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= now)
     sendable = or_(
         and_(
             OutboxMessage.business_date == business_date,
-            or_(and_(OutboxMessage.status.in_(("queued", "deferred")), due), lapsed),
+            or_(
+                and_(OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.DEFERRED)), due),
+                lapsed,
+            ),
         ),
         and_(
             OutboxMessage.business_date < business_date,
-            OutboxMessage.status == "deferred",
+            OutboxMessage.status == OutboxStatus.DEFERRED,
             due,
         ),
     )
@@ -314,7 +309,7 @@ def claim(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids.scalar_subquery()))
         .values(
-            status="sending",
+            status=OutboxStatus.SENDING,
             claimed_by=worker,
             claimed_at=now,
             attempts=OutboxMessage.attempts + 1,
@@ -346,11 +341,11 @@ def expire_deferred(
         update(OutboxMessage)
         .where(
             OutboxMessage.campaign == campaign,
-            OutboxMessage.status == "deferred",
+            OutboxMessage.status == OutboxStatus.DEFERRED,
             OutboxMessage.created_at < now - valid,
         )
         .values(
-            status="expired",
+            status=OutboxStatus.EXPIRED,
             reason=f"still deferred {_hours(valid)} after planning (the campaign's valid_hours)",
             not_before=None,
         )
@@ -373,7 +368,7 @@ def renew(
         update(OutboxMessage)
         .where(
             OutboxMessage.id.in_(list(ids)),
-            OutboxMessage.status == "sending",
+            OutboxMessage.status == OutboxStatus.SENDING,
             OutboxMessage.claimed_by == worker,
         )
         .values(claimed_at=now or utcnow())
@@ -395,9 +390,7 @@ def record(
     now = now or utcnow()
     rows = []
     for outcome in outcomes:
-        status = outcome.status
-        if status == "retry":
-            status = "queued"
+        status = status_after(outcome.status)
         rows.append(
             {
                 "b_id": outcome.id,
@@ -405,7 +398,7 @@ def record(
                 "reason": outcome.reason,
                 "provider_ref": outcome.provider_ref,
                 "not_before": outcome.not_before,
-                "sent_at": now if status == "sent" else None,
+                "sent_at": now if status == OutboxStatus.SENT else None,
             }
         )
     if not rows:
@@ -415,7 +408,7 @@ def record(
         update(table)
         .where(
             table.c.id == bindparam("b_id"),
-            table.c.status == "sending",
+            table.c.status == OutboxStatus.SENDING,
             table.c.claimed_by == worker,
             table.c.claimed_at >= now - lease,
         )
@@ -441,19 +434,19 @@ def reclaim(
     in_flight = and_(
         OutboxMessage.campaign == campaign,
         OutboxMessage.business_date == business_date,
-        OutboxMessage.status == "sending",
+        OutboxMessage.status == OutboxStatus.SENDING,
     )
     blind = OutboxMessage.channel.in_(list(blind_channels))
     unknown = session.execute(
         update(OutboxMessage)
         .where(in_flight, blind)
-        .values(status="unknown", reason=UNKNOWN_REASON, claimed_by=None)
+        .values(status=OutboxStatus.UNKNOWN, reason=UNKNOWN_REASON, claimed_by=None)
         .execution_options(synchronize_session=False)
     )
     requeued = session.execute(
         update(OutboxMessage)
         .where(in_flight)
-        .values(status="queued", claimed_by=None, claimed_at=None, not_before=None)
+        .values(status=OutboxStatus.QUEUED, claimed_by=None, claimed_at=None, not_before=None)
         .execution_options(synchronize_session=False)
     )
     return {
@@ -476,7 +469,7 @@ def in_flight(
         select(func.count(), func.min(OutboxMessage.claimed_at)).where(
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
-            OutboxMessage.status == "sending",
+            OutboxMessage.status == OutboxStatus.SENDING,
         )
     ).one()
     return InFlight(int(count), earliest + lease if earliest is not None else None)
@@ -489,9 +482,9 @@ def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> i
         .where(
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
-            OutboxMessage.status == "failed",
+            OutboxMessage.status == OutboxStatus.FAILED,
         )
-        .values(status="queued", attempts=0, reason=None, not_before=None)
+        .values(status=OutboxStatus.QUEUED, attempts=0, reason=None, not_before=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -531,7 +524,7 @@ def next_retry_at(session: Session, campaign: str, business_date: dt.date) -> dt
         select(func.min(OutboxMessage.not_before)).where(
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
-            OutboxMessage.status == "queued",
+            OutboxMessage.status == OutboxStatus.QUEUED,
         )
     )
 
@@ -543,6 +536,6 @@ def next_deferred_at(session: Session, campaign: str, business_date: dt.date) ->
         select(func.min(OutboxMessage.not_before)).where(
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date <= business_date,
-            OutboxMessage.status == "deferred",
+            OutboxMessage.status == OutboxStatus.DEFERRED,
         )
     )

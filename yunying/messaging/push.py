@@ -26,10 +26,11 @@ from typing import Any
 
 import orjson
 
-from yunying.messaging.batch_channel import BatchApi, BatchChannel, Prepared, Verdict
+from yunying.messaging.batch_channel import BatchApi, BatchChannel, Prepared
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import HttpRequest, OutgoingMessage
 from yunying.messaging.push_config import PushSettings
+from yunying.messaging.status import Verdict
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 

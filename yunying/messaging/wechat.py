@@ -32,10 +32,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yunying.errors import TemplateError
-from yunying.messaging.batch_channel import BatchChannel, Prepared, Verdict
+from yunying.messaging.batch_channel import BatchChannel, Prepared
 from yunying.messaging.cn_sms import render_param
 from yunying.messaging.outbox import Outcome
 from yunying.messaging.providers import HttpRequest, OutgoingMessage
+from yunying.messaging.status import Verdict
 from yunying.messaging.wechat_config import WeChatSettings, WeChatTemplate
 from yunying.store.engine import create_store_engine, session_scope, utcnow
 from yunying.store.models import ProviderToken

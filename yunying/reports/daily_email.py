@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
-from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
+from yunying import templates
 from yunying.config import Settings
 from yunying.errors import TemplateError, TransientError
 from yunying.messaging.channels import mail_domain, stamp
-from yunying.messaging.render import TEMPLATES
 from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
 from yunying.reports.charts import dau_chart, retention_chart
@@ -43,17 +41,6 @@ class ReportFiles:
     eml_path: Path | None
     sent: bool
     subject: str
-
-
-@cache
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES / "reports"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def subject_for(kpis: DailyKpis, words: Words) -> str:
@@ -84,7 +71,7 @@ def render(
     running: Sequence[RunningCampaign] = (),
 ) -> tuple[str, str]:
     """HTML and text; `images` maps each chart to its src (a cid: or a file name)."""
-    env = _environment()
+    env = templates.reports()
     context = {
         "k": kpis,
         "running": running,

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, exists, func, null, select
 from sqlalchemy.orm import Session
 
+from yunying.messaging.status import OutboxStatus
 from yunying.store.engine import is_postgres
 from yunying.store.models import (
     ActiveDay,
@@ -235,7 +236,7 @@ def reactivation_uplift(session: Session, business_date: dt.date, money: Money) 
         )
         .scalar_subquery()
     )
-    arm = case((OutboxMessage.status == "holdout", "holdout"), else_="assigned")
+    arm = case((OutboxMessage.status == OutboxStatus.HOLDOUT, "holdout"), else_="assigned")
     rows = session.execute(
         select(
             OutboxMessage.campaign,
@@ -243,11 +244,11 @@ def reactivation_uplift(session: Session, business_date: dt.date, money: Money) 
             func.count(),
             func.sum(case((came_back, 1), else_=0)),
             func.coalesce(func.sum(revenue), 0),
-            func.sum(case((OutboxMessage.status == "sent", 1), else_=0)),
+            func.sum(case((OutboxMessage.status == OutboxStatus.SENT, 1), else_=0)),
         )
         .where(
             OutboxMessage.business_date == cohort_date,
-            OutboxMessage.status != "suppressed",  # not eligible: in neither arm
+            OutboxMessage.status != OutboxStatus.SUPPRESSED,  # not eligible: in neither arm
             ~OutboxMessage.campaign.like("reward-won%"),
         )
         .group_by(OutboxMessage.campaign, arm)

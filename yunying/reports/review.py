@@ -30,6 +30,7 @@ from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.status import OutboxStatus
 from yunying.reports.effects import Money, day_bounds_utc, days_after, difference_interval
 from yunying.store.models import (
     ActiveDay,
@@ -248,14 +249,14 @@ def compute_review(
         low, high = _date(low), _date(high)
         first = low if first is None or low < first else first
         last = high if last is None or high > last else last
-        if st == "suppressed":
+        if st == OutboxStatus.SUPPRESSED:
             continue
         funnel.eligible += n
-        if st in ("sent", "bounced"):
+        if st in (OutboxStatus.SENT, OutboxStatus.BOUNCED):
             funnel.sent += n
             sent_by_channel[ch] += n
-        funnel.delivered += n if st == "sent" else 0
-        held = st == "holdout"
+        funnel.delivered += n if st == OutboxStatus.SENT else 0
+        held = st == OutboxStatus.HOLDOUT
         (holdout if held else assigned).add(n, k, rev)
         if not held:
             by_variant[var].add(n, k, rev)

@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
-from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
+from yunying import templates
 from yunying.config import Settings
-from yunying.messaging.render import TEMPLATES
 from yunying.reports.review import MIN_SLICE, SLICES, Comparison, Review
 from yunying.reports.words import Words
 
@@ -340,19 +337,8 @@ def markdown(view: Page) -> str:
     return "\n".join(out) + "\n"
 
 
-@cache
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES / "reports"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def html(view: Page, locale: str) -> str:
-    return _environment().get_template("review.html").render(p=view, locale=locale)
+    return templates.reports().get_template("review.html").render(p=view, locale=locale)
 
 
 def write_page(settings: Settings, review: Review, view: Page, locale: str) -> Path:

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yunying import templates
 from yunying.http_client import request, with_retries
-from yunying.messaging.render import TEMPLATES
 from yunying.rewards.approval import ApprovedPlan
 from yunying.rewards.campaign import RewardCampaign
 from yunying.rewards.commitment import commit_seed, commitment_notice, notice_digest, salt_of
@@ -190,12 +189,8 @@ def winners_page(
     published_at: dt.datetime,
     earlier: Sequence[RewardPublication],
 ) -> str:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES / "rewards"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-    )
-    return env.get_template("winners.html").render(
+    page = templates.rewards().get_template("winners.html")
+    return page.render(
         campaign=campaign,
         eligible=eligible,
         rule_text=rule_text(campaign),

@@ -13,26 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from yunying import templates
 from yunying.config import Settings
 from yunying.messaging.unsubscribe import unsubscribe_key
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
+TEMPLATES = templates.TEMPLATES / "web"
 T = TypeVar("T")
 
 log = logging.getLogger("yunying.web")
-
-
-def page_environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(default=True),
-        undefined=StrictUndefined,
-    )
 
 
 def campaign_topics(campaign_dir: Path) -> list[str]:
@@ -52,7 +45,7 @@ def campaign_topics(campaign_dir: Path) -> list[str]:
 class Web:
     settings: Settings
     engine: Engine
-    pages: Environment = field(default_factory=page_environment)
+    pages: Environment = field(default_factory=templates.web_pages)
     topics: list[str] = field(default_factory=list)
     _key: bytes | None = None
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, literal, select, update
 from sqlalchemy.orm import Session
 
+from yunying.messaging.status import OutboxStatus
 from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import CallbackEvent, OutboxMessage, Suppression, User
 
@@ -60,8 +61,8 @@ def suppress_message_user(session: Session, match: Match, value: str, reason: st
     its channel. Returns the suppressions added."""
     session.execute(
         update(OutboxMessage)
-        .where(_message(match, value), OutboxMessage.status == "sent")
-        .values(status="bounced", reason=reason)
+        .where(_message(match, value), OutboxMessage.status == OutboxStatus.SENT)
+        .values(status=OutboxStatus.BOUNCED, reason=reason)
         .execution_options(synchronize_session=False)
     )
     rows = select(

@@ -1,0 +1,35 @@
+"""Outbox statuses and send outcomes, named once (how a row moves between them: outbox.py).
+
+`OutboxStatus` is what an outbox row's `status` column holds; queries compare with its
+members. A channel answers each message with a `SendOutcome`: a status the row takes as is,
+or `retry`, which puts the row back in the queue.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    DEFERRED = "deferred"  # by quiet hours; sent when due
+    EXPIRED = "expired"  # deferred past the campaign's valid_hours
+    UNKNOWN = "unknown"  # a crash hid the outcome on a channel that cannot reconcile
+    HOLDOUT = "holdout"  # eligible, kept out on purpose to measure uplift
+    SUPPRESSED = "suppressed"  # not eligible
+
+
+# What a provider says of one message.
+Verdict = Literal["sent", "retry", "failed", "bounced"]
+# What a send records for one message: a provider's verdict, or deferred by quiet hours.
+SendOutcome = Literal[Verdict, "deferred"]
+
+
+def status_after(outcome: SendOutcome) -> OutboxStatus:
+    """The status a claimed row takes for a send outcome."""
+    return OutboxStatus.QUEUED if outcome == "retry" else OutboxStatus(outcome)
