@@ -37,7 +37,10 @@ def reactivation(
     campaign: str = "winback",
     business_date: dt.date | None = None,
     resend_failed: bool = False,
+    send_tasks: int = MAX_SEND_TASKS,
 ) -> dict[str, Any]:
+    """`send_tasks` bounds the send batches (they grow past `batch_size` to fit): the
+    campaigns flow shares one budget among the night's campaigns."""
     settings = load_settings()
     day = business_date or default_business_date(settings)
     chosen = load_campaign(settings, campaign)
@@ -46,7 +49,7 @@ def reactivation(
         get_run_logger().info("dry run: planned %s, sending nothing", planned)
         return {"planned": planned, "sent": 0}
     to_send = planned["queued"] + planned["deferred"] + planned["sending"]
-    batch = max(settings.batch_size, math.ceil(to_send / MAX_SEND_TASKS))
+    batch = max(settings.batch_size, math.ceil(to_send / max(1, send_tasks)))
     progress = create_progress_artifact(progress=0.0, description=f"{chosen.name} {day} sending")
     worker = uuid.uuid4().hex[:12]
     handled = 0
