@@ -339,3 +339,47 @@ def test_the_nightly_campaign_parameter_narrows_the_night_to_one_campaign(
     assert summary["messages"]["sent"] == 10
     with session_scope(engine) as session:
         assert set(session.scalars(select(OutboxMessage.campaign))) == {"second"}
+
+
+def test_the_nights_campaigns_share_one_budget_of_send_tasks(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two campaigns of 105 messages at one message a batch: each alone may make up to
+    MAX_SEND_TASKS send tasks, together they stay within it (their batches grow)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterName,
+        TaskRunFilterStartTime,
+    )
+
+    from flows.campaigns import campaigns
+    from flows.reactivation import MAX_SEND_TASKS
+
+    silent_users(engine, settings, 2 * 105)
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    common = (
+        'segment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\nnightly = true\n'
+        "quiet_hours = false\nfrequency_cap_days = 0\nholdout_percent = 0\n"
+    )
+    _write(folder, "english", common + 'priority = 10\naudience = { locale = ["en"] }\n')
+    _write(folder, "broad", common + "priority = 20\n")
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    monkeypatch.setenv("YUNYING_BATCH_SIZE", "1")
+    state = campaigns(business_date=DAY, return_state=True)
+    assert [r["sent"] for r in state.result()] == [105, 105]
+    with get_client(sync_client=True) as client:
+        started = client.read_flow_run(state.state_details.flow_run_id).start_time
+        only = TaskRunFilter(
+            name=TaskRunFilterName(like_="send-batch"),
+            start_time=TaskRunFilterStartTime(after_=started),
+        )
+        sends: list[object] = []
+        while page := client.read_task_runs(task_run_filter=only, limit=200, offset=len(sends)):
+            sends += page
+    assert 2 * 105 / 2 <= len(sends) <= MAX_SEND_TASKS

@@ -270,3 +270,20 @@ def test_the_daily_report_links_each_running_campaigns_latest_review(
     closed = DAY + dt.timedelta(days=8)  # sent on DAY, measured for 7 days
     later = Path(report(business_date=closed)["html"]).read_text(encoding="utf-8")
     assert "review-spring" not in later and "没有进行中的活动" in later
+
+
+def test_the_scheduled_review_covers_the_campaigns_whose_window_closed(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.review import review
+
+    _plant(engine, settings, tmp_path, 100)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    assert review(as_of=AS_OF - dt.timedelta(days=1), send_email=False) == {}  # still open
+    closed = review(as_of=AS_OF, send_email=False)  # sent on DAY, measured for 7 days
+    assert list(closed) == ["spring"] and Path(closed["spring"]["html"]).exists()
+    assert review(as_of=AS_OF + dt.timedelta(days=1), send_email=False) == {}  # reviewed once

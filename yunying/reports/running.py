@@ -29,8 +29,24 @@ class RunningCampaign:
 
 def running_campaigns(session: Session, campaign_dir: Path, day: dt.date) -> list[Campaign]:
     """Campaign files that planned messages on a date whose measurement window is still open
-    on `day` (sent on `day` included), by name. Outbox rows of no campaign file (reward
-    notifications, deleted files) have no review to link."""
+    on `day` (sent on `day` included), by name."""
+    return [c for c, last in _last_planned(session, campaign_dir, day) if _closes(c, last) >= day]
+
+
+def windows_closing(session: Session, campaign_dir: Path, day: dt.date) -> list[Campaign]:
+    """Campaign files whose last send's measurement window closed on `day`: due a review."""
+    return [c for c, last in _last_planned(session, campaign_dir, day) if _closes(c, last) == day]
+
+
+def _closes(campaign: Campaign, last_planned: dt.date) -> dt.date:
+    return last_planned + dt.timedelta(days=campaign.objective.within_days)
+
+
+def _last_planned(
+    session: Session, campaign_dir: Path, day: dt.date
+) -> list[tuple[Campaign, dt.date]]:
+    """Each campaign file's last planned date up to `day`, within the longest window. Outbox
+    rows of no campaign file (reward notifications, deleted files) have no review."""
     earliest = day - dt.timedelta(days=MAX_WITHIN_DAYS)
     last_planned = session.execute(
         select(OutboxMessage.campaign, func.max(OutboxMessage.business_date))
@@ -38,11 +54,8 @@ def running_campaigns(session: Session, campaign_dir: Path, day: dt.date) -> lis
         .group_by(OutboxMessage.campaign)
         .order_by(OutboxMessage.campaign)
     ).all()
-    running = []
-    for name, last in last_planned:
-        if not (campaign_dir / f"{name}.toml").is_file():
-            continue
-        chosen = find_campaign(campaign_dir, name)
-        if last + dt.timedelta(days=chosen.objective.within_days) >= day:
-            running.append(chosen)
-    return running
+    return [
+        (find_campaign(campaign_dir, name), last)
+        for name, last in last_planned
+        if (campaign_dir / f"{name}.toml").is_file()
+    ]
