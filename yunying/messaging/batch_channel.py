@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -24,6 +24,8 @@ class Prepared:
     message: OutgoingMessage
     code: str = ""  # the provider's template, for template providers
     params: dict[str, str] = field(default_factory=dict)
+    # Messages with equal groups may share a call (template providers: code and values).
+    group: Hashable = None
 
 
 class BatchApi(Protocol):
