@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -77,8 +77,11 @@ class Claimed:
     variant: str | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """A tuple of plain values, which the garbage collector stops tracking: a big send's
+    outcomes as frozen dataclasses each stayed tracked, and its full passes over them
+    doubled the cost of a batched call."""
+
     id: int
     status: SendOutcome
     reason: str | None = None

@@ -105,6 +105,17 @@ WORDS: dict[str, dict[str, str]] = {
         "returned": "returned",
         "silent": "silent",
         "churned": "churned",
+        # Outbox statuses (messaging/outbox.py STATUSES), as the messages table shows them.
+        "status_queued": "queued",
+        "status_sending": "sending",
+        "status_sent": "sent",
+        "status_failed": "failed",
+        "status_bounced": "bounced",
+        "status_deferred": "deferred (quiet hours)",
+        "status_expired": "expired",
+        "status_unknown": "outcome unknown",
+        "status_holdout": "held out",
+        "status_suppressed": "suppressed (opted out)",
     },
     "zh-CN": {
         "title": "运营日报",
@@ -194,6 +205,16 @@ WORDS: dict[str, dict[str, str]] = {
         "returned": "回流",
         "silent": "沉默",
         "churned": "流失",
+        "status_queued": "排队中",
+        "status_sending": "发送中",
+        "status_sent": "已发送",
+        "status_failed": "发送失败",
+        "status_bounced": "被退回",
+        "status_deferred": "延后（免打扰时段）",
+        "status_expired": "已过期",
+        "status_unknown": "结果未知",
+        "status_holdout": "对照组（不发送）",
+        "status_suppressed": "已屏蔽（用户退订）",
     },
 }
 
@@ -209,6 +230,10 @@ class Words:
 
     def __call__(self, key: str, **values: object) -> str:
         return self.table[key].format(**values)
+
+    def status(self, status: str) -> str:
+        """An outbox status in words; one this table does not know yet as it is."""
+        return self.table.get(f"status_{status}", status)
 
     def number(self, value: float | int | Decimal | None, digits: int = 0) -> str:
         if value is None:
