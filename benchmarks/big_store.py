@@ -25,7 +25,13 @@ from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
 
 EVENTS_PER_USER = 10
-HISTORY_DAYS = 150
+TABLES = {
+    "users": "users",
+    "events": "events",
+    "orders": "orders",
+    "facts": "user_facts",
+    "active_days": "active_days",
+}
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,35 @@ def database_size_mb(url: str) -> float:
         engine.dispose()
 
 
+def _drop_indexes(connection: sa.Connection, step: str) -> list[str]:
+    """Drop the table's key and indexes; the statements that build them again. Building an
+    index once from sorted rows is several times faster than growing it row by row (at 1M
+    users, active days took 95 s with their two indexes in place)."""
+    table = TABLES[step]
+    keys = connection.execute(
+        sa.text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = CAST(:t AS regclass) AND contype = 'p'"
+        ),
+        {"t": table},
+    ).all()
+    indexes = connection.execute(
+        sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"
+            " AND schemaname = current_schema() AND indexname NOT IN"
+            " (SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass))"
+        ),
+        {"t": table},
+    ).all()
+    for name, _ in keys:
+        connection.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+    for name, _ in indexes:
+        connection.execute(sa.text(f'DROP INDEX "{name}"'))
+    return [
+        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for name, definition in keys
+    ] + [definition for _, definition in indexes]
+
+
 def _is_filled(store: BigStore) -> bool:
     engine = sa.create_engine(store.url(store.template))
     try:
@@ -123,8 +158,12 @@ def _fill(store: BigStore) -> dict[str, float]:
             started = time.perf_counter()
             with engine.begin() as connection:
                 connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
+                connection.execute(sa.text("SET LOCAL maintenance_work_mem = '1GB'"))
+                rebuild = _drop_indexes(connection, step)
                 for statement in statements:
                     connection.execute(sa.text(statement), params)
+                for statement in rebuild:
+                    connection.execute(sa.text(statement))
             seconds[step] = time.perf_counter() - started
             print(f"fill {step}: {seconds[step]:.0f}s", file=sys.stderr)
         started = time.perf_counter()
