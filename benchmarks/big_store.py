@@ -2,7 +2,8 @@
 
 One database holds the company's history as Yunying's store would after months of nightly
 runs (users, 10 events per user, an order per 20 events, the per-user facts and active days
-that ingestion keeps, and the lifecycle of the day before the business date), and, in its
+that ingestion keeps, the lifecycle of the day before the business date and that night's
+campaign sends, so tonight's frequency caps hold as on any night after the first), and, in its
 schema `src`, the company's own tables holding the business date's increment (new signups,
 events from half the users' worth, orders) for the pulls to read. Each measured run gets its
 own copy (`CREATE DATABASE ... TEMPLATE`), so the flow and the plain chain start from the
@@ -21,10 +22,14 @@ from sqlalchemy.engine import make_url
 
 from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.outbox import plan
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
+from yunying.store.models import OutboxMessage
 
 EVENTS_PER_USER = 10
+FILLED = "filled_v2"  # marks a complete fill; a new name when the fill changes
 TABLES = {
     "users": "users",
     "events": "events",
@@ -39,6 +44,7 @@ class BigStore:
     admin_url: str  # any database of the server, to create and drop the others
     users: int
     end: dt.date  # the business date: its increment waits in the sources
+    campaigns: tuple[Campaign, ...]  # the nightly's campaigns, which also ran last night
 
     @property
     def template(self) -> str:
@@ -103,6 +109,25 @@ def database_size_mb(url: str) -> float:
         engine.dispose()
 
 
+def _last_nights_sends(engine: sa.Engine, store: BigStore) -> None:
+    """Last night's campaigns went out: every campaign's silent users of yesterday were
+    messaged, so tonight the frequency caps leave the users newly silent, as on any night
+    after the first."""
+    yesterday = store.end - dt.timedelta(1)
+    for campaign in store.campaigns:
+        with session_scope(engine) as session:
+            plan(session, campaign, yesterday)
+            session.execute(
+                sa.update(OutboxMessage)
+                .where(
+                    OutboxMessage.campaign == campaign.name,
+                    OutboxMessage.business_date == yesterday,
+                    OutboxMessage.status == "queued",
+                )
+                .values(status="sent", sent_at=dt.datetime.combine(yesterday, dt.time(12)))
+            )
+
+
 def _drop_indexes(connection: sa.Connection, step: str) -> list[str]:
     """Drop the table's key and indexes; the statements that build them again. Building an
     index once from sorted rows is several times faster than growing it row by row (at 1M
@@ -139,8 +164,9 @@ def _is_filled(store: BigStore) -> bool:
             done = connection.execute(
                 sa.text(
                     "SELECT 1 FROM information_schema.tables"
-                    " WHERE table_schema = 'src' AND table_name = 'filled'"
-                )
+                    " WHERE table_schema = 'src' AND table_name = :filled"
+                ),
+                {"filled": FILLED},
             ).first()
             return done is not None
     finally:
@@ -171,12 +197,15 @@ def _fill(store: BigStore) -> dict[str, float]:
             compute_lifecycle(session, store.end - dt.timedelta(1), LifecycleSettings())
         seconds["lifecycle"] = time.perf_counter() - started
         started = time.perf_counter()
+        _last_nights_sends(engine, store)
+        seconds["outbox"] = time.perf_counter() - started
+        started = time.perf_counter()
         with engine.begin() as connection:
             for statement in _increment_statements():
                 connection.execute(
                     sa.text(statement), {"n": store.users, "day": store.end.isoformat()}
                 )
-            connection.execute(sa.text("CREATE TABLE src.filled (at timestamp)"))
+            connection.execute(sa.text(f"CREATE TABLE src.{FILLED} (at timestamp)"))
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").execute(
                 sa.text("VACUUM ANALYZE")

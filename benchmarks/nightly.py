@@ -36,6 +36,7 @@ from typing import Any
 from benchmarks.big_store import BigStore, clone, database_size_mb, drop, ensure_filled
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
+from yunying.messaging.campaign import find_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 END = dt.date(2026, 11, 1)
@@ -69,7 +70,8 @@ def _on_sqlite(users: int, seed: int) -> dict[str, Any]:
 
 
 def _on_postgresql(users: int, reuse_store: bool) -> dict[str, Any]:
-    store = BigStore(POSTGRES, users, END)
+    campaign = find_campaign(ROOT / "deployments" / "campaigns", CAMPAIGN)
+    store = BigStore(POSTGRES, users, END, (campaign,))
     started = time.perf_counter()
     fill = ensure_filled(store, reuse_store)
     filled = time.perf_counter() - started
