@@ -53,6 +53,7 @@ class LoadStats:
     watermark: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
     set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
+    fast_path_fallbacks: int = 0  # batches that left the PostgreSQL fast path (load_events)
 
     def add(self, other: LoadStats) -> None:
         self.pulled += other.pulled
@@ -343,10 +344,16 @@ def _json_text(rows: Sequence[EventRow]) -> str:
     return orjson.dumps(rows).decode()
 
 
-def load_events(session: Session, events: EventsText, activity_events: Sequence[str]) -> int:
+def load_events(
+    session: Session,
+    events: EventsText,
+    activity_events: Sequence[str],
+    on_fallback: Callable[[str], None] | None = None,
+) -> int:
     """Insert the events whose id is new (events never change) and fold exactly those into
     the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
-    twice. Returns how many were new."""
+    twice. Returns how many were new. On PostgreSQL, `on_fallback` hears why a batch took
+    the staging table instead of the direct COPY (`_copy_all_new`): slower, as correct."""
     if not events.count:
         return 0
     only, params = _activity_filter(activity_events)
@@ -358,8 +365,11 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
                 with session.begin_nested():
                     _copy_all_new(session, events, only, params)
                 return events.count
-            except (IntegrityError, psycopg.IntegrityError, _NotAllFound):
-                pass
+            except (IntegrityError, psycopg.IntegrityError, _NotAllFound) as exc:
+                if on_fallback is not None:
+                    on_fallback(_FALLBACK_CAUSES.get(type(exc), "an event id already stored"))
+        elif on_fallback is not None:
+            on_fallback("PostgreSQL before 14 has no TID range scans")
         _copy_to_stage(session, "events", EVENT_COLUMNS, events.text)
         # The rows the insert returns are exactly the new ones.
         insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
@@ -387,6 +397,12 @@ class _NotAllFound(Exception):
     """The new pages of `events` hold fewer of a batch's rows than it has."""
 
 
+_FALLBACK_CAUSES: dict[type[Exception], str] = {
+    _NotAllFound: "some rows went into pages that were not new, or a concurrent pull"
+    " stored one of the batch's (user, day) pairs"
+}
+
+
 def _reads_tid_ranges(session: Session) -> bool:
     driver = session.connection().connection.driver_connection
     return driver.info.server_version >= 140000  # type: ignore[union-attr, no-any-return]
@@ -394,13 +410,19 @@ def _reads_tid_ranges(session: Session) -> bool:
 
 def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[str, Any]) -> None:
     """PostgreSQL, when every event is new (the usual case): COPY the batch straight into
-    `events` and fold it into the facts and active days from there, reading back the heap
-    pages the COPY filled (a TID range scan) and in them the rows this savepoint wrote. The
-    rows are parsed and written once, not twice as through a staging table: a 1M-event pull
-    ran 20-30% faster. The caller undoes it all and
-    stages the batch if an event is known (the COPY fails on the key), another pull adds one
-    of the (user, day) pairs meanwhile, or rows went into older pages that had room (some
-    rows are not found in the new ones)."""
+    `events` and fold it into the facts and active days from there, reading back the rows
+    this savepoint wrote. The rows are parsed and written once, not twice as through a
+    staging table.
+
+    Why the rows read back are exactly the batch's: a COPY appends from the table's last
+    page onwards (a TID range scan from there needs PostgreSQL 14), and every row one
+    (sub)transaction writes carries its id in `xmin`, the same for all of them; a
+    concurrent writer's rows carry another. Rows the COPY put into older pages that had
+    room are not read back, so the count of rows found is checked against the batch's:
+    fewer, and `_NotAllFound` undoes the savepoint. A known event id fails the COPY on the
+    key, and a (user, day) pair that a concurrent pull adds between the look-up and the
+    insert fails on active_days' key; both undo the savepoint as well, and the caller then
+    stages the batch, which is correct in every case, only slower."""
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
         # The last page so far may take the first rows; later ones are new.
