@@ -35,7 +35,12 @@ def main() -> int:
         "--store",
         choices=("both", "sqlite", "postgresql"),
         default="both",
-        help="lifecycle, report: which store to measure",
+        help="lifecycle, report, segments, nightly: which store to measure",
+    )
+    parser.add_argument(
+        "--reuse-store",
+        action="store_true",
+        help="nightly: reuse (and keep) the filled PostgreSQL store of an earlier run",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="pull: runs of ours and of each baseline, in turn"
@@ -46,16 +51,20 @@ def main() -> int:
     )
     if args.name in ("lifecycle", "report", "segments"):
         options["store"] = args.store
+    if args.name == "nightly":
+        options = {"store": args.store, "reuse_store": args.reuse_store}
     if args.name == "pull":
         options["rounds"] = args.rounds
     figures = BENCHMARKS[args.name](users=args.users, seed=args.seed, **options)
     for name, figure in figures.items():
-        if isinstance(figure, dict):
+        if isinstance(figure, dict) and "value" in figure:
             print(
                 f"{name:28} {figure['value']!s:>14}  baseline {figure['baseline']!s:>14}  "
                 f"ratio {figure['ratio']}",
                 file=sys.stderr,
             )
+        elif name != "benchmark":
+            print(f"{name:28} {figure}", file=sys.stderr)
     print(json.dumps(figures))
     return 0
 

@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         type=dt.date.fromisoformat,
         help="lifecycle: recompute from this date (to --date, and the dates computed after it)",
     )
-    run.add_argument("--campaign", default="winback")
+    run.add_argument(
+        "--campaign",
+        help="nightly: only this campaign (default: every active nightly one); "
+        "reactivation: the campaign to send (default winback)",
+    )
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
     run.set_defaults(handler=_run)
@@ -199,7 +203,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
         print(
             reactivation(
-                campaign=args.campaign, business_date=args.date, resend_failed=args.resend_failed
+                campaign=args.campaign or "winback",
+                business_date=args.date,
+                resend_failed=args.resend_failed,
             )
         )
         _warn_if_sending_off(settings)

@@ -20,7 +20,7 @@ def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         subject=f"Yunying: {flow_run.name} {state.type.value.lower()}",
         text=(
             f"The flow run {flow_run.name} ({flow.name}) ended {state.name}: {state.message}\n\n"
-            f"Open it in the Prefect UI: runs/flow-run/{flow_run.id}\n"
+            f"Open it in the Prefect UI: {run_link(flow_run.id)}\n"
             "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
         ),
     )

@@ -14,7 +14,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.common import default_business_date, run_name
-from flows.reactivation import reactivation
+from flows.reactivation import MAX_SEND_TASKS, reactivation
 from tasks.policy import RETRY_TRANSIENT
 from tasks.secrets import load_settings
 from yunying.config import Settings
@@ -36,8 +36,11 @@ def campaigns(
     settings = load_settings()
     day = business_date or default_business_date(settings)
     chosen = choose_campaigns(settings, day, names)
+    # One night's budget of send tasks, shared: at 200 each, five campaigns could make 1,000.
+    share = max(1, MAX_SEND_TASKS // max(1, len(chosen)))
     results = [
-        {"campaign": name, **reactivation(campaign=name, business_date=day)} for name in chosen
+        {"campaign": name, **reactivation(campaign=name, business_date=day, send_tasks=share)}
+        for name in chosen
     ]
     create_table_artifact(
         key="campaigns-tonight",

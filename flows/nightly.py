@@ -1,17 +1,18 @@
-"""The nightly chain: pull -> lifecycle -> reactivation sends -> daily report."""
+"""The nightly chain: pull -> lifecycle -> every active campaign's sends -> daily report."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.alerts import email_ops_on_failure, tell_ops_chat_on_failure
+from flows.campaigns import campaigns
 from flows.common import default_business_date, run_name
 from flows.pull import pull_sources
-from flows.reactivation import reactivation
 from flows.report import report
 from tasks.lifecycle import lifecycle, lifecycle_dates
 from tasks.secrets import load_settings
@@ -25,23 +26,26 @@ from tasks.secrets import load_settings
 )
 def nightly(
     business_date: dt.date | None = None,
-    campaign: str = "winback",
+    campaign: str | None = None,
     force_report: bool = False,
 ) -> dict[str, Any]:
+    """Sends every campaign file with `nightly = true` active that date, in priority order
+    under the cross-campaign cap; `campaign` narrows the night to that one campaign."""
     settings = load_settings()
     day = business_date or default_business_date(settings)
     pulled = pull_sources()
     for earlier in lifecycle_dates(settings, day)[:-1]:  # catch up missed nights in order
         lifecycle(settings, earlier)
     states = lifecycle(settings, day)
-    sent = reactivation(campaign=campaign, business_date=day)
+    sent = campaigns(business_date=day, names=[campaign] if campaign else None)
     daily = report(business_date=day, force=force_report)
     summary = {
         "business_date": day.isoformat(),
         "pulled": {r["source"]: r["pulled"] for r in pulled},
         "rejected": sum(r["rejected"] for r in pulled),
         "lifecycle": states.by_state,
-        "messages": {k: v for k, v in sent.items() if isinstance(v, int) and v},
+        "messages": dict(_message_totals(sent)),
+        "campaigns": {r["campaign"]: _counts(r) for r in sent},
         "report": daily["html"],
         "report_email": daily["eml"],
     }
@@ -49,11 +53,27 @@ def nightly(
     return summary
 
 
+def _counts(result: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in result.items() if isinstance(v, int) and v}
+
+
+def _message_totals(results: list[dict[str, Any]]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for result in results:
+        totals.update(_counts(result))
+    return totals
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Nightly run for {summary['business_date']}", ""]
     for stage in ("pulled", "lifecycle", "messages"):
         parts = ", ".join(f"{k}: {v}" for k, v in summary[stage].items()) or "none"
         lines.append(f"- **{stage}**: {parts}")
+    for name, counts in summary["campaigns"].items():
+        parts = ", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing to send"
+        lines.append(f"  - campaign `{name}`: {parts}")
+    if not summary["campaigns"]:
+        lines.append("  - no campaign active tonight")
     lines.append(f"- **rejected records**: {summary['rejected']}")
     lines.append(f"- **report**: `{summary['report']}`")
     return "\n".join(lines)

@@ -38,7 +38,10 @@ def reactivation(
     campaign: str = "winback",
     business_date: dt.date | None = None,
     resend_failed: bool = False,
+    send_tasks: int = MAX_SEND_TASKS,
 ) -> dict[str, Any]:
+    """`send_tasks` bounds the send batches (they grow past `batch_size` to fit): the
+    campaigns flow shares one budget among the night's campaigns."""
     settings = load_settings()
     day = business_date or default_business_date(settings)
     chosen = load_campaign(settings, campaign)
@@ -49,7 +52,7 @@ def reactivation(
     to_send = sum(
         planned[s] for s in (OutboxStatus.QUEUED, OutboxStatus.DEFERRED, OutboxStatus.SENDING)
     )
-    batch = max(settings.batch_size, math.ceil(to_send / MAX_SEND_TASKS))
+    batch = max(settings.batch_size, math.ceil(to_send / max(1, send_tasks)))
     # A sync flow gets the id itself: Prefect returns a coroutine only to async callers.
     progress = cast(
         uuid.UUID,

@@ -6,14 +6,17 @@ import datetime as dt
 
 from prefect import flow
 
+from flows.common import default_business_date, run_name
 from tasks.secrets import load_settings
 from tasks.segments import segment_sizes
 
 
-@flow(name="segments", flow_run_name="segments-{business_date}")
-def segments(business_date: dt.date) -> dict[str, int]:
-    return segment_sizes(load_settings(), business_date)
+@flow(name="segments", flow_run_name=lambda: run_name("segments"))
+def segments(business_date: dt.date | None = None) -> dict[str, int]:
+    """`business_date` defaults to yesterday, as the scheduled deployment runs it."""
+    settings = load_settings()
+    return segment_sizes(settings, business_date or default_business_date(settings))
 
 
 if __name__ == "__main__":
-    segments(dt.date.today() - dt.timedelta(days=1))
+    segments()

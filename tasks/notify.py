@@ -29,14 +29,19 @@ from yunying.store.engine import session_scope
 NO_RETRY = {**RETRY_TRANSIENT, "retries": 0}  # post.py retries each target itself
 
 
+# Prefect's ephemeral API has no UI: `make ui` serves one over the same PREFECT_HOME here.
+LOCAL_UI_URL = "http://127.0.0.1:4200"
+
+
 def run_link(run_id: UUID | str | None = None) -> str | None:
-    """The Prefect UI page of a flow run (the current one by default); without a UI URL
-    (Prefect's ephemeral API) the path to open on whichever server shows the run."""
+    """The Prefect UI page of a flow run (the current one by default): on PREFECT_UI_URL,
+    else on the local UI of `make ui`. Always absolute: mail clients drop relative links."""
     run_id = run_id or flow_run.get_id()
     if run_id is None:
         return None
-    return url_for("flow-run", obj_id=run_id, default_base_url=PREFECT_UI_URL.value()) or (
-        f"runs/flow-run/{run_id}"
+    base = PREFECT_UI_URL.value() or LOCAL_UI_URL
+    return url_for("flow-run", obj_id=run_id, default_base_url=base) or (
+        f"{base.rstrip('/')}/runs/flow-run/{run_id}"
     )
 
 

@@ -14,6 +14,9 @@ from yunying.config import Settings
 from yunying.reports.artifact import report_markdown
 from yunying.reports.daily_email import publish_report, words_for
 from yunying.reports.kpis import compute_kpis, money_for
+from yunying.reports.review_page import markdown as review_markdown
+from yunying.reports.review_run import build_review
+from yunying.reports.running import RunningCampaign, running_campaigns
 from yunying.store.engine import session_scope
 
 
@@ -22,15 +25,17 @@ def daily_report(settings: Settings, business_date: dt.date, force: bool = False
     engine = engine_for(settings.store_url)
     with session_scope(engine) as session:
         kpis = compute_kpis(session, business_date, settings.zone, money_for(settings))
+        running = running_campaigns(session, settings.campaign_dir, business_date)
+    linked = [review_link(settings, name, business_date) for name in (c.name for c in running)]
     # Its own transaction, which starts by claiming the date's send (see publish_report).
     with session_scope(engine) as session:
-        files = publish_report(session, settings, kpis, force=force)
+        files = publish_report(session, settings, kpis, force=force, running=linked)
     logger = get_run_logger()
     if files.sent:
         logger.info("report for %s sent: %s", business_date, files.subject)
     else:
         logger.info("report for %s was already sent; pass force=True to send again", business_date)
-    markdown = report_markdown(kpis, words_for(settings, kpis), str(files.html_path))
+    markdown = report_markdown(kpis, words_for(settings, kpis), str(files.html_path), linked)
     create_markdown_artifact(key="daily-report", markdown=markdown)
     return {
         "html": str(files.html_path),
@@ -38,3 +43,13 @@ def daily_report(settings: Settings, business_date: dt.date, force: bool = False
         "sent": files.sent,
         "kpis": kpis.as_json(),
     }
+
+
+def review_link(settings: Settings, campaign: str, business_date: dt.date) -> RunningCampaign:
+    """The campaign's review as of the report's date: its page beside the report, and its
+    artifact refreshed, so the report's link shows the latest figures."""
+    built = build_review(settings, engine_for(settings.store_url), campaign, business_date)
+    key = RunningCampaign.artifact_key(campaign)
+    create_markdown_artifact(key=key, markdown=review_markdown(built.page))
+    last = built.review.last_date or business_date
+    return RunningCampaign(campaign, last, built.page.lines, built.path.name, key)

@@ -8,11 +8,14 @@ Every default is embedded: a SQLite store and an outbox folder under `var/`.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
 import re
+import tomllib
 from collections.abc import Callable
 from decimal import Decimal
+from json import JSONDecodeError
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +25,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -313,6 +317,11 @@ def load_settings(
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, env_prefix="YUNYING_")) from None
+    except tomllib.TOMLDecodeError as exc:
+        path = os.environ.get("YUNYING_CONFIG", "yunying.toml")
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except SettingsError as exc:  # an environment variable holding a list or table
+        raise ConfigError(_describe_env_error(exc)) from None
     if resolve_secret is not None:
         return resolve_secrets(settings, resolve_secret)
     references = secret_references(settings)
@@ -382,10 +391,25 @@ def _env_name(path: str) -> str:
     return "YUNYING_" + path.replace(".", "__").upper()
 
 
+def _describe_env_error(exc: SettingsError) -> str:
+    """pydantic-settings names the field; its cause says what is wrong with the JSON."""
+    named = re.search(r'field "([^"]+)"', str(exc))
+    field = named.group(1) if named else "?"
+    cause = exc.__cause__
+    why = f" ({cause.msg}, at character {cause.pos})" if isinstance(cause, JSONDecodeError) else ""
+    return (
+        f"invalid setting {field!r}: {_env_name(field)} is not valid JSON{why}; it holds the"
+        " whole value as JSON (or set it in yunying.toml)"
+    )
+
+
 def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:
     lines = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
+        if error["type"] == "extra_forbidden":  # a misspelled key: no variable to suggest
+            lines.append(_unknown_setting(exc.title, error["loc"]))
+            continue
         where = ""
         if env_prefix:
             # A list (sources, report_recipients) is set whole: name its variable.
@@ -395,5 +419,18 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
                 where = f" (set it in yunying.toml, or the whole list as JSON in {env_name})"
             else:
                 where = f" (set it in yunying.toml or {env_name})"
-        lines.append(f"invalid setting {field!r}: {error['msg']}{where}")
-    return "; ".join(lines)
+        message = error["msg"].removeprefix("Value error, ")  # pydantic's, for our checks
+        lines.append(f"invalid setting {field!r}: {message}{where}")
+    return "; ".join(dict.fromkeys(lines))  # a union's members may each say the same
+
+
+def _unknown_setting(title: str, loc: tuple[int | str, ...]) -> str:
+    """`unknown setting 'smtp.prot'`, with the nearest known names of its table."""
+    owner: Any = Settings if title == "Settings" else None
+    for part in loc[:-1]:
+        field = owner.model_fields.get(part) if isinstance(part, str) and owner else None
+        nested = field.annotation if field else None
+        owner = nested if isinstance(nested, type) and issubclass(nested, BaseModel) else None
+    close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields) if owner else [])
+    hint = f" (did you mean {' or '.join(repr(name) for name in close)}?)" if close else ""
+    return f"unknown setting {'.'.join(str(part) for part in loc)!r}{hint}"

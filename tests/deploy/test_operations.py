@@ -152,6 +152,8 @@ UTC_TIMES = {
     "pull": (dt.timedelta(hours=1), None, 15),
     "reactivation": (dt.timedelta(days=1), 2, 0),  # 10:00
     "daily-report": (dt.timedelta(days=1), 0, 0),  # 08:00
+    "segments": (dt.timedelta(days=1), 23, 0),  # 07:00, after the nightly's lifecycle
+    "review": (dt.timedelta(days=1), 1, 0),  # 09:00, reviews windows closed yesterday
 }
 
 

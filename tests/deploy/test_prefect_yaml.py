@@ -25,6 +25,18 @@ def test_entrypoint_loads_and_parameters_match(spec: dict) -> None:  # type: ign
         ZoneInfo(schedule["timezone"])  # an explicit, real time zone
 
 
+SCHEDULED = [d for d in DEPLOYMENTS if d.get("schedules")]
+
+
+@pytest.mark.parametrize("spec", SCHEDULED, ids=[d["name"] for d in SCHEDULED])
+def test_a_scheduled_run_gets_every_parameter_its_flow_requires(spec: dict) -> None:  # type: ignore[type-arg]
+    # A scheduled run carries only the deployment's parameters: a required one missing from
+    # them fails every run at its parameter validation.
+    flow = load_flow_from_entrypoint(str(ROOT / spec["entrypoint"]))
+    required = set(parameter_schema(flow.fn).required or [])
+    assert required <= set(spec.get("parameters") or {}), spec["name"]
+
+
 def test_nightly_runs_at_two_in_shanghai_which_is_six_pm_utc() -> None:
     # The server's own schedule code decides when runs are created.
     from prefect.server.schemas.schedules import CronSchedule

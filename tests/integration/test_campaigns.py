@@ -264,3 +264,122 @@ def test_the_campaigns_flow_sends_in_priority_order_once_per_user(
             session.scalars(select(OutboxMessage.user_id).where(OutboxMessage.status == "sent"))
         )
     assert set(sent) == set(users) and max(sent.values()) == 1
+
+
+def test_the_nightly_sends_every_active_campaign_once_per_user_and_date(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two nightly campaigns on overlapping segments (a segment file and an inline one): the
+    higher priority claims its users, the other takes the rest, nobody hears twice, and a
+    second nightly for the same date adds nothing."""
+    from flows.nightly import nightly
+
+    users = silent_users(engine, settings, 60)
+    english = {u for i, u in enumerate(users) if i % 2}
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    _write(segments, "everyone-silent", 'where = { state = ["silent"] }\n')
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    common = (
+        'segment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\nnightly = true\n'
+        "quiet_hours = false\nfrequency_cap_days = 0\n"
+    )
+    _write(folder, "broad", common + 'priority = 20\naudience = "everyone-silent"\n')
+    _write(folder, "english", common + 'priority = 10\naudience = { locale = ["en"] }\n')
+    _write(folder, "ended", common + "priority = 1\nends = 2026-10-01\n")
+    _write(folder, "by-hand", common.replace("nightly = true\n", "") + "priority = 1\n")
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    monkeypatch.setenv("YUNYING_SEGMENT_DIR", str(segments))
+
+    summary = nightly(business_date=DAY)
+    assert list(summary["campaigns"]) == ["english", "broad"]
+    again = nightly(business_date=DAY)
+    assert again["messages"] == summary["messages"]
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(OutboxMessage.campaign, OutboxMessage.user_id, OutboxMessage.status)
+        ).all()
+    per_campaign_user = Counter((c, u) for c, u, _ in rows)
+    assert max(per_campaign_user.values()) == 1  # each campaign once per user and date
+    taken = {(c, u) for c, u, s in rows if s != "suppressed"}
+    assert {u for c, u in taken if c == "english"} == english
+    assert {u for c, u in taken if c == "broad"} == set(users) - english
+    sent = Counter(u for _, u, s in rows if s == "sent")
+    assert sent and max(sent.values()) == 1  # nobody messaged twice in the night
+    assert summary["messages"]["sent"] == sum(sent.values())
+    assert {c for c, _, _ in rows} == {"english", "broad"}
+
+
+def test_the_nightly_campaign_parameter_narrows_the_night_to_one_campaign(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.nightly import nightly
+
+    silent_users(engine, settings, 10)
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    common = (
+        'segment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\nnightly = true\n'
+        "quiet_hours = false\nfrequency_cap_days = 0\nholdout_percent = 0\n"
+    )
+    _write(folder, "first", common + "priority = 10\n")
+    _write(folder, "second", common + "priority = 20\n")
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    summary = nightly(business_date=DAY, campaign="second")
+    assert list(summary["campaigns"]) == ["second"]
+    assert summary["messages"]["sent"] == 10
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(OutboxMessage.campaign))) == {"second"}
+
+
+def test_the_nights_campaigns_share_one_budget_of_send_tasks(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two campaigns of 105 messages at one message a batch: each alone may make up to
+    MAX_SEND_TASKS send tasks, together they stay within it (their batches grow)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterName,
+        TaskRunFilterStartTime,
+    )
+
+    from flows.campaigns import campaigns
+    from flows.reactivation import MAX_SEND_TASKS
+
+    silent_users(engine, settings, 2 * 105)
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    common = (
+        'segment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\nnightly = true\n'
+        "quiet_hours = false\nfrequency_cap_days = 0\nholdout_percent = 0\n"
+    )
+    _write(folder, "english", common + 'priority = 10\naudience = { locale = ["en"] }\n')
+    _write(folder, "broad", common + "priority = 20\n")
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    monkeypatch.setenv("YUNYING_BATCH_SIZE", "1")
+    state = campaigns(business_date=DAY, return_state=True)
+    assert [r["sent"] for r in state.result()] == [105, 105]
+    with get_client(sync_client=True) as client:
+        started = client.read_flow_run(state.state_details.flow_run_id).start_time
+        only = TaskRunFilter(
+            name=TaskRunFilterName(like_="send-batch"),
+            start_time=TaskRunFilterStartTime(after_=started),
+        )
+        sends: list[object] = []
+        while page := client.read_task_runs(task_run_filter=only, limit=200, offset=len(sends)):
+            sends += page
+    assert 2 * 105 / 2 <= len(sends) <= MAX_SEND_TASKS

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -230,8 +231,10 @@ def test_a_failed_nightly_emails_ops(
     state = nightly(business_date=END, return_state=True)
     assert state.is_failed()
     [alert] = smtp_server.messages
-    assert alert["Subject"].startswith(f"Yunying: nightly-winback-{END}")
+    assert alert["Subject"].startswith(f"Yunying: nightly-{END}")
     assert "404" in alert.get_content()
+    run_page = f"/runs/flow-run/{state.state_details.flow_run_id}"
+    assert re.search(rf"UI: https?://[^\s/]+{run_page}\s", alert.get_content())  # absolute
 
 
 def test_runs_command_lists_recent_runs(

@@ -232,7 +232,7 @@ def test_a_failed_nightly_tells_the_chat_with_the_run_link(
     assert state.is_failed()
     [feishu] = received(local_server, "feishu")
     post = feishu["body"]["content"]["post"]["zh_cn"]
-    assert post["title"] == f"Yunying: nightly-winback-{END} failed"
+    assert post["title"] == f"Yunying: nightly-{END} failed"
     assert "404" in post["content"][0][0]["text"]
     assert post["content"][-1][0]["href"].endswith(
         f"runs/flow-run/{state.state_details.flow_run_id}"

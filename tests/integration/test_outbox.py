@@ -9,10 +9,11 @@ from collections import Counter
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select, text
 
 from tests.builders import DAY, silent_users
 from tests.rig import SmtpSink
@@ -775,3 +776,44 @@ def test_days_since_the_last_visit_count_to_the_business_date_not_to_later_activ
     ]
     assert len(texts) == 4
     assert all("It has been 10 days since your last visit." in text for text in texts)
+
+
+def test_planning_does_not_read_the_outbox_per_user_while_writing_it(
+    engine: Engine, settings: Settings
+) -> None:
+    """Issue 26: checking each user against the outbox (cap, pending, taken tonight) inside
+    the statement that inserts into it made PostgreSQL, whose statistics said the outbox was
+    empty, rescan every row inserted so far for each user: at 1M users the plan ran for
+    minutes. The statement that writes the outbox must not read it per row."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner: SQLite looks the outbox up by index")
+    silent_users(engine, settings, 50)
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE outbox"))
+    plans: list[object] = []
+
+    def explain(connection: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO outbox "):
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            plans.append(cursor.fetchone()[0])
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        with session_scope(engine) as session:
+            planned = plan(session, campaign(holdout_percent=0), DAY)
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+    assert planned["queued"] == 50
+    assert plans
+    assert not [p for p in plans if _subplan_reads(p, "outbox")], plans
+
+
+def _subplan_reads(node: object, table: str, in_subplan: bool = False) -> bool:
+    if isinstance(node, list):
+        return any(_subplan_reads(n, table, in_subplan) for n in node)
+    if not isinstance(node, dict):
+        return False
+    in_subplan = in_subplan or "SubPlan" in str(node.get("Parent Relationship", ""))
+    if in_subplan and node.get("Relation Name") == table:
+        return True
+    return any(_subplan_reads(v, table, in_subplan) for v in node.values())

@@ -238,3 +238,52 @@ def test_review_flow_emails_the_review_and_shows_an_artifact(
     latest = max(artifacts, key=lambda a: a.created)
     assert str(latest.data).startswith("# 活动复盘：spring")
     assert Counter(line.startswith("| ") for line in str(latest.data).splitlines())[True] > 10
+
+
+def test_the_daily_report_links_each_running_campaigns_latest_review(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While its measurement window is open, the daily report shows the campaign's review
+    headline as of the report's date and links its page (written beside the report) and its
+    artifact; once the window has closed, the campaign is no longer listed."""
+    from flows.report import report
+
+    _plant(engine, settings, tmp_path, 300)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    during = DAY + dt.timedelta(days=3)
+    result = report(business_date=during)
+    html = Path(result["html"]).read_text(encoding="utf-8")
+    assert f'<a href="review-spring-{during}.html">spring</a>' in html
+    review_page = Path(result["html"]).parent / f"review-spring-{during}.html"
+    assert review_page.exists()
+    with session_scope(engine) as session:
+        latest = compute_review(session, chosen, during, settings.zone, Money())
+    for line in page(latest, Words("zh-CN", "CNY")).lines:
+        assert line in html  # the figures as of the report's date, not an older review
+    assert "review-spring" in Path(result["eml"]).read_text(encoding="utf-8")
+
+    closed = DAY + dt.timedelta(days=8)  # sent on DAY, measured for 7 days
+    later = Path(report(business_date=closed)["html"]).read_text(encoding="utf-8")
+    assert "review-spring" not in later and "没有进行中的活动" in later
+
+
+def test_the_scheduled_review_covers_the_campaigns_whose_window_closed(
+    prefect: None,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.review import review
+
+    _plant(engine, settings, tmp_path, 100)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    assert review(as_of=AS_OF - dt.timedelta(days=1), send_email=False) == {}  # still open
+    closed = review(as_of=AS_OF, send_email=False)  # sent on DAY, measured for 7 days
+    assert list(closed) == ["spring"] and Path(closed["spring"]["html"]).exists()
+    assert review(as_of=AS_OF + dt.timedelta(days=1), send_email=False) == {}  # reviewed once

@@ -18,16 +18,57 @@ from yunying.messaging.providers import HttpRequest, OutgoingMessage
 from yunying.messaging.status import Verdict
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ is slower, and there is one a message
+@dataclass(slots=True)
 class Prepared:
-    message: OutgoingMessage
+    """Messages that go out alike: one template with the same parameters (template
+    providers), or a single message. Grouped rather than one object per message: a big
+    send's per-message objects outlived the young collections and cost a full GC pass."""
+
+    messages: list[OutgoingMessage]
     code: str = ""  # the provider's template, for template providers
     params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message(self) -> OutgoingMessage:
+        """The message of a single-message Prepared (one-by-one providers, lookups)."""
+        [message] = self.messages
+        return message
+
+    def like(self, messages: list[OutgoingMessage]) -> Prepared:
+        return Prepared(messages, self.code, self.params)
+
+
+def singles(groups: list[Prepared]) -> list[Prepared]:
+    return [group.like([message]) for group in groups for message in group.messages]
+
+
+def in_batches(groups: list[Prepared], size: int) -> list[list[Prepared]]:
+    """Groups packed, in order, into calls of at most `size` messages (a group may be cut)."""
+    batches: list[list[Prepared]] = []
+    batch: list[Prepared] = []
+    room = size
+    for group in groups:
+        messages, start = group.messages, 0
+        while start < len(messages):
+            part = messages[start : start + room]
+            batch.append(group if len(part) == len(messages) else group.like(part))
+            start, room = start + len(part), room - len(part)
+            if not room:
+                batches.append(batch)
+                batch, room = [], size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def size_of(batch: list[Prepared]) -> int:
+    return sum(len(group.messages) for group in batch)
 
 
 class BatchApi(Protocol):
     """A provider's side of a batch: how messages group into calls, each call's request, what
-    each message's part of the answer means, and how an earlier send is found."""
+    each message's part of the answer means (one verdict per message, in the batch's order),
+    and how an earlier send is found (`lookups` and `found` get a single-message Prepared)."""
 
     def batches(self, ready: list[Prepared]) -> list[list[Prepared]]: ...
 
@@ -84,13 +125,20 @@ class BatchChannel:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         gate = asyncio.Semaphore(self.concurrency)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            reclaimed = [i for i in ready if i.message.claimed.attempts > 1]
+            reclaimed = [
+                group.like([m]) for group in ready for m in group.messages if m.claimed.attempts > 1
+            ]
             settled = await asyncio.gather(*(self._settle(session, gate, i) for i in reclaimed))
             outcomes = [o for o in settled if o is not None]
-            done = {o.id for o in outcomes}
-            to_send = [i for i in ready if i.message.claimed.id not in done]
+            if outcomes:
+                done = {o.id for o in outcomes}
+                left = [
+                    group.like([m for m in group.messages if m.claimed.id not in done])
+                    for group in ready
+                ]
+                ready = [group for group in left if group.messages]
             sent = await asyncio.gather(
-                *(self._send_batch(session, gate, b) for b in self.api.batches(to_send))
+                *(self._send_batch(session, gate, b) for b in self.api.batches(ready))
             )
         return outcomes + [o for batch in sent for o in batch]
 
@@ -119,32 +167,42 @@ class BatchChannel:
             status, body, retry_after = await self._call(
                 session, gate, self.api.send_request(pending)
             )
+            size = size_of(pending)
             if status is None:
-                verdicts: list[tuple[Verdict, str]] = [("retry", body.decode())] * len(pending)
+                verdicts: list[tuple[Verdict, str]] = [("retry", body.decode())] * size
             else:
                 verdicts = self.api.verdicts(pending, status, body)
+            if len(verdicts) != size:
+                raise ValueError(f"{len(verdicts)} verdicts for {size} messages")
             refused = all(verdict == "failed" for verdict, _ in verdicts)
-            if self.api.split_refused and len(pending) > 1 and refused:
-                singles = await asyncio.gather(
-                    *(self._send_batch(session, gate, [item]) for item in pending)
+            if self.api.split_refused and size > 1 and refused:
+                one_by_one = await asyncio.gather(
+                    *(self._send_batch(session, gate, [one]) for one in singles(pending))
                 )
-                return outcomes + [o for one in singles for o in one]
-            again = []
-            for item, (verdict, detail) in zip(pending, verdicts, strict=True):
-                id = item.message.claimed.id
-                if verdict == "sent":
-                    outcomes.append(Outcome(id, "sent", provider_ref=detail[:200]))
-                elif verdict == "retry":
-                    again.append(item)
-                    reasons[id] = detail
-                else:
-                    outcomes.append(Outcome(id, verdict, reason=detail[:200]))
+                return outcomes + [o for one in one_by_one for o in one]
+            again: list[Prepared] = []
+            start = 0
+            for group in pending:
+                end = start + len(group.messages)
+                answers = verdicts[start:end]
+                retry = []
+                for message, (verdict, detail) in zip(group.messages, answers, strict=True):
+                    if verdict == "sent":
+                        outcomes.append(Outcome(message.claimed.id, "sent", None, detail[:200]))
+                    elif verdict == "retry":
+                        retry.append(message)
+                        reasons[message.claimed.id] = detail
+                    else:
+                        outcomes.append(Outcome(message.claimed.id, verdict, detail[:200]))
+                if retry:
+                    again.append(group.like(retry))
+                start = end
             pending = again
             if not pending:
                 return outcomes
             if attempt < self.attempts:
                 await asyncio.sleep(backoff(attempt, retry_after, max_delay=self.timeout))
-        ids = [i.message.claimed.id for i in pending]
+        ids = [m.claimed.id for group in pending for m in group.messages]
         return outcomes + [Outcome(id, "retry", reason=reasons[id][:200]) for id in ids]
 
     async def _call(

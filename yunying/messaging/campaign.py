@@ -17,6 +17,7 @@ from yunying.errors import ConfigError
 from yunying.segments.definition import NAME, Segment, SegmentLibrary, parse_condition
 
 Channel = Literal["email", "sms", "push", "webhook", "wechat"]
+MAX_WITHIN_DAYS = 90  # the longest objective window a campaign may measure
 
 
 class QuietHours(BaseModel):
@@ -50,7 +51,7 @@ class Objective(BaseModel):
 
     kind: Literal["activity", "order", "event"] = "activity"
     event: str | None = None  # for kind = "event"
-    within_days: int = Field(default=7, ge=1, le=90)
+    within_days: int = Field(default=7, ge=1, le=MAX_WITHIN_DAYS)
 
     @model_validator(mode="after")
     def _event_named(self) -> Objective:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
+from yunying.setting_checks import email_address
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
@@ -42,19 +44,31 @@ def preview(
 
 
 def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> str:
-    """Send the campaign's email to a staff address, through the configured email channel."""
+    """Send the campaign's email to a staff address, through the configured email channel.
+    Its unsubscribe and preference links point at `public_url` with a sample token."""
+    try:
+        email_address(to)
+    except ValueError as exc:
+        raise ConfigError(f"--to: {exc} (test-send sends the campaign's email)") from None
     campaign = find_campaign(settings.campaign_dir, campaign_name)
-    context = {**SAMPLE_CONTEXT, "app_url": settings.public_url, "locale": locale}
+    links = {
+        name: f"{settings.public_url}/{page}?token=sample"
+        for name, page in (("unsubscribe_url", "unsubscribe"), ("preferences_url", "preferences"))
+    }
+    context = {**SAMPLE_CONTEXT, **links, "app_url": settings.public_url, "locale": locale}
     rendered = render(campaign.template, "email", locale, context, settings.template_dir)
     key = f"test:{campaign.name}:{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     message = OutgoingMessage(
-        Claimed(0, key, "staff", "email", 1), to, rendered, str(SAMPLE_CONTEXT["unsubscribe_url"])
+        Claimed(0, key, "staff", "email", 1), to, rendered, links["unsubscribe_url"]
     )
     outcome = channels_for(settings)["email"].send([message])[0]
-    return f"test message {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+    said = f"test message {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+    return f"{said}\n(its unsubscribe and preference links are samples: they change nothing)"
 
 
 def unsubscribe(settings: Settings, token: str) -> str:
+    """`token` is an unsubscribe link's token or the whole link."""
+    token = link_token(token)
     key = unsubscribe_key(settings)
     engine = create_store_engine(settings.store_url)
     try:
@@ -64,6 +78,17 @@ def unsubscribe(settings: Settings, token: str) -> str:
     finally:
         engine.dispose()
     return f"unsubscribed {recipient.user_id} from {recipient.channel}"
+
+
+def link_token(text: str) -> str:
+    """The token of an unsubscribe or preferences link, or `text` itself when it is one."""
+    parts = urlsplit(text.strip())
+    if not parts.scheme:
+        return text.strip()
+    tokens = parse_qs(parts.query).get("token")
+    if not tokens:
+        raise ConfigError("the link has no ?token=: copy the whole unsubscribe link")
+    return tokens[0]
 
 
 def _show(rendered: Rendered) -> str:

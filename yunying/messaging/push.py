@@ -231,7 +231,7 @@ class PushChannel(BatchChannel):
         missing = [
             Outcome(m.claimed.id, "failed", "no push token") for m in messages if not m.address
         ]
-        ready = [Prepared(m) for m in messages if m.address]
+        ready = [Prepared([m]) for m in messages if m.address]
         if isinstance(self.api, Fcm):
             self.api.token.bearer()  # fetched here, before the sends, not inside them
             if not self.api.token.ready:  # nothing is sent without a token; try again later

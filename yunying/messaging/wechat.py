@@ -288,7 +288,7 @@ class WeChatChannel(BatchChannel):
             except ValueError as exc:
                 outcomes.append(Outcome(id, "failed", str(exc)))
                 continue
-            ready.append(Prepared(message, template.template_id, data))
+            ready.append(Prepared([message], template.template_id, data))
         if ready:
             try:
                 self.wechat.tokens.current()  # fetched before the sends, not inside them

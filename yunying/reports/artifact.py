@@ -3,8 +3,11 @@ formatted numbers, the flags with direction and since when, in the company's loc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from yunying.reports.headline import flag_status, headline
 from yunying.reports.kpis import DailyKpis
+from yunying.reports.running import RunningCampaign
 from yunying.reports.words import Words
 
 
@@ -12,7 +15,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def report_markdown(kpis: DailyKpis, words: Words, archived_at: str) -> str:
+def report_markdown(
+    kpis: DailyKpis,
+    words: Words,
+    archived_at: str,
+    running: Sequence[RunningCampaign] = (),
+) -> str:
     w = words
     rows = [
         ("dau", w.number(kpis.dau)),
@@ -63,5 +71,14 @@ def report_markdown(kpis: DailyKpis, words: Words, archived_at: str) -> str:
             lines.append(f"| {w(flag.kpi)} | {_cell(value)} | {_cell(band)} | {status} |")
     else:
         lines.append(w("no_data"))
+    lines += ["", f"## {w('running')}", ""]
+    for each in running:
+        lines.append(
+            f"- **{each.campaign}** ({w('last_sent')} {w.date(each.last_sent)}): "
+            + " ".join(each.lines[1:])
+            + f" {w('review_at', page=each.page, artifact=each.artifact)}"
+        )
+    if not running:
+        lines.append(w("no_running"))
     lines += ["", f"{w('archived')} `{archived_at}`"]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import smtplib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -28,6 +29,7 @@ from yunying.reports.anomaly import METHOD
 from yunying.reports.charts import dau_chart, retention_chart
 from yunying.reports.headline import flag_status, headline
 from yunying.reports.kpis import DailyKpis
+from yunying.reports.running import RunningCampaign
 from yunying.reports.words import Words
 from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import ReportRecord
@@ -62,11 +64,17 @@ def charts(kpis: DailyKpis) -> dict[str, bytes]:
     return images
 
 
-def render(kpis: DailyKpis, images: dict[str, str], words: Words) -> tuple[str, str]:
+def render(
+    kpis: DailyKpis,
+    images: dict[str, str],
+    words: Words,
+    running: Sequence[RunningCampaign] = (),
+) -> tuple[str, str]:
     """HTML and text; `images` maps each chart to its src (a cid: or a file name)."""
     env = templates.reports()
     context = {
         "k": kpis,
+        "running": running,
         "images": images,
         "w": words,
         "headline": headline(kpis, words),
@@ -117,7 +125,11 @@ def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
 
 
 def publish_report(
-    session: Session, settings: Settings, kpis: DailyKpis, force: bool = False
+    session: Session,
+    settings: Settings,
+    kpis: DailyKpis,
+    force: bool = False,
+    running: Sequence[RunningCampaign] = (),
 ) -> ReportFiles:
     """Archive the report and email it; a date already sent is only resent with `force`.
 
@@ -131,7 +143,9 @@ def publish_report(
     pngs = charts(kpis)
     for name, png in pngs.items():
         (folder / f"daily-{day}-{name}.png").write_bytes(png)
-    html_archive, _ = render(kpis, {name: f"daily-{day}-{name}.png" for name in pngs}, words)
+    html_archive, _ = render(
+        kpis, {name: f"daily-{day}-{name}.png" for name in pngs}, words, running
+    )
     html_path = folder / f"daily-{day}.html"
     html_path.write_text(html_archive, encoding="utf-8")
 
@@ -141,7 +155,9 @@ def publish_report(
     if sent:
         domain = mail_domain(settings.mail_from)
         cids = {name: make_msgid(name, domain=domain)[1:-1] for name in pngs}
-        html, text = render(kpis, {name: f"cid:{cid}" for name, cid in cids.items()}, words)
+        html, text = render(
+            kpis, {name: f"cid:{cid}" for name, cid in cids.items()}, words, running
+        )
         images = {name: (cids[name], png) for name, png in pngs.items()}
         message = build_message(settings, subject, html, text, images)
         eml_path = deliver(settings, message, f"daily-{day}")

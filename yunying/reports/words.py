@@ -66,6 +66,11 @@ WORDS: dict[str, dict[str, str]] = {
         "users": "Users",
         "reactivation": "Reactivation (messages of {day}, 7 days on)",
         "campaign": "Campaign",
+        "running": "Running campaigns: latest figures",
+        "last_sent": "last sent",
+        "review_at": "Review: {page} beside this report; Prefect artifact `{artifact}`.",
+        "review_page": "the review (page)",
+        "no_running": "No campaign is running.",
         "assigned": "Assigned to send",
         "held_out": "Held out",
         "came_back": "came back",
@@ -100,6 +105,17 @@ WORDS: dict[str, dict[str, str]] = {
         "returned": "returned",
         "silent": "silent",
         "churned": "churned",
+        # Outbox statuses (messaging/outbox.py STATUSES), as the messages table shows them.
+        "status_queued": "queued",
+        "status_sending": "sending",
+        "status_sent": "sent",
+        "status_failed": "failed",
+        "status_bounced": "bounced",
+        "status_deferred": "deferred (quiet hours)",
+        "status_expired": "expired",
+        "status_unknown": "outcome unknown",
+        "status_holdout": "held out",
+        "status_suppressed": "suppressed (opted out)",
     },
     "zh-CN": {
         "title": "运营日报",
@@ -151,6 +167,11 @@ WORDS: dict[str, dict[str, str]] = {
         "users": "用户数",
         "reactivation": "召回效果（{day} 的消息，7 天后）",
         "campaign": "活动",
+        "running": "进行中的活动：最新数据",
+        "last_sent": "最近发送",
+        "review_at": "复盘：本报告旁的 {page}；Prefect 产物 `{artifact}`。",
+        "review_page": "复盘页面",
+        "no_running": "没有进行中的活动。",
         "assigned": "计划发送",
         "held_out": "对照组",
         "came_back": "回访",
@@ -184,6 +205,16 @@ WORDS: dict[str, dict[str, str]] = {
         "returned": "回流",
         "silent": "沉默",
         "churned": "流失",
+        "status_queued": "排队中",
+        "status_sending": "发送中",
+        "status_sent": "已发送",
+        "status_failed": "发送失败",
+        "status_bounced": "被退回",
+        "status_deferred": "延后（免打扰时段）",
+        "status_expired": "已过期",
+        "status_unknown": "结果未知",
+        "status_holdout": "对照组（不发送）",
+        "status_suppressed": "已屏蔽（用户退订）",
     },
 }
 
@@ -199,6 +230,10 @@ class Words:
 
     def __call__(self, key: str, **values: object) -> str:
         return self.table[key].format(**values)
+
+    def status(self, status: str) -> str:
+        """An outbox status in words; one this table does not know yet as it is."""
+        return self.table.get(f"status_{status}", status)
 
     def number(self, value: float | int | Decimal | None, digits: int = 0) -> str:
         if value is None:

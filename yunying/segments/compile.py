@@ -4,7 +4,11 @@ Every condition compiles to a two-valued SQL predicate on the user row (a missin
 row or a never-ordered user is a plain false, never NULL), so `not` means what it says.
 Behaviour conditions are `user_id IN (SELECT ... GROUP BY user_id HAVING ...)`, or `NOT IN`
 the complement when a user with nothing in the window (a count of 0) qualifies: events have
-no index by user, so a correlated subquery per user would rescan them.
+no index by user, so a correlated subquery per user would rescan them. "At least one" and
+"none" are a plain `IN` / `NOT IN` the window's rows, without grouping.
+
+A segment that needs a lifecycle row starts from `lifecycle_states` (joining users only for
+profile columns), as a person would write it.
 
 Windows run from local midnight to local midnight in each user's own time zone. SQLite has
 no time zones, so each bound is the UTC instant of that local midnight, worked out per time
@@ -90,6 +94,7 @@ class _Compiler:
     business_date: dt.date
     midnights: set[dt.date] = field(default_factory=set)
     uses_lifecycle: bool = False
+    uses_profile: bool = False  # reads a column of the users row beside its id
 
     # First pass: which local midnights the windows need, and whether lifecycle is read.
     def survey(self, condition: Condition) -> None:
@@ -102,11 +107,15 @@ class _Compiler:
                 self.survey(part)
             case InSegment(name):
                 self.survey(self.library.get(name).where)
-            case Pick(name, _) if name in ("state", "tier"):
-                self.uses_lifecycle = True
+            case Pick(name, _):
+                self.uses_lifecycle |= name in ("state", "tier")
+                self.uses_profile |= name not in ("state", "tier")
             case Score():
                 self.uses_lifecycle = True
+            case Reachable():
+                self.uses_profile = True
             case SignedUp(within, on_or_after, before):
+                self.uses_profile = True
                 if within is not None:
                     self.midnights |= {bd - dt.timedelta(days=within - 1), bd + DAY}
                 self.midnights |= {d for d in (on_or_after, before) if d is not None}
@@ -152,6 +161,7 @@ class _Emitter:
     library: SegmentLibrary
     business_date: dt.date
     midnights: Midnights
+    owner: Any  # the outer statement's user id column (users or lifecycle_states)
 
     @property
     def zoned(self) -> bool:
@@ -255,12 +265,19 @@ class _Emitter:
         rng = count.range
         having = _within(measure, rng if count.kind == "spend" else _whole(rng))
         query, zone = self._from(table, owner)
-        subquery = query.where(
-            *filters, time >= self.at(start, zone), time < self.at(end, zone)
-        ).group_by(owner)
+        # "At least one" and "none" need no count: who has any row in the window (the same
+        # plain list a person writes), without grouping every row of the window first.
+        anyone = query.where(*filters, time >= self.at(start, zone), time < self.at(end, zone))
+        if count.kind != "spend":
+            low, high = _int_range(rng)
+            if high == 0 and (low is None or low <= 0):
+                return self.owner.not_in(anyone)  # type: ignore[no-any-return]
+            if high is None and low == 1:
+                return self.owner.in_(anyone)  # type: ignore[no-any-return]
+        subquery = anyone.group_by(owner)
         if rng.holds(Decimal(0)):  # users with nothing in the window qualify
-            return User.user_id.not_in(subquery.having(not_(having)))
-        return User.user_id.in_(subquery.having(having))
+            return self.owner.not_in(subquery.having(not_(having)))  # type: ignore[no-any-return]
+        return self.owner.in_(subquery.having(having))  # type: ignore[no-any-return]
 
     def last_order(self, rng: Range) -> ColumnElement[bool]:
         earliest, latest = _days_bounds(rng, self.business_date)
@@ -279,7 +296,7 @@ class _Emitter:
             .group_by(*grouped)
             .having(and_(*having))
         )
-        return User.user_id.in_(subquery)
+        return self.owner.in_(subquery)  # type: ignore[no-any-return]
 
     def first_event(self, name: str, within: int | None) -> ColumnElement[bool]:
         query, zone = self._from(Event, Event.user_id)
@@ -287,10 +304,10 @@ class _Emitter:
             Event.name == name, Event.occurred_at < self.at(self.business_date + DAY, zone)
         )
         if within is None:
-            return User.user_id.in_(subquery)
+            return self.owner.in_(subquery)  # type: ignore[no-any-return]
         start = self.at(self.window(within)[0], zone)
         grouped = [Event.user_id] if zone is None else [Event.user_id, zone]
-        return User.user_id.in_(
+        return self.owner.in_(  # type: ignore[no-any-return]
             subquery.group_by(*grouped).having(func.min(Event.occurred_at) >= start)
         )
 
@@ -332,18 +349,36 @@ def compile_segment(
             )
     midnights: Midnights = {}
     if compiler.midnights:
-        zones = sorted(session.scalars(select(User.timezone).distinct()))
+        zones = user_zones(session)
         midnights = compiler.bounds(zones, company_zone)
-    where = _Emitter(library, business_date, midnights).emit(segment.where)
-    statement = select(User.user_id).select_from(User)
     if _needs_lifecycle_row(segment.where, library):
-        # Only users with a lifecycle row can match: let the database start from the states
-        # (SQLite then reads the matching states, not every user and then their state).
-        statement = statement.join(LifecycleState, LifecycleState.user_id == User.user_id)
-    elif compiler.uses_lifecycle:
-        statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == User.user_id)
+        # Only users with a lifecycle row can match (every row is a user's): start from the
+        # states, and read users only for a profile column. Joined from users, SQLite read
+        # every user and then looked up its state (7x the hand-written count of states).
+        owner = LifecycleState.user_id
+        statement = select(owner).select_from(LifecycleState)
+        if compiler.uses_profile:
+            statement = statement.join(User, User.user_id == owner)
+    else:
+        owner = User.user_id
+        statement = select(owner).select_from(User)
+        if compiler.uses_lifecycle:
+            statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == owner)
+    where = _Emitter(library, business_date, midnights, owner).emit(segment.where)
     # Used inside other statements (the outbox plan), it must stay a query of its own.
     return statement.where(where).correlate(None)
+
+
+def user_zones(session: Session) -> list[str]:
+    """The distinct time zones of the users, in order, by skipping through the timezone
+    index one zone at a time (a few lookups), not by reading every user (`DISTINCT` does,
+    on SQLite and PostgreSQL alike: 7 ms per segment at 30k users, 0.2 s at 1M)."""
+    first = select(func.min(User.timezone).label("name")).cte("zones", recursive=True)
+    following = (
+        select(func.min(User.timezone)).where(User.timezone > first.c.name).scalar_subquery()
+    )
+    zones = first.union_all(select(following).where(first.c.name.is_not(None)))
+    return list(session.scalars(select(zones.c.name).where(zones.c.name.is_not(None))))
 
 
 def _needs_lifecycle_row(condition: Condition, library: SegmentLibrary) -> bool:

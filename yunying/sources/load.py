@@ -8,8 +8,9 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any
+from itertools import repeat
+from operator import add, itemgetter
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -22,19 +23,25 @@ from yunying.sources.config import FIELDS, Entity, FileSource
 from yunying.sources.readers import file_paths
 from yunying.sources.records import (
     NO_CONSENT_ASSUMED,
+    ORDER_COLUMNS,
+    USER_COLUMNS,
     EventRow,
     InvalidRecord,
     RecordDefaults,
     Row,
     event_values,
+    order_values,
     plain_event,
     plain_events,
+    plain_orders,
+    plain_users,
     to_event_row,
     to_order_row,
     to_user_row,
+    user_values,
 )
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
-from yunying.store.models import Base, Order, SourceFile, SourceWatermark, User
+from yunying.store.models import SourceFile, SourceWatermark
 
 
 @dataclass
@@ -46,6 +53,7 @@ class LoadStats:
     watermark: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
     set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
+    fast_path_fallbacks: int = 0  # batches that left the PostgreSQL fast path (load_events)
 
     def add(self, other: LoadStats) -> None:
         self.pulled += other.pulled
@@ -58,6 +66,7 @@ class LoadStats:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
+T = TypeVar("T")
 Rejects = list[tuple[str, str]]  # (the raw record as JSON, the reason it was set aside)
 
 
@@ -79,9 +88,13 @@ def validate(
     bad: Rejects = []
     for start in range(0, len(records), _CHUNK):
         chunk = [column[start : start + _CHUNK] for column in picked]
-        rows: list[Any] = (
-            plain_events(chunk, zone) if entity == "events" else [None] * len(chunk[0])
-        )
+        rows: list[Any]
+        if entity == "events":
+            rows = plain_events(chunk, zone)
+        elif entity == "users":
+            rows = plain_users(chunk, zone, now, defaults)
+        else:
+            rows = plain_orders(chunk, zone, defaults)
         for offset in _nones(rows):
             try:
                 rows[offset] = _row(
@@ -103,8 +116,8 @@ def _row(
     if entity == "events":
         return plain_event(values, zone) or event_values(to_event_row(raw, zone))
     if entity == "users":
-        return to_user_row(raw, zone, now, defaults)
-    return to_order_row(raw, zone, defaults)
+        return user_values(to_user_row(raw, zone, now, defaults))
+    return order_values(to_order_row(raw, zone, defaults))
 
 
 def _nones(items: list[Any]) -> Iterator[int]:
@@ -146,7 +159,7 @@ def _picker(
 def load_rows(
     session: Session,
     entity: Entity,
-    rows: list[Any],
+    rows: Sequence[Any],
     load_id: str,
     activity_events: Sequence[str] = (),
     orders_are_activity: bool = True,
@@ -157,46 +170,25 @@ def load_rows(
         return load_events(session, events_text(rows, is_postgres(session)), activity_events), 0
     if not rows:
         return 0, 0
-    model: type[User | Order] = User if entity == "users" else Order
-    key = _KEYS[entity]
-    rows = _last_per_key(rows, key)
-    if entity == "orders":
-        for row in rows:
-            row["load_id"] = load_id
-    table = model.__tablename__
-    columns = list(rows[0])
-    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    rows = _last_per_id(rows)
+    table = entity
+    columns = list(USER_COLUMNS if entity == "users" else (*ORDER_COLUMNS, "load_id"))
+    key = columns[0]
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     conflict = f"ON CONFLICT ({key}) DO UPDATE SET {assignments}"
     if is_postgres(session):
-        _copy_to_stage(session, table, columns, rows)
-        # xmax is 0 on a row this statement inserted, not on one it updated: the new rows are
-        # counted as they are written (an IN list of the batch's keys cost half the load).
-        inserted = session.scalar(
-            text(
-                f"WITH written AS ({_from_stage(table, columns, conflict)}"
-                " RETURNING (xmax = 0) AS new) SELECT COUNT(*) FILTER (WHERE new) FROM written"
-            )
-        )
-        existing = len(rows) - int(inserted or 0)
+        copy_text = _copy_rows_text(rows)
+        if entity == "orders":  # the load's id ends every line
+            copy_text = copy_text.replace("\n", f"\t{load_id}\n")
+        inserted = _upsert_postgres(session, table, columns, rows, copy_text, conflict)
         _analyze_if_young(session, table, len(rows), _ANALYZED[entity])
     else:
-        existing = int(
-            session.scalar(
-                text(
-                    f"SELECT COUNT(*) FROM {table}"
-                    f" WHERE {key} IN (SELECT value FROM json_each(:keys))"
-                ),
-                {"keys": orjson.dumps([row[key] for row in rows]).decode()},
-            )
-            or 0
-        )
-        _sqlite_insert(session, table, columns, rows, conflict)
+        inserted = _upsert_sqlite(session, table, columns, rows, load_id, conflict)
     if entity == "orders":
         fold_orders(session, load_id, orders_are_activity)
-    return len(rows) - existing, existing
+    return inserted, len(rows) - inserted
 
 
-_KEYS: dict[Entity, str] = {"users": "user_id", "events": "event_id", "orders": "order_id"}
 # What a young table's ANALYZE samples: the orders' facts join on several columns; users are
 # only joined on their key, and sampling every text column of users cost as much as
 # upserting them (56 against 39 ms for 3,000 users). Autovacuum's analyze does the rest later.
@@ -204,19 +196,108 @@ _ANALYZED: dict[Entity, str] = {"users": "(user_id)", "events": "", "orders": ""
 EVENT_COLUMNS = ["event_id", "user_id", "name", "occurred_at", "day"]
 
 
-def _last_per_key(rows: list[Row], key: str) -> list[Row]:
-    """One rule for a key repeated inside a batch, for every entity: the last record wins
-    (for users and orders, the latest version; one statement cannot upsert a key twice)."""
-    return list({row[key]: row for row in rows}.values())
-
-
-def _last_per_id(rows: Sequence[EventRow]) -> Sequence[EventRow]:
-    """Events by the same rule as `_last_per_key` (a repeated id is rare: the check is one
-    set of the ids). Across pulls an event is never changed: the first stored stays."""
-    ids = [row[0] for row in rows]
+def _last_per_id(rows: Sequence[T]) -> Sequence[T]:
+    """One rule for an id (a row's first value) repeated inside a batch, for every entity:
+    the last record wins (for users and orders, the latest version; one statement cannot
+    upsert a key twice). Across pulls an event is never changed: the first stored stays.
+    A repeated id is rare: the check is one set of the ids."""
+    ids = [row[0] for row in rows]  # type: ignore[index]
     if len(set(ids)) == len(ids):
         return rows
-    return list({row[0]: row for row in rows}.values())
+    return list({row[0]: row for row in rows}.values())  # type: ignore[index]
+
+
+def _upsert_sqlite(
+    session: Session,
+    table: str,
+    columns: list[str],
+    rows: Sequence[Any],
+    load_id: str,
+    conflict: str,
+) -> int:
+    """One executemany on the driver; returns how many rows were new. New rows take rowids
+    above the largest so far (one writer at a time), updated ones keep theirs. (A JSON text
+    read by json_each, as events go in, re-parses each row once per column.)"""
+    before = session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}"))
+    if len(columns) > len(rows[0]):  # the load's id ends every row
+        rows = list(map(add, rows, repeat((load_id,))))
+    marks = ", ".join("?" * len(columns))
+    driver = session.connection().connection.driver_connection
+    driver.executemany(  # type: ignore[union-attr]
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}", rows
+    )
+    new = session.scalar(
+        text(f"SELECT COUNT(*) FROM {table} WHERE rowid > :before"), {"before": before}
+    )
+    return int(new or 0)
+
+
+def _upsert_postgres(
+    session: Session,
+    table: str,
+    columns: list[str],
+    rows: Sequence[Sequence[Any]],
+    copy_text: str,
+    conflict: str,
+) -> int:
+    """The batch (COPY text) upserted; returns how many rows were new. When none of its keys
+    is stored (a first load), it is copied straight into the table; otherwise, or when a
+    concurrent pull adds one of them meanwhile, through a staging table."""
+    # Keys hold no space (KEY): one text, split on the server, costs less than an array.
+    known = session.scalar(
+        text(
+            f"SELECT EXISTS (SELECT 1 FROM {table}"
+            f" WHERE {columns[0]} = ANY(string_to_array(:keys, ' ')))"
+        ),
+        {"keys": " ".join(map(itemgetter(0), rows))},
+    )
+    if not known:
+        try:
+            with session.begin_nested():
+                _copy(session, table, columns, copy_text)
+            return len(rows)
+        except (IntegrityError, psycopg.IntegrityError):
+            pass
+    _copy_to_stage(session, table, columns, copy_text)
+    # xmax is 0 on a row this statement inserted, not on one it updated: the new rows are
+    # counted as they are written.
+    inserted = session.scalar(
+        text(
+            f"WITH written AS ({_from_stage(table, columns, conflict)}"
+            " RETURNING (xmax = 0) AS new) SELECT COUNT(*) FILTER (WHERE new) FROM written"
+        )
+    )
+    return int(inserted or 0)
+
+
+def _copy(session: Session, table: str, columns: Sequence[str], copy_text: str) -> None:
+    driver = session.connection().connection.driver_connection
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        copy.write(copy_text)
+
+
+def _copy_rows_text(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows of text, None, bools and integers in COPY's text format, a column at a time."""
+    columns = [_copy_column(column) for column in zip(*rows, strict=True)]
+    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+
+
+def _copy_column(column: Sequence[Any]) -> Sequence[str]:
+    kinds = set(map(type, column))
+    if kinds <= _TEXTS:
+        joined = "".join(filter(None, column))
+        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+            column = [value if value is None else _copy_escape(value) for value in column]
+        return column if type(None) not in kinds else list(map(_NULL.get, column, column))
+    if kinds == {bool}:
+        return list(map(_BOOLEANS.__getitem__, column))
+    return ["\\N" if value is None else str(value) for value in column]
+
+
+_TEXTS = frozenset((str, type(None)))
+_NULL = {None: "\\N"}
+_BOOLEANS = {True: "t", False: "f"}
 
 
 @dataclass(frozen=True)
@@ -263,10 +344,16 @@ def _json_text(rows: Sequence[EventRow]) -> str:
     return orjson.dumps(rows).decode()
 
 
-def load_events(session: Session, events: EventsText, activity_events: Sequence[str]) -> int:
+def load_events(
+    session: Session,
+    events: EventsText,
+    activity_events: Sequence[str],
+    on_fallback: Callable[[str], None] | None = None,
+) -> int:
     """Insert the events whose id is new (events never change) and fold exactly those into
     the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
-    twice. Returns how many were new."""
+    twice. Returns how many were new. On PostgreSQL, `on_fallback` hears why a batch took
+    the staging table instead of the direct COPY (`_copy_all_new`): slower, as correct."""
     if not events.count:
         return 0
     only, params = _activity_filter(activity_events)
@@ -278,8 +365,11 @@ def load_events(session: Session, events: EventsText, activity_events: Sequence[
                 with session.begin_nested():
                     _copy_all_new(session, events, only, params)
                 return events.count
-            except (IntegrityError, psycopg.IntegrityError, _NotAllFound):
-                pass
+            except (IntegrityError, psycopg.IntegrityError, _NotAllFound) as exc:
+                if on_fallback is not None:
+                    on_fallback(_FALLBACK_CAUSES.get(type(exc), "an event id already stored"))
+        elif on_fallback is not None:
+            on_fallback("PostgreSQL before 14 has no TID range scans")
         _copy_to_stage(session, "events", EVENT_COLUMNS, events.text)
         # The rows the insert returns are exactly the new ones.
         insert_new = _from_stage("events", EVENT_COLUMNS, skip_known)
@@ -307,6 +397,12 @@ class _NotAllFound(Exception):
     """The new pages of `events` hold fewer of a batch's rows than it has."""
 
 
+_FALLBACK_CAUSES: dict[type[Exception], str] = {
+    _NotAllFound: "some rows went into pages that were not new, or a concurrent pull"
+    " stored one of the batch's (user, day) pairs"
+}
+
+
 def _reads_tid_ranges(session: Session) -> bool:
     driver = session.connection().connection.driver_connection
     return driver.info.server_version >= 140000  # type: ignore[union-attr, no-any-return]
@@ -314,13 +410,19 @@ def _reads_tid_ranges(session: Session) -> bool:
 
 def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[str, Any]) -> None:
     """PostgreSQL, when every event is new (the usual case): COPY the batch straight into
-    `events` and fold it into the facts and active days from there, reading back the heap
-    pages the COPY filled (a TID range scan) and in them the rows this savepoint wrote. The
-    rows are parsed and written once, not twice as through a staging table: a 1M-event pull
-    ran 20-30% faster. The caller undoes it all and
-    stages the batch if an event is known (the COPY fails on the key), another pull adds one
-    of the (user, day) pairs meanwhile, or rows went into older pages that had room (some
-    rows are not found in the new ones)."""
+    `events` and fold it into the facts and active days from there, reading back the rows
+    this savepoint wrote. The rows are parsed and written once, not twice as through a
+    staging table.
+
+    Why the rows read back are exactly the batch's: a COPY appends from the table's last
+    page onwards (a TID range scan from there needs PostgreSQL 14), and every row one
+    (sub)transaction writes carries its id in `xmin`, the same for all of them; a
+    concurrent writer's rows carry another. Rows the COPY put into older pages that had
+    room are not read back, so the count of rows found is checked against the batch's:
+    fewer, and `_NotAllFound` undoes the savepoint. A known event id fails the COPY on the
+    key, and a (user, day) pair that a concurrent pull adds between the look-up and the
+    insert fails on active_days' key; both undo the savepoint as well, and the caller then
+    stages the batch, which is correct in every case, only slower."""
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
         # The last page so far may take the first rows; later ones are new.
@@ -405,40 +507,6 @@ def _fold_events(fresh: str, only: str, look_pairs_up: bool = False) -> str:
         f" facts AS ({facts} RETURNING 1)"
         " SELECT SUM(events) FROM pairs"
     )
-
-
-def _sqlite_insert(
-    session: Session, table: str, columns: list[str], rows: list[Row], conflict: str
-) -> None:
-    """One executemany on the driver, with values in the formats SQLAlchemy's SQLite types
-    store (so reads through the models see the same values)."""
-    marks = ", ".join("?" * len(columns))
-    driver = session.connection().connection.driver_connection
-    driver.executemany(  # type: ignore[union-attr]
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}",
-        _sqlite_rows(table, columns, rows),
-    )
-
-
-def _sqlite_rows(table: str, columns: list[str], rows: list[Row]) -> list[Any]:
-    pick = itemgetter(*columns)
-    types = Base.metadata.tables[table].columns
-    formats = [
-        (i, _SQLITE_FORMATS[kind])
-        for i, name in enumerate(columns)
-        for kind in _SQLITE_FORMATS
-        if isinstance(types[name].type, kind)
-    ]
-    if not formats:
-        return [pick(row) for row in rows]
-    stored = []
-    for row in rows:
-        values = list(pick(row))
-        for i, format in formats:
-            if values[i] is not None:
-                values[i] = format(values[i])
-        stored.append(values)
-    return stored
 
 
 _SQLITE_FORMATS: dict[type[Any], Callable[[Any], str]] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import queue
 import sys
 import threading
@@ -43,6 +44,8 @@ from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import Batch, read_source
 from yunying.sources.records import Row
 from yunying.store.engine import session_scope
+
+log = logging.getLogger("yunying.sources")
 
 
 def pull_source(
@@ -111,11 +114,16 @@ def pull_source(
             rows_out = events_text(rows, postgres) if source.entity == "events" else rows
             yield stats, rows_out, (rejects, again)
 
+    fell_back: list[str] = []  # why each batch that did left the PostgreSQL fast path
+    batches = 0
     with quick_handoffs(), rare_collections():
         for stats, rows, (rejects, again) in read_ahead(read_and_validate()):
+            batches += 1
             with session_scope(engine) as session:
                 if isinstance(rows, EventsText):
-                    stats.inserted = load_events(session, rows, settings.lifecycle.activity_events)
+                    stats.inserted = load_events(
+                        session, rows, settings.lifecycle.activity_events, fell_back.append
+                    )
                 else:
                     stats.inserted, stats.updated = load_rows(
                         session,
@@ -133,6 +141,15 @@ def pull_source(
             total.add(stats)
             if on_batch is not None:
                 on_batch(total)
+    if fell_back:  # once per pull: a slower path taken is a regression worth seeing
+        total.fast_path_fallbacks = len(fell_back)
+        log.warning(
+            "source %s: %d of %d batches took the staging table instead of the direct COPY (%s)",
+            name,
+            len(fell_back),
+            batches,
+            "; ".join(sorted(set(fell_back))),
+        )
     return total
 
 

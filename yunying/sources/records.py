@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from itertools import compress, count, repeat
-from operator import itemgetter, not_
+from operator import is_, itemgetter, not_
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +27,19 @@ Row = dict[str, Any]
 # An event as both stores take it: event_id, user_id, name, occurred_at as UTC
 # 'YYYY-MM-DD HH:MM:SS.ffffff' and day as 'YYYY-MM-DD' in the company's time zone.
 EventRow = tuple[str, str, str, str, str]
+# A user and an order the same way, in the order of USER_COLUMNS and ORDER_COLUMNS: moments as
+# UTC 'YYYY-MM-DD HH:MM:SS.ffffff', days as 'YYYY-MM-DD', an amount as its text in cents.
+UserRow = tuple[
+    str, str, str, str, str, str | None, str | None, str | None, bool, bool, bool, str | None,
+    bool, str | None, str | None, str | None, int, str,
+]  # fmt: skip
+OrderRow = tuple[str, str, str, str, str, str, str]
+USER_COLUMNS = (
+    "user_id", "signup_at", "signup_day", "timezone", "locale", "email", "phone", "push_token",
+    "email_opt_in", "sms_opt_in", "push_opt_in", "openid", "wechat_opt_in", "device_hash",
+    "ip_hash", "referred_by", "holdout_bucket", "updated_at",
+)  # fmt: skip
+ORDER_COLUMNS = ("order_id", "user_id", "amount", "currency", "status", "created_at", "day")
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9]{6,20}$")
@@ -69,7 +84,13 @@ NO_CONSENT_ASSUMED = RecordDefaults()
 
 def holdout_bucket(user_id: str) -> int:
     """A stable 31-bit hash of the user id (the same on every machine and run)."""
-    return int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+    return holdout_buckets([user_id])[0]
+
+
+def holdout_buckets(user_ids: Iterable[str]) -> list[int]:
+    """`holdout_bucket` of each user id, in one loop."""
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    return [from_bytes(sha256(user.encode()).digest()[:4], "big") & 0x7FFFFFFF for user in user_ids]
 
 
 def to_user_row(
@@ -80,28 +101,14 @@ def to_user_row(
 ) -> Row:
     signup_at = _timestamp(raw, "signup_at")
     user_id = _key(raw, "user_id", USER_ID_LENGTH)
-    tz_name = _text(raw, "timezone", required=False) or zone.key
-    try:
-        ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidRecord(f"timezone: unknown time zone {tz_name!r}") from None
-    # A locale with no template of its own keeps the user, in the company's default locale.
-    given = raw.get("locale")
-    locale = (isinstance(given, str) and template_locale(given)) or defaults.locale
-    email = _text(raw, "email", required=False, max_length=254)
-    if email and not EMAIL.match(email):
-        raise InvalidRecord("email: not an email address")
-    phone = _text(raw, "phone", required=False)
-    if phone and not PHONE.match(phone):
-        raise InvalidRecord("phone: not a phone number")
     return {
         "user_id": user_id,
         "signup_at": signup_at,
         "signup_day": local_day(signup_at, zone),
-        "timezone": tz_name,
-        "locale": locale,
-        "email": email,
-        "phone": phone,
+        "timezone": _time_zone(raw.get("timezone"), zone),
+        "locale": _locale(raw.get("locale"), defaults),
+        "email": _email(raw.get("email")),
+        "phone": _phone(raw.get("phone")),
         "push_token": _text(raw, "push_token", required=False),
         "email_opt_in": _flag(raw, "email_opt_in", defaults.opt_in),
         "sms_opt_in": _flag(raw, "sms_opt_in", defaults.opt_in),
@@ -115,6 +122,43 @@ def to_user_row(
         "holdout_bucket": holdout_bucket(user_id),
         "updated_at": now,
     }
+
+
+def user_values(row: Row) -> UserRow:
+    """A row from `to_user_row` in the stores' text formats."""
+    values = [row[column] for column in USER_COLUMNS]
+    values[1] = row["signup_at"].isoformat(" ", "microseconds")
+    values[2] = row["signup_day"].isoformat()
+    values[17] = row["updated_at"].isoformat(" ", "microseconds")
+    return tuple(values)
+
+
+def _time_zone(value: Any, zone: ZoneInfo) -> str:
+    tz_name = _text({"timezone": value}, "timezone", required=False) or zone.key
+    try:
+        ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRecord(f"timezone: unknown time zone {tz_name!r}") from None
+    return tz_name
+
+
+def _locale(value: Any, defaults: RecordDefaults) -> str:
+    # A locale with no template of its own keeps the user, in the company's default locale.
+    return (isinstance(value, str) and template_locale(value)) or defaults.locale
+
+
+def _email(value: Any) -> str | None:
+    email = _text({"email": value}, "email", required=False, max_length=254)
+    if email and not EMAIL.match(email):
+        raise InvalidRecord("email: not an email address")
+    return email
+
+
+def _phone(value: Any) -> str | None:
+    phone = _text({"phone": value}, "phone", required=False)
+    if phone and not PHONE.match(phone):
+        raise InvalidRecord("phone: not a phone number")
+    return phone
 
 
 def to_event_row(raw: Mapping[str, Any], zone: ZoneInfo) -> Row:
@@ -187,7 +231,85 @@ def plain_events(columns: Sequence[Sequence[Any]], zone: ZoneInfo) -> list[Event
     ids, odd_ids = _odd_keys(columns[0], 200)
     users, odd_users = _odd_keys(columns[1], USER_ID_LENGTH)
     names, odd_names = _odd_names(columns[2])
-    moments, odd_moments, suffix = _odd_moments(columns[3])
+    stored, days, odd_moments = _moments(columns[3], zone)
+    rows: list[EventRow | None] = list(zip(ids, users, names, stored, days, strict=True))
+    for i in odd_ids | odd_users | odd_names | odd_moments:
+        rows[i] = None
+    return rows
+
+
+def plain_orders(
+    columns: Sequence[Sequence[Any]], zone: ZoneInfo, defaults: RecordDefaults
+) -> list[OrderRow | None]:
+    """The rows of many orders, given as the columns of FIELDS["orders"], as `plain_events`
+    gives events': for each order exactly `order_values(to_order_row(...))`, or None to leave
+    it to `to_order_row` (any value of an odd type or shape, anywhere in the batch)."""
+    if not columns[0]:
+        return []
+    order_ids, user_ids, amounts, currencies, statuses, created = columns
+    ids, odd = _odd_keys(order_ids, 200)
+    users, odd_users = _odd_keys(user_ids, USER_ID_LENGTH)
+    cents, odd_amounts = _cents(amounts)
+    currency, odd_currencies = _by_value(currencies, lambda value: _currency(value, defaults))
+    status, odd_statuses = _by_value(statuses, _status)
+    stored, days, odd_moments = _moments(created, zone)
+    rows: list[OrderRow | None] = list(
+        zip(ids, users, cents, currency, status, stored, days, strict=True)
+    )
+    for i in odd | odd_users | odd_amounts | odd_currencies | odd_statuses | odd_moments:
+        rows[i] = None
+    return rows
+
+
+def plain_users(
+    columns: Sequence[Sequence[Any]], zone: ZoneInfo, now: dt.datetime, defaults: RecordDefaults
+) -> list[UserRow | None]:
+    """The rows of many users, given as the columns of FIELDS["users"], as `plain_orders`
+    gives orders': exactly `user_values(to_user_row(...))`, or None."""
+    if not columns[0]:
+        return []
+    (user_ids, signups, zones, locales, emails, phones, push_tokens, email_ok, sms_ok, push_ok,
+     devices, ips, referrers, openids, wechat_ok) = columns  # fmt: skip
+    ids, odd = _odd_keys(user_ids, USER_ID_LENGTH)
+    stored, days, odd_signups = _moments(signups, zone)
+    odd |= odd_signups
+    picked: list[Sequence[Any]] = [ids, stored, days]
+    for column, rule in (
+        (zones, lambda value: _time_zone(value, zone)),
+        (locales, lambda value: _locale(value, defaults)),
+    ):
+        values, odd_values = _by_value(column, rule)
+        picked.append(values)
+        odd |= odd_values
+    for column, limit, lines in ((emails, 254, _EMAILS), (phones, 255, _PHONES)):
+        values, odd_values = _optional_texts(column, limit, lines)
+        picked.append(values)
+        odd |= odd_values
+    texts = {"push_token": 255, "openid": 64, "device_hash": 64, "ip_hash": 64, "referred_by": 64}
+    flags = {"email_opt_in": defaults.opt_in, "sms_opt_in": defaults.opt_in}
+    flags |= {"push_opt_in": defaults.opt_in, "wechat_opt_in": False}
+    given = dict(zip(("push_token", "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash",
+                      "ip_hash", "referred_by", "openid", "wechat_opt_in"),
+                     (push_tokens, email_ok, sms_ok, push_ok, devices, ips, referrers, openids,
+                      wechat_ok), strict=True))  # fmt: skip
+    for name in USER_COLUMNS[7:16]:
+        if name in texts:
+            values, odd_values = _optional_texts(given[name], texts[name])
+        else:
+            values, odd_values = _by_value(given[name], partial(_flag_of, name, flags[name]))
+        picked.append(values)
+        odd |= odd_values
+    picked += [holdout_buckets(ids), [now.isoformat(" ", "microseconds")] * len(ids)]
+    rows: list[UserRow | None] = list(zip(*picked, strict=True))
+    for i in odd:
+        rows[i] = None
+    return rows
+
+
+def _moments(column: Sequence[Any], zone: ZoneInfo) -> tuple[list[str], list[str], set[int]]:
+    """The stored UTC text and local day of each moment of a column, and where a moment is
+    odd (not 'YYYY-MM-DD?HH:MM:SS' in UTC in the column's most common shape)."""
+    moments, odd, suffix = _odd_moments(column)
     # Plain moments are 'YYYY-MM-DD?HH:MM:SS<suffix>': the stored text replaces the separator
     # (their only T) and the suffix. No moment holds a newline by now, so the split keeps
     # each row in its place.
@@ -198,12 +320,77 @@ def plain_events(columns: Sequence[Sequence[Any]], zone: ZoneInfo) -> list[Event
         .split("\n")
     )
     stored.pop()
-    rows: list[EventRow | None] = list(
-        zip(ids, users, names, stored, _local_days(stored, zone), strict=True)
-    )
-    for i in odd_ids | odd_users | odd_names | odd_moments:
-        rows[i] = None
-    return rows
+    return stored, _local_days(stored, zone), odd
+
+
+_ODD = object()  # a value its field's rule refuses
+_RULED_TYPES = frozenset((str, type(None), bool, int))
+_TEXT_TYPES = frozenset((str, type(None)))
+
+
+def _by_value(column: Sequence[Any], rule: Callable[[Any], Any]) -> tuple[list[Any], set[int]]:
+    """Each value through `rule` (the reference's rule for its field), applied once per
+    distinct value: a column of few values (time zones, flags) costs a lookup a row. Where
+    the rule raises InvalidRecord, or a value is of a type whose equal values differ in
+    text (1.0 and 1, Decimal('1.0')), the row is odd."""
+    if _TEXT_TYPES.issuperset(map(type, column)):  # the usual column: values are their keys
+        keys: Sequence[Any] = column
+    elif _RULED_TYPES.issuperset(map(type, column)):
+        keys = list(zip(map(type, column), column, strict=True))
+    else:  # a float, a JSON list or object: every row left to the reference
+        return [None] * len(column), set(range(len(column)))
+    outcomes: dict[Any, Any] = {}
+    for key in set(keys):
+        try:
+            outcomes[key] = rule(key if keys is column else key[1])
+        except InvalidRecord:
+            outcomes[key] = _ODD
+    values = list(map(outcomes.__getitem__, keys))
+    return values, _where(map(is_, values, repeat(_ODD)))
+
+
+def _optional_texts(
+    column: Sequence[Any], limit: int, lines: re.Pattern[str] | None = None
+) -> tuple[list[str | None], set[int]]:
+    """The column as `_text` keeps an optional field (None for no value), and where a value
+    is odd: no text, too long, not storable, or not a line `lines` matches."""
+    if column.count(None) == len(column):  # a field the source leaves out
+        return [None] * len(column), set()
+    with suppress(TypeError):  # unless a value is a JSON list or object, found as no text
+        column = list(map(_NO_VALUE.get, column, column))
+    texts, odd = _texts(column)
+    if max(map(len, texts), default=0) > limit:
+        odd |= _where(map(limit.__lt__, map(len, texts)))
+    text = "\n".join(texts) + "\n"
+    for needle in ("\ufffd", "\x00"):
+        if needle in text:
+            odd |= _lines_holding(text, needle)
+    if not (text.isascii() or _encodable(text)):
+        odd |= _where(map(not_, map(_encodable, texts)))
+    if lines is not None:
+        odd |= _unmatched_lines(lines, text)
+    return list(map(_NO_TEXT.get, texts, texts)), odd
+
+
+_NO_TEXT: dict[Any, None] = {"": None}
+_NO_VALUE = {None: ""}
+# Whole lines: an optional email or phone as the validator accepts it, or none.
+_EMAILS = re.compile(r"(?:(?:[^@\s]+@[^@\s]+\.[^@\s]+)?\n)*")
+_PHONES = re.compile(r"(?:(?:\+?[0-9]{6,20})?\n)*")
+# Whole lines: an amount in plain decimal, below MAX_AMOUNT, in whole cents.
+_AMOUNTS = re.compile(r"(?:(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?\n)*")
+
+
+def _cents(column: Sequence[Any]) -> tuple[list[str], set[int]]:
+    """Amounts as the stored text with two decimals, and where one is odd (no text, or
+    not plainly a decimal amount in whole cents below MAX_AMOUNT)."""
+    texts, odd = _texts(column)
+    odd |= _unmatched_lines(_AMOUNTS, "\n".join(texts) + "\n")
+    cents = [
+        amount if amount[-3:-2] == "." else amount + "0" if amount[-2:-1] == "." else amount + ".00"
+        for amount in texts
+    ]
+    return cents, odd
 
 
 def _where(flags: Iterable[object]) -> set[int]:
@@ -383,7 +570,17 @@ def _day_split(
     midnight = dt.datetime.fromisoformat(date)
     before = local_day(midnight, zone)
     split = ("99", before.isoformat(), before.isoformat())
-    for quarter in range(1, 96):  # the local date turns on a UTC quarter hour
+    quarters: Iterable[int] = range(1, 96)  # the local date turns on a UTC quarter hour
+    offset = _offset(midnight, zone)
+    if offset == _offset(midnight + dt.timedelta(minutes=15 * 95), zone):
+        # One offset all day: the date turns at local midnight, the one quarter worth trying
+        # when the quarters on either side of it say so (else all are tried).
+        quarter = (-offset % dt.timedelta(days=1)) // dt.timedelta(minutes=15)
+        if 0 < quarter < 96 and local_day(
+            midnight + dt.timedelta(minutes=15 * (quarter - 1)), zone
+        ) == before != local_day(midnight + dt.timedelta(minutes=15 * quarter), zone):
+            quarters = (quarter,)
+    for quarter in quarters:
         moment = midnight + dt.timedelta(minutes=15 * quarter)
         after = local_day(moment, zone)
         if after != before:
@@ -393,17 +590,18 @@ def _day_split(
     return split
 
 
+def _offset(moment: dt.datetime, zone: ZoneInfo) -> dt.timedelta:
+    """The offset of `zone` at a naive UTC moment."""
+    return moment.replace(tzinfo=dt.UTC).astimezone(zone).utcoffset() or dt.timedelta()
+
+
 def to_order_row(
     raw: Mapping[str, Any], zone: ZoneInfo, defaults: RecordDefaults = NO_CONSENT_ASSUMED
 ) -> Row:
     created_at = _timestamp(raw, "created_at")
     amount = _amount(raw, "amount")
-    currency = (_text(raw, "currency", required=False) or defaults.currency).upper()
-    if not _CURRENCY.fullmatch(currency):
-        raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
-    status = _text(raw, "status", required=False) or "paid"
-    if status not in ORDER_STATUSES:
-        raise InvalidRecord(f"status: {status!r} is not one of {sorted(ORDER_STATUSES)}")
+    currency = _currency(raw.get("currency"), defaults)
+    status = _status(raw.get("status"))
     return {
         "order_id": _key(raw, "order_id"),
         "user_id": _key(raw, "user_id", USER_ID_LENGTH),
@@ -413,6 +611,33 @@ def to_order_row(
         "created_at": created_at,
         "day": local_day(created_at, zone),
     }
+
+
+def order_values(row: Row) -> OrderRow:
+    """A row from `to_order_row` in the stores' text formats."""
+    return (
+        row["order_id"],
+        row["user_id"],
+        str(row["amount"]),
+        row["currency"],
+        row["status"],
+        row["created_at"].isoformat(" ", "microseconds"),
+        row["day"].isoformat(),
+    )
+
+
+def _currency(value: Any, defaults: RecordDefaults) -> str:
+    currency = (_text({"currency": value}, "currency", required=False) or defaults.currency).upper()
+    if not _CURRENCY.fullmatch(currency):
+        raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
+    return currency
+
+
+def _status(value: Any) -> str:
+    status = _text({"status": value}, "status", required=False) or "paid"
+    if status not in ORDER_STATUSES:
+        raise InvalidRecord(f"status: {status!r} is not one of {sorted(ORDER_STATUSES)}")
+    return status
 
 
 _CURRENCY = re.compile("[A-Z]{3}")
@@ -503,6 +728,10 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _flag_of(field: str, missing: bool, value: Any) -> bool:
+    return _flag({field: value}, field, missing)
 
 
 def _flag(raw: Mapping[str, Any], field: str, missing: bool) -> bool:

@@ -10,6 +10,7 @@ from yunying.sources.config import FileSource, HttpSource, SourceConfig
 from yunying.sources.load import EVENT_COLUMNS, validate
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.readers import read_source
+from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS
 
 
 @dataclass
@@ -42,8 +43,6 @@ def sample_source(source: SourceConfig, zone: ZoneInfo, limit: int = 5) -> Sourc
     exact = batch.columns is not None or (isinstance(source, FileSource) and source.format == "csv")
     check_mapping(source, columns, exact)
     rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns)
-    mapped = [
-        dict(zip(EVENT_COLUMNS, row, strict=True)) if source.entity == "events" else dict(row)
-        for row in rows
-    ]
+    names = {"events": EVENT_COLUMNS, "users": USER_COLUMNS, "orders": ORDER_COLUMNS}
+    mapped = [dict(zip(names[source.entity], row, strict=True)) for row in rows]
     return SourceSample(source.name, source.entity, columns, mapped, rejected + batch.unreadable)

@@ -54,7 +54,8 @@ class User(Base):
     user_id: Mapped[UserId] = mapped_column(primary_key=True)
     signup_at: Mapped[dt.datetime]
     signup_day: Mapped[dt.date] = mapped_column(index=True)
-    timezone: Mapped[str] = mapped_column(String(64))
+    # Indexed so that segments find the few distinct zones without reading every user.
+    timezone: Mapped[str] = mapped_column(String(64), index=True)
     locale: Mapped[str] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))

@@ -1,0 +1,109 @@
+"""What a new user meets first, through the `yunying` command: each mistake ends in one clear
+line naming the setting or the flag, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from cli.main import main
+from tests.builders import silent_users
+from tests.rig import SmtpSink
+from yunying.config import Settings
+from yunying.messaging.unsubscribe import make_token, unsubscribe_key
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_malformed_settings_file_is_named_with_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "yunying.toml"
+    config.write_text('timezone = "Asia/Shanghai\n')
+    monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    assert main(["sending", "status"]) == 2
+    assert _error(capsys).startswith(f"error: {config} is not valid TOML: ")
+
+
+def test_a_bad_json_variable_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_SOURCES", '[{"name": ')
+    assert main(["sending", "status"]) == 2
+    assert "invalid setting 'sources': YUNYING_SOURCES is not valid JSON" in _error(capsys)
+
+
+def test_a_misspelled_key_suggests_the_real_one_and_no_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "yunying.toml"
+    config.write_text('timzone = "Asia/Shanghai"\n[smtp]\nprot = 25\n')
+    monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    assert main(["sending", "status"]) == 2
+    err = _error(capsys)
+    assert "unknown setting 'timzone' (did you mean 'timezone'?)" in err
+    assert "unknown setting 'smtp.prot' (did you mean 'port'?)" in err
+    assert "YUNYING_TIMZONE" not in err and "YUNYING_SMTP__PROT" not in err
+
+
+def test_a_setting_error_says_it_once_without_pydantics_prefix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_PUBLIC_URL", "example")
+    assert main(["sending", "status"]) == 2
+    err = _error(capsys)
+    assert "Value error" not in err
+    assert err.count("invalid setting 'public_url'") == 1
+
+
+@pytest.mark.parametrize(
+    "to", ["staff@example.com\nBcc: everyone@example.com", "not an address", ""]
+)
+def test_test_send_checks_the_address_it_sends_to(
+    settings: Settings, to: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["test-send", "winback", "--to", to]) == 2
+    assert _error(capsys).startswith("error: --to: not one email address")
+
+
+def test_the_test_email_links_to_public_url_and_says_they_are_samples(
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    monkeypatch.setenv("YUNYING_PUBLIC_URL", "https://ops.example.cn")
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 0
+    assert "links are samples" in capsys.readouterr().out
+    [sent] = smtp_server.messages
+    assert sent["List-Unsubscribe"] == "<https://ops.example.cn/unsubscribe?token=sample>"
+
+
+def test_payouts_show_names_an_unknown_campaign_and_the_known_ones(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["payouts", "show", "checkin-dmeo"]) == 2
+    assert _error(capsys) == ("error: unknown reward campaign 'checkin-dmeo'; known: checkin-demo")
+    assert main(["payouts", "show", "checkin-demo"]) == 0
+    assert "checkin-demo: no payout yet" in capsys.readouterr().out
+
+
+def test_unsubscribe_takes_the_whole_link_or_its_token(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = silent_users(engine, settings, 2)
+    key = unsubscribe_key(settings)
+    link = f"{settings.public_url}/unsubscribe?token={make_token(key, first, 'email')}"
+    assert main(["unsubscribe", link]) == 0
+    assert f"unsubscribed {first} from email" in capsys.readouterr().out
+    assert main(["unsubscribe", make_token(key, second, "sms")]) == 0
+    assert f"unsubscribed {second} from sms" in capsys.readouterr().out
+    assert main(["unsubscribe", f"{settings.public_url}/unsubscribe"]) == 2
+    assert "has no ?token=" in _error(capsys)
