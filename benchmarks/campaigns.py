@@ -74,6 +74,8 @@ def run(users: int, seed: int, events_per_user: int = 5) -> dict[str, Any]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # On a loaded machine the local API took more than the default 20 s to start.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
     output = subprocess.run(
         [sys.executable, "-m", "benchmarks.campaigns"],
