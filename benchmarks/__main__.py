@@ -7,9 +7,10 @@ import json
 import sys
 from typing import Any
 
-from benchmarks import lifecycle, nightly, pull, report, segments, send, web
+from benchmarks import campaigns, lifecycle, nightly, pull, report, segments, send, web
 
 BENCHMARKS = {
+    "campaigns": campaigns.run,
     "lifecycle": lifecycle.run,
     "nightly": nightly.run,
     "pull": pull.run,
