@@ -131,6 +131,8 @@ def test_tencent_verdicts_read_any_order_and_each_numbers_code() -> None:
     body = json.dumps({"Response": {"SendStatusSet": statuses}}).encode()
     api = TencentSms(settings)
     assert api.verdicts(ready, 200, body) == [("sent", f"s{i}") for i in range(4)]
+    reversed_ok = json.dumps({"Response": {"SendStatusSet": statuses[::-1]}}).encode()
+    assert api.verdicts(ready, 200, reversed_ok) == [("sent", f"s{i}") for i in range(4)]
     statuses[1]["Code"] = "FailedOperation.PhoneNumberInBlacklist"
     shuffled = json.dumps({"Response": {"SendStatusSet": statuses[::-1]}}).encode()
     assert [v for v, _ in api.verdicts(ready, 200, shuffled)] == ["sent", "bounced", "sent", "sent"]
