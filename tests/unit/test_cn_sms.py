@@ -16,6 +16,8 @@ from yunying.messaging.cn_sms import (
     _dumps,
     _pct_json_list,
     _pct_json_str,
+    _pct_phone_json,
+    aliyun_phone,
     aliyun_signature,
     pct,
     prepare,
@@ -87,6 +89,21 @@ def test_json_lists_are_encoded_as_a_whole_would_be() -> None:
         items = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))) for _ in range(5)]
         items += [str(rnd.randint(10**10, 10**11))]
         assert _pct_json_list([_pct_json_str(i) for i in items]) == pct(_dumps(items))
+
+
+@pytest.mark.parametrize(
+    "phones",
+    [
+        ["+8613900000000", "+8613911112222"],
+        ["+8613900000000"],
+        ["+8613900000000", "+14155550100", "+85291234567"],
+        ["+86139 0000 0000", "+8613900000000"],
+        ["13900000000", "+8613900000000"],
+    ],
+)
+def test_the_phone_list_is_encoded_as_its_json_would_be(phones: list[str]) -> None:
+    expected = pct(_dumps([aliyun_phone(phone) for phone in phones]))
+    assert _pct_phone_json(phones) == expected
 
 
 def test_a_batch_with_several_parameter_sets_keeps_each_numbers_own() -> None:
