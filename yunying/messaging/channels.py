@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import smtplib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 
 class Channel(Protocol):
-    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]: ...
+    def send(self, messages: list[OutgoingMessage]) -> Sequence[Outcome]: ...
 
 
 # Long headers (the unsubscribe URL) must stay plain ASCII: fold at 998, never encode them.

@@ -82,9 +82,8 @@ class Claimed:
 
 
 class Outcome(NamedTuple):
-    """A tuple of plain values, which the garbage collector stops tracking: a big send's
-    outcomes as frozen dataclasses each stayed tracked, and its full passes over them
-    doubled the cost of a batched call."""
+    """Immutable, and a tuple: the cheapest to make when a batched send's columns of
+    outcomes are read (batch_channel.Outcomes)."""
 
     id: int
     status: SendOutcome

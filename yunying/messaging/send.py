@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
@@ -186,7 +186,7 @@ class _Recorder:
         self.result = result
         self.lock = threading.Lock()
 
-    def __call__(self, outcomes: list[Outcome]) -> None:
+    def __call__(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
         now = self.clock()

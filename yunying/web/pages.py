@@ -88,17 +88,39 @@ async def unsubscribe_page(web: Web, request: Request) -> Response:
     token = request.query_params.get("token", "")
     key = await web.signing_key()
 
-    def look(session: Session) -> tuple[Recipient, str | None]:
+    def look(session: Session) -> tuple[str | None, bool]:
         recipient = known_recipient(session, key, token)
-        return recipient, _locale_of(session, recipient.user_id)
+        done = any(
+            session.get(Suppression, (recipient.user_id, channel)) is not None
+            for channel in (recipient.channel, "any")
+        )
+        return _locale_of(session, recipient.user_id), done
 
     try:
-        _, locale = await web.in_store(look)
+        locale, done = await web.in_store(look)
     except InvalidToken:
         return _invalid(web, request, token)
+    lang = _lang(request, locale)
+    if done:  # already unsubscribed from this channel: say so rather than ask again
+        return _page(web, "unsubscribe.html", lang, token, done=True, csrf="")
     csrf = new_csrf()
-    response = _page(web, "unsubscribe.html", _lang(request, locale), token, done=False, csrf=csrf)
+    response = _page(web, "unsubscribe.html", lang, token, done=False, csrf=csrf)
     return _with_csrf(response, request, csrf)
+
+
+async def _expired(web: Web, request: Request, token: str) -> Response:
+    """The CSRF refusal, in the language of the link's recipient (the form's ?lang= first)."""
+    key = await web.signing_key()
+
+    def look(session: Session) -> str | None:
+        return _locale_of(session, verify_token(key, token).user_id)
+
+    try:
+        locale = await web.in_store(look)
+    except InvalidToken:
+        locale = None
+    lang = _lang(request, locale)
+    return _page(web, "message.html", lang, token, 403, message=ERRORS[lang]["csrf"])
 
 
 async def unsubscribe_post(web: Web, request: Request) -> Response:
@@ -106,8 +128,7 @@ async def unsubscribe_post(web: Web, request: Request) -> Response:
     form = await form_of(request)
     one_click = form.get("List-Unsubscribe") == ["One-Click"]
     if not one_click and not csrf_ok(request.cookies.get(CSRF_COOKIE), _one(form, "csrf")):
-        lang = _lang(request, None)
-        return _page(web, "message.html", lang, token, 403, message=ERRORS[lang]["csrf"])
+        return await _expired(web, request, token)
     key = await web.signing_key()
 
     def apply(session: Session) -> tuple[Recipient, str | None]:
@@ -199,8 +220,7 @@ async def preferences_post(web: Web, request: Request) -> Response:
     token = request.query_params.get("token", "")
     form = await form_of(request)
     if not csrf_ok(request.cookies.get(CSRF_COOKIE), _one(form, "csrf")):
-        lang = _lang(request, None)
-        return _page(web, "message.html", lang, token, 403, message=ERRORS[lang]["csrf"])
+        return await _expired(web, request, token)
     wanted_channels = set(form.get("channel", []))
     wanted_topics = set(form.get("topic", []))
     key = await web.signing_key()
