@@ -29,7 +29,7 @@ from yunying.store.migrate import upgrade
 from yunying.store.models import OutboxMessage
 
 EVENTS_PER_USER = 10
-FILLED = "filled_v2"  # marks a complete fill; a new name when the fill changes
+FILLED = "filled_v3"  # marks a complete fill; a new name when the fill changes
 TABLES = {
     "users": "users",
     "events": "events",
@@ -268,10 +268,16 @@ def _history_statements() -> dict[str, list[str]]:
     }
 
 
+def _spread(number: str, users: str) -> str:
+    """A user picked by a multiplicative hash: no pattern shared with the history's."""
+    return f"(({number})::bigint * 2654435761 % ({users}))"
+
+
 def _increment_statements() -> list[str]:
     """The business date's increment in the company's own tables (the demo's column names):
-    1% new signups, events from half as many users as there are (from every 2nd user's
-    phone, new users included), an order from one user in 50."""
+    1% new signups, as many events as half the users (new users included), an order from
+    one user in 50. (Events from every 2nd user made every user newly silent tonight active
+    again: the history's users newly silent on a date are all even.)"""
     ts = 'to_char(CAST(:day AS timestamp) + make_interval(secs => 3600 + s % 50000), \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\')'
     return [
         "CREATE SCHEMA src",
@@ -287,10 +293,10 @@ def _increment_statements() -> list[str]:
         " 'u' || (:n + s) || '@example.com', NULL, md5(s::text), 1, 1, 1,"
         " 'd' || s, 'ip' || s, s FROM generate_series(1, :n / 100) AS g(s)",
         "INSERT INTO src.src_events SELECT s, 'x' || s,"
-        " 'u' || lpad(((s::bigint * 2) % (:n + :n / 100))::text, 9, '0'),"
+        f" 'u' || lpad({_spread('s', ':n + :n / 100')}::text, 9, '0'),"
         f" CASE WHEN s % 5 = 0 THEN 'app_open' ELSE 'view_item' END, {ts}"
         " FROM generate_series(1, :n / 2) AS g(s)",
         "INSERT INTO src.src_orders SELECT 'ox' || s,"
-        " 'u' || lpad(((s::bigint * 50) % :n)::text, 9, '0'), (20 + s % 180)::text, 'CNY',"
+        f" 'u' || lpad({_spread('s * 7', ':n')}::text, 9, '0'), (20 + s % 180)::text, 'CNY',"
         f" 'paid', {ts}, s FROM generate_series(1, :n / 50) AS g(s)",
     ]

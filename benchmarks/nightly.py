@@ -118,6 +118,7 @@ def _compare(flow: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
         "prefect_share": round(1.0 - share, 3),
         "flow_stages": _seconds(flow["stages"]),
         "plain_stages": _seconds(plain["stages"]),
+        "messages": f"flow {flow['messages']}, plain {plain['messages']}",
         "load_average": [flow["load"], plain["load"]],
     }
 
@@ -178,7 +179,7 @@ def _flow() -> dict[str, Any]:
     with get_client(sync_client=True) as client:
         client.hello()  # starts Prefect's local API: a served deployment has it running
     started = time.perf_counter()
-    nightly(business_date=END, campaign=CAMPAIGN)
+    summary = nightly(business_date=END, campaign=CAMPAIGN)
     wall = time.perf_counter() - started
     with get_client(sync_client=True) as client:
         task_runs: list[Any] = []
@@ -191,10 +192,15 @@ def _flow() -> dict[str, Any]:
         )
         for run in flow_runs
     }
-    for run in task_runs:
-        if run.name.startswith("lifecycle-2"):
-            stages[run.name] = round(run.total_run_time.total_seconds(), 2)
-    return {"wall": wall, "task_runs": len(task_runs), "stages": stages}
+    dates = [r for r in task_runs if r.name.startswith("lifecycle-2")]
+    lifecycle = sum(r.total_run_time.total_seconds() for r in dates)
+    stages[f"lifecycle ({len(dates)} dates)"] = round(lifecycle, 2)
+    return {
+        "wall": wall,
+        "task_runs": len(task_runs),
+        "stages": stages,
+        "messages": summary["messages"],
+    }
 
 
 def _plain() -> dict[str, Any]:
@@ -202,7 +208,7 @@ def _plain() -> dict[str, Any]:
     from yunying.config import load_settings
     from yunying.lifecycle.states import compute_lifecycle, dates_to_compute
     from yunying.messaging.campaign import find_campaign
-    from yunying.messaging.outbox import plan
+    from yunying.messaging.outbox import counts, plan
     from yunying.messaging.send import send_all
     from yunying.reports.daily_email import publish_report
     from yunying.reports.kpis import compute_kpis
@@ -243,7 +249,15 @@ def _plain() -> dict[str, Any]:
         publish_report(session, settings, compute_kpis(session, END, settings.zone))
     timed("report", t)
     wall = time.perf_counter() - started
-    return {"wall": wall, "task_runs": 0, "library": sum(stages.values()), "stages": stages}
+    with session_scope(engine) as session:
+        messages = {k: v for k, v in counts(session, CAMPAIGN, END).items() if v}
+    return {
+        "wall": wall,
+        "task_runs": 0,
+        "library": sum(stages.values()),
+        "stages": stages,
+        "messages": messages,
+    }
 
 
 def _users() -> int:
