@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from yunying.errors import ConfigError, TransientError
 from yunying.http_client import request, with_retries
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
+from yunying.sources.records import Rejected
 from yunying.store.engine import create_store_engine
 
 Record = dict[str, Any]
@@ -35,7 +36,7 @@ Record = dict[str, Any]
 class Batch:
     records: Sequence[Any]  # dicts, or rows of values in `columns` order
     watermark: str | None  # where the next run resumes; None keeps the old one
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (raw text, reason)
+    unreadable: list[Rejected] = field(default_factory=list)  # lines that are no record
     columns: tuple[str, ...] | None = None
     # Files that could not be read whole: (path, why and what became of their rows).
     set_aside: list[tuple[str, str]] = field(default_factory=list)
@@ -291,7 +292,7 @@ def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
         if path in loaded:
             continue
         records: list[Record] = []
-        unreadable: list[tuple[str, str]] = []
+        unreadable: list[Rejected] = []
         read = 0
         try:
             opener = gzip.open if path.endswith(".gz") else open
@@ -322,29 +323,29 @@ def _broken(exc: BaseException, read: int) -> str:
     if isinstance(exc, EOFError):
         what = f"truncated ({what})"
     return (
-        f"file: cannot be read whole: {what}; {loaded} (bad ones rejected as usual); it is"
+        f"cannot be read whole: {what}; {loaded} (bad ones rejected as usual); it is"
         " not marked loaded, so it is read again on the next pull"
     )
 
 
-def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, Rejected | None]]:
     for row in csv.DictReader(stream):
         if None in row:
-            yield {}, (json.dumps(row, default=str), "csv: more fields than the header")
+            yield {}, Rejected(json.dumps(row, default=str), "csv", "more fields than the header")
         else:
             yield dict(row), None
 
 
-def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, Rejected | None]]:
     for line in stream:
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield {}, (line[:2000], f"json: {exc.msg}")
+            yield {}, Rejected(line[:2000], "json", exc.msg)
             continue
         if not isinstance(record, dict):
-            yield {}, (line[:2000], "json: not an object")
+            yield {}, Rejected(line[:2000], "json", "not an object")
         else:
             yield record, None
