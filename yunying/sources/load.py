@@ -456,17 +456,21 @@ def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any
     return f"name IN ({names})", {f"name{i}": name for i, name in enumerate(activity_events)}
 
 
-_FACTS = (
-    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-    " order_count, revenue, updated_at) {select}"
-    " ON CONFLICT (user_id) DO UPDATE SET"
+# An upsert's SET keeping a user's latest activity, stored or new.
+_LATEST_ACTIVITY = (
     " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
     "   OR excluded.last_active_at > user_facts.last_active_at"
     "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
     " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
     "   OR excluded.last_active_day > user_facts.last_active_day"
     "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-    " event_count = user_facts.event_count + excluded.event_count,"
+)
+_FACTS = (
+    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+    " order_count, revenue, updated_at) {select}"
+    " ON CONFLICT (user_id) DO UPDATE SET"
+    + _LATEST_ACTIVITY
+    + " event_count = user_facts.event_count + excluded.event_count,"
     " updated_at = excluded.updated_at"
 )
 
@@ -566,16 +570,7 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
             ),
             params,
         )
-    last_active = (
-        " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
-        "   OR excluded.last_active_at > user_facts.last_active_at"
-        "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
-        " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
-        "   OR excluded.last_active_day > user_facts.last_active_day"
-        "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-        if as_activity
-        else ""
-    )
+    last_active = _LATEST_ACTIVITY if as_activity else ""
     # Without `as_activity` the load's times are left out (NULL, as for no activity).
     times = "MAX(touched.last_at), MAX(touched.last_day)" if as_activity else "NULL, NULL"
     session.execute(
