@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add, itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 from yunying.sources.config import FIELDS, Entity, FileSource
 from yunying.sources.readers import file_paths
 from yunying.sources.records import (
+    EVENT_COLUMNS,
     NO_CONSENT_ASSUMED,
     ORDER_COLUMNS,
     USER_COLUMNS,
     EventRow,
     InvalidRecord,
     RecordDefaults,
-    Row,
+    Rejected,
+    StoreRow,
     event_values,
     order_values,
     plain_event,
@@ -67,7 +69,7 @@ class LoadStats:
 
 
 T = TypeVar("T")
-Rejects = list[tuple[str, str]]  # (the raw record as JSON, the reason it was set aside)
+Rejects = list[Rejected]
 
 
 def validate(
@@ -77,24 +79,25 @@ def validate(
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
     defaults: RecordDefaults = NO_CONSENT_ASSUMED,
-) -> tuple[list[Any], Rejects]:
-    """Split raw records into store rows (`Row`s; `EventRow`s for events) and (raw JSON,
-    reason) rejects. Records are dicts, or rows of values in `columns` order (what a SQL
+) -> tuple[list[StoreRow], Rejects]:
+    """Split raw records into store rows (`EventRow`, `UserRow` or `OrderRow` as `entity`
+    says) and rejects. Records are dicts, or rows of values in `columns` order (what a SQL
     source reads); users get `defaults` for the locale and opt-ins they leave out."""
     fields = FIELDS[entity]
     picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
     now = utcnow()
-    good: list[Any] = []
+    good: list[StoreRow] = []
     bad: Rejects = []
     for start in range(0, len(records), _CHUNK):
         chunk = [column[start : start + _CHUNK] for column in picked]
-        rows: list[Any]
+        plain: Sequence[StoreRow | None]
         if entity == "events":
-            rows = plain_events(chunk, zone)
+            plain = plain_events(chunk, zone)
         elif entity == "users":
-            rows = plain_users(chunk, zone, now, defaults)
+            plain = plain_users(chunk, zone, now, defaults)
         else:
-            rows = plain_orders(chunk, zone, defaults)
+            plain = plain_orders(chunk, zone, defaults)
+        rows = cast(list[StoreRow | None], plain)  # the same list, filled in below
         for offset in _nones(rows):
             try:
                 rows[offset] = _row(
@@ -103,14 +106,15 @@ def validate(
             except InvalidRecord as exc:
                 record = records[start + offset]
                 whole = record if columns is None else dict(zip(columns, record, strict=True))
-                bad.append((json.dumps(whole, default=str, ensure_ascii=False), str(exc)))
+                raw = json.dumps(whole, default=str, ensure_ascii=False)
+                bad.append(Rejected(raw, exc.field, exc.why))
         good += filter(None, rows)  # in C: the rows kept, in order
     return good, bad
 
 
 def _row(
     entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime, defaults: RecordDefaults
-) -> Any:
+) -> StoreRow:
     """One record's row, or InvalidRecord saying what is wrong."""
     raw = dict(zip(FIELDS[entity], values, strict=True))
     if entity == "events":
@@ -159,7 +163,7 @@ def _picker(
 def load_rows(
     session: Session,
     entity: Entity,
-    rows: Sequence[Any],
+    rows: Sequence[StoreRow],
     load_id: str,
     activity_events: Sequence[str] = (),
     orders_are_activity: bool = True,
@@ -167,7 +171,8 @@ def load_rows(
     """Upsert rows of one entity; returns (inserted, updated). With `orders_are_activity`,
     an order's local day is an active day of its user (`lifecycle.orders_are_activity`)."""
     if entity == "events":
-        return load_events(session, events_text(rows, is_postgres(session)), activity_events), 0
+        events = cast(Sequence[EventRow], rows)
+        return load_events(session, events_text(events, is_postgres(session)), activity_events), 0
     if not rows:
         return 0, 0
     rows = _last_per_id(rows)
@@ -193,7 +198,6 @@ def load_rows(
 # only joined on their key, and sampling every text column of users cost as much as
 # upserting them (56 against 39 ms for 3,000 users). Autovacuum's analyze does the rest later.
 _ANALYZED: dict[Entity, str] = {"users": "(user_id)", "events": "", "orders": ""}
-EVENT_COLUMNS = ["event_id", "user_id", "name", "occurred_at", "day"]
 
 
 def _last_per_id(rows: Sequence[T]) -> Sequence[T]:
@@ -322,7 +326,7 @@ def _copy_text(rows: Sequence[EventRow]) -> str:
     # only then is the batch escaped value by value.
     text = "\n".join(map("\t".join, rows)) + "\n"
     if (
-        text.count("\t") == 4 * len(rows)
+        text.count("\t") == (len(EVENT_COLUMNS) - 1) * len(rows)
         and text.count("\n") == len(rows)
         and "\\" not in text
         and "\r" not in text
@@ -452,17 +456,21 @@ def _activity_filter(activity_events: Sequence[str]) -> tuple[str, dict[str, Any
     return f"name IN ({names})", {f"name{i}": name for i, name in enumerate(activity_events)}
 
 
-_FACTS = (
-    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
-    " order_count, revenue, updated_at) {select}"
-    " ON CONFLICT (user_id) DO UPDATE SET"
+# An upsert's SET keeping a user's latest activity, stored or new.
+_LATEST_ACTIVITY = (
     " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
     "   OR excluded.last_active_at > user_facts.last_active_at"
     "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
     " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
     "   OR excluded.last_active_day > user_facts.last_active_day"
     "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-    " event_count = user_facts.event_count + excluded.event_count,"
+)
+_FACTS = (
+    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+    " order_count, revenue, updated_at) {select}"
+    " ON CONFLICT (user_id) DO UPDATE SET"
+    + _LATEST_ACTIVITY
+    + " event_count = user_facts.event_count + excluded.event_count,"
     " updated_at = excluded.updated_at"
 )
 
@@ -516,10 +524,8 @@ _SQLITE_FORMATS: dict[type[Any], Callable[[Any], str]] = {
 }
 
 
-def _copy_to_stage(
-    session: Session, table: str, columns: list[str], rows: Sequence[Row] | str
-) -> None:
-    """PostgreSQL: COPY the batch (rows, or text in COPY's format) into the temporary table
+def _copy_to_stage(session: Session, table: str, columns: Sequence[str], copy_text: str) -> None:
+    """PostgreSQL: COPY the batch (text in COPY's format) into the temporary table
     stage_<table>, emptied at commit."""
     names = ", ".join(columns)
     driver = session.connection().connection.driver_connection
@@ -529,12 +535,7 @@ def _copy_to_stage(
             f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DELETE ROWS AS"
             f" SELECT {names} FROM {table} WITH NO DATA; DELETE FROM stage_{table}"
         )
-        with cursor.copy(f"COPY stage_{table} ({names}) FROM STDIN") as copy:
-            if isinstance(rows, str):
-                copy.write(rows)
-            else:
-                for row in rows:
-                    copy.write_row([row[c] for c in columns])
+    _copy(session, f"stage_{table}", columns, copy_text)
 
 
 def _analyze_if_young(session: Session, table: str, batch: int, columns: str = "") -> None:
@@ -550,7 +551,7 @@ def _analyze_if_young(session: Session, table: str, batch: int, columns: str = "
         session.execute(text(f"ANALYZE {table} {columns}"))
 
 
-def _from_stage(table: str, columns: list[str], conflict: str) -> str:
+def _from_stage(table: str, columns: Sequence[str], conflict: str) -> str:
     names = ", ".join(columns)
     return f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} {conflict}"
 
@@ -569,16 +570,7 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
             ),
             params,
         )
-    last_active = (
-        " last_active_at = CASE WHEN user_facts.last_active_at IS NULL"
-        "   OR excluded.last_active_at > user_facts.last_active_at"
-        "   THEN excluded.last_active_at ELSE user_facts.last_active_at END,"
-        " last_active_day = CASE WHEN user_facts.last_active_day IS NULL"
-        "   OR excluded.last_active_day > user_facts.last_active_day"
-        "   THEN excluded.last_active_day ELSE user_facts.last_active_day END,"
-        if as_activity
-        else ""
-    )
+    last_active = _LATEST_ACTIVITY if as_activity else ""
     # Without `as_activity` the load's times are left out (NULL, as for no activity).
     times = "MAX(touched.last_at), MAX(touched.last_day)" if as_activity else "NULL, NULL"
     session.execute(
@@ -620,7 +612,8 @@ def reject(
     # What no store's text can hold (NUL for PostgreSQL, a lone surrogate for either) becomes
     # U+FFFD, as undecodable bytes do.
     rows = [
-        [_UNSTORABLE.sub("\ufffd", raw), _UNSTORABLE.sub("\ufffd", why)] for raw, why in rejects
+        [_UNSTORABLE.sub("\ufffd", rejected.raw), _UNSTORABLE.sub("\ufffd", rejected.reason)]
+        for rejected in rejects
     ]
     session.execute(
         text(

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlalchemy import Engine, make_url
 
@@ -42,7 +42,7 @@ from yunying.sources.load import (
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import Batch, read_source
-from yunying.sources.records import Row
+from yunying.sources.records import EventRow, Rejected, StoreRow
 from yunying.store.engine import session_scope
 
 log = logging.getLogger("yunying.sources")
@@ -67,7 +67,7 @@ def pull_source(
     is_reread = reread_test(source, watermark)
 
     def read_and_validate() -> Iterator[
-        tuple[LoadStats, list[Row] | EventsText, tuple[Rejects, Rejects]]
+        tuple[LoadStats, list[StoreRow] | EventsText, tuple[Rejects, Rejects]]
     ]:
         checked = False
         for batch in read_batches(source, watermark, loaded):
@@ -88,8 +88,8 @@ def pull_source(
             rejects += batch.unreadable
             again: Rejects = []
             if is_reread is not None and rejects:
-                again = [r for r in rejects if is_reread(r[0])]
-                rejects = [r for r in rejects if not is_reread(r[0])]
+                again = [r for r in rejects if is_reread(r.raw)]
+                rejects = [r for r in rejects if not is_reread(r.raw)]
             refuse_mostly_rejected(
                 name,
                 len(batch.records) + len(batch.unreadable),
@@ -100,18 +100,21 @@ def pull_source(
                 pulled=len(batch.records) + len(batch.unreadable),
                 rejected=len(rejects),
                 watermark=batch.watermark,
-                set_aside=[
-                    f"{path}: {why.removeprefix('file: ')}" for path, why in batch.set_aside
-                ],
+                set_aside=[f"{path}: {why}" for path, why in batch.set_aside],
             )
             stats.rejected += len(again)
-            for _, reason in rejects + again:
-                field_name = reason.split(":", 1)[0]
-                stats.reasons[field_name] = stats.reasons.get(field_name, 0) + 1
+            for rejected in rejects + again:
+                stats.reasons[rejected.field] = stats.reasons.get(rejected.field, 0) + 1
             # A file set aside is kept with the rejects, where people look for what did not load.
-            rejects += [(json.dumps({"file": path}), why) for path, why in batch.set_aside]
+            rejects += [
+                Rejected(json.dumps({"file": path}), "file", why) for path, why in batch.set_aside
+            ]
             # Events travel on as the store's bulk text, so the writer's thread only sends it.
-            rows_out = events_text(rows, postgres) if source.entity == "events" else rows
+            rows_out = (
+                events_text(cast(list[EventRow], rows), postgres)
+                if source.entity == "events"
+                else rows
+            )
             yield stats, rows_out, (rejects, again)
 
     fell_back: list[str] = []  # why each batch that did left the PostgreSQL fast path
@@ -187,8 +190,8 @@ def refuse_mostly_rejected(source: str, records: int, rejects: Rejects, share: f
     if records < MIN_RECORDS_TO_JUDGE or len(rejects) <= share * records:
         return
     reasons: dict[str, int] = {}
-    for _, reason in rejects:
-        reasons[reason] = reasons.get(reason, 0) + 1
+    for rejected in rejects:
+        reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
     top = "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1])[:3])
     raise PermanentError(
         f"source {source}: {len(rejects)} of {records} records of a batch rejected ({top});"

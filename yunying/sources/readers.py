@@ -26,6 +26,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from yunying.errors import ConfigError, TransientError
 from yunying.http_client import request, with_retries
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
+from yunying.sources.paginators import Request, dig, paginator
+from yunying.sources.records import Rejected
 from yunying.store.engine import create_store_engine
 
 Record = dict[str, Any]
@@ -35,7 +37,7 @@ Record = dict[str, Any]
 class Batch:
     records: Sequence[Any]  # dicts, or rows of values in `columns` order
     watermark: str | None  # where the next run resumes; None keeps the old one
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (raw text, reason)
+    unreadable: list[Rejected] = field(default_factory=list)  # lines that are no record
     columns: tuple[str, ...] | None = None
     # Files that could not be read whole: (path, why and what became of their rows).
     set_aside: list[tuple[str, str]] = field(default_factory=list)
@@ -165,30 +167,19 @@ def _looked_back(watermark: str, lookback: float) -> str | float:
 
 
 def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
+    pages = paginator(source)
     with httpx.Client(timeout=source.timeout_seconds, headers=_auth_headers(source)) as client:
-        url: str | None = source.url
-        params: dict[str, Any] = {source.page_size_param: source.page_size}
-        if source.pagination == "cursor" and watermark:
-            params[source.cursor_param] = watermark
-        if source.pagination == "link" and watermark:
-            url, params = watermark, {}
-        # Page numbers: the last page read had items, and may gain more; start there again
-        # (its items are upserted, not added twice) instead of from page 1.
-        page = (
-            int(watermark)
-            if source.pagination == "page" and watermark and watermark.isdigit()
-            else 1
-        )
+        request: Request | None = pages.first(watermark)
         # Pages are gathered into batches of about batch_size: each batch is a transaction.
         pending: list[Any] = []
         pending_mark: str | None = None
         previous: list[Any] = []
-        while url is not None:
-            if source.pagination == "page":
-                params[source.page_param] = page
-            response = with_retries(partial(_get, client, url, dict(params)), attempts=6)
+        while request is not None:
+            response = with_retries(
+                partial(_get, client, request.url, dict(request.params)), attempts=6
+            )
             body = _json_body(source, response)
-            items = _dig(body, source.items_path)
+            items = dig(body, source.items_path)
             if not isinstance(items, list):
                 raise ConfigError(
                     f"source {source.name}: items_path {source.items_path!r} is no list"
@@ -199,15 +190,11 @@ def read_http(source: HttpSource, watermark: str | None) -> Iterator[Batch]:
                     f" ({response.url}); check pagination and next_cursor_path"
                 )
             previous = items
-            url, mark = _next_page(source, body, response, url, params)
-            if source.pagination == "page":
-                mark = str(page) if items else None
-            page += 1
+            following, mark = pages.following(request, response, body, items)
+            request = following if items else None  # an empty page is the last
             pending += items
             pending_mark = mark or pending_mark
-            if not items:
-                url = None
-            if len(pending) >= source.batch_size or url is None:
+            if len(pending) >= source.batch_size or request is None:
                 if pending or pending_mark:
                     yield Batch(pending, pending_mark)
                 pending, pending_mark = [], None
@@ -235,28 +222,6 @@ def _get(client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Respon
     return request(client, "GET", url, params=params or None)
 
 
-def _next_page(
-    source: HttpSource,
-    body: Any,
-    response: httpx.Response,
-    url: str,
-    params: dict[str, Any],
-) -> tuple[str | None, str | None]:
-    if source.pagination == "cursor":
-        cursor = _dig(body, source.next_cursor_path)
-        if not cursor:
-            return None, None
-        params[source.cursor_param] = cursor
-        return url, str(cursor)
-    if source.pagination == "link":
-        following = response.links.get("next", {}).get("url")
-        if following:  # it may be relative to the page's URL
-            following = str(response.url.join(following))
-        params.clear()
-        return following, following
-    return url, None
-
-
 def _auth_headers(source: HttpSource) -> dict[str, str]:
     if source.auth == "none" or source.token_env is None:
         return {}
@@ -269,12 +234,6 @@ def _auth_headers(source: HttpSource) -> dict[str, str]:
         user, _, password = secret.partition(":")
         return {"Authorization": httpx.BasicAuth(user, password)._auth_header}
     return {source.header_name: secret}
-
-
-def _dig(body: Any, path: str) -> Any:
-    for part in path.split(".") if path else []:
-        body = body.get(part) if isinstance(body, dict) else None
-    return body
 
 
 def file_paths(source: FileSource) -> list[str]:
@@ -291,7 +250,7 @@ def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
         if path in loaded:
             continue
         records: list[Record] = []
-        unreadable: list[tuple[str, str]] = []
+        unreadable: list[Rejected] = []
         read = 0
         try:
             opener = gzip.open if path.endswith(".gz") else open
@@ -322,29 +281,29 @@ def _broken(exc: BaseException, read: int) -> str:
     if isinstance(exc, EOFError):
         what = f"truncated ({what})"
     return (
-        f"file: cannot be read whole: {what}; {loaded} (bad ones rejected as usual); it is"
+        f"cannot be read whole: {what}; {loaded} (bad ones rejected as usual); it is"
         " not marked loaded, so it is read again on the next pull"
     )
 
 
-def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+def _csv_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, Rejected | None]]:
     for row in csv.DictReader(stream):
         if None in row:
-            yield {}, (json.dumps(row, default=str), "csv: more fields than the header")
+            yield {}, Rejected(json.dumps(row, default=str), "csv", "more fields than the header")
         else:
             yield dict(row), None
 
 
-def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, Rejected | None]]:
     for line in stream:
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield {}, (line[:2000], f"json: {exc.msg}")
+            yield {}, Rejected(line[:2000], "json", exc.msg)
             continue
         if not isinstance(record, dict):
-            yield {}, (line[:2000], "json: not an object")
+            yield {}, Rejected(line[:2000], "json", "not an object")
         else:
             yield record, None

@@ -18,15 +18,16 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from itertools import compress, count, repeat
 from operator import is_, itemgetter, not_
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yunying.errors import PermanentError
 
 Row = dict[str, Any]
-# An event as both stores take it: event_id, user_id, name, occurred_at as UTC
+# An event as both stores take it, in the order of EVENT_COLUMNS: occurred_at as UTC
 # 'YYYY-MM-DD HH:MM:SS.ffffff' and day as 'YYYY-MM-DD' in the company's time zone.
 EventRow = tuple[str, str, str, str, str]
+EVENT_COLUMNS = ("event_id", "user_id", "name", "occurred_at", "day")
 # A user and an order the same way, in the order of USER_COLUMNS and ORDER_COLUMNS: moments as
 # UTC 'YYYY-MM-DD HH:MM:SS.ffffff', days as 'YYYY-MM-DD', an amount as its text in cents.
 UserRow = tuple[
@@ -34,6 +35,7 @@ UserRow = tuple[
     bool, str | None, str | None, str | None, int, str,
 ]  # fmt: skip
 OrderRow = tuple[str, str, str, str, str, str, str]
+StoreRow = EventRow | UserRow | OrderRow
 USER_COLUMNS = (
     "user_id", "signup_at", "signup_day", "timezone", "locale", "email", "phone", "push_token",
     "email_opt_in", "sms_opt_in", "push_opt_in", "openid", "wechat_opt_in", "device_hash",
@@ -51,7 +53,25 @@ ORDER_STATUSES = {"paid", "refunded", "cancelled"}
 
 
 class InvalidRecord(PermanentError):
-    """A source record that cannot be loaded; the message is stored as the reason."""
+    """A source record that cannot be loaded, for what is wrong with one field; the message
+    ("<field>: <why>") is stored as the reason."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field, self.why = field, why
+
+
+class Rejected(NamedTuple):
+    """A record set aside: its raw form (JSON, or the text that could not be read), the field
+    it failed on ("csv", "json" or "file" when it is no record at all) and the reason."""
+
+    raw: str
+    field: str
+    why: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.field}: {self.why}"
 
 
 @dataclass(frozen=True)
@@ -138,7 +158,7 @@ def _time_zone(value: Any, zone: ZoneInfo) -> str:
     try:
         ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidRecord(f"timezone: unknown time zone {tz_name!r}") from None
+        raise InvalidRecord("timezone", f"unknown time zone {tz_name!r}") from None
     return tz_name
 
 
@@ -150,14 +170,14 @@ def _locale(value: Any, defaults: RecordDefaults) -> str:
 def _email(value: Any) -> str | None:
     email = _text({"email": value}, "email", required=False, max_length=254)
     if email and not EMAIL.match(email):
-        raise InvalidRecord("email: not an email address")
+        raise InvalidRecord("email", "not an email address")
     return email
 
 
 def _phone(value: Any) -> str | None:
     phone = _text({"phone": value}, "phone", required=False)
     if phone and not PHONE.match(phone):
-        raise InvalidRecord("phone: not a phone number")
+        raise InvalidRecord("phone", "not a phone number")
     return phone
 
 
@@ -629,14 +649,14 @@ def order_values(row: Row) -> OrderRow:
 def _currency(value: Any, defaults: RecordDefaults) -> str:
     currency = (_text({"currency": value}, "currency", required=False) or defaults.currency).upper()
     if not _CURRENCY.fullmatch(currency):
-        raise InvalidRecord(f"currency: {currency!r} is not an ISO 4217 code")
+        raise InvalidRecord("currency", f"{currency!r} is not an ISO 4217 code")
     return currency
 
 
 def _status(value: Any) -> str:
     status = _text({"status": value}, "status", required=False) or "paid"
     if status not in ORDER_STATUSES:
-        raise InvalidRecord(f"status: {status!r} is not one of {sorted(ORDER_STATUSES)}")
+        raise InvalidRecord("status", f"{status!r} is not one of {sorted(ORDER_STATUSES)}")
     return status
 
 
@@ -683,22 +703,22 @@ def parse_timestamp(value: Any) -> dt.datetime:
 
 def _timestamp(raw: Mapping[str, Any], field: str) -> dt.datetime:
     if raw.get(field) in (None, ""):
-        raise InvalidRecord(f"{field}: missing")
+        raise InvalidRecord(field, "missing")
     try:
         return parse_timestamp(raw[field])
     except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidRecord(f"{field}: {exc}") from None
+        raise InvalidRecord(field, f"{exc}") from None
 
 
 def _key(raw: Mapping[str, Any], field: str, max_length: int = 200) -> str:
     value = raw.get(field)
     if value is None or value == "":
-        raise InvalidRecord(f"{field}: missing")
+        raise InvalidRecord(field, "missing")
     text = str(value)
     if not KEY.fullmatch(text):
-        raise InvalidRecord(f"{field}: {text[:40]!r} is not a valid key")
+        raise InvalidRecord(field, f"{text[:40]!r} is not a valid key")
     if len(text) > max_length:
-        raise InvalidRecord(f"{field}: longer than {max_length} characters")
+        raise InvalidRecord(field, f"longer than {max_length} characters")
     return text
 
 
@@ -708,16 +728,16 @@ def _text(
     value = raw.get(field)
     if value is None or value == "":
         if required:
-            raise InvalidRecord(f"{field}: missing")
+            raise InvalidRecord(field, "missing")
         return None
     if not isinstance(value, str):
-        raise InvalidRecord(f"{field}: expected text, got {type(value).__name__}")
+        raise InvalidRecord(field, f"expected text, got {type(value).__name__}")
     if "\ufffd" in value or not _encodable(value):
-        raise InvalidRecord(f"{field}: bad text encoding")
+        raise InvalidRecord(field, "bad text encoding")
     if "\x00" in value:  # PostgreSQL's text cannot hold it
-        raise InvalidRecord(f"{field}: contains a NUL character")
+        raise InvalidRecord(field, "contains a NUL character")
     if len(value) > max_length:
-        raise InvalidRecord(f"{field}: longer than {max_length} characters")
+        raise InvalidRecord(field, f"longer than {max_length} characters")
     return value
 
 
@@ -745,28 +765,28 @@ def _flag(raw: Mapping[str, Any], field: str, missing: bool) -> bool:
         return True
     if text in ("0", "false", "no", "n", "f"):
         return False
-    raise InvalidRecord(f"{field}: {value!r} is not a yes/no value")
+    raise InvalidRecord(field, f"{value!r} is not a yes/no value")
 
 
 def _amount(raw: Mapping[str, Any], field: str) -> Decimal:
     value = raw.get(field)
     if value is None or value == "" or isinstance(value, bool):
-        raise InvalidRecord(f"{field}: missing")
+        raise InvalidRecord(field, "missing")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise InvalidRecord(f"{field}: {str(value)[:40]!r} is not a number") from None
+        raise InvalidRecord(field, f"{str(value)[:40]!r} is not a number") from None
     if not amount.is_finite():
-        raise InvalidRecord(f"{field}: not a finite number")
+        raise InvalidRecord(field, "not a finite number")
     if amount < 0:
-        raise InvalidRecord(f"{field}: negative amount {amount}")
+        raise InvalidRecord(field, f"negative amount {amount}")
     if amount >= MAX_AMOUNT - Decimal("0.005"):  # it would round to MAX_AMOUNT or more
-        raise InvalidRecord(f"{field}: {str(value)[:40]} is not below {MAX_AMOUNT:,}")
+        raise InvalidRecord(field, f"{str(value)[:40]} is not below {MAX_AMOUNT:,}")
     cents = amount.quantize(Decimal("0.01"))
     # The store keeps whole cents: a fraction of a cent (0.004 would have become 0.00) is
     # refused, not rounded away. A binary float's noise (19.990000000000002) is not one.
     if abs(amount - cents) > _FLOAT_NOISE:
-        raise InvalidRecord(f"{field}: {str(value)[:40]} is not a whole number of cents")
+        raise InvalidRecord(field, f"{str(value)[:40]} is not a whole number of cents")
     return cents
 
 

@@ -7,10 +7,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from yunying.sources.config import FileSource, HttpSource, SourceConfig
-from yunying.sources.load import EVENT_COLUMNS, validate
+from yunying.sources.load import validate
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.readers import read_source
-from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS
+from yunying.sources.records import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
 
 
 @dataclass
@@ -45,4 +45,7 @@ def sample_source(source: SourceConfig, zone: ZoneInfo, limit: int = 5) -> Sourc
     rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns)
     names = {"events": EVENT_COLUMNS, "users": USER_COLUMNS, "orders": ORDER_COLUMNS}
     mapped = [dict(zip(names[source.entity], row, strict=True)) for row in rows]
-    return SourceSample(source.name, source.entity, columns, mapped, rejected + batch.unreadable)
+    rejected += batch.unreadable
+    return SourceSample(
+        source.name, source.entity, columns, mapped, [(r.raw, r.reason) for r in rejected]
+    )
