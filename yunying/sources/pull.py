@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from sqlalchemy import Engine, make_url
@@ -25,27 +26,46 @@ from sqlalchemy import Engine, make_url
 from yunying.config import Settings
 from yunying.errors import PermanentError
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
-from yunying.sources.load import (
-    EventsText,
-    LoadStats,
-    Rejects,
-    events_text,
-    get_watermark,
-    load_events,
-    load_rows,
-    loaded_files,
-    record_loaded_files,
-    reject,
-    set_watermark,
-    validate,
-)
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import Batch, read_source
 from yunying.sources.records import EventRow, Rejected, StoreRow
+from yunying.sources.validate import Rejects, validate
+from yunying.sources.write import load_events, load_rows
+from yunying.sources.write.batch import EventsText
+from yunying.sources.write.marks import (
+    get_watermark,
+    loaded_files,
+    record_loaded_files,
+    reject,
+    set_watermark,
+)
+from yunying.sources.write.text import events_text
 from yunying.store.engine import session_scope
 
 log = logging.getLogger("yunying.sources")
+
+
+@dataclass
+class LoadStats:
+    pulled: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    watermark: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
+    fast_path_fallbacks: int = 0  # batches that left the PostgreSQL fast path (load_events)
+
+    def add(self, other: LoadStats) -> None:
+        self.pulled += other.pulled
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.rejected += other.rejected
+        self.watermark = other.watermark or self.watermark
+        self.set_aside += other.set_aside
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
 def pull_source(
