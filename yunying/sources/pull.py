@@ -239,8 +239,8 @@ def read_batches(
 @contextmanager
 def quick_handoffs() -> Iterator[None]:
     """Python's threads hand the GIL over every 0.5 ms instead of every 5 ms while a pull runs:
-    the writer gives the GIL up at each statement and then waits for it behind validation,
-    and those waits were a sixth of its time. Process-wide; the pull flow runs one pull at a
+    the writer gives the GIL up at each statement and then waits for it behind validation.
+    Process-wide; the pull flow runs one pull at a
     time."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, 0.0005))
@@ -254,7 +254,7 @@ def quick_handoffs() -> Iterator[None]:
 def rare_collections() -> Iterator[None]:
     """Python's garbage collector looks at young objects every 200,000 new containers
     instead of every 700 while a pull runs. A pull makes a tuple per row, and collections
-    walking them held the GIL for 0.55 s of a 1M-event HTTP pull (0.03 s now). Rows are freed
+    walking them hold the GIL while the other threads wait. Rows are freed
     by reference counting once their batch is written: this only puts off finding cycles.
     Process-wide, as `quick_handoffs`."""
     before = gc.get_threshold()

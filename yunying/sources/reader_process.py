@@ -2,9 +2,8 @@
 
 An HTTP pull waits on the API for every page, and the next page is only asked for once
 the last one is read. In the pulling process, that reading shared Python's GIL with
-validation, and each wait for the GIL held up the next request, so the API sat idle: an
-HTTP pull of 1M events ran 10-35% faster with the reading in a process of its own
-(measured in alternating runs). The child is started with `python -m` (not
+validation, and each wait for the GIL held up the next request, so the API sat idle; in a
+process of its own the reading overlaps validation. The child is started with `python -m` (not
 multiprocessing, which would import the parent's main module again, Prefect included).
 
 The protocol, pickles over the child's stdin and stdout: the parent writes one `ReadRequest`

@@ -52,7 +52,7 @@ class PostgresWriter:
 
 # What a young table's ANALYZE samples: the orders' facts join on several columns; users are
 # only joined on their key, and sampling every text column of users cost as much as
-# upserting them (56 against 39 ms for 3,000 users). Autovacuum's analyze does the rest later.
+# upserting them. Autovacuum's analyze does the rest later.
 _ANALYZED = {"users": "(user_id)"}
 
 
@@ -116,8 +116,9 @@ def _from_stage(table: str, columns: Sequence[str], conflict: str) -> str:
 
 def _analyze_if_young(session: Session, table: str, batch: int, columns: str = "") -> None:
     """PostgreSQL: refresh the table's statistics while it is small next to the batch just
-    written. Planned on an empty table's statistics (a few rows), the facts of the first
-    20,000 orders were joined in a nested loop that read 200M rows (65 s); ANALYZE samples
+    written. Planned on an empty table's statistics (a few rows), the facts of a first
+    large batch of orders were joined in a nested loop, at a cost growing with the square of
+    the batch; ANALYZE samples
     at most 30,000 rows, and once the table is large the nightly batches leave it alone."""
     known = session.scalar(
         text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
