@@ -63,7 +63,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 def loaded_files(session: Session, source: FileSource, watermark: str | None) -> set[str]:
     """The files `source` has loaded whole. A store from before this list has only the
     watermark, the last file loaded in name order: those up to it are recorded first."""
-    loaded = set(session.scalars(select(SourceFile.path).where(SourceFile.source == source.name)))
+    loaded = set(session.scalars(select(_FILES.c.path).where(_FILES.c.source == source.name)))
     if not loaded and watermark is not None:
         loaded = {path for path in file_paths(source) if path <= watermark}
         record_loaded_files(session, source.name, loaded)
@@ -74,18 +74,24 @@ def record_loaded_files(session: Session, source: str, paths: Collection[str]) -
     if not paths:
         return
     now = utcnow()
-    statement = upsert_insert(session, SourceFile).values(
+    statement = upsert_insert(session, _FILES).values(
         [{"source": source, "path": path, "loaded_at": now} for path in paths]
     )
     session.execute(statement.on_conflict_do_nothing(index_elements=["source", "path"]))
 
 
+# The tables, not the mapped classes: a pull reads and writes them with Core statements, and
+# the first ORM statement in a process configures every mapper first.
+_WATERMARKS = SourceWatermark.__table__
+_FILES = SourceFile.__table__
+
+
 def get_watermark(session: Session, source: str) -> str | None:
-    return session.scalar(select(SourceWatermark.watermark).where(SourceWatermark.source == source))
+    return session.scalar(select(_WATERMARKS.c.watermark).where(_WATERMARKS.c.source == source))
 
 
 def set_watermark(session: Session, source: str, watermark: str) -> None:
-    statement = upsert_insert(session, SourceWatermark).values(
+    statement = upsert_insert(session, _WATERMARKS).values(
         source=source, watermark=watermark, updated_at=utcnow()
     )
     session.execute(
