@@ -22,10 +22,10 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.outbox import plan
 from yunying.sources.config import FileSource, HttpSource, SqlSource
-from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
 from yunying.sources.reader_process import read_in_child
 from yunying.sources.readers import read_source
+from yunying.sources.write.marks import set_watermark
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import Event, Order, OutboxMessage, RejectedRecord, User, UserFacts
 
