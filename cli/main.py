@@ -27,6 +27,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+import sqlalchemy as sa
+
 from cli.environment import prepare_prefect
 from cli.prefect_server import start_temporary_server, stop_servers
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
@@ -37,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     command = " ".join(["yunying", *(sys.argv[1:] if argv is None else argv)])
+    settings: Settings | None = None
     try:
         if not getattr(args, "needs_settings", True):  # init writes the settings file
             return int(args.handler(None, args) or 0)
@@ -56,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return _interrupted(command)
+    except sa.exc.OperationalError:
+        from cli.store_check import unreachable_store
+
+        problem = unreachable_store(settings) if settings is not None else None
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
 
 # After an interrupt the CLI ends within this long, whatever Prefect is still flushing.
