@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
+
+import sqlalchemy as sa
 
 from cli.environment import prepare_prefect
+from cli.prefect_server import start_temporary_server, stop_servers
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import ConfigError, YunyingError
 
@@ -31,12 +38,18 @@ from yunying.errors import ConfigError, YunyingError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    command = " ".join(["yunying", *(sys.argv[1:] if argv is None else argv)])
+    settings: Settings | None = None
     try:
         if not getattr(args, "needs_settings", True):  # init writes the settings file
             return int(args.handler(None, args) or 0)
         settings = load_settings(defer_secrets=True)
         prepare_prefect(settings.home)
-        if secret_references(settings):  # read through Prefect, once its home is set
+        references = secret_references(settings)
+        needs_prefect = getattr(args, "needs_prefect", False) or references
+        if needs_prefect and start_temporary_server():
+            _interrupt_on_sigterm()
+        if references:  # read through Prefect, once its home is set
             from tasks.secrets import read_secret_block
 
             settings = resolve_secrets(settings, read_secret_block)
@@ -44,6 +57,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except YunyingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(command)
+    except sa.exc.OperationalError:
+        from cli.store_check import unreachable_store
+
+        problem = unreachable_store(settings) if settings is not None else None
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+
+# After an interrupt the CLI ends within this long, whatever Prefect is still flushing.
+INTERRUPT_GRACE_SECONDS = 10.0
+
+
+def _interrupted(command: str) -> int:
+    """Prefect has marked the run Crashed on its way out; Prefect's exit handlers then flush
+    to the server, which stops last (cli/prefect_server.py)."""
+    signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: end at once
+    signal.signal(signal.SIGTERM, _exit_now)
+    watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    print(
+        f"interrupted: `{command}` stopped before it finished; run the same command again "
+        "to resume safely (work already done is kept and not repeated)",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def _exit_now(*_: object) -> None:
+    stop_servers()
+    os._exit(130)
+
+
+def _interrupt_on_sigterm() -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep", action="store_true", help="keep the existing store")
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_demo, needs_prefect=True)
 
     init = commands.add_parser(
         "init", help="write yunying.toml for your data, checking each source"
@@ -84,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, needs_prefect=True)
 
     preview = commands.add_parser("preview", help="render a campaign message for one user")
     preview.add_argument("campaign")
@@ -99,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     test_send.set_defaults(handler=_test_send)
 
     setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
-    setup.set_defaults(handler=_setup)
+    setup.set_defaults(handler=_setup, needs_prefect=True)
 
     web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
     web.add_argument("--host", help="default: web.host (127.0.0.1)")
@@ -108,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="recent flow runs with state and duration")
     runs.add_argument("--limit", type=int, default=20)
-    runs.set_defaults(handler=_runs)
+    runs.set_defaults(handler=_runs, needs_prefect=True)
 
     sending = commands.add_parser(
         "sending", help="send campaign messages to customers, or only to the file outbox"

@@ -107,3 +107,18 @@ def test_unsubscribe_takes_the_whole_link_or_its_token(
     assert f"unsubscribed {second} from sms" in capsys.readouterr().out
     assert main(["unsubscribe", f"{settings.public_url}/unsubscribe"]) == 2
     assert "has no ?token=" in _error(capsys)
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["sending", "status"]])
+def test_an_unreachable_store_is_one_line_naming_database_url(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_DATABASE_URL", "postgresql://u:secret@127.0.0.1:1/x")
+    assert main(command) == 2
+    err = _error(capsys)
+    assert "secret" not in err
+    assert err.startswith(
+        "error: cannot reach the store at postgresql://u:***@127.0.0.1:1/x "
+        "(setting database_url): connection failed:"
+    )
+    assert "Connection refused" in err

@@ -1,0 +1,127 @@
+"""Ctrl-C on a running `yunying run`: the command ends within seconds with one clear line, its
+run is left Crashed rather than Running, and running it again completes correctly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from tests.builders import load_records
+from tests.conftest import REPO
+from tests.integration.test_lifecycle_range import D, _users_and_events
+from yunying.config import LifecycleSettings
+from yunying.lifecycle.states import compute_lifecycle
+from yunying.store.engine import create_store_engine, session_scope
+from yunying.store.migrate import upgrade
+from yunying.store.models import LifecycleState, LifecycleTransition
+
+FIRST = D - dt.timedelta(days=150)
+COMMAND = ["run", "lifecycle", "--from", FIRST.isoformat(), "--date", D.isoformat()]
+
+
+def _store(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    users, events = _users_and_events(300)
+    engine = create_store_engine(url)
+    with session_scope(engine) as session:
+        zone = ZoneInfo("Asia/Shanghai")
+        load_records(session, zone, "users", users)
+        load_records(session, zone, "events", events)
+    engine.dispose()
+    return url
+
+
+def _environment(tmp_path: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YUNYING_", "PREFECT_"))}
+    env |= {
+        "YUNYING_HOME": str(tmp_path / "var"),
+        "YUNYING_DATABASE_URL": url,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    return env
+
+
+def _yunying(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    engine = create_store_engine(url)
+    with engine.connect() as connection:
+        states = connection.execute(sa.select(LifecycleState.__table__)).all()
+        moves = connection.execute(sa.select(LifecycleTransition.__table__)).all()
+    engine.dispose()
+    return sorted(tuple(r) for r in states), sorted(tuple(r) for r in moves)
+
+
+def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
+    url = _store(tmp_path / "store.db")
+    shutil.copy(tmp_path / "store.db", tmp_path / "reference.db")
+    env = _environment(tmp_path, url)
+
+    # Its own session, signalled as a group: as a terminal's Ctrl-C reaches every process.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *COMMAND],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:  # mid-run: the first date is done
+        seen.append(line)
+        if "Task run 'lifecycle-" in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    try:
+        rest, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError("the CLI did not end within 20 s of Ctrl-C") from None
+    output = "".join(seen) + rest
+    assert time.monotonic() - interrupted < 20
+    assert process.returncode == 130, output
+    assert "Unable to connect" not in output
+    assert f"interrupted: `yunying {' '.join(COMMAND)}` stopped before it finished" in output
+    assert "run the same command again to resume safely" in output
+
+    runs = _yunying(env, "runs")
+    assert runs.returncode == 0, runs.stderr
+    assert "lifecycle-" in runs.stdout and "Running" not in runs.stdout, runs.stdout
+
+    again = _yunying(env, *COMMAND)
+    assert again.returncode == 0, again.stderr
+    assert f"lifecycle computed for {FIRST} .. {D};" in again.stdout
+
+    reference = create_store_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    day = FIRST
+    while day <= D:
+        with session_scope(reference) as session:
+            compute_lifecycle(session, day, LifecycleSettings())
+        day += dt.timedelta(days=1)
+    reference.dispose()
+    assert _rows(url) == _rows(f"sqlite:///{tmp_path / 'reference.db'}")
