@@ -27,8 +27,8 @@ from yunying.config import Settings
 from yunying.errors import PermanentError
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
 from yunying.sources.mapping import check_mapping, columns_of
-from yunying.sources.reader_process import read_in_child
-from yunying.sources.readers import Batch, read_source
+from yunying.sources.read import Batch, read_source
+from yunying.sources.read.child import read_in_child
 from yunying.sources.records import EventRow, Rejected, StoreRow
 from yunying.sources.validate import Rejects, validate
 from yunying.sources.write import load_events, load_rows

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from yunying.sources.config import FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
-from yunying.sources.readers import read_source
+from yunying.sources.read import read_source
 from yunying.sources.records import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
 from yunying.sources.validate import validate
 

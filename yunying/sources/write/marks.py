@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from yunying.sources.config import FileSource
-from yunying.sources.readers import file_paths
+from yunying.sources.read.files import file_paths
 from yunying.sources.records import Rejected
 from yunying.sources.write.facts import store_time
 from yunying.store.engine import is_postgres, upsert_insert, utcnow

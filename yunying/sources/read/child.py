@@ -23,7 +23,7 @@ from typing import BinaryIO, NamedTuple, cast
 
 from yunying.errors import TransientError
 from yunying.sources.config import SourceConfig
-from yunying.sources.readers import Batch, read_source
+from yunying.sources.read import Batch, read_source
 
 
 class ReadRequest(NamedTuple):
@@ -104,7 +104,7 @@ def _picklable(exc: Exception) -> Exception:
 if __name__ == "__main__":
     # Through the module's own name, so that its answers pickle as that module's classes
     # (run with -m, this file is __main__, which the parent cannot import).
-    from yunying.sources.reader_process import _serve as serve
+    from yunying.sources.read.child import _serve as serve
 
     with contextlib.suppress(BrokenPipeError):  # the parent stopped reading: it is done
         serve(sys.stdin.buffer, sys.stdout.buffer)
