@@ -91,3 +91,30 @@ def test_the_shipped_campaign_files_are_found_from_any_directory(
     silent_users(engine, settings, 2)
     assert main(["preview", "winback", "--user", "s00001", "--channel", "email"]) == 0
     assert "channel: email" in capsys.readouterr().out
+
+
+def test_the_init_preview_uses_the_pulls_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as shop:  # no currency, no locale, no consent columns
+        shop.execute("CREATE TABLE customers (id TEXT, created TEXT)")
+        shop.execute("INSERT INTO customers VALUES ('c1', '2026-01-01T00:00:00Z')")
+        shop.execute("CREATE TABLE sales (no TEXT, customer TEXT, total TEXT, at TEXT)")
+        shop.execute("INSERT INTO sales VALUES ('o1', 'c1', '12.50', '2026-01-02T00:00:00Z')")
+    config = tmp_path / "yunying.toml"
+    args = ["init", "--config", str(config), "--timezone", "America/New_York"]
+    args += ["--locale", "en", "--currency", "USD", "--sql", f"sqlite:///{db}"]
+    args += ["--users-table", "customers", "--orders-table", "sales"]
+    for mapping in ("users.user_id=id", "users.signup_at=created", "orders.order_id=no"):
+        args += ["--map", mapping]
+    for mapping in ("orders.user_id=customer", "orders.amount=total", "orders.created_at=at"):
+        args += ["--map", mapping]
+    for name in ("new", "active", "churn", "returned"):
+        args += [f"--{name}-days", "7" if name != "churn" else "30"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert '"currency": "USD"' in out and "CNY" not in out
+    assert '"locale": "en"' in out
