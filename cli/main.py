@@ -266,8 +266,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         _warn_if_sending_off(settings)
     else:
         from flows.report import report
+        from tasks.report import ALREADY_SENT_HINT
 
-        print(report(business_date=args.date, force=args.force))
+        result = report(business_date=args.date, force=args.force)
+        print(result)
+        if not result["sent"]:
+            print(f"the report was already sent; {ALREADY_SENT_HINT}")
     return 0
 
 

@@ -118,3 +118,15 @@ def test_the_init_preview_uses_the_pulls_defaults(
     out = capsys.readouterr().out
     assert '"currency": "USD"' in out and "CNY" not in out
     assert '"locale": "en"' in out
+
+
+def test_a_rerun_report_names_the_cli_flag(
+    settings: Settings, prefect: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "report", "--date", "2026-11-01"]) == 0
+    assert "already sent" not in capsys.readouterr().out
+    assert main(["run", "report", "--date", "2026-11-01"]) == 0
+    out = capsys.readouterr().out
+    assert "the report was already sent; send it again with `yunying run report --force`" in out
+    assert main(["run", "report", "--date", "2026-11-01", "--force"]) == 0
+    assert "already sent" not in capsys.readouterr().out
