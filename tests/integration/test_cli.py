@@ -22,6 +22,9 @@ def test_upgrade_preview_test_send_and_unsubscribe(
     silent_users(engine, settings, 3)
     assert main(["preview", "winback", "--user", "s00001", "--channel", "sms"]) == 0
     assert "channel: sms" in capsys.readouterr().out
+    # Last seen ten days before silent_users' day: counted from --date, not from today.
+    assert main(["preview", "winback", "--user", "s00001", "--date", "2026-11-01"]) == 0
+    assert "It has been 10 days since your last visit." in capsys.readouterr().out
 
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
