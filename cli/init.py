@@ -114,7 +114,7 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
     for source in settings.sources:
         out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
         try:
-            sample = sample_source(source, settings.zone)
+            sample = sample_source(source, settings.zone, defaults=settings.record_defaults)
         except YunyingError as exc:
             out(f"  PROBLEM: {exc}")
             failed = True

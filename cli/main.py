@@ -5,7 +5,7 @@ yunying init                     write yunying.toml for your own data, checking 
 yunying db upgrade               create or migrate the store
 yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
-yunying preview CAMPAIGN --user U   render a campaign's message for one user
+yunying preview CAMPAIGN --user U [--date D]   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying web                      serve unsubscribe, preferences and provider callbacks
 yunying unsubscribe TOKEN        apply an unsubscribe link's token
@@ -145,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("campaign")
     preview.add_argument("--user", required=True)
     preview.add_argument("--channel")
+    preview.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="render as a send on this business date would (days inactive), default today",
+    )
     preview.set_defaults(handler=_preview)
 
     test_send = commands.add_parser("test-send", help="send a campaign message to a staff address")
@@ -266,8 +271,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         _warn_if_sending_off(settings)
     else:
         from flows.report import report
+        from tasks.report import ALREADY_SENT_HINT
 
-        print(report(business_date=args.date, force=args.force))
+        result = report(business_date=args.date, force=args.force)
+        print(result)
+        if not result["sent"]:
+            print(f"the report was already sent; {ALREADY_SENT_HINT}")
     return 0
 
 
@@ -322,7 +331,7 @@ def _warn_if_sending_off(settings: Settings) -> None:
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.manual import preview
 
-    print(preview(settings, args.campaign, args.user, args.channel))
+    print(preview(settings, args.campaign, args.user, args.channel, args.date))
     return 0
 
 

@@ -19,6 +19,9 @@ from yunying.reports.review_run import build_review
 from yunying.reports.running import RunningCampaign, running_campaigns
 from yunying.store.engine import session_scope
 
+# Said where people read it: the CLI's flag, and the flow parameter for a deployment run.
+ALREADY_SENT_HINT = "send it again with `yunying run report --force` (flow parameter force=True)"
+
 
 @task(name="daily-report", task_run_name="daily-report-{business_date}", **RETRY_TRANSIENT)
 def daily_report(settings: Settings, business_date: dt.date, force: bool = False) -> dict[str, Any]:
@@ -34,7 +37,7 @@ def daily_report(settings: Settings, business_date: dt.date, force: bool = False
     if files.sent:
         logger.info("report for %s sent: %s", business_date, files.subject)
     else:
-        logger.info("report for %s was already sent; pass force=True to send again", business_date)
+        logger.info("report for %s was already sent; %s", business_date, ALREADY_SENT_HINT)
     markdown = report_markdown(kpis, words_for(settings, kpis), str(files.html_path), linked)
     create_markdown_artifact(key="daily-report", markdown=markdown)
     return {

@@ -3,9 +3,10 @@ name the file and the field, before anything is sent or paid."""
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,10 +26,47 @@ def load_model_file(path: Path, model: type[Model], kind: str) -> Model:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc']) or '(file)'!r}: {e['msg']}"
+            f"field {'.'.join(str(p) for p in e['loc']) or '(file)'!r}: {_problem(model, e)}"
             for e in exc.errors()
         )
         raise ConfigError(f"{kind} file {path}: {problems}") from None
+
+
+def _problem(model: type[BaseModel], error: Any) -> str:
+    """pydantic's message, but a misspelt key gets the keys it could be, as segment files'."""
+    if error["type"] != "extra_forbidden":
+        return str(error["msg"])
+    owner = _model_at(model, error["loc"][:-1])
+    if owner is None:
+        return "unknown key"
+    keys = sorted(field.alias or name for name, field in owner.model_fields.items())
+    close = difflib.get_close_matches(str(error["loc"][-1]), keys)
+    hint = f" (did you mean {' or '.join(repr(key) for key in close)}?)" if close else ""
+    return f"unknown key; use {', '.join(keys)}{hint}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    owner = model
+    for part in loc:
+        if isinstance(part, int):  # an item of the list named before it
+            continue
+        field = owner.model_fields.get(part)
+        nested = _model_in(field.annotation) if field else None
+        if nested is None:
+            return None
+        owner = nested
+    return owner
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in `Model`, `list[Model]`, `Model | None`, ..."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def find_named(folder: Path, name: str, model: type[Model], kind: str) -> Model:

@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from json import JSONDecodeError
 from pathlib import Path
@@ -313,6 +313,9 @@ def load_settings(
     `resolve_secrets` (the CLI must set up Prefect's environment first)."""
     if "YUNYING_CONFIG" in os.environ and not Path(os.environ["YUNYING_CONFIG"]).is_file():
         raise ConfigError(f"YUNYING_CONFIG points at {os.environ['YUNYING_CONFIG']}, not a file")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -332,6 +335,32 @@ def load_settings(
             f"flows and the yunying command read; here set the secret itself ({_env_name(path)})"
         )
     return settings
+
+
+# Variables with the settings' prefix that are not settings: the settings file's path, and the
+# servers the test suite and the benchmarks use.
+NOT_SETTINGS = ("YUNYING_CONFIG",)
+NOT_SETTINGS_PREFIXES = ("YUNYING_TEST_", "YUNYING_BENCH_")
+
+
+def unknown_variables(environment: Mapping[str, str]) -> list[str]:
+    """A `YUNYING_` variable naming no top-level setting, with the nearest real ones
+    (pydantic-settings ignores them; nested ones it refuses as unknown keys)."""
+    problems = []
+    for name in sorted(environment):
+        upper = name.upper()  # pydantic-settings reads names in any case
+        if not upper.startswith("YUNYING_") or upper in NOT_SETTINGS:
+            continue
+        if upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        field = upper.removeprefix("YUNYING_").split("__")[0].lower()
+        if field in Settings.model_fields:
+            continue
+        close = difflib.get_close_matches(field, list(Settings.model_fields))
+        names = " or ".join(_env_name(match) for match in close)
+        hint = f" (did you mean {names}?)" if close else ""
+        problems.append(f"unknown setting variable {name}{hint}")
+    return problems
 
 
 # A secret setting of this form names a Prefect Secret block (lowercase, digits, dashes).

@@ -22,6 +22,9 @@ def test_upgrade_preview_test_send_and_unsubscribe(
     silent_users(engine, settings, 3)
     assert main(["preview", "winback", "--user", "s00001", "--channel", "sms"]) == 0
     assert "channel: sms" in capsys.readouterr().out
+    # Last seen ten days before silent_users' day: counted from --date, not from today.
+    assert main(["preview", "winback", "--user", "s00001", "--date", "2026-11-01"]) == 0
+    assert "It has been 10 days since your last visit." in capsys.readouterr().out
 
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
@@ -91,3 +94,42 @@ def test_the_shipped_campaign_files_are_found_from_any_directory(
     silent_users(engine, settings, 2)
     assert main(["preview", "winback", "--user", "s00001", "--channel", "email"]) == 0
     assert "channel: email" in capsys.readouterr().out
+
+
+def test_the_init_preview_uses_the_pulls_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as shop:  # no currency, no locale, no consent columns
+        shop.execute("CREATE TABLE customers (id TEXT, created TEXT)")
+        shop.execute("INSERT INTO customers VALUES ('c1', '2026-01-01T00:00:00Z')")
+        shop.execute("CREATE TABLE sales (no TEXT, customer TEXT, total TEXT, at TEXT)")
+        shop.execute("INSERT INTO sales VALUES ('o1', 'c1', '12.50', '2026-01-02T00:00:00Z')")
+    config = tmp_path / "yunying.toml"
+    args = ["init", "--config", str(config), "--timezone", "America/New_York"]
+    args += ["--locale", "en", "--currency", "USD", "--sql", f"sqlite:///{db}"]
+    args += ["--users-table", "customers", "--orders-table", "sales"]
+    for mapping in ("users.user_id=id", "users.signup_at=created", "orders.order_id=no"):
+        args += ["--map", mapping]
+    for mapping in ("orders.user_id=customer", "orders.amount=total", "orders.created_at=at"):
+        args += ["--map", mapping]
+    for name in ("new", "active", "churn", "returned"):
+        args += [f"--{name}-days", "7" if name != "churn" else "30"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert '"currency": "USD"' in out and "CNY" not in out
+    assert '"locale": "en"' in out
+
+
+def test_a_rerun_report_names_the_cli_flag(
+    settings: Settings, prefect: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "report", "--date", "2026-11-01"]) == 0
+    assert "already sent" not in capsys.readouterr().out
+    assert main(["run", "report", "--date", "2026-11-01"]) == 0
+    out = capsys.readouterr().out
+    assert "the report was already sent; send it again with `yunying run report --force`" in out
+    assert main(["run", "report", "--date", "2026-11-01", "--force"]) == 0
+    assert "already sent" not in capsys.readouterr().out

@@ -122,3 +122,40 @@ def test_an_unreachable_store_is_one_line_naming_database_url(
         "(setting database_url): connection failed:"
     )
     assert "Connection refused" in err
+
+
+def test_a_misspelt_top_level_variable_suggests_the_real_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_TIMEZON", "America/New_York")
+    assert main(["sending", "status"]) == 2
+    err = _error(capsys)
+    assert "unknown setting variable YUNYING_TIMEZON (did you mean YUNYING_TIMEZONE?)" in err
+
+
+def test_the_suites_and_benchmarks_own_variables_are_not_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path))
+    monkeypatch.setenv("YUNYING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")  # nested: checked by pydantic
+    assert main(["db", "upgrade"]) == 0
+    assert "is up to date" in capsys.readouterr().out
+
+
+def test_a_misspelt_campaign_key_lists_the_keys_and_the_nearest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "deployments" / "campaigns" / "winback.toml"
+    text = shipped.read_text().replace("holdout_percent =", "holdout_precent =")
+    text = text.replace("start = ", "begin = ")  # in [quiet_hours]
+    (tmp_path / "winback.toml").write_text(text)
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(tmp_path))
+    assert main(["preview", "winback", "--user", "u1"]) == 2
+    err = _error(capsys)
+    assert "Extra inputs" not in err
+    assert "field 'holdout_precent': unknown key; use " in err
+    assert "(did you mean 'holdout_percent'?)" in err
+    assert "field 'quiet_hours.begin': unknown key; use end, start" in err

@@ -23,8 +23,13 @@ from yunying.store.models import User, UserFacts
 
 
 def preview(
-    settings: Settings, campaign_name: str, user_id: str, channel: str | None = None
+    settings: Settings,
+    campaign_name: str,
+    user_id: str,
+    channel: str | None = None,
+    business_date: dt.date | None = None,
 ) -> str:
+    """The message as a send on `business_date` (default today) would render it."""
     campaign = find_campaign(settings.campaign_dir, campaign_name)
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
@@ -38,8 +43,8 @@ def preview(
         raise ConfigError(f"no user {user_id!r} in the store")
     user, last_active = row
     chosen = channel or campaign.channels[0]
-    today = dt.datetime.now(settings.zone).date()
-    context = message_context(settings, user, last_active, today, chosen, unsubscribe_key(settings))
+    day = business_date or dt.datetime.now(settings.zone).date()
+    context = message_context(settings, user, last_active, day, chosen, unsubscribe_key(settings))
     return _show(render(campaign.template, chosen, user.locale, context, settings.template_dir))
 
 

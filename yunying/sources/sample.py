@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo
 from yunying.sources.config import FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
-from yunying.sources.records import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
+from yunying.sources.records import (
+    EVENT_COLUMNS,
+    NO_CONSENT_ASSUMED,
+    ORDER_COLUMNS,
+    USER_COLUMNS,
+    RecordDefaults,
+)
 from yunying.sources.validate import validate
 
 
@@ -22,10 +28,15 @@ class SourceSample:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (raw record, reason)
 
 
-def sample_source(source: SourceConfig, zone: ZoneInfo, limit: int = 5) -> SourceSample:
+def sample_source(
+    source: SourceConfig,
+    zone: ZoneInfo,
+    limit: int = 5,
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED,
+) -> SourceSample:
     """Read up to `limit` records, check the mapping against the source's columns
-    (ConfigError naming key and columns) and validate them as a pull would; nothing is
-    stored, no watermark moves."""
+    (ConfigError naming key and columns) and validate them as a pull would, with the pull's
+    `defaults`; nothing is stored, no watermark moves."""
     small: SourceConfig = source.model_copy(update={"batch_size": limit})
     if isinstance(small, HttpSource):
         small = small.model_copy(update={"page_size": limit})
@@ -42,7 +53,7 @@ def sample_source(source: SourceConfig, zone: ZoneInfo, limit: int = 5) -> Sourc
     columns = columns_of(records, batch.columns)
     exact = batch.columns is not None or (isinstance(source, FileSource) and source.format == "csv")
     check_mapping(source, columns, exact)
-    rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns)
+    rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns, defaults)
     names = {"events": EVENT_COLUMNS, "users": USER_COLUMNS, "orders": ORDER_COLUMNS}
     mapped = [dict(zip(names[source.entity], row, strict=True)) for row in rows]
     rejected += batch.unreadable
