@@ -16,8 +16,8 @@ from yunying.config import Settings
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
 from yunying.sources.config import Entity
-from yunying.sources.load import LoadStats, load_rows, validate
-from yunying.sources.pull import pull_source
+from yunying.sources.load import load_rows, validate
+from yunying.sources.pull import LoadStats, pull_source
 from yunying.sources.records import RecordDefaults
 
 # Test users have consented on every channel unless a record says otherwise; what a source's

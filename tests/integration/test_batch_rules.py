@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 
 from yunying.config import Settings
-from yunying.sources.load import events_text, load_events, load_rows, validate
+from yunying.sources.load import load_events, load_rows, validate
+from yunying.sources.write.text import events_text
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, Order, User
 

@@ -17,12 +17,15 @@ from sqlalchemy.exc import OperationalError
 from tests.builders import DAY, silent_users
 from yunying.config import Settings
 from yunying.errors import ConfigError
+from yunying.lifecycle.holdout import in_holdout
+from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign, load_campaign, nightly_campaigns
 from yunying.messaging.outbox import plan
 from yunying.messaging.variants import variant_of
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
+from yunying.sources.records import holdout_bucket
 from yunying.store.engine import create_store_engine, session_scope, store_error_is_transient
 from yunying.store.models import OutboxMessage, User
 
@@ -198,6 +201,60 @@ def test_a_campaign_can_turn_the_cap_off(engine: Engine, settings: Settings) -> 
         plan(session, campaign(name="notice", holdout_percent=0, cross_campaign_cap=False), DAY)
         rows = session.execute(select(OutboxMessage.campaign, OutboxMessage.status)).all()
     assert Counter(rows) == {("spring", "queued"): 20, ("notice", "queued"): 20}
+
+
+def test_a_user_another_campaign_sent_tonight_is_suppressed_with_that_reason(
+    engine: Engine, settings: Settings
+) -> None:
+    """Tonight's message from another campaign also trips the frequency cap once sent; the
+    reason names tonight's campaign, as README promises."""
+    users = silent_users(engine, settings, 20)
+    first = campaign(name="spring", holdout_percent=0, frequency_cap_days=7)
+    with session_scope(engine) as session:
+        plan(session, first, DAY)
+    assert sending.send_all(engine, settings, first, DAY, "w1", 50, NOON_IN_SHANGHAI)["sent"] == 20
+    with session_scope(engine) as session:
+        plan(session, campaign(name="summer", holdout_percent=0, frequency_cap_days=7), DAY)
+        reasons = Counter(
+            session.execute(
+                select(OutboxMessage.status, OutboxMessage.reason).where(
+                    OutboxMessage.campaign == "summer"
+                )
+            ).all()
+        )
+    assert reasons == {("suppressed", "another campaign has this user tonight"): len(users)}
+
+
+def test_held_out_users_are_capped_like_sent_ones_so_the_holdout_share_holds(
+    engine: Engine, settings: Settings
+) -> None:
+    """Three nights of a campaign with a 7-day cap: a held-out user is contacted for the cap
+    as a sent one is, so neither comes back the next nights and the holdout stays ~10%."""
+    users = silent_users(engine, settings, 300)
+    chosen = campaign(holdout_percent=10, frequency_cap_days=7)
+    for night in range(3):
+        day = DAY + dt.timedelta(days=night)
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+            plan(session, chosen, day)
+        noon = NOON_IN_SHANGHAI + dt.timedelta(days=night)
+        sending.send_all(engine, settings, chosen, day, "w1", 500, noon)
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(
+                OutboxMessage.user_id,
+                OutboxMessage.business_date,
+                OutboxMessage.status,
+                OutboxMessage.reason,
+            )
+        ).all()
+    eligible = Counter(user for user, _, status, _ in rows if status != "suppressed")
+    assert set(eligible) == set(users) and max(eligible.values()) == 1  # once each
+    later = Counter((status, reason) for _, day, status, reason in rows if day > DAY)
+    assert later == {("suppressed", "contacted within 7 days"): 2 * len(users)}
+    held = sum(1 for _, _, status, _ in rows if status == "holdout")
+    expected = sum(in_holdout(holdout_bucket(u), "winback", 10) for u in users)
+    assert held == expected and 0.05 < held / len(users) < 0.15
 
 
 def _write(folder: Path, name: str, body: str) -> None:

@@ -23,7 +23,9 @@ def test_demo_sends_three_campaigns_and_says_which_variant_leads(
     assert all(r["sent"] > 0 for r in reviews.values())
     vip = reviews["demo-vip"]["lines"]
     leader = [line for line in vip if line.startswith("版本 ") and "领先" in line]
-    assert len(leader) == 1 and leader[0].endswith(("：显著。", "：不显著。"))
+    # At this size a variant has fewer than 30 users: "too few to tell" is the honest verdict.
+    verdicts = ("：显著。", "：不显著。", "：人数太少，无法判断（每组至少需要 30 人）。")
+    assert len(leader) == 1 and leader[0].endswith(verdicts)
     assert set(summary["segments"]) >= {"high-value-silent", "repeat-buyers-lapsed"}
     print_summary(summary, settings)
     out = capsys.readouterr().out

@@ -13,7 +13,8 @@ from tests.builders import company_settings, load_records, pull_all
 from yunying.config import LifecycleSettings, Settings
 from yunying.errors import PermanentError
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.sources.load import FIELDS, load_rows, validate
+from yunying.sources.config import FIELDS
+from yunying.sources.load import load_rows, validate
 from yunying.sources.pull import pull_source
 from yunying.sources.records import EventRow
 from yunying.store.engine import session_scope

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, select, text
 
 from yunying.config import Settings
 from yunying.sources.config import Entity
-from yunying.sources.load import events_text, load_events, load_rows, validate
+from yunying.sources.load import load_events, load_rows, validate
+from yunying.sources.write.text import events_text
 from yunying.store.engine import is_postgres, session_scope
 from yunying.store.models import ActiveDay, UserFacts
 

@@ -86,7 +86,7 @@ def test_plan_applies_holdout_optout_suppression_and_frequency_cap(
             OutboxMessage(
                 key="other:1",
                 campaign="other",
-                business_date=DAY,
+                business_date=dt.date(2026, 10, 30),  # not tonight: the frequency cap applies
                 user_id=contacted,
                 channel="email",
                 status="sent",

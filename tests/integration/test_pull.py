@@ -22,10 +22,10 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.outbox import plan
 from yunying.sources.config import FileSource, HttpSource, SqlSource
-from yunying.sources.load import set_watermark
 from yunying.sources.pull import pull_source
-from yunying.sources.reader_process import read_in_child
-from yunying.sources.readers import read_source
+from yunying.sources.read import read_source
+from yunying.sources.read.child import read_in_child
+from yunying.sources.write.marks import set_watermark
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import Event, Order, OutboxMessage, RejectedRecord, User, UserFacts
 
@@ -276,7 +276,7 @@ def _reader_processes() -> list[psutil.Process]:
     return [
         child
         for child in psutil.Process().children()
-        if "yunying.sources.reader_process" in child.cmdline()
+        if "yunying.sources.read.child" in child.cmdline()
     ]
 
 

@@ -15,8 +15,10 @@ from tests.builders import company_settings, load_records, pull_all
 from tests.rig import SmtpSink
 from yunying.config import Settings
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.reports.daily_email import publish_report
+from yunying.reports.daily_email import publish_report, render
 from yunying.reports.kpis import compute_kpis
+from yunying.reports.uplift import difference_interval
+from yunying.reports.words import Words
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, Order, ReportRecord, User
 
@@ -217,13 +219,17 @@ def test_an_empty_day_and_a_store_with_no_history(engine: Engine, settings: Sett
     assert kpis.flags == [] and kpis.uplifts == [] and kpis.rewards == []
 
 
-def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Settings) -> None:
+def _plant_uplift(engine: Engine, settings: Settings, per_arm: int) -> None:
+    """`per_arm` users sent and as many held out 7 days before DAY: 60% of the assigned and
+    20% of the held out came back, and the first two assigned ordered 100 each."""
     from yunying.store.engine import utcnow
     from yunying.store.models import OutboxMessage
 
     sent_day = DAY - dt.timedelta(days=7)
-    users = [{"user_id": f"r{i}", "signup_at": "2026-08-01T00:00:00Z"} for i in range(20)]
-    back = [0, 1, 2, 3, 4, 5, 10, 11]  # 6 of 10 assigned and 2 of 10 held out came back
+    n = 2 * per_arm
+    users = [{"user_id": f"r{i}", "signup_at": "2026-08-01T00:00:00Z"} for i in range(n)]
+    back = [i for i in range(per_arm) if i % 10 < 6]
+    back += [i for i in range(per_arm, n) if (i - per_arm) % 10 < 2]
     events = [
         {
             "event_id": f"r{i}",
@@ -245,7 +251,7 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
     with session_scope(engine) as session:
         for entity, rows in (("users", users), ("events", events), ("orders", orders)):
             load_records(session, settings.zone, entity, rows)
-        for i in range(20):
+        for i in range(n):
             session.add(
                 OutboxMessage(
                     key=f"winback:{sent_day}:r{i}",
@@ -253,10 +259,14 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
                     business_date=sent_day,
                     user_id=f"r{i}",
                     channel="email",
-                    status="sent" if i < 10 else "holdout",
+                    status="sent" if i < per_arm else "holdout",
                     created_at=utcnow(),
                 )
             )
+
+
+def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Settings) -> None:
+    _plant_uplift(engine, settings, per_arm=30)
     with session_scope(engine) as session:
         (uplift,) = compute_kpis(session, DAY, settings.zone).uplifts
     counts = (
@@ -265,11 +275,31 @@ def test_reactivation_uplift_against_the_holdout(engine: Engine, settings: Setti
         uplift.holdout,
         uplift.holdout_reactivated,
     )
-    assert counts == (10, 6, 10, 2)
+    assert counts == (30, 18, 30, 6)
     assert uplift.uplift == pytest.approx(0.4)
-    error = 1.96 * (0.6 * 0.4 / 10 + 0.2 * 0.8 / 10) ** 0.5
-    assert uplift.interval == pytest.approx((0.4 - error, 0.4 + error))
-    assert uplift.incremental_revenue == 200
+    assert uplift.interval == difference_interval(18, 30, 6, 30)  # tested in unit/test_uplift
+    assert uplift.enough and uplift.significant
+    assert uplift.incremental_revenue == 200  # (200 / 30 - 0) x 30
+
+
+def test_a_reactivation_of_ten_per_arm_is_too_few_to_tell(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """Ten users per arm get their interval (in points, like the review) but no verdict and
+    no incremental revenue."""
+    _plant_uplift(engine, settings, per_arm=10)
+    with session_scope(engine) as session:
+        kpis = compute_kpis(session, DAY, settings.zone)
+    (uplift,) = kpis.uplifts
+    assert (uplift.assigned, uplift.holdout, uplift.uplift) == (10, 10, pytest.approx(0.4))
+    assert not uplift.enough and not uplift.significant
+    assert uplift.incremental_revenue is None
+    html, text = render(kpis, {}, Words("en", "CNY"))
+    for out in (html, text):
+        assert "+40.0 pts" in out and "+40.0%" not in out
+        assert "too few users to tell (30 needed in each arm)" in out
+    zh_html, _ = render(kpis, {}, Words("zh-CN", "CNY"))
+    assert "+40.0 个百分点" in zh_html and "人数太少，无法判断" in zh_html
 
 
 def test_two_concurrent_runs_send_a_dates_report_once(

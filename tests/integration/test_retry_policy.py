@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from tasks.policy import retry_transient
 from yunying.errors import ConfigError, TransientError
-from yunying.sources.load import _copy_to_stage
+from yunying.sources.write.postgres import copy_to_stage
 from yunying.store.engine import create_store_engine, session_scope
 
 
@@ -42,7 +42,7 @@ def test_a_lost_postgresql_store_connection_is_retried(
         assert _retried(caught.value)
         with pytest.raises(Exception) as caught, session_scope(engine) as session:
             terminate(session.scalar(text("SELECT pg_backend_pid()")))
-            _copy_to_stage(session, "events", ["event_id"], "e1\n")
+            copy_to_stage(session, "events", ["event_id"], "e1\n")
         assert _retried(caught.value)
         # The next session gets a live connection; an error in the data is not retried.
         with pytest.raises(Exception) as caught, session_scope(engine) as session:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from cli.main import main
 from tests.builders import DAY, load_records, silent_users
 from yunying.config import Settings
+from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.outbox import plan
@@ -287,3 +288,72 @@ def test_the_scheduled_review_covers_the_campaigns_whose_window_closed(
     closed = review(as_of=AS_OF, send_email=False)  # sent on DAY, measured for 7 days
     assert list(closed) == ["spring"] and Path(closed["spring"]["html"]).exists()
     assert review(as_of=AS_OF + dt.timedelta(days=1), send_email=False) == {}  # reviewed once
+
+
+def test_a_user_planned_on_several_nights_counts_once_from_their_first_night(
+    engine: Engine, settings: Settings
+) -> None:
+    """With the cap off a campaign plans its held-out users again every night: the funnel and
+    the uplift count users (each on their first night), not rows."""
+    users = silent_users(engine, settings, 200)
+    chosen = Campaign.model_validate(
+        {**__import__("tomllib").loads(CAMPAIGN), "frequency_cap_days": 0}
+    )
+    second = DAY + dt.timedelta(days=1)
+    for day in (DAY, second):
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+            plan(session, chosen, day)
+    # Held-out users come back within 7 days of the first night only.
+    with session_scope(engine) as session:
+        held = sorted(
+            session.scalars(
+                select(OutboxMessage.user_id).where(
+                    OutboxMessage.status == "holdout", OutboxMessage.business_date == DAY
+                )
+            )
+        )
+        first_night = [
+            {
+                "event_id": f"b-{u}",
+                "user_id": u,
+                "name": "app_open",
+                "occurred_at": f"{DAY + dt.timedelta(days=1)}T04:00:00Z",
+            }
+            for u in held
+        ]
+        load_records(session, settings.zone, "events", first_night)
+        rows = session.execute(select(OutboxMessage.user_id, OutboxMessage.status)).all()
+        review = compute_review(
+            session, chosen, AS_OF + dt.timedelta(days=1), settings.zone, Money()
+        )
+    assert len(rows) == 2 * len(users)  # two rows each
+    assert review.funnel.eligible == len(users)
+    assert review.funnel.held_out == len(held) == review.overall.reference.users
+    assert review.overall.reference.converted == len(held)  # measured from their first night
+    assert review.funnel.assigned == len(users) - len(held)
+    assert (review.first_date, review.last_date) == (DAY, second)
+
+
+def test_a_holdout_of_a_few_users_gets_no_verdict(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    _plant(engine, settings, tmp_path, 40)  # 30% held out: about 12 users
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    assert 0 < review.overall.reference.users < 30
+    assert not review.overall.enough and not review.overall.significant
+    assert review.incremental_revenue is None and review.roi is None
+    assert review.target_met is None
+    interval = review.overall.interval
+    assert interval is not None and -1 <= interval[0] < interval[1] <= 1
+    english = markdown(page(review, Words("en", "CNY")))
+    too_few = "too few users to tell (30 needed in each arm)"
+    assert f"): {too_few}." in english  # the overall line
+    assert f"pts: {too_few}." in english  # the target line: neither met nor missed
+    assert f"| Incremental revenue | {too_few} |" in english
+    assert f"| ROI | {too_few} |" in english
+    assert "): significant." not in english and ": met." not in english
+    chinese = markdown(page(review, Words("zh-CN", "CNY")))
+    assert "人数太少，无法判断" in chinese and "：显著。" not in chinese

@@ -426,6 +426,21 @@ def test_segment_sizes_are_kept_per_day_and_show_masks_members(
     assert "SELECT" in view.sql and "'en'" in view.sql
 
 
+def test_locales_in_conditions_are_normalised_like_user_records(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """User records keep 'en-US' as 'en' and 'zh_CN' as 'zh-CN'; so do conditions."""
+    people = _people(40, seed=9)
+    _load(engine, settings, people)
+    library = _write_library(
+        tmp_path / "s", {"en-us": {"locale": ["en-US"]}, "zh-posix": {"locale": ["zh_CN.UTF-8"]}}
+    )
+    with session_scope(engine) as session:
+        sizes = record_sizes(session, library, ["en-us", "zh-posix"], BD, settings.zone)
+    english = sum(1 for p in people if p.locale == "en")
+    assert sizes == {"en-us": english, "zh-posix": len(people) - english} and english
+
+
 def test_segments_that_contain_each_other_are_refused(tmp_path: Path) -> None:
     library = _write_library(
         tmp_path / "s",
@@ -446,8 +461,21 @@ def test_segments_that_contain_each_other_are_refused(tmp_path: Path) -> None:
         ({"orders": {"within_days": 0, "min": 1}}, "where.orders.within_days"),
         ({"last_order_days": {"minimum": 3}}, "where.last_order_days.minimum"),
         ({"locale": ["en"], "tier": ["high"]}, "where"),
+        ({"any": [{"timezone": ["Asia/Shanghai", "Asia/Kathmandoo"]}]}, "where.any[0].timezone"),
+        ({"locale": ["fr-FR"]}, "where.locale"),
     ],
-    ids=["tier", "nested-key", "window", "range", "channel", "zero-days", "range-key", "two-keys"],
+    ids=[
+        "tier",
+        "nested-key",
+        "window",
+        "range",
+        "channel",
+        "zero-days",
+        "range-key",
+        "two-keys",
+        "time-zone",
+        "locale-without-templates",
+    ],
 )
 def test_bad_segment_files_name_the_file_and_field(
     where: dict[str, Any], field: str, tmp_path: Path

@@ -137,6 +137,26 @@ def test_prepare_groups_equal_values_and_fails_the_bad_ones() -> None:
     assert "'days' is undefined" in str(failed[0].reason)
 
 
+@pytest.mark.parametrize(
+    ("values", "groups"),
+    [
+        ([10, 10, 10], [3]),
+        ([10, 10, "10"], [3]),  # the same parameter, through the general path
+        ([1, True, 1], [2, 1]),  # equal in Python, "1" and "True" to the provider
+        ([10, 10, 11], [2, 1]),
+    ],
+)
+def test_a_batch_is_one_group_only_when_every_parameter_is_the_same(
+    values: list[object], groups: list[int]
+) -> None:
+    settings = _settings("tencent", days="{{ days }}", name="{{ name }}")
+    messages = [_message(i, f"+86139{i:08d}", days=v, name="a") for i, v in enumerate(values)]
+    ready, failed = prepare(settings, messages)
+    assert not failed and [len(group.messages) for group in ready] == groups
+    for group in ready:
+        assert all(group.params["days"] == str(m.context["days"]) for m in group.messages)
+
+
 def test_tencent_verdicts_read_any_order_and_each_numbers_code() -> None:
     settings = _settings("tencent", days="{{ days }}")
     messages = [_message(i, f"+86139{i:08d}", days=1) for i in range(4)]

@@ -4,7 +4,7 @@ answer, and the watermark that answer leaves, without changing the request it wa
 import httpx
 
 from yunying.sources.config import HttpSource
-from yunying.sources.paginators import Request, paginator
+from yunying.sources.read.paginators import Request, paginator
 
 
 def _source(pagination: str) -> HttpSource:

@@ -9,8 +9,11 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+import pytest
+
 from yunying.lifecycle.holdout import in_holdout
 from yunying.reports.effects import Uplift
+from yunying.reports.uplift import difference_interval
 from yunying.sources.records import holdout_bucket
 
 USERS = 3000
@@ -56,3 +59,54 @@ def test_a_planted_effect_is_recovered() -> None:
     assert abs(mean - 0.08) < 0.01  # unbiased
     assert covered >= 34  # about 95% of 40 intervals contain the planted effect
     assert detected >= 30  # and most exclude 0 (300 held out: power is about 85%)
+
+
+# Newcombe (1998), "Interval estimation for the difference between independent proportions",
+# Statistics in Medicine 17:873-890, Table II, method 10 (score interval, hybrid).
+NEWCOMBE_TABLE_II = [
+    ((56, 70, 48, 80), (0.0524, 0.3339)),
+    ((9, 10, 3, 10), (0.1705, 0.8090)),
+    ((5, 56, 0, 29), (-0.0381, 0.1926)),
+    ((0, 10, 0, 20), (-0.1611, 0.2775)),
+    ((0, 10, 0, 10), (-0.2775, 0.2775)),
+    ((10, 10, 0, 20), (0.6791, 1.0000)),
+    ((10, 10, 0, 10), (0.6075, 1.0000)),
+]
+
+
+@pytest.mark.parametrize(
+    ("counts", "published"), NEWCOMBE_TABLE_II, ids=[str(c) for c, _ in NEWCOMBE_TABLE_II]
+)
+def test_the_interval_is_newcombes_published_score_interval(
+    counts: tuple[int, int, int, int], published: tuple[float, float]
+) -> None:
+    interval = difference_interval(*counts)
+    assert interval is not None
+    assert interval == pytest.approx(published, abs=6e-5)
+
+
+def test_one_held_out_user_gives_an_interval_within_100_points_and_no_verdict() -> None:
+    # The new-user trial: 3 of 32 assigned and the 1 held-out user came back; the normal
+    # approximation said -100.7 to -80.5 points, "significant".
+    uplift = Uplift("ny-winback", dt.date(2026, 11, 1), 32, 3, 1, 1, Decimal(50), Decimal(9))
+    assert uplift.interval is not None
+    low, high = uplift.interval
+    assert -1.0 <= low < uplift.uplift < high <= 1.0  # type: ignore[operator]
+    assert high - low > 0.5  # one user tells little
+    assert not uplift.enough and not uplift.significant
+    assert uplift.incremental_revenue is None
+
+
+def test_zero_of_both_arms_has_an_honest_width() -> None:
+    interval = difference_interval(0, 29, 0, 2)  # was "+0.0 to +0.0"
+    assert interval is not None
+    low, high = interval
+    assert low < -0.5 and high > 0.1
+
+
+@pytest.mark.parametrize("per_arm", [29, 30], ids=["29-too-few", "30-enough"])
+def test_a_verdict_needs_30_users_in_each_arm(per_arm: int) -> None:
+    uplift = Uplift("winback", dt.date(2026, 11, 1), 1000, 900, per_arm, 0, Decimal(0), Decimal(0))
+    assert uplift.enough is (per_arm >= 30)
+    assert uplift.significant is (per_arm >= 30)
+    assert (uplift.incremental_revenue is None) is (per_arm < 30)

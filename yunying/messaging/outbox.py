@@ -141,10 +141,17 @@ def plan(
     cap_start = dt.datetime.combine(business_date, dt.time()) - dt.timedelta(
         days=campaign.frequency_cap_days
     )
+    # A held-out user counts as contacted on their row's date, as a sent one does: otherwise
+    # held-out users come back every night while sent ones wait, and the holdout grows.
     recently_contacted = exists().where(
         OutboxMessage.user_id == User.user_id,
-        OutboxMessage.status == OutboxStatus.SENT,
-        OutboxMessage.sent_at >= cap_start,
+        or_(
+            and_(OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= cap_start),
+            and_(
+                OutboxMessage.status == OutboxStatus.HOLDOUT,
+                OutboxMessage.business_date >= cap_start.date(),
+            ),
+        ),
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
     )
     earlier = aliased(OutboxMessage)
@@ -173,19 +180,21 @@ def plan(
     held_out = holdout_condition(User.holdout_bucket, campaign.name, campaign.holdout_percent)
     # The holdout is drawn among users who would have been sent, so that held-out and
     # assigned-to-send compare like with like (intent to treat; see reports/effects.py).
+    # Tonight's other campaign is checked before the frequency cap, which it also trips once
+    # sent, so that the reason names it.
     status = case(
         (channel.is_(None), OutboxStatus.SUPPRESSED),
+        (taken_tonight, OutboxStatus.SUPPRESSED),
         (recently_contacted, OutboxStatus.SUPPRESSED),
         (still_pending, OutboxStatus.SUPPRESSED),
-        (taken_tonight, OutboxStatus.SUPPRESSED),
         (held_out, OutboxStatus.HOLDOUT),
         else_=OutboxStatus.QUEUED,
     )
     reason = case(
         (channel.is_(None), "opted out or unreachable on every channel"),
+        (taken_tonight, "another campaign has this user tonight"),
         (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
         (still_pending, "an earlier message of this campaign is still pending"),
-        (taken_tonight, "another campaign has this user tonight"),
         (held_out, "holdout group"),
         else_=null(),
     )

@@ -30,6 +30,7 @@ from yunying.reports.charts import dau_chart, retention_chart
 from yunying.reports.headline import flag_status, headline
 from yunying.reports.kpis import DailyKpis
 from yunying.reports.running import RunningCampaign
+from yunying.reports.uplift import MIN_ARM
 from yunying.reports.words import Words
 from yunying.store.engine import upsert_insert, utcnow
 from yunying.store.models import ReportRecord
@@ -80,6 +81,7 @@ def render(
         "headline": headline(kpis, words),
         "flag_status": lambda flag: flag_status(flag, kpis.business_date, words),
         "method": words("method_text", **METHOD),
+        "min_arm": MIN_ARM,
     }
     return env.get_template("daily.html").render(context), env.get_template("daily.txt").render(
         context

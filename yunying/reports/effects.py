@@ -9,9 +9,10 @@ Set-based SQL.
 - reactivation, per campaign: the outbox rows planned for the date 7 days before, as intent to
   treat: *assigned* = every row planned to be sent (whatever became of the send), against
   *held out* = the holdout, which plan() draws among the same eligible users. A user is
-  reactivated when active within the 7 days after; uplift = assigned rate - holdout rate, with
-  a normal-approximation 95% interval; incremental revenue = (revenue per assigned user -
-  revenue per held-out user) x assigned, in the company currency;
+  reactivated when active within the 7 days after; uplift = assigned rate - holdout rate, in
+  percentage points, with a 95% score interval (reports/uplift.py); incremental revenue =
+  (revenue per assigned user - revenue per held-out user) x assigned, in the company
+  currency, given only when each arm has MIN_ARM users (fewer: "too few users to tell");
 - rewards, per reward campaign and in its own unit (points stay points, cash is money): paid on
   the date, paid up to the end of the date, the budget; its cost in cash (cash as is, points at
   `point_value` when set, otherwise unknown); the revenue of its rewarded users since their
@@ -22,7 +23,6 @@ Set-based SQL.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy import and_, case, exists, func, null, select
 from sqlalchemy.orm import Session
 
 from yunying.messaging.status import OutboxStatus
+from yunying.reports.uplift import difference_interval, enough_users
 from yunying.store.engine import is_postgres
 from yunying.store.models import (
     ActiveDay,
@@ -79,17 +80,6 @@ class Money:
         return case(*whens, else_=null())
 
 
-def difference_interval(
-    k1: int, n1: int, k0: int, n0: int, z: float = 1.96
-) -> tuple[float, float] | None:
-    """Normal-approximation interval for k1/n1 - k0/n0 (Wald, unpooled)."""
-    if not n1 or not n0:
-        return None
-    p1, p0 = k1 / n1, k0 / n0
-    error = z * math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
-    return p1 - p0 - error, p1 - p0 + error
-
-
 @dataclass(frozen=True)
 class Uplift:
     """One reactivation campaign's messages of one date, intent to treat."""
@@ -124,8 +114,18 @@ class Uplift:
         )
 
     @property
+    def enough(self) -> bool:
+        """Both arms are large enough for a verdict (reports/uplift.py MIN_ARM)."""
+        return enough_users(self.assigned, self.holdout)
+
+    @property
+    def significant(self) -> bool:
+        interval = self.interval
+        return self.enough and interval is not None and (interval[0] > 0 or interval[1] < 0)
+
+    @property
     def incremental_revenue(self) -> Decimal | None:
-        if not self.assigned or not self.holdout:
+        if not self.enough:
             return None
         per_user = self.assigned_revenue / self.assigned - self.holdout_revenue / self.holdout
         return (per_user * self.assigned).quantize(Decimal("0.01"))

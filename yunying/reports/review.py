@@ -3,18 +3,23 @@ per variant and overall with 95% intervals, cost and ROI, and where it worked be
 worst by slice, each with its sample size.
 
 Rows are the campaign's outbox rows of the reviewed dates, as intent to treat (like the daily
-report's uplift, reports/effects.py): *eligible* = every row but `suppressed`; *held out* =
-`holdout`; *assigned* = the other eligible rows, whatever became of their send; *sent* = sent
+report's uplift, reports/effects.py), one per user: each user's first row that is not
+`suppressed` (a user planned on several nights counts once, from that night on): *eligible* =
+those users; *held out* = `holdout`;
+*assigned* = the other eligible rows, whatever became of their send; *sent* = sent
 or bounced (handed to the provider); *delivered* = sent. A user *converted* when the
 campaign's objective happened within `objective.within_days` company-local days after the
 row's business date. Each variant's assigned users are compared to the whole holdout (one
 control shared by all variants) and the leading variant to the runner-up.
 
 Cost = messages sent x the campaign's `message_cost` for their channel + rewards paid in the
-campaign's name (cash, or points at `point_value`). Incremental revenue = (revenue per
+campaign's name (cash, or points at `point_value`), over every message of the reviewed
+dates. Incremental revenue = (revenue per
 assigned - revenue per held out) x assigned; ROI = (incremental revenue - cost) / cost.
+Intervals are score intervals (reports/uplift.py); with fewer than MIN_ARM users in an arm
+there is no verdict, no incremental revenue and no ROI: too few users to tell.
 
-One grouped statement reads everything; Python only adds up its few hundred groups.
+Two grouped statements read everything; Python only adds up their few hundred groups.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.status import OutboxStatus
-from yunying.reports.effects import Money, day_bounds_utc, days_after, difference_interval
+from yunying.reports.effects import Money, day_bounds_utc, days_after
+from yunying.reports.uplift import MIN_ARM, difference_interval, enough_users
 from yunying.store.models import (
     ActiveDay,
     Event,
@@ -43,7 +49,7 @@ from yunying.store.models import (
 )
 
 SLICES = ("tier", "locale", "channel", "timezone")
-MIN_SLICE = 30  # below this a slice is listed but never called best or worst
+MIN_SLICE = MIN_ARM  # below this a slice is listed but never called best or worst
 
 
 @dataclass
@@ -85,9 +91,14 @@ class Comparison:
         )
 
     @property
+    def enough(self) -> bool:
+        """Both groups are large enough for a verdict; fewer: "too few users to tell"."""
+        return enough_users(self.treated.users, self.reference.users)
+
+    @property
     def significant(self) -> bool:
         interval = self.interval
-        return interval is not None and (interval[0] > 0 or interval[1] < 0)
+        return self.enough and interval is not None and (interval[0] > 0 or interval[1] < 0)
 
 
 @dataclass
@@ -132,7 +143,7 @@ class Review:
     @property
     def incremental_revenue(self) -> Decimal | None:
         treated, held = self.overall.treated, self.overall.reference
-        if not treated.users or not held.users:
+        if not self.overall.enough:
             return None
         per_user = treated.revenue / treated.users - held.revenue / held.users
         return (per_user * treated.users).quantize(Decimal("0.01"))
@@ -147,7 +158,7 @@ class Review:
     @property
     def target_met(self) -> bool | None:
         uplift = self.overall.uplift
-        if self.target_uplift_points is None or uplift is None:
+        if self.target_uplift_points is None or uplift is None or not self.overall.enough:
             return None
         return uplift * 100 >= self.target_uplift_points
 
@@ -212,7 +223,22 @@ def compute_review(
     tier = func.coalesce(LifecycleState.tier, "-")
     channel = func.coalesce(OutboxMessage.channel, "-")
     variant = func.coalesce(OutboxMessage.variant, "-")
-    dates = [OutboxMessage.business_date == only_date] if only_date else []
+    reviewed = [OutboxMessage.campaign == campaign.name, OutboxMessage.business_date <= as_of]
+    if only_date:
+        reviewed.append(OutboxMessage.business_date == only_date)
+    first, last = session.execute(
+        select(func.min(OutboxMessage.business_date), func.max(OutboxMessage.business_date)).where(
+            *reviewed
+        )
+    ).one()
+    # Users, not rows: a user planned on several nights counts once, on their first eligible
+    # row, so nightly repeats of the same held-out users do not pile up in the holdout.
+    firsts = (
+        select(OutboxMessage.user_id, func.min(OutboxMessage.business_date).label("day"))
+        .where(*reviewed, OutboxMessage.status != OutboxStatus.SUPPRESSED)
+        .group_by(OutboxMessage.user_id)
+        .subquery()
+    )
     rows = session.execute(
         select(
             status,
@@ -224,37 +250,38 @@ def compute_review(
             func.count(),
             func.sum(case((converted, 1), else_=0)),
             func.coalesce(func.sum(revenue), 0),
-            func.min(OutboxMessage.business_date),
-            func.max(OutboxMessage.business_date),
         )
         .select_from(OutboxMessage)
+        .join(
+            firsts,
+            (firsts.c.user_id == OutboxMessage.user_id)
+            & (firsts.c.day == OutboxMessage.business_date),
+        )
         .join(User, User.user_id == OutboxMessage.user_id)
         .outerjoin(LifecycleState, LifecycleState.user_id == OutboxMessage.user_id)
-        .where(
-            OutboxMessage.campaign == campaign.name, OutboxMessage.business_date <= as_of, *dates
-        )
+        .where(OutboxMessage.campaign == campaign.name)
         .group_by(status, variant, tier, User.locale, channel, User.timezone)
     ).all()
+    # Cost is per message: every row handed to the provider, not only users' first rows.
+    sent_by_channel = {
+        ch: int(n)
+        for ch, n in session.execute(
+            select(channel, func.count())
+            .where(*reviewed, status.in_((OutboxStatus.SENT, OutboxStatus.BOUNCED)))
+            .group_by(channel)
+        )
+    }
     funnel = Funnel()
     holdout, assigned = Arm(), Arm()
     by_variant: dict[str, Arm] = defaultdict(Arm)
     slices: dict[str, dict[str, tuple[Arm, Arm]]] = {
         d: defaultdict(lambda: (Arm(), Arm())) for d in SLICES
     }
-    sent_by_channel: dict[str, int] = defaultdict(int)
-    first: dt.date | None = None
-    last: dt.date | None = None
-    for st, var, tr, locale, ch, user_zone, n, k, rev, low, high in rows:
+    for st, var, tr, locale, ch, user_zone, n, k, rev in rows:
         n, k, rev = int(n), int(k or 0), Decimal(str(rev))
-        low, high = _date(low), _date(high)
-        first = low if first is None or low < first else first
-        last = high if last is None or high > last else last
-        if st == OutboxStatus.SUPPRESSED:
-            continue
         funnel.eligible += n
         if st in (OutboxStatus.SENT, OutboxStatus.BOUNCED):
             funnel.sent += n
-            sent_by_channel[ch] += n
         funnel.delivered += n if st == OutboxStatus.SENT else 0
         held = st == OutboxStatus.HOLDOUT
         (holdout if held else assigned).add(n, k, rev)
@@ -277,14 +304,14 @@ def compute_review(
         else None
     )
     message_cost = sum(
-        (campaign.message_cost.get(ch, Decimal(0)) * n for ch, n in sent_by_channel.items()),  # type: ignore[call-overload]
+        (campaign.message_cost.get(ch, Decimal(0)) * n for ch, n in sent_by_channel.items()),
         Decimal(0),
     )
     return Review(
         campaign=campaign.name,
         description=campaign.description,
-        first_date=first,
-        last_date=last,
+        first_date=None if first is None else _date(first),
+        last_date=None if last is None else _date(last),
         as_of=as_of,
         objective=campaign.objective.kind,
         objective_event=campaign.objective.event,

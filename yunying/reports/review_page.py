@@ -12,6 +12,7 @@ from pathlib import Path
 from yunying import templates
 from yunying.config import Settings
 from yunying.reports.review import MIN_SLICE, SLICES, Comparison, Review
+from yunying.reports.uplift import MIN_ARM
 from yunying.reports.words import Words
 
 LABELS: dict[str, dict[str, str]] = {
@@ -30,6 +31,7 @@ LABELS: dict[str, dict[str, str]] = {
         "overall": "Overall uplift {uplift} pts (95% interval {low} to {high}): {sig}.",
         "significant": "significant",
         "not_significant": "not significant",
+        "too_few": "too few users to tell ({n} needed in each arm)",
         "leader": (
             "Variant {best} is ahead of {second} by {diff} pts (95% interval {low} to {high}):"
             " {sig}."
@@ -85,6 +87,7 @@ LABELS: dict[str, dict[str, str]] = {
         "overall": "整体提升 {uplift} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。",
         "significant": "显著",
         "not_significant": "不显著",
+        "too_few": "人数太少，无法判断（每组至少需要 {n} 人）",
         "leader": (
             "版本 {best} 领先 {second} {diff} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。"
         ),
@@ -158,6 +161,13 @@ def page(review: Review, words: Words) -> Page:
     def say(key: str, **values: object) -> str:
         return label[key].format(**values)
 
+    too_few = say("too_few", n=MIN_ARM)
+
+    def verdict(comparison: Comparison) -> str:
+        if not comparison.enough:
+            return too_few
+        return say("significant") if comparison.significant else say("not_significant")
+
     lines: list[str] = []
     if review.first_date is None:
         lines.append(say("no_rows", as_of=words.date(review.as_of)))
@@ -180,7 +190,7 @@ def page(review: Review, words: Words) -> Page:
                 "target",
                 target=f"{review.target_uplift_points:+.1f}",
                 result=_points(words, overall.uplift),
-                verdict=say("met") if met else say("missed"),
+                verdict=too_few if met is None else say("met") if met else say("missed"),
             )
         )
     if overall.interval is not None:
@@ -191,7 +201,7 @@ def page(review: Review, words: Words) -> Page:
                 uplift=_points(words, overall.uplift),
                 low=f"{low * 100:+.1f}",
                 high=f"{high * 100:+.1f}",
-                sig=say("significant") if overall.significant else say("not_significant"),
+                sig=verdict(overall),
             )
         )
     if review.leader is not None and review.leader.interval is not None:
@@ -204,7 +214,7 @@ def page(review: Review, words: Words) -> Page:
                 diff=_points(words, review.leader.uplift).lstrip("+"),
                 low=f"{low * 100:+.1f}",
                 high=f"{high * 100:+.1f}",
-                sig=say("significant") if review.leader.significant else say("not_significant"),
+                sig=verdict(review.leader),
             )
         )
     if review.last_date is not None and not review.window_closed:
@@ -285,8 +295,18 @@ def page(review: Review, words: Words) -> Page:
                     else say("unknown"),
                 ],
                 [say("total_cost"), words.money(cost) if cost is not None else say("unknown")],
-                [say("incremental_revenue"), words.money(review.incremental_revenue)],
-                [say("roi"), words.pct(review.roi) if review.roi is not None else say("unknown")],
+                [
+                    say("incremental_revenue"),
+                    words.money(review.incremental_revenue) if overall.enough else too_few,
+                ],
+                [
+                    say("roi"),
+                    too_few
+                    if not overall.enough
+                    else words.pct(review.roi)
+                    if review.roi is not None
+                    else say("unknown"),
+                ],
             ],
         )
     )

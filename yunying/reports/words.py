@@ -76,6 +76,8 @@ WORDS: dict[str, dict[str, str]] = {
         "came_back": "came back",
         "uplift": "Uplift",
         "ci": "95% interval",
+        "pts": "{value} pts",
+        "too_few": "too few users to tell ({n} needed in each arm)",
         "incremental": "Incremental revenue",
         "reactivation_note": (
             "Intent to treat: everyone assigned to be sent counts, sent or not ({sent} sent); "
@@ -177,6 +179,8 @@ WORDS: dict[str, dict[str, str]] = {
         "came_back": "回访",
         "uplift": "提升",
         "ci": "95% 置信区间",
+        "pts": "{value} 个百分点",
+        "too_few": "人数太少，无法判断（每组至少需要 {n} 人）",
         "incremental": "增量收入",
         "reactivation_note": (
             "意向处理分析：凡计划发送的用户均计入，无论是否发出（已发出 {sent}）；"
@@ -245,6 +249,14 @@ class Words:
         if value is None:
             return "—"
         return format_percent(value, format="#,##0.0%", locale=self.babel_locale)
+
+    def points(self, value: float | None) -> str:
+        """A difference of two rates in percentage points (the review's unit too), signed."""
+        if value is None:
+            return "—"
+        sign = "+" if value >= 0 else "-"
+        number = format_decimal(abs(value) * 100, format="#,##0.0", locale=self.babel_locale)
+        return self("pts", value=sign + number)
 
     def money(self, value: Decimal | float | None, currency: str | None = None) -> str:
         if value is None:

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yunying.errors import ConfigError
+from yunying.sources.records import template_locale
 
 STATES = ("new", "active", "returned", "silent", "churned")
 TIERS = ("high", "mid", "low")
@@ -181,6 +183,25 @@ def _strings(value: Any, at: str, allowed: tuple[str, ...] | None = None) -> tup
     return tuple(value)
 
 
+def _locale(tag: str, at: str) -> str:
+    """The locale as user records store it ('en-US' -> 'en'), or an error: a locale with no
+    template is stored as the company's default, so a condition on it would match nobody."""
+    stored = template_locale(tag)
+    if stored is None:
+        raise _Invalid(at, f"{tag!r} is no locale users are stored in; use one of zh-CN, en")
+    return stored
+
+
+def _time_zone(name: str, at: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid(
+            at, f"{name!r} is not a time zone; use an IANA name like Asia/Shanghai"
+        ) from None
+    return name
+
+
 def _table(value: Any, at: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _Invalid(at, "must be a table, e.g. { min = 1 }")
@@ -211,9 +232,12 @@ def _condition(raw: Any, at: str) -> Condition:
         if not isinstance(value, str) or not NAME.match(value):
             raise _Invalid(here, "must name a segment file (lowercase, digits, - and _)")
         return InSegment(value)
-    if key in ("state", "tier", "locale", "timezone"):
-        allowed = {"state": STATES, "tier": TIERS}.get(key)
-        return Pick(key, _strings(value, here, allowed))
+    if key in ("state", "tier"):
+        return Pick(key, _strings(value, here, STATES if key == "state" else TIERS))
+    if key == "locale":
+        return Pick(key, tuple(_locale(v, here) for v in _strings(value, here)))
+    if key == "timezone":
+        return Pick(key, tuple(_time_zone(v, here) for v in _strings(value, here)))
     if key in ("days_in_state", "recency_score", "frequency_score", "monetary_score"):
         return Score(key, _range(_table(value, here), here, set()))
     if key == "reachable":

@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from sqlalchemy import Engine, make_url
@@ -25,27 +26,46 @@ from sqlalchemy import Engine, make_url
 from yunying.config import Settings
 from yunying.errors import PermanentError
 from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
-from yunying.sources.load import (
-    EventsText,
-    LoadStats,
-    Rejects,
-    events_text,
+from yunying.sources.mapping import check_mapping, columns_of
+from yunying.sources.read import Batch, read_source
+from yunying.sources.read.child import read_in_child
+from yunying.sources.records import EventRow, Rejected, StoreRow
+from yunying.sources.validate import Rejects, validate
+from yunying.sources.write import load_events, load_rows
+from yunying.sources.write.batch import EventsText
+from yunying.sources.write.marks import (
     get_watermark,
-    load_events,
-    load_rows,
     loaded_files,
     record_loaded_files,
     reject,
     set_watermark,
-    validate,
 )
-from yunying.sources.mapping import check_mapping, columns_of
-from yunying.sources.reader_process import read_in_child
-from yunying.sources.readers import Batch, read_source
-from yunying.sources.records import EventRow, Rejected, StoreRow
+from yunying.sources.write.text import events_text
 from yunying.store.engine import session_scope
 
 log = logging.getLogger("yunying.sources")
+
+
+@dataclass
+class LoadStats:
+    pulled: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    watermark: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)  # "<file>: <why>", files not read whole
+    fast_path_fallbacks: int = 0  # batches that left the PostgreSQL fast path (load_events)
+
+    def add(self, other: LoadStats) -> None:
+        self.pulled += other.pulled
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.rejected += other.rejected
+        self.watermark = other.watermark or self.watermark
+        self.set_aside += other.set_aside
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
 def pull_source(
@@ -219,8 +239,8 @@ def read_batches(
 @contextmanager
 def quick_handoffs() -> Iterator[None]:
     """Python's threads hand the GIL over every 0.5 ms instead of every 5 ms while a pull runs:
-    the writer gives the GIL up at each statement and then waits for it behind validation,
-    and those waits were a sixth of its time. Process-wide; the pull flow runs one pull at a
+    the writer gives the GIL up at each statement and then waits for it behind validation.
+    Process-wide; the pull flow runs one pull at a
     time."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, 0.0005))
@@ -234,7 +254,7 @@ def quick_handoffs() -> Iterator[None]:
 def rare_collections() -> Iterator[None]:
     """Python's garbage collector looks at young objects every 200,000 new containers
     instead of every 700 while a pull runs. A pull makes a tuple per row, and collections
-    walking them held the GIL for 0.55 s of a 1M-event HTTP pull (0.03 s now). Rows are freed
+    walking them hold the GIL while the other threads wait. Rows are freed
     by reference counting once their batch is written: this only puts off finding cycles.
     Process-wide, as `quick_handoffs`."""
     before = gc.get_threshold()

@@ -7,9 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from yunying.sources.config import FileSource, HttpSource, SourceConfig
-from yunying.sources.load import validate
 from yunying.sources.mapping import check_mapping, columns_of
-from yunying.sources.readers import read_source
+from yunying.sources.read import read_source
 from yunying.sources.records import (
     EVENT_COLUMNS,
     NO_CONSENT_ASSUMED,
@@ -17,6 +16,7 @@ from yunying.sources.records import (
     USER_COLUMNS,
     RecordDefaults,
 )
+from yunying.sources.validate import validate
 
 
 @dataclass

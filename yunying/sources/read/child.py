@@ -2,12 +2,14 @@
 
 An HTTP pull waits on the API for every page, and the next page is only asked for once
 the last one is read. In the pulling process, that reading shared Python's GIL with
-validation, and each wait for the GIL held up the next request, so the API sat idle: an
-HTTP pull of 1M events ran 10-35% faster with the reading in a process of its own
-(measured in alternating runs). The child is started with `python -m` (not
-multiprocessing, which would import the parent's main module again, Prefect included),
-is given its source as a pickle on stdin, and writes ("batch", Batch) pickles to stdout,
-then ("done", None), or ("error", exception) when reading failed.
+validation, and each wait for the GIL held up the next request, so the API sat idle; in a
+process of its own the reading overlaps validation. The child is started with `python -m` (not
+multiprocessing, which would import the parent's main module again, Prefect included).
+
+The protocol, pickles over the child's stdin and stdout: the parent writes one `ReadRequest`
+and closes stdin; the child answers with a `BatchRead` per batch, then one `ReadDone`, or a
+`ReadFailed` carrying the exception that stopped the reading (or a TransientError naming
+it, if it cannot be pickled). A pipe that ends before either is a child that died.
 """
 
 from __future__ import annotations
@@ -17,11 +19,32 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Collection, Iterator
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from yunying.errors import TransientError
 from yunying.sources.config import SourceConfig
-from yunying.sources.readers import Batch, read_source
+from yunying.sources.read import Batch, read_source
+
+
+class ReadRequest(NamedTuple):
+    source: SourceConfig
+    watermark: str | None
+    loaded_files: set[str]
+
+
+class BatchRead(NamedTuple):
+    batch: Batch
+
+
+class ReadDone(NamedTuple):
+    pass
+
+
+class ReadFailed(NamedTuple):
+    error: Exception
+
+
+Answer = BatchRead | ReadDone | ReadFailed
 
 
 def read_in_child(
@@ -36,19 +59,19 @@ def read_in_child(
     request, answers = cast(BinaryIO, child.stdin), cast(BinaryIO, child.stdout)
     try:
         with request:
-            pickle.dump((source, watermark, set(loaded_files)), request)
+            pickle.dump(ReadRequest(source, watermark, set(loaded_files)), request)
         while True:
             try:
-                kind, item = pickle.load(answers)
+                answer: Answer = pickle.load(answers)
             except (EOFError, pickle.UnpicklingError):  # it died, perhaps mid-batch
                 raise TransientError(
                     f"source {source.name}: its reader process ended (exit code {child.wait()})"
                 ) from None
-            if kind == "done":
+            if isinstance(answer, ReadDone):
                 return
-            if kind == "error":
-                raise item
-            yield item
+            if isinstance(answer, ReadFailed):
+                raise answer.error
+            yield answer.batch
     finally:
         child.kill()
         child.wait()
@@ -56,15 +79,15 @@ def read_in_child(
 
 
 def _serve(request: BinaryIO, answer: BinaryIO) -> None:
-    source, watermark, loaded = pickle.load(request)
+    asked: ReadRequest = pickle.load(request)
     try:
-        for batch in read_source(source, watermark, loaded):
-            pickle.dump(("batch", batch), answer, pickle.HIGHEST_PROTOCOL)
+        for batch in read_source(asked.source, asked.watermark, asked.loaded_files):
+            pickle.dump(BatchRead(batch), answer, pickle.HIGHEST_PROTOCOL)
             answer.flush()
     except Exception as exc:
-        pickle.dump(("error", _picklable(exc)), answer)
+        pickle.dump(ReadFailed(_picklable(exc)), answer)
     else:
-        pickle.dump(("done", None), answer)
+        pickle.dump(ReadDone(), answer)
     answer.flush()
 
 
@@ -79,5 +102,9 @@ def _picklable(exc: Exception) -> Exception:
 
 
 if __name__ == "__main__":
+    # Through the module's own name, so that its answers pickle as that module's classes
+    # (run with -m, this file is __main__, which the parent cannot import).
+    from yunying.sources.read.child import _serve as serve
+
     with contextlib.suppress(BrokenPipeError):  # the parent stopped reading: it is done
-        _serve(sys.stdin.buffer, sys.stdout.buffer)
+        serve(sys.stdin.buffer, sys.stdout.buffer)

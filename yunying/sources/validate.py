@@ -1,0 +1,122 @@
+"""Raw records into store rows: each entity's column-at-a-time path first (`plain_events`,
+`plain_users`, `plain_orders`), the reference rule (`to_*_row`) for what that leaves, which
+either gives the same row or says what is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from yunying.sources.config import FIELDS, Entity
+from yunying.sources.records import (
+    NO_CONSENT_ASSUMED,
+    InvalidRecord,
+    RecordDefaults,
+    Rejected,
+    StoreRow,
+    event_values,
+    order_values,
+    plain_event,
+    plain_events,
+    plain_orders,
+    plain_users,
+    to_event_row,
+    to_order_row,
+    to_user_row,
+    user_values,
+)
+from yunying.store.engine import utcnow
+
+Rejects = list[Rejected]
+
+
+def validate(
+    entity: Entity,
+    records: Sequence[Any],
+    mapping: dict[str, str],
+    zone: ZoneInfo,
+    columns: Sequence[str] | None = None,
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED,
+) -> tuple[list[StoreRow], Rejects]:
+    """Split raw records into store rows (`EventRow`, `UserRow` or `OrderRow` as `entity`
+    says) and rejects. Records are dicts, or rows of values in `columns` order (what a SQL
+    source reads); users get `defaults` for the locale and opt-ins they leave out."""
+    fields = FIELDS[entity]
+    picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
+    now = utcnow()
+    good: list[StoreRow] = []
+    bad: Rejects = []
+    for start in range(0, len(records), _CHUNK):
+        chunk = [column[start : start + _CHUNK] for column in picked]
+        plain: Sequence[StoreRow | None]
+        if entity == "events":
+            plain = plain_events(chunk, zone)
+        elif entity == "users":
+            plain = plain_users(chunk, zone, now, defaults)
+        else:
+            plain = plain_orders(chunk, zone, defaults)
+        rows = cast(list[StoreRow | None], plain)  # the same list, filled in below
+        for offset in _nones(rows):
+            try:
+                rows[offset] = _row(
+                    entity, [column[offset] for column in chunk], zone, now, defaults
+                )
+            except InvalidRecord as exc:
+                record = records[start + offset]
+                whole = record if columns is None else dict(zip(columns, record, strict=True))
+                raw = json.dumps(whole, default=str, ensure_ascii=False)
+                bad.append(Rejected(raw, exc.field, exc.why))
+        good += filter(None, rows)  # in C: the rows kept, in order
+    return good, bad
+
+
+def _row(
+    entity: Entity, values: list[Any], zone: ZoneInfo, now: dt.datetime, defaults: RecordDefaults
+) -> StoreRow:
+    """One record's row, or InvalidRecord saying what is wrong."""
+    raw = dict(zip(FIELDS[entity], values, strict=True))
+    if entity == "events":
+        return plain_event(values, zone) or event_values(to_event_row(raw, zone))
+    if entity == "users":
+        return user_values(to_user_row(raw, zone, now, defaults))
+    return order_values(to_order_row(raw, zone, defaults))
+
+
+def _nones(items: list[Any]) -> Iterator[int]:
+    """Where `items` holds None (found in C), as the caller fills them in."""
+    try:
+        position = items.index(None)
+        while True:
+            yield position
+            position = items.index(None, position + 1)
+    except ValueError:
+        return
+
+
+# Events are checked a chunk at a time, column by column (`plain_events`); what that leaves
+# is checked one by one.
+_CHUNK = 1000
+
+
+def _picker(
+    sources: list[str], columns: Sequence[str] | None
+) -> Callable[[Sequence[Any]], list[list[Any]]]:
+    """A function from records to the values of each of `sources`, a column each, None where
+    a record has none. A column is picked in one C-level map unless a record lacks it."""
+    if columns is not None:
+        where = [columns.index(name) if name in columns else None for name in sources]
+        return lambda rows: [
+            [None] * len(rows) if i is None else list(map(itemgetter(i), rows)) for i in where
+        ]
+
+    def column(records: Sequence[Any], name: str) -> list[Any]:
+        try:
+            return list(map(itemgetter(name), records))
+        except (KeyError, TypeError):  # a field missing, or no object at all
+            return [record.get(name) if isinstance(record, dict) else None for record in records]
+
+    return lambda records: [column(records, name) for name in sources]

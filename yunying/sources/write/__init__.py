@@ -1,0 +1,76 @@
+"""Write validated batches into the store: upserts by natural key and new events, each
+folded into the per-user facts and active days, through the store's own writer (SQLite's or
+PostgreSQL's, one small interface)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast
+
+from sqlalchemy.orm import Session
+
+from yunying.sources.config import Entity
+from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
+from yunying.sources.write.batch import EventsText, NewEvents, Upsert, last_per_id
+from yunying.sources.write.facts import activity_filter, fold_orders, store_time
+from yunying.sources.write.postgres import PostgresWriter
+from yunying.sources.write.sqlite import SqliteWriter
+from yunying.sources.write.text import events_text
+from yunying.store.engine import is_postgres
+
+
+class StoreWriter(Protocol):
+    def upsert(self, session: Session, batch: Upsert) -> int:
+        """Insert or update the rows (one per key); returns how many were new."""
+
+    def insert_events(self, session: Session, batch: NewEvents) -> int:
+        """Insert the events whose id is new and fold exactly those into user_facts and
+        active_days; returns how many were new."""
+
+
+def writer_for(session: Session) -> StoreWriter:
+    return PostgresWriter() if is_postgres(session) else SqliteWriter()
+
+
+def load_rows(
+    session: Session,
+    entity: Entity,
+    rows: Sequence[StoreRow],
+    load_id: str,
+    activity_events: Sequence[str] = (),
+    orders_are_activity: bool = True,
+) -> tuple[int, int]:
+    """Upsert rows of one entity; returns (inserted, updated). With `orders_are_activity`,
+    an order's local day is an active day of its user (`lifecycle.orders_are_activity`)."""
+    if entity == "events":
+        events = cast(Sequence[EventRow], rows)
+        return load_events(session, events_text(events, is_postgres(session)), activity_events), 0
+    if not rows:
+        return 0, 0
+    rows = last_per_id(rows)
+    columns = list(USER_COLUMNS if entity == "users" else (*ORDER_COLUMNS, "load_id"))
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments}"
+    upsert = Upsert(entity, columns, rows, load_id, conflict)
+    inserted = writer_for(session).upsert(session, upsert)
+    if entity == "orders":
+        fold_orders(session, load_id, orders_are_activity)
+    return inserted, len(rows) - inserted
+
+
+def load_events(
+    session: Session,
+    events: EventsText,
+    activity_events: Sequence[str],
+    on_fallback: Callable[[str], None] | None = None,
+) -> int:
+    """Insert the events whose id is new (events never change) and fold exactly those into
+    the per-user facts and active days, so a rerun or an overlapping look-back counts nothing
+    twice. Returns how many were new. On PostgreSQL, `on_fallback` hears why a batch took
+    the staging table instead of the direct COPY: slower, as correct."""
+    if not events.count:
+        return 0
+    only, params = activity_filter(activity_events)
+    params["now"] = store_time(session)
+    new = NewEvents(events, only, params, on_fallback)
+    return writer_for(session).insert_events(session, new)

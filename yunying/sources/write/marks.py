@@ -1,0 +1,105 @@
+"""Where a source stands: its rejected records, its watermark and the files it has loaded."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from yunying.sources.config import FileSource
+from yunying.sources.read.files import file_paths
+from yunying.sources.records import Rejected
+from yunying.sources.write.facts import store_time
+from yunying.store.engine import is_postgres, upsert_insert, utcnow
+from yunying.store.models import SourceFile, SourceWatermark
+
+
+def reject(
+    session: Session, source: str, run_id: str, rejects: Sequence[Rejected], only_new: bool = False
+) -> None:
+    """Set the rejects aside in one statement, the records travelling as one JSON array:
+    compiling a multi-row VALUES cost more than the insert, and an executemany on SQLite
+    gives up Python's GIL for every row (and waits for it behind the pull's other threads).
+    `only_new` leaves out a record the source already has set aside (a row read again)."""
+    if not rejects:
+        return
+    if is_postgres(session):
+        records, item = "json_array_elements(CAST(:rows AS json))", "value->>{}"
+    else:
+        records, item = "json_each(:rows)", "json_extract(value, '$[{}]')"
+    # What no store's text can hold (NUL for PostgreSQL, a lone surrogate for either) becomes
+    # U+FFFD, as undecodable bytes do.
+    rows = [
+        [_UNSTORABLE.sub("\ufffd", rejected.raw), _UNSTORABLE.sub("\ufffd", rejected.reason)]
+        for rejected in rejects
+    ]
+    session.execute(
+        text(
+            "INSERT INTO rejected_records (source, run_id, raw, reason, created_at)"
+            f" SELECT :source, :run_id, {item.format(0)}, {item.format(1)}, :now FROM {records}"
+            + (
+                " WHERE NOT EXISTS (SELECT 1 FROM rejected_records AS known"
+                " WHERE known.source = CAST(:source AS VARCHAR(100))"
+                f" AND known.raw = {item.format(0)})"
+                if only_new
+                else ""
+            )
+        ),
+        {
+            "source": source,
+            "run_id": run_id,
+            "now": store_time(session),
+            "rows": json.dumps(rows, ensure_ascii=False),
+        },
+    )
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def loaded_files(session: Session, source: FileSource, watermark: str | None) -> set[str]:
+    """The files `source` has loaded whole. A store from before this list has only the
+    watermark, the last file loaded in name order: those up to it are recorded first."""
+    loaded = set(session.scalars(select(_FILES.c.path).where(_FILES.c.source == source.name)))
+    if not loaded and watermark is not None:
+        loaded = {path for path in file_paths(source) if path <= watermark}
+        record_loaded_files(session, source.name, loaded)
+    return loaded
+
+
+def record_loaded_files(session: Session, source: str, paths: Collection[str]) -> None:
+    if not paths:
+        return
+    now = utcnow()
+    statement = upsert_insert(session, _FILES).values(
+        [{"source": source, "path": path, "loaded_at": now} for path in paths]
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["source", "path"]))
+
+
+# The tables, not the mapped classes: a pull reads and writes them with Core statements, and
+# the first ORM statement in a process configures every mapper first.
+_WATERMARKS = SourceWatermark.__table__
+_FILES = SourceFile.__table__
+
+
+def get_watermark(session: Session, source: str) -> str | None:
+    return session.scalar(select(_WATERMARKS.c.watermark).where(_WATERMARKS.c.source == source))
+
+
+def set_watermark(session: Session, source: str, watermark: str) -> None:
+    statement = upsert_insert(session, _WATERMARKS).values(
+        source=source, watermark=watermark, updated_at=utcnow()
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["source"],
+            set_={
+                "watermark": statement.excluded.watermark,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+    )
