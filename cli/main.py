@@ -30,7 +30,7 @@ from types import FrameType
 import sqlalchemy as sa
 
 from cli.environment import prepare_prefect
-from cli.prefect_server import start_temporary_server, stop_servers
+from cli.prefect_server import owns_a_server, start_temporary_server, stop_servers
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import ConfigError, YunyingError
 
@@ -76,11 +76,12 @@ INTERRUPT_GRACE_SECONDS = 10.0
 def _interrupted(command: str) -> int:
     """Prefect has marked the run Crashed on its way out; Prefect's exit handlers then flush
     to the server, which stops last (cli/prefect_server.py)."""
-    signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: end at once
-    signal.signal(signal.SIGTERM, _exit_now)
-    watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, _exit_now)
-    watchdog.daemon = True
-    watchdog.start()
+    if owns_a_server():  # the command's own process, not a program calling main()
+        signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: end at once
+        signal.signal(signal.SIGTERM, _exit_now)
+        watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
     print(
         f"interrupted: `{command}` stopped before it finished; run the same command again "
         "to resume safely (work already done is kept and not repeated)",

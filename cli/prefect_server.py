@@ -100,6 +100,11 @@ def _free_port() -> int:
         return port
 
 
+def owns_a_server() -> bool:
+    """Whether this process started a server: it is the `yunying` command, not a host."""
+    return bool(_started)
+
+
 def stop_servers() -> None:
     while _started:
         process = _started.pop()
