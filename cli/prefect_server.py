@@ -34,6 +34,10 @@ def start_temporary_server() -> str | None:
     if "prefect" in sys.modules or _configured_api_url():
         return None
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+    # Its database lives in Prefect's home, which Prefect makes without parents (var/).
+    Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser().mkdir(
+        parents=True, exist_ok=True
+    )
     process, port = _launch()
     _started.append(process)
     atexit.register(stop_servers)  # registered before Prefect's: runs after its flushes

@@ -3,6 +3,8 @@ clock, and the frequency cap counts every send from the cap's start up to now.""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import Engine, select
 
 from tests.builders import DAY, silent_users
@@ -25,7 +27,7 @@ def test_a_send_stamped_now_caps_a_backfilled_earlier_date(
             OutboxMessage(
                 key="later:1",
                 campaign="later",
-                business_date=DAY,
+                business_date=DAY + dt.timedelta(days=20),
                 user_id=contacted,
                 channel="email",
                 status="sent",

@@ -43,10 +43,9 @@ def _store(path: Path) -> str:
 
 def _environment(tmp_path: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YUNYING_", "PREFECT_"))}
-    env |= {
+    env |= {  # Prefect's home defaults to var/prefect, in a var/ not made yet: as a new user's
         "YUNYING_HOME": str(tmp_path / "var"),
         "YUNYING_DATABASE_URL": url,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
