@@ -16,7 +16,7 @@ Figures, each a ratio from this one run:
   signing, one outcome per message) vs a raw aiohttp loop posting the same signed requests,
   built before its clock starts, at the same concurrency; messages per second from the call
   to the last answer (each opening its own session), the median of three runs of each in
-  turn, after one warm-up message; both in a fresh process (see `_cn_sms_apart`).
+  turn, after one warm-up message.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run(users: int, seed: int) -> dict[str, Any]:
             provider.set_latency(latency)
             suffix = "_latency_50ms" if latency else ""
             for cn in ("aliyun", "tencent"):
-                figures[f"{cn}_sms_batch{suffix}"] = _cn_sms_apart(url, cn, users, provider.port)
+                figures[f"{cn}_sms_batch{suffix}"] = _cn_sms(url, cn, users, provider)
         return figures
     finally:
         provider.stop()
@@ -287,26 +287,6 @@ def _sample_messages(settings: Any, count: int) -> list[Any]:
     ]
 
 
-def _cn_sms_apart(url: str, name: str, count: int, port: int) -> dict[str, float]:
-    """`_cn_sms` in a fresh process, for ours and the raw loop alike: this one runs Prefect's
-    ephemeral API server in a thread since the flows above, and its background work takes
-    the GIL from whichever side is being measured."""
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[dict[str, float]] = context.Queue()
-    child = context.Process(target=_cn_sms_child, args=(url, name, count, port, results))
-    child.start()
-    try:
-        return results.get(timeout=1800)
-    finally:
-        child.join()
-
-
-def _cn_sms_child(
-    url: str, name: str, count: int, port: int, results: multiprocessing.Queue[dict[str, float]]
-) -> None:
-    results.put(_cn_sms(url, name, count, _Provider.attach(port)))
-
-
 def _cn_sms(url: str, name: str, count: int, provider: _Provider) -> dict[str, float]:
     from yunying.messaging.cn_sms import CnSmsChannel, prepare
     from yunying.messaging.cn_sms_config import CnSmsSettings
@@ -385,13 +365,6 @@ class _Provider:
         self.process = multiprocessing.Process(target=_serve, args=(ready,), daemon=True)
         self.process.start()
         self.port = ready.get(timeout=30)
-
-    @classmethod
-    def attach(cls, port: int) -> _Provider:
-        """A handle on the provider another process started (it cannot be stopped from here)."""
-        provider = cls.__new__(cls)
-        provider.port = port
-        return provider
 
     def _call(self, path: str) -> Any:
         import httpx
