@@ -3,7 +3,10 @@ images referenced from its HTML: checked on what a real SMTP server (aiosmtpd) r
 
 import datetime as dt
 import re
+from email import message_from_bytes
+from email.headerregistry import AddressHeader, DateHeader, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import default
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -16,7 +19,10 @@ from tests.integration.test_outbox import campaign, send_all
 from tests.rig import SmtpSink
 from yunying.config import Settings, load_settings
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.messaging.outbox import plan
+from yunying.messaging.channels import build_email, mime_boundary
+from yunying.messaging.outbox import Claimed, plan
+from yunying.messaging.providers import OutgoingMessage
+from yunying.messaging.render import Rendered
 from yunying.reports.daily_email import publish_report, send_alert
 from yunying.reports.kpis import compute_kpis
 from yunying.store.engine import session_scope
@@ -89,3 +95,32 @@ def test_the_report_is_dated_identified_and_its_charts_are_inline(
         assert MESSAGE_ID.fullmatch(cid)
         assert f'src="cid:{cid.strip("<>")}"' in html.get_content()
     assert not list(message.iter_attachments())  # a mail client lists no attachment
+
+
+def outgoing(text: str, html: str = "<p>hi</p>") -> OutgoingMessage:
+    claimed = Claimed(1, "winback:2026-11-01:u1", "u1", "email", 1)
+    rendered = Rendered("email", subject="We miss you", html=html, text=text)
+    return OutgoingMessage(claimed, "u1@example.com", rendered, "http://x/unsubscribe", {})
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", f"a line\n--{mime_boundary('winback:2026-11-01:u1')}\nmore"], ids=str
+)
+def test_an_email_keeps_its_two_parts_whatever_its_text_holds(text: str) -> None:
+    """The boundary is chosen per key, not at random: a text holding that very line must
+    not cut the message short (another boundary is chosen then)."""
+    sent = build_email("ops@example.com", outgoing(text))
+    parsed = message_from_bytes(sent.as_bytes(), policy=default)
+    assert isinstance(parsed, EmailMessage)
+    parts = [part.get_content().replace("\r\n", "\n") for part in parsed.iter_parts()]
+    assert parts == [text + "\n", "<p>hi</p>\n"]
+
+
+def test_emails_share_their_header_classes_and_parse_each_header_by_its_name() -> None:
+    first, second = (
+        build_email("ops@example.com", outgoing("a")),
+        build_email("ops@example.com", outgoing("b")),
+    )
+    assert isinstance(first["To"], AddressHeader) and isinstance(first["Date"], DateHeader)
+    assert isinstance(first["Subject"], UnstructuredHeader)
+    assert type(first["To"]) is type(second["To"])  # made once, not per header
