@@ -517,8 +517,17 @@ def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings)
     stolen: list[int] = []
     done = threading.Event()
 
+    def slow_worker_has_claimed() -> bool:
+        with session_scope(engine) as session:
+            claimed = session.scalar(
+                select(OutboxMessage.id).where(OutboxMessage.status == "sending").limit(1)
+            )
+        return claimed is not None
+
     def other_worker() -> None:
-        time.sleep(0.3)  # the slow worker claims first
+        # The slow worker claims first, however long a loaded machine makes it take.
+        while not (slow_worker_has_claimed() or done.is_set()):
+            time.sleep(0.05)
         while not done.is_set():
             other = sending.send_batch(
                 engine, settings, chosen, DAY, "other", channels, 20, lease=lease
