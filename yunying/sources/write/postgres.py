@@ -50,10 +50,10 @@ class PostgresWriter:
         return int(session.scalar(text(fold), params) or 0)
 
 
-# What a young table's ANALYZE samples: the orders' facts join on several columns; users are
-# only joined on their key, and sampling every text column of users cost as much as
-# upserting them. Autovacuum's analyze does the rest later.
-_ANALYZED = {"users": "(user_id)"}
+# What a young table's ANALYZE samples: the columns the facts' statements find and join
+# rows by (users are only joined on their key); sampling every text column cost as much as
+# upserting the rows. Autovacuum's analyze does the rest later.
+_ANALYZED = {"users": "(user_id)", "orders": "(user_id, status, load_id)"}
 
 
 def _upsert(session: Session, batch: Upsert, copy_text: str) -> int:
