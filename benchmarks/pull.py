@@ -10,7 +10,11 @@ Figures (higher ratio is better for Yunying):
 - {sqlite,postgres}_{users,orders}_rows_per_s: the demo's users and orders SQL sources into an
   empty store vs a bare executemany (SQLite) or COPY (PostgreSQL) of the same source rows into
   a table of the source's shape with the same key: loads users and orders at the speed of
-  events, empty store or not (issue 21: the first 20,000 orders once took 16 s).
+  events, empty store or not (issue 21: the first 20,000 orders once took 16 s);
+- {sqlite,postgres}_{users,orders}_store_shape_rows_per_s: the same runs of ours vs the same
+  bare driver writing the rows ours stored into the store's own table (made by the migrations
+  in a fresh file or schema: typed columns, keys, indexes): what any loader into that table
+  pays is in the baseline, so the ratio is Yunying's own overhead (validation, facts).
 
 Each throughput figure alternates ours and its baseline `rounds` times, each time into an
 empty store, and reports the medians: this machine's speed drifts by a fifth within minutes,
@@ -31,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +48,11 @@ from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import EVENT_MAPPING, demo_sources
 from yunying.sources.config import HttpSource
 from yunying.store.migrate import upgrade
+from yunying.store.models import Order, User
 
 END = dt.date(2026, 11, 1)
 POSTGRES = os.environ.get("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_STORE_TABLES = {"users": User.__table__, "orders": Order.__table__}
 EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT"
 
 
@@ -110,6 +116,8 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
 
     for entity, table, key in (("users", "src_users", "id"), ("orders", "src_orders", "order_no")):
         source = f"app-{entity}"
+        # The rows as the last SQLite run of ours stored them: the store-shaped baselines'.
+        stored = work / f"store-{source}.db"
 
         def ours_sqlite(source: str = source) -> float:
             url = _fresh_sqlite(work, f"store-{source}")
@@ -118,17 +126,33 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
         def bare_sqlite(table: str = table, key: str = key) -> float:
             return _bare_sqlite_table(source_db, _fresh_file(work, "bare.db"), table, key)
 
-        figures[f"sqlite_{entity}_rows_per_s"] = _alternate(rounds, ours_sqlite, bare_sqlite)
+        def shaped_sqlite(entity: str = entity, stored: Path = stored) -> float:
+            return _bare_sqlite_store_shape(stored, _fresh_file(work, "shaped.db"), entity)
+
+        (
+            figures[f"sqlite_{entity}_rows_per_s"],
+            figures[f"sqlite_{entity}_store_shape_rows_per_s"],
+        ) = _alternate_many(rounds, ours_sqlite, (bare_sqlite, shaped_sqlite))
         admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
         try:
-            figures[f"postgres_{entity}_rows_per_s"] = _alternate(
+            (
+                figures[f"postgres_{entity}_rows_per_s"],
+                figures[f"postgres_{entity}_store_shape_rows_per_s"],
+            ) = _alternate_many(
                 rounds,
                 in_new_schema(
                     lambda url, source=source: _pull_in_subprocess(
                         work, source_db, url, source=source
                     )["rows_per_s"]
                 ),
-                in_new_schema(lambda url, t=table, k=key: _bare_copy_table(source_db, url, t, k)),
+                (
+                    in_new_schema(
+                        lambda url, t=table, k=key: _bare_copy_table(source_db, url, t, k)
+                    ),
+                    in_new_schema(
+                        lambda url, e=entity, s=stored: _bare_copy_store_shape(s, url, e)
+                    ),
+                ),
             )
         finally:
             admin.dispose()
@@ -146,15 +170,33 @@ def _alternate(
 ) -> dict[str, float]:
     """Ours and the baseline in turn, `rounds` times: the medians, and the median of each
     round's ratio."""
-    values, baselines = [], []
+    return _alternate_many(rounds, ours, (baseline,))[0]
+
+
+def _alternate_many(
+    rounds: int, ours: Callable[[], float], baselines: Sequence[Callable[[], float]]
+) -> list[dict[str, float]]:
+    """Ours and each baseline in turn, `rounds` times: a figure per baseline, each against
+    the same runs of ours."""
+    values: list[float] = []
+    bases: list[list[float]] = [[] for _ in baselines]
     for round_ in range(rounds):
         values.append(ours())
-        baselines.append(baseline())
-        print(f"  round {round_ + 1}: {values[-1]:,.0f} vs {baselines[-1]:,.0f}", file=sys.stderr)
-    ratios = [value / base for value, base in zip(values, baselines, strict=True)]
-    return _figure(
-        statistics.median(values), statistics.median(baselines), statistics.median(ratios)
-    )
+        for measured, baseline in zip(bases, baselines, strict=True):
+            measured.append(baseline())
+        print(
+            f"  round {round_ + 1}: {values[-1]:,.0f} vs "
+            + " / ".join(f"{measured[-1]:,.0f}" for measured in bases),
+            file=sys.stderr,
+        )
+    return [
+        _figure(
+            statistics.median(values),
+            statistics.median(measured),
+            statistics.median(value / base for value, base in zip(values, measured, strict=True)),
+        )
+        for measured in bases
+    ]
 
 
 def _fresh_file(work: Path, name: str) -> Path:
@@ -301,6 +343,58 @@ def _bare_copy_table(source_db: Path, url: str, table: str, key: str) -> float:
             with cursor.copy("COPY bare FROM STDIN") as copy:
                 for row in chunk:
                     copy.write_row([None if v is None else str(v) for v in row])
+            connection.commit()
+            total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def _stored_rows(stored: Path, entity: str) -> tuple[list[str], Any]:
+    """The rows a SQLite store holds in `entity`'s table, in its columns' order."""
+    columns = [column.name for column in _STORE_TABLES[entity].columns]
+    source = sqlite3.connect(stored)
+    return columns, source.execute(f"SELECT {', '.join(columns)} FROM {entity}")
+
+
+def _bare_sqlite_store_shape(stored: Path, target: Path, entity: str) -> float:
+    """The rows ours stored, into the table of a fresh store (made by its migrations: the same
+    columns, types, keys and indexes) with a bare sqlite3 executemany per 20,000 rows: what
+    any loader into that table pays."""
+    upgrade(f"sqlite:///{target}")
+    connection = sqlite3.connect(target)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    started = time.perf_counter()
+    columns, rows = _stored_rows(stored, entity)
+    statement = (
+        f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})"
+    )
+    total = 0
+    while chunk := rows.fetchmany(20_000):
+        connection.executemany(statement, chunk)
+        connection.commit()
+        total += len(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def _bare_copy_store_shape(stored: Path, url: str, entity: str) -> float:
+    """The same with a bare psycopg COPY per 20,000 rows into a fresh PostgreSQL store."""
+    upgrade(url.replace("postgresql://", "postgresql+psycopg://"))
+    started = time.perf_counter()
+    columns, rows = _stored_rows(stored, entity)
+    booleans = {
+        i for i, c in enumerate(_STORE_TABLES[entity].columns) if c.type.python_type is bool
+    }
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        total = 0
+        while chunk := rows.fetchmany(20_000):
+            with cursor.copy(f"COPY {entity} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in chunk:
+                    copy.write_row(
+                        [
+                            bool(v) if i in booleans and v is not None else v
+                            for i, v in enumerate(row)
+                        ]
+                    )
             connection.commit()
             total += len(chunk)
     return total / (time.perf_counter() - started)

@@ -27,6 +27,10 @@ MUST_HAVE = {
         "sqlite_orders_rows_per_s",
         "postgres_users_rows_per_s",
         "postgres_orders_rows_per_s",
+        "sqlite_users_store_shape_rows_per_s",
+        "sqlite_orders_store_shape_rows_per_s",
+        "postgres_users_store_shape_rows_per_s",
+        "postgres_orders_store_shape_rows_per_s",
     ],
     "nightly": ["library_share", "postgresql_library_share", "postgresql_wall_seconds"],
 }

@@ -5,6 +5,7 @@ did), and a first users load still leaves PostgreSQL knowing the table's size.""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from decimal import Decimal
 
@@ -140,3 +141,37 @@ def test_a_first_users_load_leaves_postgres_knowing_the_tables_size(
         )
     assert known == 3000
     assert "user_id" in sampled
+
+
+def test_an_orders_day_another_writer_adds_meanwhile_is_kept_once(
+    engine: Engine, settings: Settings
+) -> None:
+    """PostgreSQL looks the orders' new (user, day) pairs up instead of using ON CONFLICT: a
+    pair another writer adds meanwhile fails the insert on the key, which then runs again."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's look-up of new active days")
+    day = dt.date(2026, 10, 5)
+    with engine.connect() as other:
+        pending = other.begin()
+        other.execute(
+            text("INSERT INTO active_days (user_id, day) VALUES ('u1', :day)"), {"day": day}
+        )
+        # Committed while the load's insert waits on the pair's key: after its look-up.
+        committing = threading.Timer(1.0, pending.commit)
+        committing.start()
+        try:
+            _load(
+                engine,
+                settings,
+                "orders",
+                [
+                    _order("o1", "u1", "5.00", "2026-10-05T12:00:00Z"),
+                    _order("o2", "u2", "7.00", "2026-10-05T12:00:00Z"),
+                ],
+            )
+        finally:
+            committing.join()
+    assert _days(engine) == {("u1", day), ("u2", day)}
+    facts = _facts(engine)
+    assert (facts["u1"][0], facts["u1"][1]) == (1, Decimal("5.00"))
+    assert (facts["u2"][0], facts["u2"][1]) == (1, Decimal("7.00"))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Numeric, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yunying.store.engine import is_postgres, utcnow
@@ -91,13 +92,7 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
     were found and their users written twice (a fifth of an orders load's time)."""
     params = {"load_id": load_id, "now": store_time(session)}
     if as_activity:
-        session.execute(
-            text(
-                "INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM orders"
-                " WHERE load_id = :load_id ON CONFLICT DO NOTHING"
-            ),
-            params,
-        )
+        _add_order_days(session, params)
     last_active = LATEST_ACTIVITY if as_activity else ""
     # Without `as_activity` the load's times are left out (NULL, as for no activity).
     times = "MAX(touched.last_at), MAX(touched.last_day)" if as_activity else "NULL, NULL"
@@ -116,6 +111,29 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
         ),
         params,
     )
+
+
+def _add_order_days(session: Session, params: dict[str, Any]) -> None:
+    """The (user, local day) pairs of the load's orders into active_days. On PostgreSQL the
+    new pairs are found by looking them up rather than with ON CONFLICT (a third of the
+    insert's time); if another writer adds one of them meanwhile, the insert fails on the key
+    and runs again with ON CONFLICT."""
+    pairs = "INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM orders"
+    if is_postgres(session):
+        try:
+            with session.begin_nested():
+                session.execute(
+                    text(
+                        f"{pairs} AS o WHERE load_id = :load_id AND NOT EXISTS (SELECT 1"
+                        " FROM active_days AS known"
+                        " WHERE known.user_id = o.user_id AND known.day = o.day)"
+                    ),
+                    params,
+                )
+            return
+        except IntegrityError:
+            pass
+    session.execute(text(f"{pairs} WHERE load_id = :load_id ON CONFLICT DO NOTHING"), params)
 
 
 def store_time(session: Session) -> Any:

@@ -1,10 +1,9 @@
-"""Rows in the one text a store's bulk statement reads: COPY's text format (PostgreSQL) or a
-JSON array (SQLite), built a column or a batch at a time rather than value by value."""
+"""Events in the one text a store's bulk statement reads: COPY's text format (PostgreSQL) or
+a JSON array (SQLite), built a batch at a time rather than value by value."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
@@ -44,30 +43,3 @@ def _json_text(rows: Sequence[EventRow]) -> str:
     # orjson writes a batch in a fraction of the time joining its values takes, with
     # Python's GIL held all along.
     return orjson.dumps(rows).decode()
-
-
-def copy_rows_text(rows: Sequence[Sequence[Any]]) -> str:
-    """Rows of text, None, bools and integers in COPY's text format, a column at a time."""
-    columns = [_copy_column(column) for column in zip(*rows, strict=True)]
-    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
-
-
-def _copy_column(column: Sequence[Any]) -> Sequence[str]:
-    kinds = set(map(type, column))
-    if kinds <= _TEXTS:
-        joined = "".join(filter(None, column))
-        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
-            column = [value if value is None else _copy_escape(value) for value in column]
-        return column if type(None) not in kinds else list(map(_NULL.get, column, column))
-    if kinds == {bool}:
-        return list(map(_BOOLEANS.__getitem__, column))
-    return ["\\N" if value is None else str(value) for value in column]
-
-
-_TEXTS = frozenset((str, type(None)))
-
-
-_NULL = {None: "\\N"}
-
-
-_BOOLEANS = {True: "t", False: "f"}
