@@ -602,3 +602,24 @@ def test_the_readme_examples_are_the_shipped_segment_files(settings: Settings) -
             Path("x.toml"),
         )
     assert "field 'where.all[1].tier': 'gold' is not one of high, mid, low" in str(error.value)
+
+
+@pytest.mark.postgres
+def test_postgresql_finds_users_without_events_by_an_anti_join(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """`NOT IN (subquery)` becomes a scan of the subquery per user on PostgreSQL once the
+    subquery outgrows work_mem (hours at 1M users / 50M events); an anti-join doesn't."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    _load(engine, settings, _people(40, seed=3))
+    where = {"events": {"names": ["app_open"], "within_days": 30, "max": 0}}
+    library = _write_library(tmp_path / "s", {"quiet": where})
+    with session_scope(engine) as session:
+        statement = compile_segment(session, library, library.get("quiet"), BD, settings.zone)
+        compiled = statement.compile(
+            session.get_bind(), compile_kwargs={"render_postcompile": True}
+        )
+        explained = session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        plan = "\n".join(row[0] for row in explained)
+    assert "Anti Join" in plan, plan

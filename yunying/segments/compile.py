@@ -33,6 +33,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    exists,
     func,
     literal,
     not_,
@@ -162,6 +163,9 @@ class _Emitter:
     business_date: dt.date
     midnights: Midnights
     owner: Any  # the outer statement's user id column (users or lifecycle_states)
+    # PostgreSQL plans `NOT IN (subquery)` as a scan of the subquery per user once its rows
+    # outgrow work_mem; NOT EXISTS is its anti-join. SQLite's NOT IN builds one index instead.
+    anti_join_by_exists: bool = False
 
     @property
     def zoned(self) -> bool:
@@ -271,13 +275,19 @@ class _Emitter:
         if count.kind != "spend":
             low, high = _int_range(rng)
             if high == 0 and (low is None or low <= 0):
-                return self.owner.not_in(anyone)  # type: ignore[no-any-return]
+                return self.none_in(anyone, owner)
             if high is None and low == 1:
                 return self.owner.in_(anyone)  # type: ignore[no-any-return]
         subquery = anyone.group_by(owner)
         if rng.holds(Decimal(0)):  # users with nothing in the window qualify
             return self.owner.not_in(subquery.having(not_(having)))  # type: ignore[no-any-return]
         return self.owner.in_(subquery.having(having))  # type: ignore[no-any-return]
+
+    def none_in(self, query: Select[Any], owner: Any) -> ColumnElement[bool]:
+        """The outer user is not among the ids `query` selects (by its column `owner`)."""
+        if self.anti_join_by_exists:
+            return ~exists(query.where(owner == self.owner).correlate(self.owner.table))
+        return self.owner.not_in(query)  # type: ignore[no-any-return]
 
     def last_order(self, rng: Range) -> ColumnElement[bool]:
         earliest, latest = _days_bounds(rng, self.business_date)
@@ -364,7 +374,8 @@ def compile_segment(
         statement = select(owner).select_from(User)
         if compiler.uses_lifecycle:
             statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == owner)
-    where = _Emitter(library, business_date, midnights, owner).emit(segment.where)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    where = _Emitter(library, business_date, midnights, owner, postgres).emit(segment.where)
     # Used inside other statements (the outbox plan), it must stay a query of its own.
     return statement.where(where).correlate(None)
 
