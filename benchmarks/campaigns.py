@@ -26,9 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from benchmarks.lifecycle import DAY, _fill
+from benchmarks.lifecycle import DAY, fill_store_schema
 from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.store.engine import create_store_engine, session_scope
@@ -111,13 +109,7 @@ def run(users: int, seed: int, events_per_user: int = 5) -> dict[str, Any]:
 def _prepare(url: str, users: int, per_user: int) -> None:
     upgrade(url)
     engine = create_store_engine(url)
-    # lifecycle._fill drops and rebuilds an events(user_id) index that migration 0002
-    # removed; give it one to drop, and drop its rebuilt one: measure the real schema.
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE INDEX ix_events_user_id ON events (user_id)"))
-    _fill(engine, users, per_user)
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP INDEX ix_events_user_id"))
+    fill_store_schema(engine, users, per_user)
     with session_scope(engine) as session:  # the night before: the nightly computes DAY only
         compute_lifecycle(session, DAY - dt.timedelta(days=1), LifecycleSettings())
     engine.dispose()

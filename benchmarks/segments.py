@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from benchmarks.lifecycle import DAY, _fill, on_both_stores
+from benchmarks.lifecycle import DAY, fill_store_schema, on_both_stores
 from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.segments.compile import compile_segment, local_midnight_utc
@@ -139,13 +139,7 @@ def _fill_orders(engine: sa.Engine) -> None:
 def _measure(url: str, users: int, per_user: int) -> dict[str, float]:
     upgrade(url)
     engine = create_store_engine(url)
-    # lifecycle._fill drops and rebuilds an events(user_id) index that migration 0002
-    # removed; give it one to drop, and drop its rebuilt one: measure the real schema.
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE INDEX ix_events_user_id ON events (user_id)"))
-    _fill(engine, users, per_user)
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP INDEX ix_events_user_id"))
+    fill_store_schema(engine, users, per_user)
     _fill_orders(engine)
     with session_scope(engine) as session:
         compute_lifecycle(session, DAY - dt.timedelta(days=10), LifecycleSettings())
