@@ -2,9 +2,11 @@
 three campaigns on different segments a week back (one with two variants), the customers'
 planted answers, the nightly, the segment sizes, and each campaign's review in the summary."""
 
+import datetime as dt
 import re
 import sqlite3
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -53,6 +55,14 @@ def test_the_demo_names_the_planted_better_variant_ahead_and_significant(
     )
     assert headline.endswith(leader)
 
+    # Only recipients answered: about 5% of news's and 25% of gift's, 1 to 5 days after.
+    answered = answers(home, VARIANTS)
+    assert {status for status, _, _ in answered} == {"sent"}
+    assert {days for _, _, days in answered} <= set(range(1, 6))
+    for arm, share in (("news", 0.05), ("gift", 0.25)):
+        assigned = arms[arm][1]
+        assert abs(sum(v == arm for _, v, _ in answered) / assigned - share) < 0.09, arm
+
     # `yunying review` says the same, with the same arms, in the company's locale and in English.
     assert main(["review", VARIANTS]) == 0
     review = capsys.readouterr().out
@@ -88,3 +98,27 @@ def direct_arms(store: Path, campaign: str) -> dict[str, tuple[int, int]]:
         ).fetchall()
     db.close()
     return {arm: (int(k), int(n)) for arm, k, n in rows}
+
+
+def answers(home: Path, campaign: str) -> list[tuple[str, str, int]]:
+    """(outbox status, variant, local days after the send) of each user the demo's customers
+    had answer `campaign`, from the answers' own rows in the company's database."""
+    with sqlite3.connect(home / "demo" / "source.db") as source:
+        first = source.execute(
+            "SELECT uid, ts FROM src_events WHERE event_uuid = uid || '-' || ? || '-0'",
+            (campaign,),
+        ).fetchall()
+    source.close()
+    found = []
+    with sqlite3.connect(home / "yunying.db") as db:
+        for uid, ts in first:
+            status, variant, day, zone = db.execute(
+                "SELECT status, variant, business_date, timezone FROM outbox"
+                " JOIN users USING (user_id) WHERE campaign = ? AND user_id = ?",
+                (campaign, uid),
+            ).fetchone()
+            local = dt.datetime.fromisoformat(ts).astimezone(ZoneInfo(zone)).date()
+            found.append((status, variant, (local - dt.date.fromisoformat(day)).days))
+    db.close()
+    assert found
+    return found
