@@ -77,10 +77,9 @@ def answer_campaigns(
         names = ["app_open", "view_item"]
         if rng.random() < ORDER_SHARE:
             names.append("purchase")
-            amount = round(math.exp(rng.gauss(4.0, 0.8)), 2)
-            orders.append(
-                (f"{user_id}-{campaign}", user_id, str(amount), "CNY", "paid", _iso(moment, 900))
-            )
+            amount = round(math.exp(rng.gauss(4.0, 0.8)), 2)  # as company.py draws orders
+            paid_at = _iso(moment, 60 * len(names))  # the purchase event's moment
+            orders.append((f"{user_id}-{campaign}", user_id, str(amount), "CNY", "paid", paid_at))
         for index, name in enumerate(names):
             key = f"{user_id}-{campaign}-{index}"
             events.append((key, user_id, name, _iso(moment, 60 * (index + 1))))
