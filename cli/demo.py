@@ -9,10 +9,12 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
+from yunying.demo.responses import Answers, answer_campaigns
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
 from yunying.errors import ConfigError
@@ -42,6 +44,13 @@ def run_demo(settings: Settings, users: int, seed: int, keep: bool) -> dict[str,
         week_ago = business_date - dt.timedelta(days=8)
         step("4/5", f"three campaigns on their segments on {week_ago}, reviewed a week later")
         strategy_step(settings, week_ago)
+        answers = answer_step(settings, source_db, week_ago, seed)
+        step(
+            "   ",
+            f"the messages bring back {answers.returned} of their {answers.recipients} recipients "
+            f"within the week ({answers.orders} of them order): the demo's customers answer the "
+            "gift message more often than the news one",
+        )
         step(
             "5/5",
             "running the nightly flow on Prefect's local API (pull -> lifecycle -> send -> report)",
@@ -56,6 +65,7 @@ def run_demo(settings: Settings, users: int, seed: int, keep: bool) -> dict[str,
 
 
 DEMO_CAMPAIGNS = ["demo-vip", "demo-lapsed-buyers", "demo-silent"]
+REVIEW_COMMAND = ".venv/bin/yunying review"
 
 
 def strategy_step(settings: Settings, day: dt.date) -> None:
@@ -76,8 +86,23 @@ def strategy_step(settings: Settings, day: dt.date) -> None:
     campaigns(business_date=day, names=DEMO_CAMPAIGNS)
 
 
+def answer_step(settings: Settings, source_db: Path, day: dt.date, seed: int) -> Answers:
+    """The recipients of the demo campaigns of `day` answer them, in the company's database."""
+    from yunying.messaging.campaign import find_campaign
+    from yunying.store.engine import create_store_engine
+
+    chosen = [find_campaign(settings.campaign_dir, name) for name in DEMO_CAMPAIGNS]
+    engine = create_store_engine(settings.store_url)
+    try:
+        return answer_campaigns(engine, source_db, chosen, day, seed)
+    finally:
+        engine.dispose()
+
+
 def reviews(settings: Settings, as_of: dt.date) -> dict[str, dict[str, Any]]:
+    from yunying.reports.review_page import leader_line
     from yunying.reports.review_run import build_review
+    from yunying.reports.words import Words
     from yunying.store.engine import create_store_engine
 
     engine = create_store_engine(settings.store_url)
@@ -85,12 +110,14 @@ def reviews(settings: Settings, as_of: dt.date) -> dict[str, dict[str, Any]]:
         built = {name: build_review(settings, engine, name, as_of) for name in DEMO_CAMPAIGNS}
     finally:
         engine.dispose()
+    words = Words(settings.default_locale, settings.currency)
     return {
         name: {
             "page": str(b.path),
             "sent": b.review.funnel.sent,
             "held_out": b.review.funnel.held_out,
             "lines": b.page.lines,
+            "leader": leader_line(b.review, words),
         }
         for name, b in built.items()
     }
@@ -130,10 +157,15 @@ def print_summary(summary: dict[str, Any], settings: Settings) -> None:
     sizes = ", ".join(f"{name} {n}" for name, n in summary.get("segments", {}).items())
     print(f"  segment sizes:      {sizes}")
     for name, review in summary.get("reviews", {}).items():
+        if review.get("leader"):
+            print(f"  variant test:       {name}: {review['leader']}")
+            print(f"                      the review: {REVIEW_COMMAND} {name}")
+    for name, review in summary.get("reviews", {}).items():
         print(f"  review {name}: sent {review['sent']}, held out {review['held_out']}")
         for line in review["lines"][1:]:
             print(f"      {line}")
         print(f"      page: {review['page']}")
+        print(f"      more: {REVIEW_COMMAND} {name}")
     print()
     print("Where to look:")
     print(f"  messages (.eml, .jsonl): {settings.outbox_path.resolve()}")

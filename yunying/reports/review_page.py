@@ -155,6 +155,29 @@ def _interval(words: Words, comparison: Comparison) -> str:
     return "—" if interval is None else f"{interval[0] * 100:+.1f} … {interval[1] * 100:+.1f}"
 
 
+def _verdict(words: Words, comparison: Comparison) -> str:
+    label = LABELS[words.locale]
+    if not comparison.enough:
+        return label["too_few"].format(n=MIN_ARM)
+    return label["significant"] if comparison.significant else label["not_significant"]
+
+
+def leader_line(review: Review, words: Words) -> str | None:
+    """Which variant is ahead of the runner-up, by how much and whether that is significant;
+    None without two variants with users."""
+    if review.leader is None or review.leader.interval is None:
+        return None
+    low, high = review.leader.interval
+    return LABELS[words.locale]["leader"].format(
+        best=review.leader.label,
+        second=review.variants[1].label,
+        diff=_points(words, review.leader.uplift).lstrip("+"),
+        low=f"{low * 100:+.1f}",
+        high=f"{high * 100:+.1f}",
+        sig=_verdict(words, review.leader),
+    )
+
+
 def page(review: Review, words: Words) -> Page:
     label = LABELS[words.locale]
 
@@ -162,11 +185,6 @@ def page(review: Review, words: Words) -> Page:
         return label[key].format(**values)
 
     too_few = say("too_few", n=MIN_ARM)
-
-    def verdict(comparison: Comparison) -> str:
-        if not comparison.enough:
-            return too_few
-        return say("significant") if comparison.significant else say("not_significant")
 
     lines: list[str] = []
     if review.first_date is None:
@@ -201,22 +219,12 @@ def page(review: Review, words: Words) -> Page:
                 uplift=_points(words, overall.uplift),
                 low=f"{low * 100:+.1f}",
                 high=f"{high * 100:+.1f}",
-                sig=verdict(overall),
+                sig=_verdict(words, overall),
             )
         )
-    if review.leader is not None and review.leader.interval is not None:
-        low, high = review.leader.interval
-        lines.append(
-            say(
-                "leader",
-                best=review.leader.label,
-                second=review.variants[1].label,
-                diff=_points(words, review.leader.uplift).lstrip("+"),
-                low=f"{low * 100:+.1f}",
-                high=f"{high * 100:+.1f}",
-                sig=verdict(review.leader),
-            )
-        )
+    leader = leader_line(review, words)
+    if leader is not None:
+        lines.append(leader)
     if review.last_date is not None and not review.window_closed:
         until = review.last_date.toordinal() + review.within_days
         lines.append(say("window_open", until=words.date(type(review.as_of).fromordinal(until))))
