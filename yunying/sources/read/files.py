@@ -9,7 +9,9 @@ import io
 import json
 import zlib
 from collections.abc import Collection, Iterator
+from pathlib import Path
 
+from yunying.errors import ConfigError
 from yunying.sources.config import FileSource
 from yunying.sources.read.batch import Batch, Record
 from yunying.sources.records import Rejected
@@ -24,8 +26,13 @@ def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
     path as the watermark, so the file is recorded as loaded with that batch. A file that
     cannot be read whole (a truncated or corrupt .gz, a file gone meanwhile) is set aside:
     the rows read before the break load as usual, the file is not recorded as loaded (so a
-    complete copy is read on the next pull), and the source goes on with its next file."""
-    for path in file_paths(source):
+    complete copy is read on the next pull), and the source goes on with its next file.
+    A `path` that matches no file at all, loaded or not, is a ConfigError: read as empty, a
+    mistyped path would pull nothing, night after night, as if all were well."""
+    paths = file_paths(source)
+    if not paths:
+        raise ConfigError(f"source {source.name}: {_nothing_at(source.path)}")
+    for path in paths:
         if path in loaded:
             continue
         records: list[Record] = []
@@ -50,6 +57,18 @@ def read_file(source: FileSource, loaded: Collection[str]) -> Iterator[Batch]:
             yield Batch(records, None, unreadable, set_aside=[(path, _broken(exc, read))])
             continue
         yield Batch(records, path, unreadable)
+
+
+def _nothing_at(pattern: str) -> str:
+    """What is wrong with a `path` that matches no file, and which setting to fix."""
+    where = Path(pattern)
+    shown = pattern if where.is_absolute() else f"{pattern} (from {Path.cwd()})"
+    magic = glob.has_magic(pattern)
+    what = f"no file matches {shown}" if magic else f"no such file: {shown}"
+    folder = next((p for p in where.parents if not glob.has_magic(str(p))), where)
+    if not folder.is_dir():
+        what += f"; the folder {folder} does not exist"
+    return f"{what}. Fix the source's `path`, or put the export there first"
 
 
 def _broken(exc: BaseException, read: int) -> str:
