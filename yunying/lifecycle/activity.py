@@ -18,7 +18,8 @@ from yunying.store.models import Event, Order, User
 
 
 def describe_activity(entities: Collection[str], rules: LifecycleSettings) -> str | None:
-    """A sentence on how activity is derived when there are users but no events, else None."""
+    """A sentence on how activity is derived when there are users but no events, else None.
+    `entities` are those present (stored, or configured): each clause says what holds."""
     if "users" not in entities or "events" in entities:
         return None
     if "orders" in entities and rules.orders_are_activity:
@@ -26,10 +27,14 @@ def describe_activity(entities: Collection[str], rules: LifecycleSettings) -> st
             "no events: activity is derived from orders (lifecycle.orders_are_activity = true):"
             " a customer is active on each local day they placed an order"
         )
-    return (
-        "no events and orders are not activity (lifecycle.orders_are_activity = false):"
-        " every user will be silent or churned, and DAU/MAU will be 0"
-    )
+    if "orders" in entities:
+        why = "no events and orders are not activity (lifecycle.orders_are_activity = false)"
+    elif rules.orders_are_activity:
+        why = "no events and no orders: nothing to derive activity from"
+    else:
+        why = "no events, no orders, and orders would not be activity anyway"
+        why += " (lifecycle.orders_are_activity = false)"
+    return f"{why}: every user will be silent or churned, and DAU/MAU will be 0"
 
 
 def stored_entities(session: Session) -> set[str]:
