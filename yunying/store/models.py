@@ -149,13 +149,20 @@ class SourceFile(Base):
 
 
 class RejectedRecord(Base):
+    """A record a source gave that did not validate, kept once per source (by `raw_hash`,
+    SHA-256 of `raw`) however often it is read again."""
+
     __tablename__ = "rejected_records"
+    __table_args__ = (
+        Index("uq_rejected_records_source_raw_hash", "source", "raw_hash", unique=True),
+    )
 
     id: Mapped[AutoId]
     source: Mapped[str] = mapped_column(String(100), index=True)
     run_id: Mapped[str] = mapped_column(String(64))
     raw: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+    raw_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Collection, Sequence
@@ -23,7 +24,8 @@ def reject(
     """Set the rejects aside in one statement, the records travelling as one JSON array:
     compiling a multi-row VALUES cost more than the insert, and an executemany on SQLite
     gives up Python's GIL for every row (and waits for it behind the pull's other threads).
-    `only_new` leaves out a record the source already has set aside (a row read again)."""
+    A record is kept once per source, keyed by a hash of its raw text: a whole table or a
+    look-back reads a bad row on every pull. (`only_new` is that rule, now always kept.)"""
     if not rejects:
         return
     if is_postgres(session):
@@ -32,21 +34,15 @@ def reject(
         records, item = "json_each(:rows)", "json_extract(value, '$[{}]')"
     # What no store's text can hold (NUL for PostgreSQL, a lone surrogate for either) becomes
     # U+FFFD, as undecodable bytes do.
-    rows = [
-        [_UNSTORABLE.sub("\ufffd", rejected.raw), _UNSTORABLE.sub("\ufffd", rejected.reason)]
-        for rejected in rejects
-    ]
+    rows = []
+    for rejected in rejects:
+        raw = _UNSTORABLE.sub("\ufffd", rejected.raw)
+        rows.append([raw, _UNSTORABLE.sub("\ufffd", rejected.reason), raw_hash(raw)])
     session.execute(
         text(
-            "INSERT INTO rejected_records (source, run_id, raw, reason, created_at)"
-            f" SELECT :source, :run_id, {item.format(0)}, {item.format(1)}, :now FROM {records}"
-            + (
-                " WHERE NOT EXISTS (SELECT 1 FROM rejected_records AS known"
-                " WHERE known.source = CAST(:source AS VARCHAR(100))"
-                f" AND known.raw = {item.format(0)})"
-                if only_new
-                else ""
-            )
+            "INSERT INTO rejected_records (source, run_id, raw, reason, raw_hash, created_at)"
+            f" SELECT :source, :run_id, {item.format(0)}, {item.format(1)}, {item.format(2)},"
+            f" :now FROM {records} WHERE true ON CONFLICT (source, raw_hash) DO NOTHING"
         ),
         {
             "source": source,
@@ -55,6 +51,11 @@ def reject(
             "rows": json.dumps(rows, ensure_ascii=False),
         },
     )
+
+
+def raw_hash(raw: str) -> str:
+    """The key of a rejected record within its source (the migration keys old rows alike)."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
