@@ -1,7 +1,9 @@
 """`yunying init`: write yunying.toml for the company's own data, checking each source.
 
 Every answer comes from a flag, else a prompt when the terminal is interactive, else its
-default. Each source is read a few rows through its mapping before anything is written: a
+default. A required field the table has no column for is asked for in a terminal, offering
+the table's columns; without one, the error names the `--map` flag to pass. Each source is
+sampled through its mapping (up to a thousand records) before anything is written: a
 mapping to a missing column, a missing file or an unreachable database stops `init` with
 the reason, and the file is not written. A new store starts with sending off.
 """
@@ -10,17 +12,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
 from yunying.config import Settings, describe_validation_error
 from yunying.errors import ConfigError, YunyingError
 from yunying.lifecycle.activity import describe_activity
-from yunying.sources.config import FIELDS
-from yunying.sources.sample import sample_source
+from yunying.sources.config import FIELDS, SqlSource
+from yunying.sources.mapping import REQUIRED
+from yunying.sources.sample import (
+    CONTACT_FIELDS,
+    SHOWN_RECORDS,
+    mask_record,
+    sample_source,
+    source_columns,
+)
 
 ENTITIES = ("users", "orders", "events")
 
@@ -63,7 +74,8 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         return 2 if failed else 0
     if path.exists() and not args.force:
         raise ConfigError(f"{path} exists: pass --force to overwrite it")
-    ask = _asker(sys.stdin.isatty())
+    interactive = sys.stdin.isatty()
+    ask = _asker(interactive)
     data: dict[str, Any] = {
         "timezone": _given(args.timezone, ask, "Time zone (IANA name)", "Asia/Shanghai"),
         "default_locale": _given(args.locale, ask, "Default locale", "zh-CN"),
@@ -81,7 +93,7 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
             raise ConfigError(f"lifecycle.{name}_days: {answer!r} is not a whole number") from None
     data["lifecycle"] = lifecycle
     url = _given(args.sql, ask, "Your database's URL (empty: none)", "")
-    data["sources"] = _sources(args, url, ask) if url else []
+    data["sources"] = _sources(args, url, ask, interactive) if url else []
     try:
         settings = Settings(**data)
     except Exception as exc:  # pydantic's ValidationError, said field by field
@@ -108,8 +120,8 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
 
 
 def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
-    """Each source's columns, a mapped record and what would be rejected; True if a source
-    could not be read."""
+    """Each source's columns, a few mapped records and every reason a record would be
+    rejected for; True if a source could not be read."""
     failed = False
     for source in settings.sources:
         out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
@@ -120,18 +132,19 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
             failed = True
             continue
         out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
-        for row in sample.mapped[:1]:
-            shown = json.dumps(row, default=str, ensure_ascii=False)
-            out(f"  a mapped record: {masked(shown)}")
-        for raw, reason in sample.rejected[:3]:
-            out(f"  would be rejected: {reason}: {masked(raw[:200])}")
-        read = len(sample.mapped) + len(sample.rejected)
-        out(f"  {len(sample.mapped)} of {read} rows read are valid")
+        for row in sample.mapped[:SHOWN_RECORDS]:
+            shown = mask_record(row, CONTACT_FIELDS)
+            out(f"  a mapped record: {json.dumps(shown, default=str, ensure_ascii=False)}")
+        out(f"  {len(sample.mapped)} of {sample.read} rows read are valid")
+        for reason in sample.reasons:
+            example = f"row {reason.example_id}" if reason.example_id else "a row"
+            out(f"  {reason.count} would be rejected: {reason.reason}")
+            out(f"      e.g. {example}: {reason.example}")
     return failed
 
 
 def _sources(
-    args: argparse.Namespace, url: str, ask: Callable[[str, str], str]
+    args: argparse.Namespace, url: str, ask: Callable[[str, str], str], interactive: bool
 ) -> list[dict[str, Any]]:
     mappings: dict[str, dict[str, str]] = {entity: {} for entity in ENTITIES}
     for item in args.map:
@@ -142,10 +155,14 @@ def _sources(
                 f"--map {item!r}: expected ENTITY.FIELD=COLUMN, ENTITY one of {', '.join(ENTITIES)}"
             )
         mappings[entity][field] = column
+    _database_exists(url)
+    tables = _table_names(url) if interactive else []
+    offered = f"; its tables: {', '.join(tables)}" if tables else ""
     sources = []
+    missing: list[str] = []
     for entity in ENTITIES:
         table = _given(
-            getattr(args, f"{entity}_table"), ask, f"Table of {entity} (empty: none)", ""
+            getattr(args, f"{entity}_table"), ask, f"Table of {entity} (empty: none{offered})", ""
         )
         if table:
             source: dict[str, Any] = {
@@ -155,23 +172,75 @@ def _sources(
                 "url": url,
                 "table": table,
             }
+            missing += _map_required(source, mappings[entity], ask, interactive)
             if mappings[entity]:
                 source["mapping"] = mappings[entity]
             sources.append(source)
+    if missing:
+        raise ConfigError("; ".join(missing) + ". Nothing was written")
     return sources
 
 
-# Contacts are shown masked: the terminal's scrollback is a log too.
-_EMAIL = re.compile(r"[^\s\"'@,{}]+@")
-_LONG_NUMBER = re.compile(r"\+?\d{5,}(\d{2})")
-_SECRET_FIELDS = re.compile(r'("(?:push_token|openid|token)": ")[^"]*')
+def _map_required(
+    source: dict[str, Any],
+    mapping: dict[str, str],
+    ask: Callable[[str, str], str],
+    interactive: bool,
+) -> list[str]:
+    """Each required field whose column the table lacks: asked for (offering the table's
+    columns) in a terminal, else named with the flag that maps it. Returns what is missing."""
+    entity, table = source["entity"], source["table"]
+    try:
+        columns = source_columns(SqlSource(**source, mapping=mapping))
+    except (YunyingError, ValueError):  # ValueError: pydantic's, on a bad URL
+        return []  # the sample's check, or the settings', says what is wrong
+    missing = []
+    for field in REQUIRED[entity]:
+        while columns and mapping.get(field, field) not in columns:
+            if not interactive:
+                missing.append(
+                    f"{entity}.{field}: table {table} has no column {mapping.get(field, field)!r};"
+                    f" pass --map {entity}.{field}=<column> (its columns: {', '.join(columns)})"
+                )
+                break
+            answer = ask(f"Column of {entity}.{field} in {table} ({', '.join(columns)})", "")
+            if answer in columns:
+                mapping[field] = answer
+            else:
+                print(f"  {table} has no column {answer!r}")
+    return missing
 
 
-def masked(text: str) -> str:
-    """`text` with email local parts, phone-like numbers and tokens masked."""
-    text = _EMAIL.sub("***@", text)
-    text = _LONG_NUMBER.sub(lambda m: "***" + m.group(1), text)
-    return _SECRET_FIELDS.sub(lambda m: m.group(1) + "***", text)
+def _database_exists(url: str) -> None:
+    """A SQLite URL names a file that must exist: SQLite would make an empty one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # the settings' own check names it
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    path = path.removeprefix("file:").split("?", 1)[0]
+    if not Path(path).is_file():
+        raise ConfigError(f"--sql {url!r}: no such file: {Path(path).resolve()}")
+
+
+def _table_names(url: str) -> list[str]:
+    """The database's tables, to offer in the prompts; none when they cannot be listed."""
+    from sqlalchemy import inspect
+
+    from yunying.store.engine import create_store_engine
+
+    try:
+        engine = create_store_engine(url)
+    except Exception:  # e.g. a driver not installed: the settings' own check names it
+        return []
+    try:
+        return sorted(inspect(engine).get_table_names())
+    except SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
 
 
 def _given(value: str | None, ask: Callable[[str, str], str], question: str, default: str) -> str:
@@ -183,7 +252,10 @@ def _asker(interactive: bool) -> Callable[[str, str], str]:
     def ask(question: str, default: str) -> str:
         if not interactive:
             return default
-        answer = input(f"{question} [{default}]: ").strip()
+        try:
+            answer = input(f"{question} [{default}]: ").strip()
+        except EOFError:
+            raise ConfigError(f"no answer to {question!r}: nothing was written") from None
         return answer or default
 
     return ask

@@ -1,14 +1,23 @@
-"""A few records of a source read through its mapping: what `yunying init` shows."""
+"""Records of a source read through its mapping: what `yunying init` shows.
+
+Up to a thousand records are read, so that bad rows, rarer than one in five, show up: the
+sample keeps a few mapped records and every distinct reason a record would be rejected for,
+with how many and one example. Contacts (emails, phones, openids, tokens) are masked: the
+terminal's scrollback is a log too; nothing else is.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from yunying.sources.config import FileSource, HttpSource, SourceConfig
+from yunying.sources.config import FIELDS, FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
+from yunying.sources.read.batch import Batch
 from yunying.sources.records import (
     EVENT_COLUMNS,
     NO_CONSENT_ASSUMED,
@@ -18,6 +27,23 @@ from yunying.sources.records import (
 )
 from yunying.sources.validate import validate
 
+SAMPLE_ROWS = 1000
+SHOWN_RECORDS = 3
+
+# The fields holding a way to reach a person, and column names that say they hold one.
+CONTACT_FIELDS = ("email", "phone", "push_token", "openid")
+_CONTACT_NAME = re.compile(r"mail|phone|mobile|tel|token|openid|secret", re.IGNORECASE)
+_EMAIL = re.compile(r"[^\s\"'@,{}]+@")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+@dataclass(frozen=True)
+class RejectReason:
+    reason: str  # its wording, with the values it quotes left out
+    count: int
+    example_id: str | None  # the id of one record rejected for it, when it has one
+    example: str  # that record's own reason, contacts masked
+
 
 @dataclass
 class SourceSample:
@@ -26,27 +52,20 @@ class SourceSample:
     columns: list[str]
     mapped: list[dict[str, Any]] = field(default_factory=list)  # as the store would keep them
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (raw record, reason)
+    read: int = 0  # records read
+    reasons: list[RejectReason] = field(default_factory=list)  # commonest first
 
 
 def sample_source(
     source: SourceConfig,
     zone: ZoneInfo,
-    limit: int = 5,
+    limit: int = SAMPLE_ROWS,
     defaults: RecordDefaults = NO_CONSENT_ASSUMED,
 ) -> SourceSample:
     """Read up to `limit` records, check the mapping against the source's columns
     (ConfigError naming key and columns) and validate them as a pull would, with the pull's
     `defaults`; nothing is stored, no watermark moves."""
-    small: SourceConfig = source.model_copy(update={"batch_size": limit})
-    if isinstance(small, HttpSource):
-        small = small.model_copy(update={"page_size": limit})
-    batches = read_source(small, None)
-    try:
-        batch = next(batches, None)
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
+    batch = _first_batch(source, limit)
     if batch is None:
         return SourceSample(source.name, source.entity, [])
     records = list(batch.records[:limit])
@@ -57,6 +76,83 @@ def sample_source(
     names = {"events": EVENT_COLUMNS, "users": USER_COLUMNS, "orders": ORDER_COLUMNS}
     mapped = [dict(zip(names[source.entity], row, strict=True)) for row in rows]
     rejected += batch.unreadable
+    pairs = [(r.raw, r.reason) for r in rejected]
+    read = len(records) + len(batch.unreadable)
     return SourceSample(
-        source.name, source.entity, columns, mapped, [(r.raw, r.reason) for r in rejected]
+        source.name, source.entity, columns, mapped, pairs, read, _reasons(source, pairs)
     )
+
+
+def source_columns(source: SourceConfig) -> list[str]:
+    """The source's column names, from its first record (none when it has no record)."""
+    batch = _first_batch(source, 1)
+    return [] if batch is None else columns_of(batch.records[:1], batch.columns)
+
+
+def _first_batch(source: SourceConfig, limit: int) -> Batch | None:
+    small: SourceConfig = source.model_copy(update={"batch_size": limit})
+    if isinstance(small, HttpSource):
+        small = small.model_copy(update={"page_size": min(small.page_size, limit)})
+    batches = read_source(small, None)
+    try:
+        return next(batches, None)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _reasons(source: SourceConfig, rejected: list[tuple[str, str]]) -> list[RejectReason]:
+    """Every distinct reason, with its count and an example record's id."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for raw, reason in rejected:
+        groups.setdefault(_QUOTED.sub("…", reason), []).append((raw, reason))
+    id_column = source.mapping.get(FIELDS[source.entity][0], FIELDS[source.entity][0])
+    summary = []
+    for wording, members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        raw, reason = members[0]
+        summary.append(
+            RejectReason(wording, len(members), _record_id(raw, id_column), mask_text(reason))
+        )
+    return summary
+
+
+def _record_id(raw: str, column: str) -> str | None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    value = record.get(column) if isinstance(record, dict) else None
+    return None if value is None or value == "" else str(value)
+
+
+def mask_record(record: dict[str, Any], contact_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`record` with its contacts masked: the `contact_columns`, columns whose names say they
+    hold one, and any text that is an email address. Ids, amounts and counts stay as read."""
+    shown: dict[str, Any] = {}
+    for key, value in record.items():
+        if (
+            isinstance(value, str)
+            and value
+            and (key in contact_columns or _CONTACT_NAME.search(key) or "@" in value)
+        ):
+            shown[key] = _mask_value(value)
+        else:
+            shown[key] = value
+    return shown
+
+
+def contact_columns(source: SourceConfig) -> tuple[str, ...]:
+    """The source's own names of the contact fields (its raw records' keys)."""
+    return tuple(source.mapping.get(f, f) for f in CONTACT_FIELDS if f in FIELDS[source.entity])
+
+
+def mask_text(text: str) -> str:
+    """Email addresses in free text (a raw line that is no JSON object, a reason) masked."""
+    return _EMAIL.sub("***@", text)
+
+
+def _mask_value(value: str) -> str:
+    if "@" in value:
+        return "***@" + value.rpartition("@")[2]
+    return "***" + value[-2:] if len(value) > 4 else "***"
