@@ -81,7 +81,7 @@ def test_without_a_terminal_the_error_names_the_map_flag(
 ) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     _shop(db)
-    args = _flags(config, db) + ["--map", "users.user_id=id", "--map", "users.signup_at=created"]
+    args = [*_flags(config, db), "--map", "users.user_id=id", "--map", "users.signup_at=created"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert (
@@ -108,7 +108,7 @@ def test_the_sample_shows_every_reject_reason_and_masks_contacts_only(
 ) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     _shop(db)
-    args = _flags(config, db) + ["--orders-table", ""]
+    args = [*_flags(config, db), "--orders-table", ""]
     for mapping in ("user_id=id", "signup_at=created", "email=mail", "phone=mobile"):
         args += ["--map", f"users.{mapping}"]
     assert main(args) == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 
 from cli.main import main
 from yunying.config import Settings
@@ -75,8 +75,9 @@ def test_the_migration_keeps_the_first_of_each_rejected_row(store_url: str, engi
     upgrade(store_url)
     with session_scope(engine) as session:
         kept = session.execute(
-            select(RejectedRecord.source, RejectedRecord.run_id, RejectedRecord.raw_hash)
-            .order_by(RejectedRecord.source, RejectedRecord.run_id)
+            select(RejectedRecord.source, RejectedRecord.run_id, RejectedRecord.raw_hash).order_by(
+                RejectedRecord.source, RejectedRecord.run_id
+            )
         ).all()
     assert [(source, run) for source, run, _ in kept] == [
         ("db-orders", "0"), ("db-orders", "1"), ("db-users", "0"), ("db-users", "1")

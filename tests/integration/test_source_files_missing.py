@@ -44,9 +44,7 @@ def test_init_check_stops_on_a_path_that_matches_no_file(
     said: str,
 ) -> None:
     (tmp_path / "users.csv").write_text(USERS, encoding="utf-8")
-    _file_sources(
-        monkeypatch, users=str(tmp_path / "users.csv"), orders=str(tmp_path / given)
-    )
+    _file_sources(monkeypatch, users=str(tmp_path / "users.csv"), orders=str(tmp_path / given))
     monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
     assert main(["init", "--check"]) == 2
     out = capsys.readouterr().out
