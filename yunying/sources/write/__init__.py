@@ -20,8 +20,9 @@ from yunying.store.engine import is_postgres
 
 
 class StoreWriter(Protocol):
-    def upsert(self, session: Session, batch: Upsert) -> int:
-        """Insert or update the rows (one per key); returns how many were new."""
+    def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
+        """Insert or update the rows (one per key); returns how many were new and how many
+        stored rows the statement changed."""
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """Insert the events whose id is new and fold exactly those into user_facts and
@@ -50,12 +51,17 @@ def load_rows(
     rows = last_per_id(rows)
     columns = list(USER_COLUMNS if entity == "users" else (*ORDER_COLUMNS, "load_id"))
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-    conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments}"
+    # A row read again unchanged is left alone (and not counted as updated): a whole-table
+    # source re-reads every row each night. The pull's time and load id are no change.
+    compared = [c for c in columns[1:] if c not in ("updated_at", "load_id")]
+    distinct = "IS DISTINCT FROM" if is_postgres(session) else "IS NOT"
+    changed = " OR ".join(f"{entity}.{c} {distinct} excluded.{c}" for c in compared)
+    conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments} WHERE {changed}"
     upsert = Upsert(entity, columns, rows, load_id, conflict)
-    inserted = writer_for(session).upsert(session, upsert)
+    inserted, updated = writer_for(session).upsert(session, upsert)
     if entity == "orders":
         fold_orders(session, load_id, orders_are_activity)
-    return inserted, len(rows) - inserted
+    return inserted, updated
 
 
 def load_events(

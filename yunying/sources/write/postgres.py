@@ -19,14 +19,14 @@ from yunying.sources.write.facts import fold_events
 
 
 class PostgresWriter:
-    def upsert(self, session: Session, batch: Upsert) -> int:
-        """The rows upserted; returns how many were new."""
+    def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
+        """The rows upserted; returns how many were new and how many were updated."""
         rows = batch.rows
         if len(batch.columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
-        inserted = _upsert(session, batch, rows)
+        counts = _upsert(session, batch, rows)
         _analyze_if_young(session, batch.table, len(batch.rows), _ANALYZED.get(batch.table, ""))
-        return inserted
+        return counts
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """Straight into `events` when every event is new (`_copy_all_new`), else through the
@@ -56,8 +56,9 @@ class PostgresWriter:
 _ANALYZED = {"users": "(user_id)", "orders": "(user_id, status, load_id)"}
 
 
-def _upsert(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> int:
-    """The batch (`rows`, in its columns' order) upserted; returns how many rows were new.
+def _upsert(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> tuple[int, int]:
+    """The batch (`rows`, in its columns' order) upserted; returns how many rows were new
+    and how many were updated (a row its conflict clause leaves alone is neither).
     When none of its keys is stored (a first load), it is copied straight into the table;
     otherwise, or when a concurrent pull adds one of them meanwhile, through a staging
     table."""
@@ -74,19 +75,20 @@ def _upsert(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> i
         try:
             with session.begin_nested():
                 _copy(session, table, columns, rows)
-            return len(rows)
+            return len(rows), 0
         except (IntegrityError, psycopg.IntegrityError):
             pass
     copy_to_stage(session, table, columns, rows)
     # xmax is 0 on a row this statement inserted, not on one it updated: the new rows are
     # counted as they are written.
-    inserted = session.scalar(
+    inserted, written = session.execute(
         text(
             f"WITH written AS ({_from_stage(table, columns, batch.conflict)}"
-            " RETURNING (xmax = 0) AS new) SELECT COUNT(*) FILTER (WHERE new) FROM written"
+            " RETURNING (xmax = 0) AS new)"
+            " SELECT COUNT(*) FILTER (WHERE new), COUNT(*) FROM written"
         )
-    )
-    return int(inserted or 0)
+    ).one()
+    return int(inserted), int(written) - int(inserted)
 
 
 def _copy(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from itertools import repeat
 from operator import add
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -15,22 +16,28 @@ from yunying.sources.write.facts import fact_updates
 
 
 class SqliteWriter:
-    def upsert(self, session: Session, batch: Upsert) -> int:
-        """One executemany on the driver; returns how many rows were new. (A JSON text read
-        by json_each, as events go in, re-parses each row once per column.)"""
+    def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
+        """One executemany on the driver; returns how many rows were new and how many were
+        updated. (A JSON text read by json_each, as events go in, re-parses each row once per
+        column.)"""
         table, columns, rows = batch.table, batch.columns, batch.rows
         before = session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}"))
         if len(columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
         marks = ", ".join("?" * len(columns))
-        driver = session.connection().connection.driver_connection
-        driver.executemany(  # type: ignore[union-attr]
+        driver: Any = session.connection().connection.driver_connection
+        changes = driver.total_changes  # inserted and updated rows, not those left alone
+        driver.executemany(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {batch.conflict}", rows
         )
-        new = session.scalar(
-            text(f"SELECT COUNT(*) FROM {table} WHERE rowid > :before"), {"before": before}
+        changes = driver.total_changes - changes
+        new = int(
+            session.scalar(
+                text(f"SELECT COUNT(*) FROM {table} WHERE rowid > :before"), {"before": before}
+            )
+            or 0
         )
-        return int(new or 0)
+        return new, changes - new
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """The batch goes in as one JSON text: one statement, during which Python's other
