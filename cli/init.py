@@ -161,9 +161,11 @@ def _sources(
     sources = []
     missing: list[str] = []
     for entity in ENTITIES:
-        table = _given(
-            getattr(args, f"{entity}_table"), ask, f"Table of {entity} (empty: none{offered})", ""
-        )
+        question = f"Table of {entity} (empty: none{offered})"
+        table = _given(getattr(args, f"{entity}_table"), ask, question, "")
+        while interactive and tables and table and table not in tables:
+            print(f"  the database has no table {table!r}")
+            table = ask(question, "")
         if table:
             source: dict[str, Any] = {
                 "kind": "sql",

@@ -37,10 +37,13 @@ def _shop(path: Path) -> None:
         db.execute("INSERT INTO purchases VALUES ('p1', 'c1', '9.90', '2026-10-02T00:00:00Z')")
 
 
-def _flags(config: Path, db: Path) -> list[str]:
+def _flags(config: Path, db: Path, orders_table: str | None = "purchases") -> list[str]:
+    """Every answer as a flag; the orders' table asked when `orders_table` is None."""
     args = ["init", "--config", str(config), "--timezone", "America/New_York", "--locale", "en"]
     args += ["--currency", "USD", "--sql", f"sqlite:///{db}", "--events-table", ""]
-    args += ["--users-table", "customers", "--orders-table", "purchases"]
+    args += ["--users-table", "customers"]
+    if orders_table is not None:
+        args += ["--orders-table", orders_table]
     for name, days in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
         args += [f"--{name}-days", str(days)]
     return args
@@ -49,12 +52,13 @@ def _flags(config: Path, db: Path) -> list[str]:
 def test_in_a_terminal_init_asks_for_the_columns_it_cannot_find(tmp_path: Path) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     _shop(db)
-    answers = ["id", "created", "no", "customer", "totl", "total", "at"]  # "totl": asked again
+    # A wrong table and a wrong column are asked again.
+    answers = ["id", "created", "purchase", "purchases", "no", "customer", "totl", "total", "at"]
     leader, terminal = pty.openpty()
     try:
         os.write(leader, "".join(f"{a}\n" for a in answers).encode())
         done = subprocess.run(
-            [str(BIN / "yunying"), *_flags(config, db)],
+            [str(BIN / "yunying"), *_flags(config, db, orders_table=None)],
             stdin=terminal,
             capture_output=True,
             text=True,
@@ -67,6 +71,8 @@ def test_in_a_terminal_init_asks_for_the_columns_it_cannot_find(tmp_path: Path) 
         os.close(leader)
     assert done.returncode == 0, done.stderr
     assert "Column of users.user_id in customers (id, created, mail, mobile)" in done.stdout
+    assert "Table of orders (empty: none; its tables: customers, purchases)" in done.stdout
+    assert "the database has no table 'purchase'" in done.stdout
     assert "purchases has no column 'totl'" in done.stdout
     written = tomllib.loads(config.read_text(encoding="utf-8"))
     users, orders = written["sources"]
@@ -108,7 +114,7 @@ def test_the_sample_shows_every_reject_reason_and_masks_contacts_only(
 ) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     _shop(db)
-    args = [*_flags(config, db), "--orders-table", ""]
+    args = _flags(config, db, orders_table="")
     for mapping in ("user_id=id", "signup_at=created", "email=mail", "phone=mobile"):
         args += ["--map", f"users.{mapping}"]
     assert main(args) == 0
