@@ -183,10 +183,10 @@ def test_review_page_says_which_variant_is_ahead_in_both_locales(
     assert "Variant better is ahead of plain" in english and "): significant." in english
     assert (
         "Target uplift +5.0 pts" in english
-        and ": not shown yet: the point estimate is above" in english
+        and ": not shown yet (the point estimate is above" in english
     )
     assert "版本 better 领先 plain" in chinese and "显著" in chinese
-    assert "：尚未证实：点估计高于目标" in chinese
+    assert "：尚未证实（点估计高于目标" in chinese
     assert "| Sent |" in english and "| 已发送 |" in chinese
 
 

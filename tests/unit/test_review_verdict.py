@@ -53,28 +53,28 @@ def _bounds(converted: int, users: int) -> tuple[str, str]:
         (
             300,
             "met",
-            "met: even the 95% interval's low end, {low}, clears it",
-            "达成：95% 置信区间下限 {low} 也达到目标",
+            "met (even the 95% interval's low end, {low}, clears it)",
+            "达成（95% 置信区间下限 {low} 也达到目标）",
         ),
         (
             140,
             "not_shown",
-            "not shown yet: the point estimate is above the target, but the 95% interval"
-            " ({low} to {high}) includes it",
-            "尚未证实：点估计高于目标，但 95% 置信区间（{low} 至 {high}）包含目标",
+            "not shown yet (the point estimate is above the target, but the 95% interval,"
+            " {low} to {high}, includes it)",
+            "尚未证实（点估计高于目标，但 95% 置信区间 {low} 至 {high} 包含目标）",
         ),
         (
             120,
             "not_shown",
-            "not shown yet: the point estimate is below the target, and the 95% interval"
-            " ({low} to {high}) includes it",
-            "尚未证实：点估计低于目标，且 95% 置信区间（{low} 至 {high}）包含目标",
+            "not shown yet (the point estimate is below the target, and the 95% interval,"
+            " {low} to {high}, includes it)",
+            "尚未证实（点估计低于目标，且 95% 置信区间 {low} 至 {high} 包含目标）",
         ),
         (
             100,
             "missed",
-            "not met: the whole 95% interval ({low} to {high}) is below it",
-            "未达成：95% 置信区间（{low} 至 {high}）整体低于目标",
+            "not met (the whole 95% interval, {low} to {high}, is below it)",
+            "未达成（95% 置信区间 {low} 至 {high} 整体低于目标）",
         ),
     ],
     ids=["interval-clears-target", "point-above", "point-below", "interval-below-target"],
@@ -91,6 +91,7 @@ def test_the_target_is_met_only_when_the_interval_clears_it(
     assert chinese.format(low=low, high=high) in zh
     if verdict != "met":
         assert ": met" not in en and "：达成" not in zh
+    assert "pts: " + english.split(" (")[0] in en and "百分点：" + chinese.split("（")[0] in zh
 
 
 def test_no_target_or_too_few_users_gives_no_verdict() -> None:

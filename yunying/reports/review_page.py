@@ -26,16 +26,16 @@ LABELS: dict[str, dict[str, str]] = {
         "objective_order": "a paid order",
         "objective_event": "event {event}",
         "target": "Target uplift {target} pts; result {result} pts: {verdict}.",
-        "met": "met: even the 95% interval's low end, {low}, clears it",
+        "met": "met (even the 95% interval's low end, {low}, clears it)",
         "not_shown_above": (
-            "not shown yet: the point estimate is above the target, but the 95% interval"
-            " ({low} to {high}) includes it"
+            "not shown yet (the point estimate is above the target, but the 95% interval,"
+            " {low} to {high}, includes it)"
         ),
         "not_shown_below": (
-            "not shown yet: the point estimate is below the target, and the 95% interval"
-            " ({low} to {high}) includes it"
+            "not shown yet (the point estimate is below the target, and the 95% interval,"
+            " {low} to {high}, includes it)"
         ),
-        "missed": "not met: the whole 95% interval ({low} to {high}) is below it",
+        "missed": "not met (the whole 95% interval, {low} to {high}, is below it)",
         "overall": "Overall uplift {uplift} pts (95% interval {low} to {high}): {sig}.",
         "significant": "significant",
         "not_significant": "not significant",
@@ -54,6 +54,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sent": "Sent",
         "delivered": "Delivered",
         "converted": "Converted (assigned)",
+        "converted_users": "Converted",
         "variants": "Variants against the holdout",
         "variant": "Variant",
         "rate": "Conversion",
@@ -91,10 +92,10 @@ LABELS: dict[str, dict[str, str]] = {
         "objective_order": "有付费订单",
         "objective_event": "发生事件 {event}",
         "target": "目标提升 {target} 个百分点；实际 {result} 个百分点：{verdict}。",
-        "met": "达成：95% 置信区间下限 {low} 也达到目标",
-        "not_shown_above": "尚未证实：点估计高于目标，但 95% 置信区间（{low} 至 {high}）包含目标",
-        "not_shown_below": "尚未证实：点估计低于目标，且 95% 置信区间（{low} 至 {high}）包含目标",
-        "missed": "未达成：95% 置信区间（{low} 至 {high}）整体低于目标",
+        "met": "达成（95% 置信区间下限 {low} 也达到目标）",
+        "not_shown_above": "尚未证实（点估计高于目标，但 95% 置信区间 {low} 至 {high} 包含目标）",
+        "not_shown_below": "尚未证实（点估计低于目标，且 95% 置信区间 {low} 至 {high} 包含目标）",
+        "missed": "未达成（95% 置信区间 {low} 至 {high} 整体低于目标）",
         "overall": "整体提升 {uplift} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。",
         "significant": "显著",
         "not_significant": "不显著",
@@ -112,6 +113,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sent": "已发送",
         "delivered": "已送达",
         "converted": "已转化（发送组）",
+        "converted_users": "已转化",
         "variants": "各版本对比对照组",
         "variant": "版本",
         "rate": "转化率",
@@ -304,7 +306,7 @@ def page(review: Review, words: Words) -> Page:
             [
                 say("variant"),
                 say("users"),
-                say("converted"),
+                say("converted_users"),
                 say("rate"),
                 say("uplift"),
                 say("interval"),
