@@ -433,3 +433,16 @@ def test_slices_count_each_user_in_the_tier_they_had_when_sent(
     for tier, c in by_tier.items():
         assert [c.treated.users, c.treated.converted] == direct[(tier, False)]
         assert [c.reference.users, c.reference.converted] == direct[(tier, True)]
+
+    # A row planned before the tier was kept (migration 0013) is counted, under "-".
+    with session_scope(engine) as session:
+        old = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.status == "holdout")
+        ).first()
+        assert old is not None
+        old.tier = None
+        session.flush()
+        again = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    unknown = next(c for c in again.slices["tier"] if c.label == "-")
+    assert (unknown.treated.users, unknown.reference.users) == (0, 1)
+    assert again.funnel.eligible == review.funnel.eligible

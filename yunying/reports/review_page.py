@@ -181,11 +181,12 @@ def _target_verdict(review: Review, words: Words) -> str:
     verdict, interval = review.target_verdict, review.overall.interval
     if verdict is None or interval is None:
         return label["too_few"].format(n=MIN_ARM)
+    key: str = verdict
     if verdict == "not_shown":
         above = (review.overall.uplift or 0.0) * 100 >= (review.target_uplift_points or 0.0)
-        verdict = "not_shown_above" if above else "not_shown_below"
+        key = "not_shown_above" if above else "not_shown_below"
     low, high = (f"{bound * 100:+.1f}" for bound in interval)
-    return label[verdict].format(low=low, high=high)
+    return label[key].format(low=low, high=high)
 
 
 def leader_line(review: Review, words: Words) -> str | None:
