@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from yunying.reports.review import Arm, Comparison, Funnel, Review
-from yunying.reports.review_page import markdown, page
+from yunying.reports.review_page import leader_line, markdown, page
 from yunying.reports.uplift import difference_interval
 from yunying.reports.words import Words
 
@@ -111,3 +111,26 @@ def test_the_total_row_of_the_variants_table_has_a_name(locale: str) -> None:
     review.variants = []
     table = next(s for s in page(review, Words(locale, "CNY")).sections if len(s.header) == 6)
     assert table.rows[0][0] == {"en": "Assigned to send", "zh-CN": "分配发送"}[locale]
+
+
+@pytest.mark.parametrize(
+    ("gift", "news", "english", "chinese"),
+    [
+        (100, 0, "Variant gift is ahead of news by", "版本 gift 领先 news"),
+        (0, 0, "convert at the same rate", "转化率相同"),
+        (40, 40, "neither is ahead", "无领先者"),
+    ],
+)
+def test_the_leader_line_names_a_variant_ahead_only_when_one_is(
+    gift: int, news: int, english: str, chinese: str
+) -> None:
+    review = _review(300, 1000)
+    reference = review.overall.reference
+    review.variants = [
+        Comparison("gift", Arm(500, gift), reference),
+        Comparison("news", Arm(500, news), reference),
+    ]
+    review.leader = Comparison("gift", review.variants[0].treated, review.variants[1].treated)
+    for locale, expected in (("en", english), ("zh-CN", chinese)):
+        line = leader_line(review, Words(locale, "CNY"))
+        assert line is not None and expected in line

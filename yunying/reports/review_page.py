@@ -44,6 +44,10 @@ LABELS: dict[str, dict[str, str]] = {
             "Variant {best} is ahead of {second} by {diff} pts (95% interval {low} to {high}):"
             " {sig}."
         ),
+        "level": (
+            "Variants {best} and {second} convert at the same rate (95% interval of the"
+            " difference {low} to {high}): neither is ahead."
+        ),
         "funnel": "Funnel",
         "stage": "Stage",
         "users": "Users",
@@ -102,6 +106,9 @@ LABELS: dict[str, dict[str, str]] = {
         "too_few": "人数太少，无法判断（每组至少需要 {n} 人）",
         "leader": (
             "版本 {best} 领先 {second} {diff} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。"
+        ),
+        "level": (
+            "版本 {best} 与 {second} 转化率相同（差值 95% 置信区间 {low} 至 {high}）：无领先者。"
         ),
         "funnel": "漏斗",
         "stage": "环节",
@@ -195,7 +202,9 @@ def leader_line(review: Review, words: Words) -> str | None:
     if review.leader is None or review.leader.interval is None:
         return None
     low, high = review.leader.interval
-    return LABELS[words.locale]["leader"].format(
+    # Sorting put one first; with equal rates neither is ahead.
+    key = "level" if review.leader.uplift == 0 else "leader"
+    return LABELS[words.locale][key].format(
         best=review.leader.label,
         second=review.variants[1].label,
         diff=_points(words, review.leader.uplift).lstrip("+"),
