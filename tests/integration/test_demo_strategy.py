@@ -70,6 +70,16 @@ def test_the_demo_names_the_planted_better_variant_ahead_and_significant(
     for arm, label in (("gift", "gift"), ("news", "news"), ("holdout", "对照组")):
         converted, users = arms[arm]
         assert re.search(rf"^\| {label} \| {users} \| {converted} \| ", review, re.M), arm
+    # The total row is named; the target is met only if the whole interval clears it.
+    (kt, nt), (kh, nh) = (kg + kn, ng + nn), arms["holdout"]
+    assert re.search(rf"^\| 全部版本合计 \| {nt} \| {kt} \| ", review, re.M)
+    low_all, high_all = difference_interval(kt, nt, kh, nh) or (0.0, 0.0)
+    verdict = "达成" if low_all * 100 >= 3.0 else "未达成" if high_all * 100 < 3.0 else "尚未证实"
+    target = next(line for line in review.splitlines() if line.startswith("- 目标提升"))
+    assert f"个百分点：{verdict}（" in target
+    # Tiers are those kept when the messages were planned, not after the users came back.
+    for tier, (k, n) in direct_tiers(home / "yunying.db", VARIANTS).items():
+        assert re.search(rf"^\| {tier} \| {n} / {k} \| ", review, re.M), tier
     monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", "en")
     assert main(["review", VARIANTS]) == 0
     english = capsys.readouterr().out
@@ -98,6 +108,21 @@ def direct_arms(store: Path, campaign: str) -> dict[str, tuple[int, int]]:
         ).fetchall()
     db.close()
     return {arm: (int(k), int(n)) for arm, k, n in rows}
+
+
+def direct_tiers(store: Path, campaign: str) -> dict[str, tuple[int, int]]:
+    """(held out, assigned) per tier kept on the outbox rows (one send date)."""
+    with sqlite3.connect(store) as db:
+        rows = db.execute(
+            """
+            SELECT tier, SUM(status = 'holdout'), SUM(status != 'holdout') FROM outbox
+            WHERE campaign = ? AND status != 'suppressed' GROUP BY tier
+            """,
+            (campaign,),
+        ).fetchall()
+    db.close()
+    assert rows and all(tier is not None for tier, _, _ in rows)
+    return {tier: (int(k), int(n)) for tier, k, n in rows}
 
 
 def answers(home: Path, campaign: str) -> list[tuple[str, str, int]]:

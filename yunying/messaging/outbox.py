@@ -210,6 +210,7 @@ def plan(
         literal(0),
         literal(now or utcnow()),
         variant_sql(User.holdout_bucket, campaign.name, campaign.variants),
+        LifecycleState.tier,
     ).order_by(User.user_id)
     if only_users is None:
         candidates = candidates.join(LifecycleState, LifecycleState.user_id == User.user_id).where(
@@ -218,7 +219,9 @@ def plan(
         if audience is not None:
             candidates = candidates.where(User.user_id.in_(audience))
     else:
-        candidates = candidates.where(User.user_id.in_(only_users))
+        candidates = candidates.outerjoin(
+            LifecycleState, LifecycleState.user_id == User.user_id
+        ).where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
         candidates = _fair_share(candidates, campaign.name, business_date, campaign.daily_max)
     columns = [
@@ -232,6 +235,7 @@ def plan(
         "attempts",
         "created_at",
         "variant",
+        "tier",
     ]
     # The candidates are picked into a scratch table first: computed while inserting, each
     # user's checks of the outbox (cap, pending, taken tonight) re-read every row inserted

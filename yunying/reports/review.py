@@ -16,6 +16,11 @@ Cost = messages sent x the campaign's `message_cost` for their channel + rewards
 campaign's name (cash, or points at `point_value`), over every message of the reviewed
 dates. Incremental revenue = (revenue per
 assigned - revenue per held out) x assigned; ROI = (incremental revenue - cost) / cost.
+
+A slice is what was known when the user was planned, never after the outcome: the tier is the
+one kept on the outbox row (a return raises the tier in lifecycle_states afterwards, which
+would put the converted in a higher tier), the channel the row's; locale and time zone are
+profile fields the outcome does not change. Rows planned before the tier was kept show "-".
 Intervals are score intervals (reports/uplift.py); with fewer than MIN_ARM users in an arm
 there is no verdict, no incremental revenue and no ROI: too few users to tell.
 
@@ -28,7 +33,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, exists, func, select
@@ -41,7 +46,6 @@ from yunying.reports.uplift import MIN_ARM, difference_interval, enough_users
 from yunying.store.models import (
     ActiveDay,
     Event,
-    LifecycleState,
     Order,
     OutboxMessage,
     RewardLedgerEntry,
@@ -50,6 +54,7 @@ from yunying.store.models import (
 
 SLICES = ("tier", "locale", "channel", "timezone")
 MIN_SLICE = MIN_ARM  # below this a slice is listed but never called best or worst
+TargetVerdict = Literal["met", "not_shown", "missed"]
 
 
 @dataclass
@@ -156,11 +161,17 @@ class Review:
         return float((revenue - cost) / cost)
 
     @property
-    def target_met(self) -> bool | None:
-        uplift = self.overall.uplift
-        if self.target_uplift_points is None or uplift is None or not self.overall.enough:
+    def target_verdict(self) -> TargetVerdict | None:
+        """`met` only when the whole 95% interval of the overall uplift is at or above the
+        target, `missed` when it is all below, otherwise `not_shown` (the interval includes
+        the target, whatever the point estimate). None: no target, or too few users."""
+        interval = self.overall.interval
+        if self.target_uplift_points is None or interval is None or not self.overall.enough:
             return None
-        return uplift * 100 >= self.target_uplift_points
+        low, high = (bound * 100 for bound in interval)
+        if low >= self.target_uplift_points:
+            return "met"
+        return "missed" if high < self.target_uplift_points else "not_shown"
 
     def best_and_worst(self, dimension: str) -> tuple[Comparison | None, Comparison | None]:
         """Among slices of at least MIN_SLICE users per arm, the highest and lowest uplift."""
@@ -220,7 +231,7 @@ def compute_review(
     )
     status = OutboxMessage.status
     converted = _converted(session, campaign)
-    tier = func.coalesce(LifecycleState.tier, "-")
+    tier = func.coalesce(OutboxMessage.tier, "-")  # as planned; "-" on rows before 0013
     channel = func.coalesce(OutboxMessage.channel, "-")
     variant = func.coalesce(OutboxMessage.variant, "-")
     reviewed = [OutboxMessage.campaign == campaign.name, OutboxMessage.business_date <= as_of]
@@ -258,7 +269,6 @@ def compute_review(
             & (firsts.c.day == OutboxMessage.business_date),
         )
         .join(User, User.user_id == OutboxMessage.user_id)
-        .outerjoin(LifecycleState, LifecycleState.user_id == OutboxMessage.user_id)
         .where(OutboxMessage.campaign == campaign.name)
         .group_by(status, variant, tier, User.locale, channel, User.timezone)
     ).all()

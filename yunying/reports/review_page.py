@@ -26,8 +26,16 @@ LABELS: dict[str, dict[str, str]] = {
         "objective_order": "a paid order",
         "objective_event": "event {event}",
         "target": "Target uplift {target} pts; result {result} pts: {verdict}.",
-        "met": "met",
-        "missed": "not met",
+        "met": "met (even the 95% interval's low end, {low}, clears it)",
+        "not_shown_above": (
+            "not shown yet (the point estimate is above the target, but the 95% interval,"
+            " {low} to {high}, includes it)"
+        ),
+        "not_shown_below": (
+            "not shown yet (the point estimate is below the target, and the 95% interval,"
+            " {low} to {high}, includes it)"
+        ),
+        "missed": "not met (the whole 95% interval, {low} to {high}, is below it)",
         "overall": "Overall uplift {uplift} pts (95% interval {low} to {high}): {sig}.",
         "significant": "significant",
         "not_significant": "not significant",
@@ -35,6 +43,10 @@ LABELS: dict[str, dict[str, str]] = {
         "leader": (
             "Variant {best} is ahead of {second} by {diff} pts (95% interval {low} to {high}):"
             " {sig}."
+        ),
+        "level": (
+            "Variants {best} and {second} convert at the same rate (95% interval of the"
+            " difference {low} to {high}): neither is ahead."
         ),
         "funnel": "Funnel",
         "stage": "Stage",
@@ -46,12 +58,14 @@ LABELS: dict[str, dict[str, str]] = {
         "sent": "Sent",
         "delivered": "Delivered",
         "converted": "Converted (assigned)",
+        "converted_users": "Converted",
         "variants": "Variants against the holdout",
         "variant": "Variant",
         "rate": "Conversion",
         "uplift": "Uplift (pts)",
         "interval": "95% interval (pts)",
         "holdout": "holdout",
+        "all_variants": "All variants",
         "cost": "Cost and ROI",
         "message_cost": "Messages",
         "reward_cost": "Rewards",
@@ -82,14 +96,19 @@ LABELS: dict[str, dict[str, str]] = {
         "objective_order": "有付费订单",
         "objective_event": "发生事件 {event}",
         "target": "目标提升 {target} 个百分点；实际 {result} 个百分点：{verdict}。",
-        "met": "达成",
-        "missed": "未达成",
+        "met": "达成（95% 置信区间下限 {low} 也达到目标）",
+        "not_shown_above": "尚未证实（点估计高于目标，但 95% 置信区间 {low} 至 {high} 包含目标）",
+        "not_shown_below": "尚未证实（点估计低于目标，且 95% 置信区间 {low} 至 {high} 包含目标）",
+        "missed": "未达成（95% 置信区间 {low} 至 {high} 整体低于目标）",
         "overall": "整体提升 {uplift} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。",
         "significant": "显著",
         "not_significant": "不显著",
         "too_few": "人数太少，无法判断（每组至少需要 {n} 人）",
         "leader": (
             "版本 {best} 领先 {second} {diff} 个百分点（95% 置信区间 {low} 至 {high}）：{sig}。"
+        ),
+        "level": (
+            "版本 {best} 与 {second} 转化率相同（差值 95% 置信区间 {low} 至 {high}）：无领先者。"
         ),
         "funnel": "漏斗",
         "stage": "环节",
@@ -101,12 +120,14 @@ LABELS: dict[str, dict[str, str]] = {
         "sent": "已发送",
         "delivered": "已送达",
         "converted": "已转化（发送组）",
+        "converted_users": "已转化",
         "variants": "各版本对比对照组",
         "variant": "版本",
         "rate": "转化率",
         "uplift": "提升（百分点）",
         "interval": "95% 置信区间（百分点）",
         "holdout": "对照组",
+        "all_variants": "全部版本合计",
         "cost": "成本与 ROI",
         "message_cost": "消息",
         "reward_cost": "奖励",
@@ -162,13 +183,28 @@ def _verdict(words: Words, comparison: Comparison) -> str:
     return label["significant"] if comparison.significant else label["not_significant"]
 
 
+def _target_verdict(review: Review, words: Words) -> str:
+    label = LABELS[words.locale]
+    verdict, interval = review.target_verdict, review.overall.interval
+    if verdict is None or interval is None:
+        return label["too_few"].format(n=MIN_ARM)
+    key: str = verdict
+    if verdict == "not_shown":
+        above = (review.overall.uplift or 0.0) * 100 >= (review.target_uplift_points or 0.0)
+        key = "not_shown_above" if above else "not_shown_below"
+    low, high = (f"{bound * 100:+.1f}" for bound in interval)
+    return label[key].format(low=low, high=high)
+
+
 def leader_line(review: Review, words: Words) -> str | None:
     """Which variant is ahead of the runner-up, by how much and whether that is significant;
     None without two variants with users."""
     if review.leader is None or review.leader.interval is None:
         return None
     low, high = review.leader.interval
-    return LABELS[words.locale]["leader"].format(
+    # Sorting put one first; with equal rates neither is ahead.
+    key = "level" if review.leader.uplift == 0 else "leader"
+    return LABELS[words.locale][key].format(
         best=review.leader.label,
         second=review.variants[1].label,
         diff=_points(words, review.leader.uplift).lstrip("+"),
@@ -202,13 +238,12 @@ def page(review: Review, words: Words) -> Page:
     lines.append(say("objective", objective=goal, days=review.within_days))
     overall = review.overall
     if review.target_uplift_points is not None:
-        met = review.target_met
         lines.append(
             say(
                 "target",
                 target=f"{review.target_uplift_points:+.1f}",
                 result=_points(words, overall.uplift),
-                verdict=too_few if met is None else say("met") if met else say("missed"),
+                verdict=_target_verdict(review, words),
             )
         )
     if overall.interval is not None:
@@ -263,7 +298,7 @@ def page(review: Review, words: Words) -> Page:
         ]
         for c in [*review.variants, overall]
     ]
-    variant_rows[-1][0] = "=" if review.variants else variant_rows[-1][0]
+    variant_rows[-1][0] = say("all_variants") if review.variants else say("assigned")
     held = overall.reference
     variant_rows.append(
         [
@@ -281,7 +316,7 @@ def page(review: Review, words: Words) -> Page:
             [
                 say("variant"),
                 say("users"),
-                say("converted"),
+                say("converted_users"),
                 say("rate"),
                 say("uplift"),
                 say("interval"),

@@ -269,6 +269,9 @@ class OutboxMessage(Base):
     sent_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]  # the provider's delivery receipt (yunying web)
     variant: Mapped[str | None] = mapped_column(String(32))  # the message variant drawn
+    # The RFM tier as of the row's business date: the review slices by it, since the outcome
+    # (a return, an order) raises the tier stored in lifecycle_states afterwards.
+    tier: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (
         UniqueConstraint("campaign", "business_date", "user_id"),
