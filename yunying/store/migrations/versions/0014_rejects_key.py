@@ -1,7 +1,7 @@
 """rejected_records.raw_hash: a rejected row is kept once per source
 
-Revision ID: 0013_rejects_key
-Revises: 0012_strategy
+Revision ID: 0014_rejects_key
+Revises: 0013_outbox_tier
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import hashlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_rejects_key"
-down_revision = "0012_strategy"
+revision = "0014_rejects_key"
+down_revision = "0013_outbox_tier"
 branch_labels = None
 depends_on = None
 
