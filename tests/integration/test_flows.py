@@ -464,28 +464,6 @@ def test_resend_failed_from_the_cli_sends_only_the_failed_again(
     assert {key: recorder.refusals[key] for key in refused} == dict.fromkeys(refused, 1)
 
 
-def test_a_dry_run_campaign_plans_and_sends_nothing(
-    engine: Engine,
-    settings: Settings,
-    local_server: LocalServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from cli.main import main
-    from tests.builders import DAY, silent_users
-
-    silent_users(engine, settings, 12)
-    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN + "dry_run = true\n")
-    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
-    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) == 0
-    out = capsys.readouterr().out
-    assert "'queued': 12" in out and "'sent': 0" in out
-    assert local_server.recorder.requests == 0
-    with session_scope(engine) as session:
-        assert set(session.scalars(select(OutboxMessage.status))) == {"queued"}
-
-
 def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
     engine: Engine,
     settings: Settings,
