@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
-from yunying.messaging.campaign import Campaign, find_campaign
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.campaign_check import load_checked
 from yunying.messaging.dry_run import dry_run
 from yunying.messaging.outbox import (
     counts,
@@ -37,16 +38,13 @@ from yunying.store.engine import session_scope
 
 @task(name="load-campaign", task_run_name="load-campaign-{name}", **RETRY_TRANSIENT)
 def load_campaign(settings: Settings, name: str) -> Campaign:
-    """Validate the campaign file and render every template before anything is sent."""
-    campaign = find_campaign(settings.campaign_dir, name)
+    """Validate the campaign file, its templates and segments, and render every template
+    before anything is sent."""
+    campaign = load_checked(settings, name)
     with session_scope(engine_for(settings.store_url)) as session:
         checked = preflight(settings, campaign, session)
     for warning in checked.warnings:
         get_run_logger().warning("template check: %s", warning)
-    library = SegmentLibrary(settings.segment_dir)
-    audience = campaign.audience_segment(library)
-    if audience is not None:
-        library.check(audience)  # a missing or looping segment stops the run here
     return campaign
 
 
