@@ -27,7 +27,7 @@ from yunying.config import Settings
 from yunying.demo.local_server import LocalServer
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
-from yunying.errors import ConfigError, TemplateError
+from yunying.errors import ConfigError
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage
 
@@ -101,7 +101,7 @@ def test_a_bad_campaign_stops_before_anything_is_sent(
         'name = "typo"\nsegment = ["silent"]\nchannels = ["emial"]\ntemplate = "winback"\n'
     )
     monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
-    with pytest.raises(TemplateError, match="no-such-template"):
+    with pytest.raises(ConfigError, match="ghost.toml: field 'template': no template 'no-such"):
         reactivation(campaign="ghost", business_date=dt.date(2026, 11, 1))
     with pytest.raises(ConfigError, match="'channels.0'"):
         reactivation(campaign="typo", business_date=dt.date(2026, 11, 1))
