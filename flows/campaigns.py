@@ -19,13 +19,17 @@ from tasks.policy import RETRY_TRANSIENT
 from tasks.secrets import load_settings
 from yunying.config import Settings
 from yunying.messaging.campaign import nightly_campaigns
+from yunying.messaging.campaign_check import check_references
 
 
 @task(name="nightly-campaigns", **RETRY_TRANSIENT)
 def choose_campaigns(
     settings: Settings, business_date: dt.date, names: list[str] | None = None
 ) -> list[str]:
-    return [c.name for c in nightly_campaigns(settings.campaign_dir, business_date, names)]
+    chosen = nightly_campaigns(settings.campaign_dir, business_date, names)
+    for campaign in chosen:  # a missing template or segment stops the night before any send
+        check_references(campaign, settings.campaign_dir / f"{campaign.name}.toml", settings)
+    return [c.name for c in chosen]
 
 
 @flow(name="campaigns", flow_run_name=lambda: run_name("campaigns"))

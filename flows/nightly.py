@@ -45,7 +45,7 @@ def nightly(
         "rejected": sum(r["rejected"] for r in pulled),
         "lifecycle": states.by_state,
         "messages": dict(_message_totals(sent)),
-        "campaigns": {r["campaign"]: _counts(r) for r in sent},
+        "campaigns": {r["campaign"]: _campaign_line(r) for r in sent},
         "report": daily["html"],
         "report_email": daily["eml"],
     }
@@ -55,6 +55,17 @@ def nightly(
 
 def _counts(result: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in result.items() if isinstance(v, int) and v}
+
+
+def _campaign_line(result: dict[str, Any]) -> dict[str, int]:
+    """A campaign's figures for the summary; a dry run's are what it would have sent."""
+    if "dry_run" not in result:
+        return _counts(result)
+    planned = result["dry_run"]
+    return {
+        "dry run, would send": sum(planned["would_send"].values()),
+        "would hold out": planned["would_hold_out"],
+    }
 
 
 def _message_totals(results: list[dict[str, Any]]) -> Counter[str]:

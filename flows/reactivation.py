@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from prefect import flow
 from prefect.artifacts import (
+    create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
@@ -19,6 +20,7 @@ from prefect.states import Completed
 
 from flows.common import default_business_date, run_name
 from tasks.reactivation import (
+    dry_run_outbox,
     load_campaign,
     outbox_status,
     plan_outbox,
@@ -26,6 +28,8 @@ from tasks.reactivation import (
     send,
 )
 from tasks.secrets import load_settings
+from yunying.config import Settings
+from yunying.messaging.campaign import Campaign
 from yunying.messaging.status import OutboxStatus
 from yunying.store.engine import utcnow
 
@@ -45,10 +49,9 @@ def reactivation(
     settings = load_settings()
     day = business_date or default_business_date(settings)
     chosen = load_campaign(settings, campaign)
-    planned = plan_outbox(settings, chosen, day, resend_failed)
     if chosen.dry_run:
-        get_run_logger().info("dry run: planned %s, sending nothing", planned)
-        return {"planned": planned, "sent": 0}
+        return _dry_run(settings, chosen, day)
+    planned = plan_outbox(settings, chosen, day, resend_failed)
     to_send = sum(
         planned[s] for s in (OutboxStatus.QUEUED, OutboxStatus.DEFERRED, OutboxStatus.SENDING)
     )
@@ -91,6 +94,24 @@ def reactivation(
         get_run_logger().warning(warning)
         return Completed(message=warning, data=summary)  # type: ignore[return-value]
     return summary
+
+
+def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, Any]:
+    """`dry_run = true`: report what the run would send; write and send nothing."""
+    report = dry_run_outbox(settings, chosen, day)
+    create_markdown_artifact(
+        key="dry-run",
+        markdown="\n".join(
+            f"  - {line.strip()}" if line.startswith(" ") else f"- {line}"
+            for line in report["lines"]
+        ),
+        description=f"Dry run of {chosen.name} on {day}: nothing written or sent",
+    )
+    return {
+        "campaign": chosen.name,
+        "business_date": day.isoformat(),
+        "dry_run": report["summary"],
+    }
 
 
 def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> str:

@@ -11,10 +11,14 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.states import Scheduled
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
-from yunying.messaging.campaign import Campaign, find_campaign
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.campaign_check import load_checked
+from yunying.messaging.dry_run import dry_run
 from yunying.messaging.outbox import (
     counts,
     counts_by_channel,
@@ -34,16 +38,13 @@ from yunying.store.engine import session_scope
 
 @task(name="load-campaign", task_run_name="load-campaign-{name}", **RETRY_TRANSIENT)
 def load_campaign(settings: Settings, name: str) -> Campaign:
-    """Validate the campaign file and render every template before anything is sent."""
-    campaign = find_campaign(settings.campaign_dir, name)
+    """Validate the campaign file, its templates and segments, and render every template
+    before anything is sent."""
+    campaign = load_checked(settings, name)
     with session_scope(engine_for(settings.store_url)) as session:
         checked = preflight(settings, campaign, session)
     for warning in checked.warnings:
         get_run_logger().warning("template check: %s", warning)
-    library = SegmentLibrary(settings.segment_dir)
-    audience = campaign.audience_segment(library)
-    if audience is not None:
-        library.check(audience)  # a missing or looping segment stops the run here
     return campaign
 
 
@@ -55,13 +56,7 @@ def plan_outbox(
         if resend_failed:
             requeued = requeue_failed(session, campaign.name, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
-        library = SegmentLibrary(settings.segment_dir)
-        segment = campaign.audience_segment(library)
-        audience = (
-            None
-            if segment is None
-            else compile_segment(session, library, segment, business_date, settings.zone)
-        )
+        audience = _audience(session, settings, campaign, business_date)
         planned = plan(session, campaign, business_date, audience=audience)
     logger = get_run_logger()
     logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
@@ -69,6 +64,30 @@ def plan_outbox(
     if notice:
         logger.warning(notice)
     return planned
+
+
+@task(name="dry-run", task_run_name="dry-run-{campaign.name}-{business_date}", **RETRY_TRANSIENT)
+def dry_run_outbox(
+    settings: Settings, campaign: Campaign, business_date: dt.date
+) -> dict[str, Any]:
+    """What a run would send, per variant and channel, and why the rest would not; the
+    outbox is left untouched (yunying/messaging/dry_run.py)."""
+    with session_scope(engine_for(settings.store_url)) as session:
+        audience = _audience(session, settings, campaign, business_date)
+        report = dry_run(session, campaign, business_date, audience=audience)
+    lines = report.lines()
+    get_run_logger().info("\n".join(lines))
+    return {"lines": lines, "summary": report.as_dict()}
+
+
+def _audience(
+    session: Session, settings: Settings, campaign: Campaign, business_date: dt.date
+) -> Select[tuple[str]] | None:
+    library = SegmentLibrary(settings.segment_dir)
+    segment = campaign.audience_segment(library)
+    if segment is None:
+        return None
+    return compile_segment(session, library, segment, business_date, settings.zone)
 
 
 @task(name="send-batch", **RETRY_TRANSIENT)

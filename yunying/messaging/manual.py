@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from yunying.config import Settings
 from yunying.errors import ConfigError
-from yunying.messaging.campaign import find_campaign
+from yunying.lifecycle.holdout import in_holdout
+from yunying.messaging.campaign_check import load_checked
 from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
@@ -17,6 +18,7 @@ from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, render
 from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
+from yunying.messaging.variants import variant_of
 from yunying.setting_checks import email_address
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
@@ -29,8 +31,9 @@ def preview(
     channel: str | None = None,
     business_date: dt.date | None = None,
 ) -> str:
-    """The message as a send on `business_date` (default today) would render it."""
-    campaign = find_campaign(settings.campaign_dir, campaign_name)
+    """The message as a send on `business_date` (default today) would render it: the
+    variant the user is assigned, and whether they would be held out instead."""
+    campaign = load_checked(settings, campaign_name)
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
         row = session.execute(
@@ -45,7 +48,13 @@ def preview(
     chosen = channel or campaign.channels[0]
     day = business_date or dt.datetime.now(settings.zone).date()
     context = message_context(settings, user, last_active, day, chosen, unsubscribe_key(settings))
-    return _show(render(campaign.template, chosen, user.locale, context, settings.template_dir))
+    variant = variant_of(user.holdout_bucket, campaign.name, campaign.variants)
+    template = campaign.template_for(variant)
+    said = [f"template: {template}" + (f" (variant {variant})" if variant else "")]
+    if in_holdout(user.holdout_bucket, campaign.name, campaign.holdout_percent):
+        said.append("holdout: this user is in the campaign's holdout group and is not sent it")
+    rendered = render(template, chosen, user.locale, context, settings.template_dir)
+    return "\n".join([*said, _show(rendered)])
 
 
 def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> str:
@@ -55,7 +64,7 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
         email_address(to)
     except ValueError as exc:
         raise ConfigError(f"--to: {exc} (test-send sends the campaign's email)") from None
-    campaign = find_campaign(settings.campaign_dir, campaign_name)
+    campaign = load_checked(settings, campaign_name)
     links = {
         name: f"{settings.public_url}/{page}?token=sample"
         for name, page in (("unsubscribe_url", "unsubscribe"), ("preferences_url", "preferences"))

@@ -53,7 +53,14 @@ from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.status import OutboxStatus, SendOutcome, status_after
+from yunying.messaging.status import (
+    HOLDOUT_REASON,
+    OutboxStatus,
+    SendOutcome,
+    Suppressed,
+    contacted_within,
+    status_after,
+)
 from yunying.messaging.variants import variant_sql
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import LifecycleState, OutboxMessage, Suppression, TopicSuppression, User
@@ -121,6 +128,39 @@ def plan(
 
     Targets are the campaign's lifecycle segment (within `audience`, a segment's user ids,
     when given), or exactly `only_users` (e.g. winners)."""
+    planned = stage_plan(session, campaign, business_date, only_users, now, audience)
+    picked = select(*planned.c).where(true()).order_by(planned.c.user_id)  # SQLite: WHERE
+    statement = upsert_insert(session, OutboxMessage).from_select(PLANNED_COLUMNS, picked)
+    session.execute(statement.on_conflict_do_nothing())
+    planned.drop(session.connection())
+    return counts(session, campaign.name, business_date)
+
+
+PLANNED_COLUMNS = [
+    "key",
+    "campaign",
+    "business_date",
+    "user_id",
+    "channel",
+    "status",
+    "reason",
+    "attempts",
+    "created_at",
+    "variant",
+    "tier",
+]
+
+
+def stage_plan(
+    session: Session,
+    campaign: Campaign,
+    business_date: dt.date,
+    only_users: list[str] | None = None,
+    now: dt.datetime | None = None,
+    audience: Select[tuple[str]] | None = None,
+) -> Table:
+    """The rows `plan` would write, in a temporary table (the session's connection only),
+    with the outbox's `PLANNED_COLUMNS`; the caller drops it. Writes nothing else."""
     computed = latest_date(session)
     if only_users is None and computed != business_date:
         raise PermanentError(
@@ -156,7 +196,7 @@ def plan(
     )
     earlier = aliased(OutboxMessage)
     # Deferred on an earlier date (sent when due) or in flight: one message at a time.
-    # Earlier `queued` rows (a dry run, a run that never finished) are never sent: no block.
+    # Earlier `queued` rows (a run that never finished) are never sent: no block.
     still_pending = exists().where(
         earlier.user_id == User.user_id,
         earlier.campaign == campaign.name,
@@ -191,11 +231,11 @@ def plan(
         else_=OutboxStatus.QUEUED,
     )
     reason = case(
-        (channel.is_(None), "opted out or unreachable on every channel"),
-        (taken_tonight, "another campaign has this user tonight"),
-        (recently_contacted, f"contacted within {campaign.frequency_cap_days} days"),
-        (still_pending, "an earlier message of this campaign is still pending"),
-        (held_out, "holdout group"),
+        (channel.is_(None), Suppressed.UNREACHABLE.value),
+        (taken_tonight, Suppressed.TAKEN_TONIGHT.value),
+        (recently_contacted, contacted_within(campaign.frequency_cap_days)),
+        (still_pending, Suppressed.PENDING.value),
+        (held_out, HOLDOUT_REASON),
         else_=null(),
     )
     prefix = f"{campaign.name}:{business_date.isoformat()}:"
@@ -224,32 +264,15 @@ def plan(
         ).where(User.user_id.in_(only_users))
     if campaign.daily_max is not None:
         candidates = _fair_share(candidates, campaign.name, business_date, campaign.daily_max)
-    columns = [
-        "key",
-        "campaign",
-        "business_date",
-        "user_id",
-        "channel",
-        "status",
-        "reason",
-        "attempts",
-        "created_at",
-        "variant",
-        "tier",
-    ]
     # The candidates are picked into a scratch table first: computed while inserting, each
     # user's checks of the outbox (cap, pending, taken tonight) re-read every row inserted
     # so far when PostgreSQL scans a table it last saw empty (quadratic in the audience).
-    planned = _scratch_table("outbox_planned", columns)
+    planned = _scratch_table("outbox_planned", PLANNED_COLUMNS)
     # Left by a plan that failed on this connection (SQLite runs DDL outside transactions).
     planned.drop(session.connection(), checkfirst=True)
     planned.create(session.connection())
-    session.execute(insert(planned).from_select(columns, candidates))
-    picked = select(*planned.c).where(true()).order_by(planned.c.user_id)  # SQLite: WHERE
-    statement = upsert_insert(session, OutboxMessage).from_select(columns, picked)
-    session.execute(statement.on_conflict_do_nothing())
-    planned.drop(session.connection())
-    return counts(session, campaign.name, business_date)
+    session.execute(insert(planned).from_select(PLANNED_COLUMNS, candidates))
+    return planned
 
 
 def _scratch_table(name: str, columns: list[str]) -> Table:
@@ -535,6 +558,18 @@ def counts(session: Session, campaign: str | None, business_date: dt.date) -> di
     for status, count in session.execute(query.group_by(OutboxMessage.status)):
         result[status] = count
     return result
+
+
+def suppressions(session: Session, campaign: str | None, business_date: dt.date) -> dict[str, int]:
+    """Suppressed rows of the date by their recorded reason, the most common first."""
+    query = select(OutboxMessage.reason, func.count()).where(
+        OutboxMessage.business_date == business_date,
+        OutboxMessage.status == OutboxStatus.SUPPRESSED,
+    )
+    if campaign is not None:
+        query = query.where(OutboxMessage.campaign == campaign)
+    rows = session.execute(query.group_by(OutboxMessage.reason)).all()
+    return {reason or "": int(count) for reason, count in sorted(rows, key=lambda r: -r[1])}
 
 
 def counts_by_channel(

@@ -79,6 +79,22 @@ def render(
     return Rendered(channel, text=text)
 
 
+def parts(channel: str) -> tuple[str, ...]:
+    """The files a channel's message is rendered from, by suffix."""
+    return ("subject.txt", "html", "txt") if channel == "email" else ("txt",)
+
+
+def missing_files(template: str, channel: str, root: Path | None = None) -> list[str]:
+    """The files of `template` for `channel` that no locale can fall back to (a render in a
+    locale without its own file would fail), as paths under `root`."""
+    folder = (root or TEMPLATES) / "messages" / template
+    return [
+        f"messages/{template}/{channel}.{FALLBACK_LOCALES[0]}.{part}"
+        for part in parts(channel)
+        if not any((folder / f"{channel}.{loc}.{part}").is_file() for loc in FALLBACK_LOCALES)
+    ]
+
+
 def sms_segments(text: str) -> int:
     single, multi = (SMS_GSM7_LIMIT, 153) if set(text) <= GSM7 else (SMS_UCS2_LIMIT, 67)
     return 1 if len(text) <= single else -(-len(text) // multi)

@@ -33,3 +33,22 @@ SendOutcome = Literal[Verdict, "deferred"]
 def status_after(outcome: SendOutcome) -> OutboxStatus:
     """The status a claimed row takes for a send outcome."""
     return OutboxStatus.QUEUED if outcome == "retry" else OutboxStatus(outcome)
+
+
+class Suppressed(StrEnum):
+    """Why the plan suppressed a row (its `reason`), named once: reports translate these."""
+
+    UNREACHABLE = "opted out or unreachable on every channel"
+    TAKEN_TONIGHT = "another campaign has this user tonight"
+    PENDING = "an earlier message of this campaign is still pending"
+
+
+HOLDOUT_REASON = "holdout group"
+
+
+def contacted_within(days: int) -> str:
+    """The frequency cap's reason: a sent or held-out message within `days` days."""
+    return f"contacted within {days} days"
+
+
+CONTACTED_PATTERN = r"contacted within (\d+) days"

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from yunying.config import Settings
 from yunying.lifecycle.states import STATES, latest_date, summarise
 from yunying.messaging.outbox import counts as outbox_counts
+from yunying.messaging.outbox import suppressions
 from yunying.reports.anomaly import SERIES_DAYS, Flag, judge
 from yunying.reports.effects import (
     WINDOW,
@@ -70,6 +71,7 @@ class DailyKpis:
     lifecycle: dict[str, int] | None = None  # None: no lifecycle run for the date
     transitions: int = 0
     messages: dict[str, int] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)  # by the outbox row's reason
     dau_trend: list[tuple[dt.date, int]] = field(default_factory=list)
     d30_retention: float | None = None
     funnel: Funnel = field(default_factory=lambda: Funnel(0, 0, 0))
@@ -271,6 +273,7 @@ def compute_kpis(
         lifecycle=None if lifecycle is None else lifecycle[0],
         transitions=0 if lifecycle is None else lifecycle[1],
         messages=outbox_counts(session, None, business_date),
+        suppressed=suppressions(session, None, business_date),
         dau_trend=trend,
         d30_retention=retention(session, business_date, 30),
         funnel=funnel(session, business_date),

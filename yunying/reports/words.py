@@ -8,10 +8,13 @@ labels, and a table keeps both languages side by side for whoever edits one of t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
+
+from yunying.messaging.status import CONTACTED_PATTERN, Suppressed
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
@@ -117,7 +120,12 @@ WORDS: dict[str, dict[str, str]] = {
         "status_expired": "expired",
         "status_unknown": "outcome unknown",
         "status_holdout": "held out",
-        "status_suppressed": "suppressed (opted out)",
+        "status_suppressed": "suppressed",
+        # Why a row was suppressed (messaging/status.py Suppressed, contacted_within).
+        "reason_unreachable": "opted out or unreachable on every channel",
+        "reason_taken_tonight": "another campaign has this user tonight",
+        "reason_pending": "an earlier message of this campaign is still pending",
+        "reason_contacted": "contacted within {days} days (frequency cap)",
     },
     "zh-CN": {
         "title": "运营日报",
@@ -218,7 +226,11 @@ WORDS: dict[str, dict[str, str]] = {
         "status_expired": "已过期",
         "status_unknown": "结果未知",
         "status_holdout": "对照组（不发送）",
-        "status_suppressed": "已屏蔽（用户退订）",
+        "status_suppressed": "已屏蔽",
+        "reason_unreachable": "已退订或无可触达渠道",
+        "reason_taken_tonight": "今晚已有其他活动触达该用户",
+        "reason_pending": "本活动此前的消息尚未发出",
+        "reason_contacted": "{days} 天内已触达（频次控制）",
     },
 }
 
@@ -238,6 +250,14 @@ class Words:
     def status(self, status: str) -> str:
         """An outbox status in words; one this table does not know yet as it is."""
         return self.table.get(f"status_{status}", status)
+
+    def reason(self, reason: str) -> str:
+        """A suppression's recorded reason in words; one this table does not know, as is."""
+        capped = re.fullmatch(CONTACTED_PATTERN, reason)
+        if capped:
+            return self("reason_contacted", days=capped.group(1))
+        known = {r.value: r.name.lower() for r in Suppressed}
+        return self.table.get(f"reason_{known.get(reason)}", reason) if reason else "—"
 
     def number(self, value: float | int | Decimal | None, digits: int = 0) -> str:
         if value is None:

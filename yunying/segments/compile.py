@@ -42,8 +42,10 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import FromClause
 
 from yunying.errors import PermanentError
+from yunying.lifecycle.history import computed_range, states_as_of, was_computed
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.outbox import reachable
 from yunying.segments.definition import (
@@ -95,6 +97,7 @@ class _Compiler:
     business_date: dt.date
     midnights: set[dt.date] = field(default_factory=set)
     uses_lifecycle: bool = False
+    uses_scores: bool = False  # tier or an RFM score: kept for the latest lifecycle run only
     uses_profile: bool = False  # reads a column of the users row beside its id
 
     # First pass: which local midnights the windows need, and whether lifecycle is read.
@@ -110,9 +113,11 @@ class _Compiler:
                 self.survey(self.library.get(name).where)
             case Pick(name, _):
                 self.uses_lifecycle |= name in ("state", "tier")
+                self.uses_scores |= name == "tier"
                 self.uses_profile |= name not in ("state", "tier")
-            case Score():
+            case Score(name, _):
                 self.uses_lifecycle = True
+                self.uses_scores |= name != "days_in_state"
             case Reachable():
                 self.uses_profile = True
             case SignedUp(within, on_or_after, before):
@@ -166,6 +171,8 @@ class _Emitter:
     # PostgreSQL plans `NOT IN (subquery)` as a scan of the subquery per user once its rows
     # outgrow work_mem; NOT EXISTS is its anti-join. SQLite's NOT IN builds one index instead.
     anti_join_by_exists: bool = False
+    # `lifecycle_states`, or the states as of an earlier date (same column names)
+    lifecycle: FromClause = LifecycleState.__table__
 
     @property
     def zoned(self) -> bool:
@@ -197,7 +204,7 @@ class _Emitter:
                 return self.emit(self.library.get(name).where)
             case Pick(name, values):
                 if name in ("state", "tier"):
-                    column = getattr(LifecycleState, name)
+                    column = getattr(self.lifecycle.c, name)
                     return and_(column.is_not(None), column.in_(values))
                 return getattr(User, name).in_(values)  # type: ignore[no-any-return]
             case Score(name, rng):
@@ -228,14 +235,14 @@ class _Emitter:
     def score(self, name: str, rng: Range) -> ColumnElement[bool]:
         if name == "days_in_state":
             earliest, latest = _days_bounds(rng, self.business_date)
-            since = LifecycleState.since
+            since = self.lifecycle.c.since
             parts: list[ColumnElement[bool]] = [since.is_not(None)]
             if earliest is not None:
                 parts.append(since >= earliest)
             if latest is not None:
                 parts.append(since <= latest)
             return and_(*parts)
-        column = getattr(LifecycleState, name)
+        column = getattr(self.lifecycle.c, name)
         low, high = _int_range(rng)
         bounds: list[ColumnElement[bool]] = [column.is_not(None)]
         if low is not None:
@@ -346,38 +353,70 @@ def compile_segment(
     """The statement selecting the segment's user ids as of `business_date`.
 
     Reads the distinct user time zones (for the window bounds) and, when the segment uses
-    lifecycle states or scores, checks that they were computed for `business_date`."""
+    lifecycle states or scores, checks that they were computed for `business_date`: states
+    of an earlier computed date come from the recorded transitions (lifecycle/history.py)."""
     library.check(segment)
     compiler = _Compiler(library, business_date)
     compiler.survey(segment.where)
-    if compiler.uses_lifecycle:
-        computed = latest_date(session)
-        if computed != business_date:
-            raise PermanentError(
-                f"segment {segment.name!r} reads lifecycle states, which are for {computed},"
-                f" not {business_date}: run the lifecycle step for that date first"
-            )
+    lifecycle: FromClause = LifecycleState.__table__
+    if compiler.uses_lifecycle and latest_date(session) != business_date:
+        _check_history(session, segment.name, business_date, compiler.uses_scores)
+        lifecycle = states_as_of(business_date)
     midnights: Midnights = {}
     if compiler.midnights:
         zones = user_zones(session)
         midnights = compiler.bounds(zones, company_zone)
+    owner: Any
     if _needs_lifecycle_row(segment.where, library):
         # Only users with a lifecycle row can match (every row is a user's): start from the
         # states, and read users only for a profile column. Joined from users, SQLite read
         # every user and then looked up its state (7x the hand-written count of states).
-        owner = LifecycleState.user_id
-        statement = select(owner).select_from(LifecycleState)
+        owner = lifecycle.c.user_id
+        statement = select(owner).select_from(lifecycle)
         if compiler.uses_profile:
             statement = statement.join(User, User.user_id == owner)
     else:
         owner = User.user_id
         statement = select(owner).select_from(User)
         if compiler.uses_lifecycle:
-            statement = statement.outerjoin(LifecycleState, LifecycleState.user_id == owner)
+            statement = statement.outerjoin(lifecycle, lifecycle.c.user_id == owner)
     postgres = session.get_bind().dialect.name == "postgresql"
-    where = _Emitter(library, business_date, midnights, owner, postgres).emit(segment.where)
+    emitter = _Emitter(library, business_date, midnights, owner, postgres, lifecycle)
+    where = emitter.emit(segment.where)
     # Used inside other statements (the outbox plan), it must stay a query of its own.
     return statement.where(where).correlate(None)
+
+
+def _check_history(
+    session: Session, segment: str, business_date: dt.date, uses_scores: bool
+) -> None:
+    """Refuse, saying which dates work and why, a date whose lifecycle the store cannot give."""
+    computed = computed_range(session)
+    if computed is None:
+        raise PermanentError(
+            f"segment {segment!r} reads lifecycle states, and none are computed yet: run the "
+            f"lifecycle step for that date first (`yunying run lifecycle --date {business_date}`)"
+        )
+    first, latest = computed
+    if business_date > latest:
+        raise PermanentError(
+            f"segment {segment!r} reads lifecycle states, computed up to {latest}, not "
+            f"{business_date}: run `yunying run lifecycle --date {business_date}` first"
+        )
+    if uses_scores:
+        raise PermanentError(
+            f"segment {segment!r} reads RFM tiers or scores, which the store keeps for the "
+            f"latest lifecycle date only ({latest}), not {business_date}: show it for "
+            f"{latest}; segments reading only state and days_in_state work for any date "
+            f"from {first} to {latest}"
+        )
+    if not was_computed(session, business_date):
+        raise PermanentError(
+            f"segment {segment!r} reads lifecycle states, which were not computed for "
+            f"{business_date} (the store has dates from {first} to {latest}): "
+            f"`yunying run lifecycle --from {business_date} --date {latest}` computes it "
+            "(and the dates after it again)"
+        )
 
 
 def user_zones(session: Session) -> list[str]:

@@ -1,0 +1,67 @@
+"""The daily report shows suppressed messages by the reason the outbox recorded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.builders import DAY, silent_users
+from yunying.config import Settings
+from yunying.messaging.campaign import Campaign
+from yunying.messaging.outbox import plan
+from yunying.store.engine import session_scope
+
+pytestmark = pytest.mark.usefixtures("prefect")
+
+
+def _campaign(name: str, priority: int) -> Campaign:
+    return Campaign.model_validate(
+        {
+            "name": name,
+            "segment": ["silent"],
+            "channels": ["email"],
+            "template": "winback",
+            "holdout_percent": 0,
+            "priority": priority,
+        }
+    )
+
+
+def _page_text(path: str) -> str:
+    html = Path(path).read_text(encoding="utf-8")
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+@pytest.mark.parametrize(
+    ("locale", "status", "reason", "wrong"),
+    [
+        ("en", "suppressed", "another campaign has this user tonight", "opted out"),
+        ("zh-CN", "已屏蔽", "今晚已有其他活动触达该用户", "用户退订"),
+    ],
+)
+def test_the_report_names_each_suppression_by_its_recorded_reason(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    locale: str,
+    status: str,
+    reason: str,
+    wrong: str,
+) -> None:
+    from cli.main import main
+
+    silent_users(engine, settings, 12)
+    with session_scope(engine) as session:  # two campaigns on one night: the cap holds
+        plan(session, _campaign("first", 10), DAY)
+        plan(session, _campaign("second", 20), DAY)
+    monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", locale)
+    assert main(["run", "report", "--date", str(DAY)]) == 0
+    html = re.search(r"'html': '([^']+)'", capsys.readouterr().out)
+    assert html is not None
+    page = _page_text(html.group(1))
+    assert re.search(rf"{status} 12 {reason} 12", page), page[-600:]
+    assert wrong not in page
