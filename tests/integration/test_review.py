@@ -155,6 +155,22 @@ def test_review_matches_a_direct_computation_and_finds_the_better_variant(
     assert review.leader is not None and review.leader.significant
     assert review.message_cost == (Decimal("0.01") * len(sent)).quantize(Decimal("0.01"))
     assert review.reward_cost == 0 and review.cost == review.message_cost
+    # The better message promises a 2.50 gift: each user it brought back costs that.
+    gifted = CAMPAIGN.replace(
+        'name = "better"\ntemplate = "winback"',
+        'name = "better"\ntemplate = "winback"\ncost_per_conversion = 2.5',
+    )
+    with session_scope(engine) as session:
+        priced = compute_review(
+            session,
+            Campaign.model_validate(__import__("tomllib").loads(gifted)),
+            AS_OF,
+            settings.zone,
+            Money(),
+        )
+    better_back = sum(1 for r in assigned if r[2] == "better" and r[0] in back)
+    assert priced.incentive_cost == Decimal("2.5") * better_back > 0
+    assert priced.cost == review.message_cost + priced.incentive_cost
     # A quarter of the assigned users lifted by 30 pts: +7.5 on the point estimate, above the
     # +5.0 target, but the interval reaches below it, so the target is not shown yet.
     uplift, interval = review.overall.uplift, review.overall.interval

@@ -42,6 +42,8 @@ class Variant(BaseModel):
     template: str = Field(pattern=r"^[a-z0-9_-]+$")
     weight: int = Field(default=1, ge=1, le=10_000)
     stopped: bool = False
+    # What the message promises each user it brings back (a gift, a coupon): the review's cost.
+    cost_per_conversion: Decimal = Field(default=Decimal(0), ge=0)
 
 
 class Objective(BaseModel):
@@ -89,6 +91,7 @@ class Campaign(BaseModel):
     target_uplift_points: float | None = None  # the uplift aimed at, in percentage points
     variants: list[Variant] = Field(default_factory=list)
     message_cost: dict[Channel, Decimal] = Field(default_factory=dict)  # per message sent
+    cost_per_conversion: Decimal = Field(default=Decimal(0), ge=0)  # without variants
     cross_campaign_cap: bool = True  # no message if another campaign has the user tonight
     nightly: bool = False  # sent by the nightly's campaigns step (flows/campaigns.py)
 

@@ -14,7 +14,8 @@ control shared by all variants) and the leading variant to the runner-up.
 
 Cost = messages sent x the campaign's `message_cost` for their channel + rewards paid in the
 campaign's name (cash, or points at `point_value`), over every message of the reviewed
-dates. Incremental revenue = (revenue per
+dates, + each converted assigned user x their variant's (or the campaign's)
+`cost_per_conversion`. Incremental revenue = (revenue per
 assigned - revenue per held out) x assigned; ROI = (incremental revenue - cost) / cost.
 
 A slice is what was known when the user was planned, never after the outcome: the tier is the
@@ -134,6 +135,7 @@ class Review:
     message_cost: Decimal
     reward_cost: Decimal | None  # None: points without a point value
     slices: dict[str, list[Comparison]] = field(default_factory=dict)
+    incentive_cost: Decimal = Decimal(0)  # converted users x cost_per_conversion
 
     @property
     def window_closed(self) -> bool:
@@ -143,7 +145,9 @@ class Review:
 
     @property
     def cost(self) -> Decimal | None:
-        return None if self.reward_cost is None else self.message_cost + self.reward_cost
+        if self.reward_cost is None:
+            return None
+        return self.message_cost + self.reward_cost + self.incentive_cost
 
     @property
     def incremental_revenue(self) -> Decimal | None:
@@ -317,6 +321,14 @@ def compute_review(
         (campaign.message_cost.get(ch, Decimal(0)) * n for ch, n in sent_by_channel.items()),
         Decimal(0),
     )
+    per_conversion = {v.name: v.cost_per_conversion for v in campaign.variants}
+    incentive_cost = sum(
+        (
+            per_conversion.get(name, campaign.cost_per_conversion) * arm.converted
+            for name, arm in by_variant.items()
+        ),
+        Decimal(0),
+    )
     return Review(
         campaign=campaign.name,
         description=campaign.description,
@@ -333,6 +345,7 @@ def compute_review(
         leader=leader,
         message_cost=Decimal(message_cost).quantize(Decimal("0.01")),
         reward_cost=_reward_cost(session, campaign.name, as_of, zone, money),
+        incentive_cost=Decimal(incentive_cost).quantize(Decimal("0.01")),
         slices={
             d: [Comparison(v, arms[0], arms[1]) for v, arms in sorted(values.items())]
             for d, values in slices.items()

@@ -69,6 +69,7 @@ LABELS: dict[str, dict[str, str]] = {
         "cost": "Cost and ROI",
         "message_cost": "Messages",
         "reward_cost": "Rewards",
+        "incentive_cost": "Incentives (per conversion)",
         "total_cost": "Total cost",
         "incremental_revenue": "Incremental revenue",
         "roi": "ROI",
@@ -131,6 +132,7 @@ LABELS: dict[str, dict[str, str]] = {
         "cost": "成本与 ROI",
         "message_cost": "消息",
         "reward_cost": "奖励",
+        "incentive_cost": "激励（按转化计）",
         "total_cost": "总成本",
         "incremental_revenue": "增量收入",
         "roi": "ROI",
@@ -337,6 +339,11 @@ def page(review: Review, words: Words) -> Page:
                     if review.reward_cost is not None
                     else say("unknown"),
                 ],
+                *(
+                    [[say("incentive_cost"), words.money(review.incentive_cost)]]
+                    if review.incentive_cost
+                    else []
+                ),
                 [say("total_cost"), words.money(cost) if cost is not None else say("unknown")],
                 [
                     say("incremental_revenue"),
