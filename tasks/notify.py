@@ -18,6 +18,7 @@ from prefect.utilities.urls import url_for
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.notify.command_line import command_line_rerun
 from yunying.notify.messages import campaign_review, payout_waiting, report_headline
 from yunying.notify.post import Delivery, post_to_targets
 from yunying.notify.robots import ChatMessage
@@ -35,9 +36,10 @@ LOCAL_UI_URL = "http://127.0.0.1:4200"
 
 def run_link(run_id: UUID | str | None = None) -> str | None:
     """The Prefect UI page of a flow run (the current one by default): on PREFECT_UI_URL,
-    else on the local UI of `make ui`. Always absolute: mail clients drop relative links."""
+    else on the local UI of `make ui`. Always absolute: mail clients drop relative links.
+    None for a run on the `yunying` command's temporary server, gone when it ends."""
     run_id = run_id or flow_run.get_id()
-    if run_id is None:
+    if run_id is None or command_line_rerun() is not None:
         return None
     base = PREFECT_UI_URL.value() or LOCAL_UI_URL
     return url_for("flow-run", obj_id=run_id, default_base_url=base) or (

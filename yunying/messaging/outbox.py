@@ -51,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
-from yunying.lifecycle.states import latest_date
+from yunying.lifecycle.states import latest_date, not_computed_for
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.status import OutboxStatus, SendOutcome, status_after
 from yunying.messaging.variants import variant_sql
@@ -123,10 +123,7 @@ def plan(
     when given), or exactly `only_users` (e.g. winners)."""
     computed = latest_date(session)
     if only_users is None and computed != business_date:
-        raise PermanentError(
-            f"lifecycle states are for {computed}, not {business_date}: "
-            "run the lifecycle step for that date first"
-        )
+        raise PermanentError(not_computed_for(computed, business_date))
     # A user who turned the campaign's topic off (preference page) is reachable on no channel.
     topic_on = ~exists().where(
         TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from yunying.errors import PermanentError
-from yunying.lifecycle.states import latest_date
+from yunying.lifecycle.states import latest_date, not_computed_for
 from yunying.messaging.outbox import reachable
 from yunying.segments.definition import (
     AllOf,
@@ -354,8 +354,7 @@ def compile_segment(
         computed = latest_date(session)
         if computed != business_date:
             raise PermanentError(
-                f"segment {segment.name!r} reads lifecycle states, which are for {computed},"
-                f" not {business_date}: run the lifecycle step for that date first"
+                f"segment {segment.name!r}: {not_computed_for(computed, business_date)}"
             )
     midnights: Midnights = {}
     if compiler.midnights:
