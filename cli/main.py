@@ -5,6 +5,7 @@ yunying init                     write yunying.toml for your own data, checking 
 yunying db upgrade               create or migrate the store
 yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
+yunying run lifecycle --date D --discard-later   recompute D, forget the dates computed after it
 yunying preview CAMPAIGN --user U [--date D]   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying web                      serve unsubscribe, preferences and provider callbacks
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 
 from cli.environment import prepare_prefect
 from cli.prefect_server import owns_a_server, start_temporary_server, stop_servers
+from cli.run_arguments import refuse_mistakes, rerun_command
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import PermanentError, YunyingError
 from yunying.notify.command_line import ran_from_the_command_line
@@ -53,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_prefect = getattr(args, "needs_prefect", False) or references
         if needs_prefect and start_temporary_server():
             _interrupt_on_sigterm()
+            # Its runs' UI goes with the command: alerts name the command to run again.
+            rerun = getattr(args, "rerun", None)
+            ran_from_the_command_line(rerun(args) if rerun is not None else command)
         if references:  # read through Prefect, once its home is set
             from tasks.secrets import read_secret_block
 
@@ -151,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
-    run.set_defaults(handler=_run, needs_prefect=True, check=_check_run)
+    run.set_defaults(handler=_run, needs_prefect=True, check=_check_run, rerun=rerun_command)
 
     preview = commands.add_parser("preview", help="render a campaign message for one user")
     preview.add_argument("campaign")
@@ -249,7 +254,6 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_run(settings: Settings, args: argparse.Namespace) -> None:
-    from cli.run_arguments import refuse_mistakes
     from cli.store_check import store_problem
 
     refuse_mistakes(settings, args)
@@ -259,10 +263,6 @@ def _check_run(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if owns_a_server():  # its runs have no UI once the command ends: alerts say this instead
-        from cli.run_arguments import rerun_command
-
-        ran_from_the_command_line(rerun_command(args))
     if args.flow == "nightly":
         from flows.nightly import nightly
 
