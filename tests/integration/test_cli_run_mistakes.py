@@ -28,9 +28,15 @@ MISTAKE = dt.date(2027, 6, 1)  # a mistyped 2026-06-01
 
 
 def _error(capsys: pytest.CaptureFixture[str]) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines and "Traceback" not in lines, lines
-    return lines[-1]
+    """The one line a refused command prints: no traceback, no run's log."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def _last_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The command's own line, after the log of the run that failed."""
+    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def _alerts(settings: Settings) -> list[Path]:
@@ -126,9 +132,9 @@ def test_a_store_with_a_date_computed_by_mistake_is_got_out_of_by_the_named_comm
     # The reactivation of an earlier date, and the lifecycle of the day after the last real
     # one, each name the way out; following the first of them gets out.
     assert main(["run", "reactivation", "--date", str(D - dt.timedelta(days=1))]) == 2
-    assert "--discard-later" in _error(capsys)
+    assert "--discard-later" in _last_line(capsys)
     assert main(["run", "nightly", "--date", str(D)]) == 2
-    named = re.findall(r"`(yunying run lifecycle [^`]*--discard-later)`", _error(capsys))
+    named = re.findall(r"`(yunying run lifecycle [^`]*--discard-later)`", _last_line(capsys))
     assert named == [f"yunying run lifecycle --date {D} --discard-later"]
     assert main(shlex.split(named[0])[1:]) == 0
     out = capsys.readouterr().out
@@ -189,3 +195,17 @@ def test_a_new_home_without_a_store_says_to_create_it(
         f"error: there is no store at sqlite:///{store} yet: run `yunying db upgrade` to create it"
     )
     assert not store.exists()
+
+
+def test_the_lifecycle_flow_itself_refuses_a_date_after_today(
+    engine: Engine, settings: Settings
+) -> None:
+    """As a deployment's parameter from the Prefect UI: the run fails, computing nothing."""
+    from flows.lifecycle import lifecycle_range
+
+    state = lifecycle_range(
+        business_date=_today(settings) + dt.timedelta(days=1), return_state=True
+    )
+    assert state.is_failed() and "is after today" in str(state.message)
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(LifecycleRun)) == 0
