@@ -53,11 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_prefect(settings.home)
         references = secret_references(settings)
         needs_prefect = getattr(args, "needs_prefect", False) or references
-        if needs_prefect and start_temporary_server():
+        api_url = start_temporary_server() if needs_prefect else None
+        if api_url is not None:
             _interrupt_on_sigterm()
             # Its runs' UI goes with the command: alerts name the command to run again.
             rerun = getattr(args, "rerun", None)
-            ran_from_the_command_line(rerun(args) if rerun is not None else command)
+            ran_from_the_command_line(api_url, rerun(args) if rerun is not None else command)
         if references:  # read through Prefect, once its home is set
             from tasks.secrets import read_secret_block
 

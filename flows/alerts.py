@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.notify import run_link
+from tasks.notify import local_rerun, run_link
 from tasks.secrets import load_settings
-from yunying.notify.command_line import command_line_rerun
 from yunying.notify.messages import run_failed
 from yunying.notify.post import post_to_targets
 from yunying.reports.daily_email import send_alert
@@ -16,7 +15,7 @@ from yunying.reports.daily_email import send_alert
 def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Email the report recipients: which run failed, why, and where to look."""
     settings = load_settings()
-    link, rerun = run_link(flow_run.id), command_line_rerun()
+    link, rerun = run_link(flow_run.id), local_rerun()
     if link is None and rerun is not None:
         act = (
             "It ran from the command line, on a Prefect server that stopped with the command "
@@ -46,7 +45,7 @@ def tell_ops_chat_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         state.name,
         state.message or "",
         run_link(flow_run.id),
-        command_line_rerun(),
+        local_rerun(),
     )
     for delivery in post_to_targets(settings.notify, "failure", message):
         if not delivery.delivered:

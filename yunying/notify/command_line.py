@@ -8,14 +8,17 @@ links. The command sets this once per process, before its flow starts.
 
 from __future__ import annotations
 
-_rerun: list[str] = []
+# The temporary server's API URL, and the command that runs this process's runs again.
+_marked: list[tuple[str, str]] = []
 
 
-def ran_from_the_command_line(rerun: str) -> None:
-    """This process's runs use the command's temporary server; `rerun` runs them again."""
-    _rerun[:] = [rerun]
+def ran_from_the_command_line(api_url: str, rerun: str) -> None:
+    """This process's runs on `api_url` (the command's temporary server) run again with
+    `rerun`."""
+    _marked[:] = [(api_url, rerun)]
 
 
-def command_line_rerun() -> str | None:
-    """The command that runs this process's runs again, when they have no lasting UI."""
-    return _rerun[0] if _rerun else None
+def command_line_rerun(api_url: str | None) -> str | None:
+    """The command that runs a run on `api_url` again, when that is the command's temporary
+    server (so the run has no lasting UI), else None."""
+    return next((rerun for url, rerun in _marked if url == api_url), None)
