@@ -27,8 +27,9 @@ def refuse_mistakes(settings: Settings, args: argparse.Namespace) -> None:
     for dest, flows in APPLIES_TO.items():
         if getattr(args, dest) not in (None, False) and args.flow not in flows:
             flag = "--from" if dest == "first" else "--" + dest.replace("_", "-")
-            only = " and ".join(f"`run {flow}`" for flow in flows)
-            raise ConfigError(f"{flag} applies to {only} only")
+            raise ConfigError(
+                f"`run {args.flow}` takes no {flag} (it is for `run` {', '.join(flows)} only)"
+            )
     if args.flow == "pull":
         return
     for flag, day in (("--from", args.first), ("--date", args.date)):

@@ -90,10 +90,10 @@ def test_a_range_ending_before_it_begins_is_refused_without_alerting(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["pull", "--date", "2026-10-10"], "--date applies to `run nightly` and "),
-        (["report", "--from", "2026-10-10"], "--from applies to `run lifecycle` only"),
-        (["nightly", "--discard-later"], "--discard-later applies to `run lifecycle` only"),
-        (["lifecycle", "--resend-failed"], "--resend-failed applies to `run reactivation` only"),
+        (["pull", "--date", "2026-10-10"], "`run pull` takes no --date (it is for `run` n"),
+        (["report", "--from", "2026-10-10"], "takes no --from (it is for `run` lifecycle only)"),
+        (["nightly", "--discard-later"], "`run nightly` takes no --discard-later"),
+        (["lifecycle", "--resend-failed"], "takes no --resend-failed (it is for `run` react"),
     ],
     ids=["pull-date", "report-from", "nightly-discard", "lifecycle-resend"],
 )
