@@ -150,10 +150,10 @@ def print_summary(summary: dict[str, Any], settings: Settings) -> None:
     print(f"  rows pulled:        {pulled} ({summary['rejected']} malformed rows set aside)")
     states = ", ".join(f"{state} {n}" for state, n in summary["lifecycle"].items())
     print(f"  users per state:    {states}")
-    messages = ", ".join(f"{status} {n}" for status, n in summary["messages"].items())
-    print(f"  messages:           {messages}")
+    off = _sending_off(settings)
+    print(f"  messages:           {_messages_line(summary['messages'], off)}")
     print(f"  report written:     {summary['report']}")
-    print(f"  sending:            {_sending_line(settings)}")
+    print(f"  sending:            {_sending_line(off)}")
     sizes = ", ".join(f"{name} {n}" for name, n in summary.get("segments", {}).items())
     print(f"  segment sizes:      {sizes}")
     for name, review in summary.get("reviews", {}).items():
@@ -188,15 +188,28 @@ def sample_unsubscribe_link(settings: Settings) -> str | None:
     return None
 
 
-def _sending_line(settings: Settings) -> str:
+def _messages_line(messages: dict[str, int], sending_off: bool) -> str:
+    """The night's messages per outcome; with sending off, nothing reached a customer."""
+    return ", ".join(
+        f"{n} written to the file outbox (sending is off: none sent)"
+        if sending_off and status == "sent"
+        else f"{status} {n}"
+        for status, n in messages.items()
+    )
+
+
+def _sending_off(settings: Settings) -> bool:
     from yunying.messaging.sending import off_notice
     from yunying.store.engine import create_store_engine
 
     engine = create_store_engine(settings.store_url)
     try:
-        off = off_notice(engine, settings) is not None
+        return off_notice(engine, settings) is not None
     finally:
         engine.dispose()
+
+
+def _sending_line(off: bool) -> str:
     if off:
         return "off (a new store): messages were written to files; `yunying sending enable` sends"
     return "on: messages went to the configured channels (files where none is configured)"

@@ -5,6 +5,7 @@ yunying init                     write yunying.toml for your own data, checking 
 yunying db upgrade               create or migrate the store
 yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
+yunying run lifecycle --date D --discard-later   recompute D, forget the dates computed after it
 yunying preview CAMPAIGN --user U [--date D]   render a campaign's message for one user
 yunying test-send CAMPAIGN --to ADDRESS   send it to a staff address
 yunying web                      serve unsubscribe, preferences and provider callbacks
@@ -31,8 +32,10 @@ import sqlalchemy as sa
 
 from cli.environment import prepare_prefect
 from cli.prefect_server import owns_a_server, start_temporary_server, stop_servers
+from cli.run_arguments import refuse_mistakes, rerun_command
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
-from yunying.errors import ConfigError, YunyingError
+from yunying.errors import PermanentError, YunyingError
+from yunying.notify.command_line import ran_from_the_command_line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,11 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "needs_settings", True):  # init writes the settings file
             return int(args.handler(None, args) or 0)
         settings = load_settings(defer_secrets=True)
+        check = getattr(args, "check", None)
+        if check is not None:  # before a server starts or a flow runs
+            check(settings, args)
         prepare_prefect(settings.home)
         references = secret_references(settings)
         needs_prefect = getattr(args, "needs_prefect", False) or references
-        if needs_prefect and start_temporary_server():
+        api_url = start_temporary_server() if needs_prefect else None
+        if api_url is not None:
             _interrupt_on_sigterm()
+            # Its runs' UI goes with the command: alerts name the command to run again.
+            rerun = getattr(args, "rerun", None)
+            ran_from_the_command_line(api_url, rerun(args) if rerun is not None else command)
         if references:  # read through Prefect, once its home is set
             from tasks.secrets import read_secret_block
 
@@ -59,10 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return _interrupted(command)
-    except sa.exc.OperationalError:
-        from cli.store_check import unreachable_store
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        from cli.store_check import store_problem
 
-        problem = unreachable_store(settings) if settings is not None else None
+        # `db upgrade` itself failing is no reason to tell the user to run it.
+        schema = not getattr(args, "migrates", False)
+        problem = store_problem(settings, schema) if settings is not None else None
         if problem is None:
             raise
         print(f"error: {problem}", file=sys.stderr)
@@ -122,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="the store's schema")
     db.add_argument("action", choices=["upgrade"])
-    db.set_defaults(handler=_db)
+    db.set_defaults(handler=_db, migrates=True)
 
     run = commands.add_parser("run", help="run a flow locally")
     run.add_argument("flow", choices=["nightly", "pull", "lifecycle", "reactivation", "report"])
@@ -138,9 +150,14 @@ def _parser() -> argparse.ArgumentParser:
         help="nightly: only this campaign (default: every active nightly one); "
         "reactivation: the campaign to send (default winback)",
     )
+    run.add_argument(
+        "--discard-later",
+        action="store_true",
+        help="lifecycle: end at --date and forget the dates computed after it",
+    )
     run.add_argument("--resend-failed", action="store_true")
     run.add_argument("--force", action="store_true", help="send the report again")
-    run.set_defaults(handler=_run, needs_prefect=True)
+    run.set_defaults(handler=_run, needs_prefect=True, check=_check_run, rerun=rerun_command)
 
     preview = commands.add_parser("preview", help="render a campaign message for one user")
     preview.add_argument("campaign")
@@ -237,9 +254,16 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run(settings: Settings, args: argparse.Namespace) -> None:
+    from cli.store_check import store_problem
+
+    refuse_mistakes(settings, args)
+    problem = store_problem(settings)
+    if problem is not None:
+        raise PermanentError(problem)
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.first is not None and args.flow != "lifecycle":
-        raise ConfigError("--from applies to `run lifecycle` only")
     if args.flow == "nightly":
         from flows.nightly import nightly
 
@@ -253,8 +277,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.flow == "lifecycle":
         from flows.lifecycle import lifecycle_range
 
-        result = lifecycle_range(business_date=args.date, first=args.first)
+        result = lifecycle_range(
+            business_date=args.date, first=args.first, discard_later=args.discard_later
+        )
         print(f"lifecycle computed for {result['dates'][0]} .. {result['dates'][-1]};")
+        if result["forgotten"]:
+            print(f"the dates computed after it were forgotten: {result['forgotten']}")
         print("nothing was sent (run reactivation to send)")
         for line in result["recomputed"]:
             print(f"  {line}")

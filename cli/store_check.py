@@ -1,25 +1,55 @@
-"""What to say when the store cannot be reached: one line naming the setting, not a traceback."""
+"""What to say when the store cannot serve a command: one line naming the setting or the
+command to run, not a traceback. Every command asks here (`main` after a database error,
+`run` before its flow starts)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from yunying.config import Settings
 from yunying.store.engine import create_store_engine
+from yunying.store.migrate import alembic_config
+
+UPGRADE = "run `yunying db upgrade`"
 
 
-def unreachable_store(settings: Settings) -> str | None:
-    """None when the store answers (the error was something else), else the line to print,
-    with the URL's password masked."""
+def store_problem(settings: Settings, schema: bool = True) -> str | None:
+    """None when the store answers (and, with `schema`, has this Yunying's schema), else the
+    line to print, with the URL's password masked."""
+    url = make_url(settings.store_url)
+    shown = url.render_as_string(hide_password=True)
+    # Connecting would leave an empty SQLite file behind, which is no more set up.
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if schema and file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        return f"there is no store at {shown} yet: {UPGRADE} to create it"
     engine = create_store_engine(settings.store_url)
     try:
-        with engine.connect():
-            return None
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
     except sa.exc.DBAPIError as exc:
         cause = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
+        setting = "database_url" if settings.database_url else "home (no database_url)"
+        return f"cannot reach the store at {shown} (setting {setting}): {cause}"
     finally:
         engine.dispose()
-    url = make_url(settings.store_url).render_as_string(hide_password=True)
-    setting = "database_url" if settings.database_url else "home (no database_url)"
-    return f"cannot reach the store at {url} (setting {setting}): {cause}"
+    return _schema_problem(settings.store_url, shown, current) if schema else None
+
+
+def _schema_problem(store_url: str, shown: str, current: set[str]) -> str | None:
+    scripts = ScriptDirectory.from_config(alembic_config(store_url))
+    if current == set(scripts.get_heads()):
+        return None
+    if not current:
+        return f"the store at {shown} is not set up: {UPGRADE} to create it"
+    known = {script.revision for script in scripts.walk_revisions()}
+    if current <= known:
+        return f"the store at {shown} is behind this Yunying: {UPGRADE} to migrate it"
+    return (
+        f"the store at {shown} was migrated by a newer Yunying (revision "
+        f"{', '.join(sorted(current - known))}): run that version, or upgrade this one"
+    )

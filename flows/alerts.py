@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.notify import run_link
+from tasks.notify import local_rerun, run_link
 from tasks.secrets import load_settings
 from yunying.notify.messages import run_failed
 from yunying.notify.post import post_to_targets
@@ -15,14 +15,23 @@ from yunying.reports.daily_email import send_alert
 def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Email the report recipients: which run failed, why, and where to look."""
     settings = load_settings()
+    link, rerun = run_link(flow_run.id), local_rerun()
+    if link is None and rerun is not None:
+        act = (
+            "It ran from the command line, on a Prefect server that stopped with the command "
+            "(`yunying runs` lists it). Running it again is safe: every task is idempotent.\n"
+            f"Once the cause is fixed, run: {rerun}"
+        )
+    else:
+        act = (
+            f"Open it in the Prefect UI: {link}\n"
+            "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
+        )
     send_alert(
         settings,
         subject=f"Yunying: {flow_run.name} {state.type.value.lower()}",
-        text=(
-            f"The flow run {flow_run.name} ({flow.name}) ended {state.name}: {state.message}\n\n"
-            f"Open it in the Prefect UI: {run_link(flow_run.id)}\n"
-            "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
-        ),
+        text=f"The flow run {flow_run.name} ({flow.name}) ended {state.name}: {state.message}\n\n"
+        + act,
     )
 
 
@@ -31,7 +40,12 @@ def tell_ops_chat_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     a mail server that is down does not keep the chat from hearing it)."""
     settings = load_settings()
     message = run_failed(
-        flow_run.name, flow.name, state.name, state.message or "", run_link(flow_run.id)
+        flow_run.name,
+        flow.name,
+        state.name,
+        state.message or "",
+        run_link(flow_run.id),
+        local_rerun(),
     )
     for delivery in post_to_targets(settings.notify, "failure", message):
         if not delivery.delivered:

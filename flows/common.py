@@ -7,11 +7,12 @@ import datetime as dt
 from prefect.runtime import flow_run
 
 from yunying.config import Settings
+from yunying.lifecycle.business_dates import yesterday
 
 
 def default_business_date(settings: Settings) -> dt.date:
     """Yesterday in the company's time zone: the last complete day."""
-    return dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
+    return yesterday(settings.zone)
 
 
 def run_name(prefix: str) -> str:

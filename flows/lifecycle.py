@@ -2,7 +2,8 @@
 
 `yunying run lifecycle --date D` computes D (and the missed nights before it);
 `--from D0 --date D1` recomputes D0..D1 in order on any store, and then the dates after D1
-that were already computed, so their states and transitions follow from the recomputed ones.
+that were already computed, so their states and transitions follow from the recomputed ones;
+with `--discard-later` the range ends at D1 and the dates computed after it are forgotten.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ def _run_name() -> str:
     on_crashed=[email_ops_on_failure],
 )
 def lifecycle_range(
-    business_date: dt.date | None = None, first: dt.date | None = None
+    business_date: dt.date | None = None,
+    first: dt.date | None = None,
+    discard_later: bool = False,
 ) -> dict[str, Any]:
     settings = load_settings()
     day = business_date or default_business_date(settings)
-    dates, recompute = lifecycle_plan(settings, day, first)
+    dates, recompute, discards = lifecycle_plan(settings, day, first, discard_later)
     summaries = [lifecycle(settings, date, recompute and i == 0) for i, date in enumerate(dates)]
     last = summaries[-1]
     result: dict[str, Any] = {
@@ -48,6 +51,7 @@ def lifecycle_range(
         ],
         "lifecycle": last.by_state,
         "transitions": sum(sum(s.transitions.values()) for s in summaries),
+        "forgotten": f"{day + dt.timedelta(days=1)} .. {discards}" if discards else None,
         "sent": 0,
     }
     create_markdown_artifact(key="lifecycle-summary", markdown=_markdown(result))
@@ -65,6 +69,8 @@ def _markdown(result: dict[str, Any]) -> str:
         f"- **transitions**: {result['transitions']}",
     ]
     lines += [f"- **recomputed**: {line}" for line in result["recomputed"]]
+    if result["forgotten"]:
+        lines.append(f"- **forgotten** (`discard_later`): the dates {result['forgotten']}")
     return "\n".join(lines)
 
 

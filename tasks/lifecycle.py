@@ -10,8 +10,10 @@ from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.lifecycle.business_dates import refuse_future
 from yunying.lifecycle.states import (
     TIERS,
+    DatePlan,
     LifecycleSummary,
     compute_lifecycle,
     dates_to_compute,
@@ -22,16 +24,20 @@ from yunying.store.engine import session_scope
 
 @task(name="lifecycle-dates", **RETRY_TRANSIENT)
 def lifecycle_dates(settings: Settings, business_date: dt.date) -> list[dt.date]:
+    refuse_future(business_date, settings.zone, "business_date")
     with session_scope(engine_for(settings.store_url)) as session:
         return dates_to_compute(session, business_date, settings.lifecycle.catch_up_days)
 
 
 @task(name="lifecycle-plan", **RETRY_TRANSIENT)
 def lifecycle_plan(
-    settings: Settings, business_date: dt.date, first: dt.date | None
-) -> tuple[list[dt.date], bool]:
+    settings: Settings, business_date: dt.date, first: dt.date | None, discard_later: bool = False
+) -> DatePlan:
+    refuse_future(business_date, settings.zone, "business_date")
     with session_scope(engine_for(settings.store_url)) as session:
-        return plan_dates(session, business_date, first, settings.lifecycle.catch_up_days)
+        return plan_dates(
+            session, business_date, first, settings.lifecycle.catch_up_days, discard_later
+        )
 
 
 @task(name="lifecycle", task_run_name="lifecycle-{business_date}", **RETRY_TRANSIENT)

@@ -13,11 +13,12 @@ from uuid import UUID
 from prefect import task
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.utilities.urls import url_for
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.notify.command_line import command_line_rerun
 from yunying.notify.messages import campaign_review, payout_waiting, report_headline
 from yunying.notify.post import Delivery, post_to_targets
 from yunying.notify.robots import ChatMessage
@@ -35,14 +36,21 @@ LOCAL_UI_URL = "http://127.0.0.1:4200"
 
 def run_link(run_id: UUID | str | None = None) -> str | None:
     """The Prefect UI page of a flow run (the current one by default): on PREFECT_UI_URL,
-    else on the local UI of `make ui`. Always absolute: mail clients drop relative links."""
+    else on the local UI of `make ui`. Always absolute: mail clients drop relative links.
+    None for a run on the `yunying` command's temporary server, gone when it ends."""
     run_id = run_id or flow_run.get_id()
-    if run_id is None:
+    if run_id is None or local_rerun() is not None:
         return None
     base = PREFECT_UI_URL.value() or LOCAL_UI_URL
     return url_for("flow-run", obj_id=run_id, default_base_url=base) or (
         f"{base.rstrip('/')}/runs/flow-run/{run_id}"
     )
+
+
+def local_rerun() -> str | None:
+    """The `yunying run …` command that runs this run again, when it runs on that command's
+    temporary Prefect server (see yunying/notify/command_line.py)."""
+    return command_line_rerun(PREFECT_API_URL.value())
 
 
 def tell(settings: Settings, event: Event, message: ChatMessage) -> list[Delivery]:

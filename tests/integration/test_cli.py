@@ -133,3 +133,27 @@ def test_a_rerun_report_names_the_cli_flag(
     assert "the report was already sent; send it again with `yunying run report --force`" in out
     assert main(["run", "report", "--date", "2026-11-01", "--force"]) == 0
     assert "already sent" not in capsys.readouterr().out
+
+
+def test_the_demo_summary_says_messages_went_to_files_while_sending_is_off(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.demo import print_summary
+
+    summary = {
+        "business_date": "2026-11-01",
+        "pulled": {},
+        "rejected": 0,
+        "lifecycle": {},
+        "messages": {"sent": 156, "holdout": 17},
+        "report": "-",
+        "report_email": "-",
+    }
+    print_summary(summary, settings.model_copy(update={"sending": None}))  # a new store's
+    line = "  messages:           {}\n"
+    assert (
+        line.format("156 written to the file outbox (sending is off: none sent), holdout 17")
+        in capsys.readouterr().out
+    )
+    print_summary(summary, settings)  # YUNYING_SENDING=true
+    assert line.format("sent 156, holdout 17") in capsys.readouterr().out

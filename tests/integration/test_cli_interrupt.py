@@ -1,9 +1,14 @@
 """Ctrl-C on a running `yunying run`: the command ends within seconds with one clear line, its
-run is left Crashed rather than Running, and running it again completes correctly."""
+run is left Crashed rather than Running, and running it again completes correctly. The alerts
+of a run on the command's temporary Prefect server link to no UI (it is gone) and name the
+command to run again."""
 
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.message
+import email.policy
 import os
 import shutil
 import signal
@@ -23,6 +28,8 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
 from yunying.store.models import LifecycleState, LifecycleTransition
+
+MISTAKE = dt.date(2027, 6, 1)
 
 FIRST = D - dt.timedelta(days=150)
 COMMAND = ["run", "lifecycle", "--from", FIRST.isoformat(), "--date", D.isoformat()]
@@ -61,6 +68,16 @@ def _yunying(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
         text=True,
         timeout=300,
     )
+
+
+def _alerts(tmp_path: Path) -> list[str]:
+    """Subject and body of each alert the runs emailed (written as files: no SMTP here)."""
+    alerts = []
+    for path in sorted((tmp_path / "var" / "outbox" / "reports").glob("alert-*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        alerts.append(f"{message['Subject']}\n{message.get_content()}")
+    return alerts
 
 
 def _rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -107,6 +124,10 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     assert "Unable to connect" not in output
     assert f"interrupted: `yunying {' '.join(COMMAND)}` stopped before it finished" in output
     assert "run the same command again to resume safely" in output
+    [alert] = _alerts(tmp_path)
+    assert alert.startswith(f"Yunying: lifecycle-{FIRST}..{D} crashed\n"), alert
+    assert f"Once the cause is fixed, run: yunying {' '.join(COMMAND)}" in alert
+    assert "http" not in alert and "from the UI" not in alert
 
     runs = _yunying(env, "runs")
     assert runs.returncode == 0, runs.stderr
@@ -124,3 +145,36 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
         day += dt.timedelta(days=1)
     reference.dispose()
     assert _rows(url) == _rows(f"sqlite:///{tmp_path / 'reference.db'}")
+
+
+def test_a_failed_run_names_the_command_that_gets_out_and_alerts_without_a_dead_link(
+    tmp_path: Path,
+) -> None:
+    """A store with a date computed by mistake: the nightly of the next real date fails, with
+    one line naming the way out; its alert names the command, not the gone server's UI."""
+    url = _store(tmp_path / "store.db")
+    engine = create_store_engine(url)
+    for day in (D - dt.timedelta(days=1), MISTAKE):
+        with session_scope(engine) as session:
+            compute_lifecycle(session, day, LifecycleSettings())
+    engine.dispose()
+    env = _environment(tmp_path, url)
+
+    failed = _yunying(env, "run", "nightly", "--date", D.isoformat())
+    assert failed.returncode == 2, failed.stderr
+    way_out = f"yunying run lifecycle --date {D} --discard-later"
+    assert (
+        failed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: lifecycle already computed for {MISTAKE}, after {D}: ")
+    )
+    assert f"`{way_out}`" in failed.stderr
+    [alert] = _alerts(tmp_path)
+    assert alert.startswith(f"Yunying: nightly-{D} failed\n"), alert
+    assert way_out in alert  # the state's message
+    assert f"Once the cause is fixed, run: yunying run nightly --date {D}" in alert
+    assert "http" not in alert and "from the UI" not in alert
+
+    out = _yunying(env, *way_out.split()[1:])
+    assert out.returncode == 0, out.stderr
+    assert f"forgotten: {D + dt.timedelta(days=1)} .. {MISTAKE}" in out.stdout

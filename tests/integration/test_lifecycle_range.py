@@ -109,7 +109,7 @@ def test_a_range_recomputed_on_a_store_with_later_dates_matches_a_fresh_run(
     _run(engine, dates)
     with session_scope(engine) as session:
         load_records(session, settings.zone, "events", late)
-        planned, recompute = plan_dates(
+        planned, recompute, _ = plan_dates(
             session, D - dt.timedelta(days=5), D - dt.timedelta(days=15), 14
         )
     assert planned == dates[10:] and recompute  # on to D, the latest computed date

@@ -21,7 +21,7 @@ from tests.builders import END, load_records
 from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.errors import ConfigError
-from yunying.notify.messages import campaign_review, payout_waiting, report_headline
+from yunying.notify.messages import campaign_review, payout_waiting, report_headline, run_failed
 from yunying.notify.post import post_to_targets
 from yunying.notify.robots import ChatMessage
 from yunying.notify.targets import NotifyTarget
@@ -204,6 +204,15 @@ def test_messages_carry_numbers_and_the_link_never_a_recipient() -> None:
     assert waiting.link == "http://ui/p" and "3 winners, 1 flagged" in waiting.lines[0]
     review = campaign_review("winback", "D7 return +2pt", {"uplift": "+1.4pt"}, None)
     assert review.lines == ["Objective: D7 return +2pt", "uplift: +1.4pt"]
+
+
+def test_a_failed_run_of_the_command_line_names_the_command_not_the_ui() -> None:
+    rerun = "yunying run nightly --date 2026-11-04"
+    local = run_failed("nightly-2026-11-04", "nightly", "Failed", "boom", None, rerun)
+    assert local.link is None
+    assert local.lines[-1] == f"Rerunning it is safe (every task is idempotent): {rerun}"
+    served = run_failed("nightly-2026-11-04", "nightly", "Failed", "boom", "http://ui/r")
+    assert served.lines[-1] == "Retrying from the UI is safe: every task is idempotent."
 
 
 # Through Prefect: the hooks and tasks the flows call.

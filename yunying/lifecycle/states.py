@@ -105,26 +105,61 @@ def settings_fingerprint(rules: LifecycleSettings) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
+class DatePlan(NamedTuple):
+    dates: list[dt.date]
+    recompute: bool  # the first date is before the latest computed: states are put back first
+    discards: dt.date | None  # the latest computed date, when the dates after the plan go
+
+
 def plan_dates(
-    session: Session, business_date: dt.date, first: dt.date | None, catch_up_days: int
-) -> tuple[list[dt.date], bool]:
+    session: Session,
+    business_date: dt.date,
+    first: dt.date | None,
+    catch_up_days: int,
+    discard_later: bool = False,
+) -> DatePlan:
     """The dates a lifecycle run computes, in order, and whether the first is a recompute
     (an earlier date than the latest computed, whose states are put back first).
 
     Without `first`, the missed nights up to `business_date` (`dates_to_compute`), or, when
     `business_date` is before the latest computed date, from it on. With `first`, every date
     from `first`; either way a recompute goes on to the latest computed date, so the states
-    and transitions after the range follow from the recomputed ones."""
+    and transitions after the range follow from the recomputed ones — unless
+    `discard_later`: then the range ends at `business_date`, and the computed dates after it
+    are forgotten (the recompute's rewind removes every run and transition from `first` on)."""
     latest = latest_date(session)
     if first is None:
         if latest is None or business_date > latest:
-            return dates_to_compute(session, business_date, catch_up_days), False
+            return DatePlan(dates_to_compute(session, business_date, catch_up_days), False, None)
         first = business_date
     if first > business_date:
         raise PermanentError(f"--from {first} is after --date {business_date}")
-    last = max(business_date, latest) if latest is not None else business_date
+    discards = latest if discard_later and latest is not None and latest > business_date else None
+    last = business_date if latest is None or discards else max(business_date, latest)
     dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    return dates, latest is not None and first <= latest
+    return DatePlan(dates, latest is not None and first <= latest, discards)
+
+
+def not_computed_for(computed: dt.date | None, business_date: dt.date) -> str:
+    """Why states computed for `computed` do not serve `business_date`, and the command that
+    makes them do."""
+    if computed is None or computed < business_date:
+        return (
+            f"lifecycle states are for {computed or 'no date yet'}, not {business_date}: "
+            f"run `yunying run lifecycle --date {business_date}` first"
+        )
+    return f"lifecycle states are for {computed}, after {business_date}: " + _way_back(
+        computed, business_date
+    )
+
+
+def _way_back(latest: dt.date, business_date: dt.date) -> str:
+    return (
+        f"to recompute {business_date} through {latest}, run `yunying run lifecycle "
+        f"--from {business_date} --date {latest}`; if the dates after {business_date} were "
+        f"computed by mistake, forget them with `yunying run lifecycle --date {business_date} "
+        "--discard-later`"
+    )
 
 
 class _LastRun(NamedTuple):
@@ -180,8 +215,7 @@ def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
     if latest.business_date > business_date:
         raise PermanentError(
             f"lifecycle already computed for {latest.business_date}, after {business_date}: "
-            f"to recompute from {business_date}, run "
-            f"`yunying run lifecycle --from {business_date} --date {latest.business_date}`"
+            + _way_back(latest.business_date, business_date)
         )
     return latest
 

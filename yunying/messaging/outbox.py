@@ -51,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
-from yunying.lifecycle.states import latest_date
+from yunying.lifecycle.states import latest_date, not_computed_for
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.status import (
     HOLDOUT_REASON,
@@ -163,10 +163,7 @@ def stage_plan(
     with the outbox's `PLANNED_COLUMNS`; the caller drops it. Writes nothing else."""
     computed = latest_date(session)
     if only_users is None and computed != business_date:
-        raise PermanentError(
-            f"lifecycle states are for {computed}, not {business_date}: "
-            "run the lifecycle step for that date first"
-        )
+        raise PermanentError(not_computed_for(computed, business_date))
     # A user who turned the campaign's topic off (preference page) is reachable on no channel.
     topic_on = ~exists().where(
         TopicSuppression.user_id == User.user_id, TopicSuppression.topic == campaign.topic

@@ -34,15 +34,23 @@ def report_headline(business_date: str, kpis: Mapping[str, Any], link: str | Non
 
 
 def run_failed(
-    run_name: str, flow_name: str, state: str, why: str, link: str | None
+    run_name: str,
+    flow_name: str,
+    state: str,
+    why: str,
+    link: str | None,
+    rerun: str | None = None,
 ) -> ChatMessage:
-    """A failed or crashed scheduled run: which, why, and that retrying is safe."""
+    """A failed or crashed run: which, why, and that retrying is safe — from the UI, or with
+    `rerun` for a run of the command line, whose temporary server (and UI) is gone."""
+    again = (
+        f"Rerunning it is safe (every task is idempotent): {rerun}"
+        if link is None and rerun
+        else "Retrying from the UI is safe: every task is idempotent."
+    )
     return ChatMessage(
         f"Yunying: {run_name} {state.lower()}",
-        [
-            f"Flow {flow_name} ended {state}: {why[:300]}",
-            "Retrying from the UI is safe: every task is idempotent.",
-        ],
+        [f"Flow {flow_name} ended {state}: {why[:300]}", again],
         link,
         "Open the run",
     )
