@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from yunying.sources.config import Entity
 from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert, last_per_id
-from yunying.sources.write.facts import activity_filter, fold_orders, store_time
+from yunying.sources.write.facts import activity_filter, store_time
 from yunying.sources.write.postgres import PostgresWriter
 from yunying.sources.write.sqlite import SqliteWriter
 from yunying.sources.write.text import events_text
@@ -21,7 +21,9 @@ from yunying.store.engine import is_postgres
 
 class StoreWriter(Protocol):
     def upsert(self, session: Session, batch: Upsert) -> int:
-        """Insert or update the rows (one per key); returns how many were new."""
+        """Insert or update the rows (one per key), orders folded into user_facts and
+        active_days (`fold_orders`, or `fold_new_orders` when all are new); returns how many
+        were new."""
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """Insert the events whose id is new and fold exactly those into user_facts and
@@ -51,10 +53,8 @@ def load_rows(
     columns = list(USER_COLUMNS if entity == "users" else (*ORDER_COLUMNS, "load_id"))
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments}"
-    upsert = Upsert(entity, columns, rows, load_id, conflict)
+    upsert = Upsert(entity, columns, rows, load_id, conflict, orders_are_activity)
     inserted = writer_for(session).upsert(session, upsert)
-    if entity == "orders":
-        fold_orders(session, load_id, orders_are_activity)
     return inserted, len(rows) - inserted
 
 

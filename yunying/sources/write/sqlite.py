@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.records import EVENT_COLUMNS
 from yunying.sources.write.batch import NewEvents, Upsert
-from yunying.sources.write.facts import fact_updates
+from yunying.sources.write.facts import fact_updates, fold_new_orders, fold_orders, store_time
 
 
 class SqliteWriter:
@@ -27,10 +27,15 @@ class SqliteWriter:
         driver.executemany(  # type: ignore[union-attr]
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {batch.conflict}", rows
         )
-        new = session.scalar(
-            text(f"SELECT COUNT(*) FROM {table} WHERE rowid > :before"), {"before": before}
+        new = int(
+            session.scalar(
+                text(f"SELECT COUNT(*) FROM {table} WHERE rowid > :before"), {"before": before}
+            )
+            or 0
         )
-        return int(new or 0)
+        if table == "orders":
+            _fold(session, batch, before, all_new=new == len(rows))
+        return new
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """The batch goes in as one JSON text: one statement, during which Python's other
@@ -52,3 +57,22 @@ class SqliteWriter:
         for statement in fact_updates(fresh, batch.only):
             session.execute(text(statement), params)
         return int(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+# The orders above the rowid `:before`, read by rowid whatever the statement around them:
+# grouped by user, SQLite read the whole table through the index on user_id instead.
+NEW_ORDERS = (
+    "SELECT user_id, amount, status, created_at, day FROM orders NOT INDEXED WHERE rowid > :before"
+)
+
+
+def _fold(session: Session, batch: Upsert, before: int, all_new: bool) -> None:
+    """The orders just written into the facts: when all are new, from the rows above the
+    rowid the table ended at (a range of the table read in order, no index); else each
+    touched user's orders are recounted (`fold_orders`)."""
+    if not all_new:
+        fold_orders(session, batch.load_id, batch.orders_are_activity)
+        return
+    params = {"before": before, "now": store_time(session)}
+    for statement in fold_new_orders(NEW_ORDERS, batch.orders_are_activity, postgres=False):
+        session.execute(text(statement), params)
