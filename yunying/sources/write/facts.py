@@ -148,14 +148,15 @@ _NEW_ORDERS_FACTS = (
 )
 
 
-def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
-    """Recount paid orders and spend for the users whose orders this load touched and, with
+def fold_orders(session: Session, batch: str, params: dict[str, Any], as_activity: bool) -> None:
+    """Recount paid orders and spend for the users of the orders the query `batch` gives
+    (user_id, created_at, day: the batch as the writer holds it, with `params`) and, with
     `as_activity`, fold the orders into their last activity and active days, as events'.
     Counts and last activity go in one upsert of user_facts: as two, the orders of the load
     were found and their users written twice (a fifth of an orders load's time)."""
-    params = {"load_id": load_id, "now": store_time(session)}
+    params = {**params, "now": store_time(session)}
     if as_activity:
-        _add_order_days(session, params)
+        _add_order_days(session, batch, params)
     last_active = LATEST_ACTIVITY if as_activity else ""
     # Without `as_activity` the load's times are left out (NULL, as for no activity).
     times = "MAX(touched.last_at), MAX(touched.last_day)" if as_activity else "NULL, NULL"
@@ -165,7 +166,7 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
             f" order_count, revenue, last_order_at, updated_at) SELECT touched.user_id, {times},"
             " 0, COUNT(o.order_id), COALESCE(SUM(o.amount), 0), MAX(o.created_at), :now"
             " FROM (SELECT user_id, MAX(created_at) AS last_at, MAX(day) AS last_day"
-            " FROM orders WHERE load_id = :load_id GROUP BY user_id) AS touched"
+            f" FROM ({batch}) AS batch GROUP BY user_id) AS touched"
             " LEFT JOIN orders o ON o.user_id = touched.user_id AND o.status = 'paid'"
             " GROUP BY touched.user_id"
             f" ON CONFLICT (user_id) DO UPDATE SET{last_active}"
@@ -176,19 +177,18 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
     )
 
 
-def _add_order_days(session: Session, params: dict[str, Any]) -> None:
-    """The (user, local day) pairs of the load's orders into active_days. On PostgreSQL the
+def _add_order_days(session: Session, batch: str, params: dict[str, Any]) -> None:
+    """The (user, local day) pairs of the batch's orders into active_days. On PostgreSQL the
     new pairs are found by looking them up rather than with ON CONFLICT (a third of the
     insert's time); if another writer adds one of them meanwhile, the insert fails on the key
     and runs again with ON CONFLICT."""
-    pairs = "INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM orders"
+    pairs = f"INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM ({batch})"
     if is_postgres(session):
         try:
             with session.begin_nested():
                 session.execute(
                     text(
-                        f"{pairs} AS o WHERE load_id = :load_id AND NOT EXISTS (SELECT 1"
-                        " FROM active_days AS known"
+                        f"{pairs} AS o WHERE NOT EXISTS (SELECT 1 FROM active_days AS known"
                         " WHERE known.user_id = o.user_id AND known.day = o.day)"
                     ),
                     params,
@@ -196,7 +196,7 @@ def _add_order_days(session: Session, params: dict[str, Any]) -> None:
             return
         except IntegrityError:
             pass
-    session.execute(text(f"{pairs} WHERE load_id = :load_id ON CONFLICT DO NOTHING"), params)
+    session.execute(text(f"{pairs} AS o WHERE TRUE ON CONFLICT DO NOTHING"), params)
 
 
 def store_time(session: Session) -> Any:

@@ -33,7 +33,8 @@ class PostgresWriter:
             inserted = _upsert_staged(session, batch, rows)
             if batch.table == "orders":  # planned on the table's statistics
                 _analyze_if_young(session, "orders", len(rows), _ANALYZED["orders"])
-                fold_orders(session, batch.load_id, batch.orders_are_activity)
+                staged = "SELECT user_id, created_at, day FROM stage_orders"
+                fold_orders(session, staged, {}, batch.orders_are_activity)
         if batch.table == "users":
             _analyze_if_young(session, "users", len(rows), _ANALYZED["users"])
         return inserted
@@ -64,7 +65,7 @@ class PostgresWriter:
 # rows by (users are only joined on their key); sampling every text column cost as much as
 # upserting the rows. Autovacuum's analyze does the rest later. Orders all new are folded
 # from the rows just written, which no plan reads through these statistics.
-_ANALYZED = {"users": "(user_id)", "orders": "(user_id, status, load_id)"}
+_ANALYZED = {"users": "(user_id)", "orders": "(user_id, status)"}
 
 
 def _copied_all_new(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> bool:

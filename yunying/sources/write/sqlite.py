@@ -6,6 +6,7 @@ from __future__ import annotations
 from itertools import repeat
 from operator import add
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -66,12 +67,20 @@ NEW_ORDERS = (
 )
 
 
+# The batch's orders (their user_id, created_at, day) from the JSON array `:batch`.
+BATCH_ORDERS = (
+    "SELECT json_extract(value, '$[0]') AS user_id, json_extract(value, '$[1]') AS created_at,"
+    " json_extract(value, '$[2]') AS day FROM json_each(:batch)"
+)
+
+
 def _fold(session: Session, batch: Upsert, before: int, all_new: bool) -> None:
     """The orders just written into the facts: when all are new, from the rows above the
     rowid the table ended at (a range of the table read in order, no index); else each
-    touched user's orders are recounted (`fold_orders`)."""
+    touched user's orders are recounted (`fold_orders`), the batch given as a JSON text."""
     if not all_new:
-        fold_orders(session, batch.load_id, batch.orders_are_activity)
+        written = orjson.dumps([(row[1], row[5], row[6]) for row in batch.rows]).decode()
+        fold_orders(session, BATCH_ORDERS, {"batch": written}, batch.orders_are_activity)
         return
     params = {"before": before, "now": store_time(session)}
     for statement in fold_new_orders(NEW_ORDERS, batch.orders_are_activity, postgres=False):
