@@ -27,16 +27,12 @@ class PostgresWriter:
         rows = batch.rows
         if len(batch.columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
-        if _copied_all_new(session, batch, rows):
-            inserted = len(rows)
-        else:
-            inserted = _upsert_staged(session, batch, rows)
-            if batch.table == "orders":  # planned on the table's statistics
-                _analyze_if_young(session, "orders", len(rows), _ANALYZED["orders"])
-                staged = "SELECT user_id, created_at, day FROM stage_orders"
-                fold_orders(session, staged, {}, batch.orders_are_activity)
-        if batch.table == "users":
-            _analyze_if_young(session, "users", len(rows), _ANALYZED["users"])
+        copied = _copied_all_new(session, batch, rows)
+        inserted = len(rows) if copied else _upsert_staged(session, batch, rows)
+        _analyze_if_young(session, batch.table, len(rows), _ANALYZED[batch.table])
+        if batch.table == "orders" and not copied:  # the recount is planned on those statistics
+            staged = "SELECT user_id, created_at, day FROM stage_orders"
+            fold_orders(session, staged, {}, batch.orders_are_activity)
         return inserted
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
@@ -61,10 +57,9 @@ class PostgresWriter:
         return int(session.scalar(text(fold), params) or 0)
 
 
-# What a young table's ANALYZE samples: the columns the facts' statements find and join
-# rows by (users are only joined on their key); sampling every text column cost as much as
-# upserting the rows. Autovacuum's analyze does the rest later. Orders all new are folded
-# from the rows just written, which no plan reads through these statistics.
+# What a young table's ANALYZE samples: the columns the facts' statements and the
+# lifecycle's find and join rows by (users are only joined on their key); sampling every
+# text column cost as much as upserting the rows. Autovacuum's analyze does the rest later.
 _ANALYZED = {"users": "(user_id)", "orders": "(user_id, status)"}
 
 
