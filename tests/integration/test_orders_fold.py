@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sqlite3
 import threading
 import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 
 from yunying.config import Settings
 from yunying.sources.load import load_events, load_rows, validate
@@ -29,7 +30,7 @@ def _load(engine: Engine, settings: Settings, entity: str, records: list[Record]
     assert not rejects
     with session_scope(engine) as session:
         if entity == "events":
-            load_events(session, events_text(rows, is_postgres(session)), ())
+            load_events(session, events_text(rows, is_postgres(session)), ())  # type: ignore[arg-type]
         else:
             load_rows(session, entity, rows, uuid.uuid4().hex)  # type: ignore[arg-type]
 
@@ -62,7 +63,9 @@ def _days(engine: Engine) -> set[tuple[str, dt.date]]:
         return {(d.user_id, d.day) for d in session.scalars(select(ActiveDay))}
 
 
-def _expected(engine: Engine) -> tuple[dict[str, tuple[object, ...]], set[tuple[str, dt.date]]]:
+def _expected(
+    engine: Engine, event_at: dt.datetime | None = dt.datetime(2026, 10, 5, 9)
+) -> tuple[dict[str, tuple[object, ...]], set[tuple[str, dt.date]]]:
     """The facts and days counted afresh from every stored order, plus u0's event."""
     with session_scope(engine) as session:
         orders = list(session.scalars(select(Order)))
@@ -75,14 +78,11 @@ def _expected(engine: Engine) -> tuple[dict[str, tuple[object, ...]], set[tuple[
             len(paid),
             sum((order.amount for order in paid), Decimal(0)),
             max((order.created_at for order in paid), default=None),
-            max(last, EVENT_AT) if user == "u0" else last,
-            1 if user == "u0" else 0,
+            max(last, event_at) if event_at and user == "u0" else last,
+            1 if event_at and user == "u0" else 0,
         )
-    days = {(order.user_id, order.day) for order in orders} | {("u0", EVENT_AT.date())}
-    return facts, days
-
-
-EVENT_AT = dt.datetime(2026, 10, 5, 9)
+    days = {(order.user_id, order.day) for order in orders}
+    return facts, days | ({("u0", event_at.date())} if event_at else set())
 
 
 def is_postgres_engine(engine: Engine) -> bool:
@@ -93,8 +93,8 @@ def test_orders_in_several_batches_and_loaded_again_match_a_count_of_all_orders(
     engine: Engine, settings: Settings
 ) -> None:
     # u0 has facts (an event) before any order; its event count and activity are kept.
-    event = {"event_id": "e1", "user_id": "u0", "name": "open", "occurred_at": "2026-10-05T09:00"}
-    _load(engine, settings, "events", [event])
+    opened: Record = {"event_id": "e1", "user_id": "u0", "name": "open"}
+    _load(engine, settings, "events", [{**opened, "occurred_at": "2026-10-05T09:00"}])
     first, second = _orders(80, seed=1), _orders(60, seed=2)
     _load(engine, settings, "orders", first)  # every order new: added to the facts
     _load(engine, settings, "orders", second)  # new again, for the same users
@@ -174,3 +174,46 @@ def test_a_users_facts_another_writer_adds_meanwhile_are_added_to(
         dt.datetime(2026, 10, 9, 8),
         3,
     )
+
+
+def test_sqlite_no_other_pull_commits_between_where_the_table_ends_and_the_batch(
+    engine: Engine, settings: Settings
+) -> None:
+    """Another pull stores order o1 (and counts it) just after this load's writer reads where
+    the table ends, were it free to: the load's o1 would then be an update taken for a new
+    order, and counted a second time. Holding SQLite's write lock, the writer keeps it out."""
+    if is_postgres_engine(engine):
+        pytest.skip("SQLite's one writer")
+    other = sqlite3.connect(str(engine.url.database), timeout=0.2)
+    tried: list[str] = []
+
+    def other_pull_slips_in(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "MAX(rowid)" not in statement or tried:
+            return
+        try:
+            other.execute(
+                "INSERT INTO orders VALUES ('o1', 'u1', 5, 'CNY', 'paid',"
+                " '2026-10-05 12:00:00.000000', '2026-10-05', 'other')"
+            )
+            other.execute(
+                "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+                " order_count, revenue, last_order_at, updated_at) VALUES ('u1',"
+                " '2026-10-05 12:00:00.000000', '2026-10-05', 0, 1, 5,"
+                " '2026-10-05 12:00:00.000000', '2026-10-05 12:00:00.000000')"
+            )
+            other.execute("INSERT INTO active_days VALUES ('u1', '2026-10-05')")
+            other.commit()
+            tried.append("committed")
+        except sqlite3.OperationalError as exc:  # locked: it waits for this load to end
+            other.rollback()
+            tried.append(str(exc))
+
+    event.listen(engine, "after_cursor_execute", other_pull_slips_in)
+    try:
+        order = {"order_id": "o1", "user_id": "u1", "amount": "5.00"}
+        _load(engine, settings, "orders", [{**order, "created_at": "2026-10-05T12:00:00Z"}])
+    finally:
+        event.remove(engine, "after_cursor_execute", other_pull_slips_in)
+        other.close()
+    assert (_facts(engine), _days(engine)) == _expected(engine, event_at=None)
+    assert tried == ["database is locked"]

@@ -20,7 +20,7 @@ class SqliteWriter:
         """One executemany on the driver; returns how many rows were new. (A JSON text read
         by json_each, as events go in, re-parses each row once per column.)"""
         table, columns, rows = batch.table, batch.columns, batch.rows
-        before = session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}"))
+        before = _rowid_ends_at(session, table)
         if len(columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
         marks = ", ".join("?" * len(columns))
@@ -43,7 +43,7 @@ class SqliteWriter:
         thread (reading the next batch) runs; an executemany would hand the GIL back and
         forth on every row."""
         params = {**batch.params}
-        params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
+        params["before"] = _rowid_ends_at(session, "events")
         values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(EVENT_COLUMNS)))
         inserted = session.execute(
             text(
@@ -65,6 +65,15 @@ class SqliteWriter:
 NEW_ORDERS = (
     "SELECT user_id, amount, status, created_at, day FROM orders NOT INDEXED WHERE rowid > :before"
 )
+
+
+def _rowid_ends_at(session: Session, table: str) -> int:
+    """The table's largest rowid, read holding SQLite's write lock (taken by a write of no
+    rows): no other writer can then add rows above it before this transaction ends, and the
+    rows above it are this batch's. Read before the lock, another pull's rows committed in
+    between were taken for the batch's and folded a second time."""
+    session.execute(text(f"DELETE FROM {table} WHERE FALSE"))
+    return int(session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")) or 0)
 
 
 # The batch's orders (their user_id, created_at, day) from the JSON array `:batch`.
