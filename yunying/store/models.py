@@ -127,7 +127,7 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime]
     day: Mapped[dt.date] = mapped_column(index=True)
-    load_id: Mapped[str] = mapped_column(String(32), index=True)
+    load_id: Mapped[str] = mapped_column(String(32))  # the load that last wrote the order
 
 
 class SourceWatermark(Base):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from yunying.sources.config import Entity
 from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert, last_per_id
-from yunying.sources.write.facts import activity_filter, fold_orders, store_time
+from yunying.sources.write.facts import activity_filter, store_time
 from yunying.sources.write.postgres import PostgresWriter
 from yunying.sources.write.sqlite import SqliteWriter
 from yunying.sources.write.text import events_text
@@ -21,8 +21,9 @@ from yunying.store.engine import is_postgres
 
 class StoreWriter(Protocol):
     def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
-        """Insert or update the rows (one per key); returns how many were new and how many
-        stored rows the statement changed."""
+        """Insert or update the rows (one per key), orders folded into user_facts and
+        active_days (`fold_orders`, or `fold_new_orders` when all are new); returns how many
+        were new and how many stored rows the statement changed."""
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
         """Insert the events whose id is new and fold exactly those into user_facts and
@@ -57,11 +58,8 @@ def load_rows(
     distinct = "IS DISTINCT FROM" if is_postgres(session) else "IS NOT"
     changed = " OR ".join(f"{entity}.{c} {distinct} excluded.{c}" for c in compared)
     conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments} WHERE {changed}"
-    upsert = Upsert(entity, columns, rows, load_id, conflict)
-    inserted, updated = writer_for(session).upsert(session, upsert)
-    if entity == "orders":
-        fold_orders(session, load_id, orders_are_activity)
-    return inserted, updated
+    upsert = Upsert(entity, columns, rows, load_id, conflict, orders_are_activity)
+    return writer_for(session).upsert(session, upsert)
 
 
 def load_events(

@@ -22,13 +22,15 @@ class EventsText:
 @dataclass(frozen=True)
 class Upsert:
     """Rows of one table in `columns` order (a last column the rows lack is `load_id`), to
-    insert or update by `conflict` (its ON CONFLICT clause)."""
+    insert or update by `conflict` (its ON CONFLICT clause). Orders are folded into the
+    per-user facts, and into active days when `orders_are_activity`."""
 
     table: str
     columns: list[str]
     rows: Sequence[Any]
     load_id: str
     conflict: str
+    orders_are_activity: bool = True
 
 
 @dataclass(frozen=True)

@@ -85,14 +85,78 @@ def fold_events(fresh: str, only: str, look_pairs_up: bool = False) -> str:
     )
 
 
-def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
-    """Recount paid orders and spend for the users whose orders this load touched and, with
+def fold_new_orders(fresh: str, as_activity: bool, postgres: bool) -> list[str]:
+    """The statements folding orders all new to the store, those the query `fresh` gives
+    (user_id, amount, status, created_at, day), into user_facts and, with `as_activity`,
+    active_days. Paid orders and spend are added to the stored counts, which held every
+    earlier order, instead of recounting each user's orders (a second read of them through
+    an index). On PostgreSQL one statement returning how many orders `fresh` gave; on
+    SQLite two, the days' first."""
+    if postgres:
+        return [_fold_new_orders_postgres(fresh, as_activity)]
+    times = "created_at, day" if as_activity else "NULL, NULL"
+    # An order at a time: SQLite's upsert takes a user twice in one statement, and that
+    # costs less than sorting the batch by user to aggregate it first.
+    facts = _NEW_ORDERS_FACTS.format(
+        select=f"SELECT user_id, {times}, 0, status = 'paid',"
+        " CASE WHEN status = 'paid' THEN amount ELSE 0 END,"
+        f" CASE WHEN status = 'paid' THEN created_at END, :now FROM ({fresh}) WHERE TRUE",
+        activity=LATEST_ACTIVITY if as_activity else "",
+    )
+    days = (
+        f"INSERT INTO active_days (user_id, day) SELECT user_id, day FROM ({fresh})"
+        " WHERE TRUE ON CONFLICT DO NOTHING"
+    )
+    return [days, facts] if as_activity else [facts]
+
+
+def _fold_new_orders_postgres(fresh: str, as_activity: bool) -> str:
+    """One statement through one (user, day) aggregate (PostgreSQL's upsert takes a key once
+    a statement); the new days are looked up, as `fold_events(look_pairs_up=True)` does."""
+    paid = "FILTER (WHERE status = 'paid')"
+    times = "MAX(last_at), MAX(day)" if as_activity else "NULL, NULL"
+    facts = _NEW_ORDERS_FACTS.format(
+        select=f"SELECT user_id, {times}, 0, SUM(paid), COALESCE(SUM(spend), 0),"
+        " MAX(last_paid), :now FROM pairs GROUP BY user_id",
+        activity=LATEST_ACTIVITY if as_activity else "",
+    )
+    days = (
+        "INSERT INTO active_days (user_id, day) SELECT user_id, day FROM pairs"
+        " WHERE NOT EXISTS (SELECT 1 FROM active_days AS known"
+        " WHERE known.user_id = pairs.user_id AND known.day = pairs.day)"
+    )
+    return (
+        "WITH pairs AS MATERIALIZED (SELECT user_id, day, COUNT(*) AS orders,"
+        f" MAX(created_at) AS last_at, COUNT(*) {paid} AS paid, SUM(amount) {paid} AS spend,"
+        f" MAX(created_at) {paid} AS last_paid FROM ({fresh}) AS fresh GROUP BY user_id, day)"
+        + (f", days AS ({days} RETURNING 1)" if as_activity else "")
+        + f", facts AS ({facts} RETURNING 1) SELECT SUM(orders) FROM pairs"
+    )
+
+
+# The upsert adding new orders to a user's facts.
+_NEW_ORDERS_FACTS = (
+    "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
+    " order_count, revenue, last_order_at, updated_at) {select}"
+    " ON CONFLICT (user_id) DO UPDATE SET{activity}"
+    " order_count = user_facts.order_count + excluded.order_count,"
+    " revenue = user_facts.revenue + excluded.revenue,"
+    " last_order_at = CASE WHEN user_facts.last_order_at IS NULL"
+    "   OR excluded.last_order_at > user_facts.last_order_at"
+    "   THEN excluded.last_order_at ELSE user_facts.last_order_at END,"
+    " updated_at = excluded.updated_at"
+)
+
+
+def fold_orders(session: Session, batch: str, params: dict[str, Any], as_activity: bool) -> None:
+    """Recount paid orders and spend for the users of the orders the query `batch` gives
+    (user_id, created_at, day: the batch as the writer holds it, with `params`) and, with
     `as_activity`, fold the orders into their last activity and active days, as events'.
     Counts and last activity go in one upsert of user_facts: as two, the orders of the load
     were found and their users written twice (a fifth of an orders load's time)."""
-    params = {"load_id": load_id, "now": store_time(session)}
+    params = {**params, "now": store_time(session)}
     if as_activity:
-        _add_order_days(session, params)
+        _add_order_days(session, batch, params)
     last_active = LATEST_ACTIVITY if as_activity else ""
     # Without `as_activity` the load's times are left out (NULL, as for no activity).
     times = "MAX(touched.last_at), MAX(touched.last_day)" if as_activity else "NULL, NULL"
@@ -102,7 +166,7 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
             f" order_count, revenue, last_order_at, updated_at) SELECT touched.user_id, {times},"
             " 0, COUNT(o.order_id), COALESCE(SUM(o.amount), 0), MAX(o.created_at), :now"
             " FROM (SELECT user_id, MAX(created_at) AS last_at, MAX(day) AS last_day"
-            " FROM orders WHERE load_id = :load_id GROUP BY user_id) AS touched"
+            f" FROM ({batch}) AS batch GROUP BY user_id) AS touched"
             " LEFT JOIN orders o ON o.user_id = touched.user_id AND o.status = 'paid'"
             " GROUP BY touched.user_id"
             f" ON CONFLICT (user_id) DO UPDATE SET{last_active}"
@@ -113,19 +177,18 @@ def fold_orders(session: Session, load_id: str, as_activity: bool) -> None:
     )
 
 
-def _add_order_days(session: Session, params: dict[str, Any]) -> None:
-    """The (user, local day) pairs of the load's orders into active_days. On PostgreSQL the
+def _add_order_days(session: Session, batch: str, params: dict[str, Any]) -> None:
+    """The (user, local day) pairs of the batch's orders into active_days. On PostgreSQL the
     new pairs are found by looking them up rather than with ON CONFLICT (a third of the
     insert's time); if another writer adds one of them meanwhile, the insert fails on the key
     and runs again with ON CONFLICT."""
-    pairs = "INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM orders"
+    pairs = f"INSERT INTO active_days (user_id, day) SELECT DISTINCT user_id, day FROM ({batch})"
     if is_postgres(session):
         try:
             with session.begin_nested():
                 session.execute(
                     text(
-                        f"{pairs} AS o WHERE load_id = :load_id AND NOT EXISTS (SELECT 1"
-                        " FROM active_days AS known"
+                        f"{pairs} AS o WHERE NOT EXISTS (SELECT 1 FROM active_days AS known"
                         " WHERE known.user_id = o.user_id AND known.day = o.day)"
                     ),
                     params,
@@ -133,7 +196,7 @@ def _add_order_days(session: Session, params: dict[str, Any]) -> None:
             return
         except IntegrityError:
             pass
-    session.execute(text(f"{pairs} WHERE load_id = :load_id ON CONFLICT DO NOTHING"), params)
+    session.execute(text(f"{pairs} AS o WHERE TRUE ON CONFLICT DO NOTHING"), params)
 
 
 def store_time(session: Session) -> Any:

@@ -15,17 +15,25 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.records import EVENT_COLUMNS
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert
-from yunying.sources.write.facts import fold_events
+from yunying.sources.write.facts import fold_events, fold_new_orders, fold_orders, store_time
 
 
 class PostgresWriter:
     def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
-        """The rows upserted; returns how many were new and how many were updated."""
+        """The rows upserted, orders folded into the facts; returns how many were new and how
+        many were updated. When none of the batch's keys is stored (a first load), it is copied
+        straight into the table (orders folded from the rows just written:
+        `_copy_new_orders`); otherwise, or when a concurrent pull adds one of them meanwhile,
+        through a staging table."""
         rows = batch.rows
         if len(batch.columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
-        counts = _upsert(session, batch, rows)
-        _analyze_if_young(session, batch.table, len(batch.rows), _ANALYZED.get(batch.table, ""))
+        copied = _copied_all_new(session, batch, rows)
+        counts = (len(rows), 0) if copied else _upsert_staged(session, batch, rows)
+        _analyze_if_young(session, batch.table, len(rows), _ANALYZED[batch.table])
+        if batch.table == "orders" and not copied:  # the recount is planned on those statistics
+            staged = "SELECT user_id, created_at, day FROM stage_orders"
+            fold_orders(session, staged, {}, batch.orders_are_activity)
         return counts
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
@@ -50,40 +58,54 @@ class PostgresWriter:
         return int(session.scalar(text(fold), params) or 0)
 
 
-# What a young table's ANALYZE samples: the columns the facts' statements find and join
-# rows by (users are only joined on their key); sampling every text column cost as much as
-# upserting the rows. Autovacuum's analyze does the rest later.
-_ANALYZED = {"users": "(user_id)", "orders": "(user_id, status, load_id)"}
+# What a young table's ANALYZE samples: the columns the facts' statements and the
+# lifecycle's find and join rows by (users are only joined on their key); sampling every
+# text column cost as much as upserting the rows. Autovacuum's analyze does the rest later.
+_ANALYZED = {"users": "(user_id)", "orders": "(user_id, status)"}
 
 
-def _upsert(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> tuple[int, int]:
-    """The batch (`rows`, in its columns' order) upserted; returns how many rows were new
-    and how many were updated (a row its conflict clause leaves alone is neither).
-    When none of its keys is stored (a first load), it is copied straight into the table;
-    otherwise, or when a concurrent pull adds one of them meanwhile, through a staging
-    table."""
-    table, columns = batch.table, batch.columns
+def _copied_all_new(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether the batch went straight into its table: none of its keys was stored, and no
+    concurrent pull stored one meanwhile (the COPY fails on the key and is undone)."""
+    orders = batch.table == "orders"
+    if (orders and not _reads_tid_ranges(session)) or _any_stored(session, batch, rows):
+        return False
+    try:
+        with session.begin_nested():
+            if orders:
+                _copy_new_orders(session, batch, rows)
+            else:
+                _copy(session, batch.table, batch.columns, rows)
+    except (IntegrityError, psycopg.IntegrityError, _NotAllFound):
+        return False
+    return True
+
+
+def _any_stored(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> bool:
     # Keys hold no space (KEY): one text, split on the server, costs less than an array.
-    known = session.scalar(
-        text(
-            f"SELECT EXISTS (SELECT 1 FROM {table}"
-            f" WHERE {columns[0]} = ANY(string_to_array(:keys, ' ')))"
-        ),
-        {"keys": " ".join(map(itemgetter(0), rows))},
+    return bool(
+        session.scalar(
+            text(
+                f"SELECT EXISTS (SELECT 1 FROM {batch.table}"
+                f" WHERE {batch.columns[0]} = ANY(string_to_array(:keys, ' ')))"
+            ),
+            {"keys": " ".join(map(itemgetter(0), rows))},
+        )
     )
-    if not known:
-        try:
-            with session.begin_nested():
-                _copy(session, table, columns, rows)
-            return len(rows), 0
-        except (IntegrityError, psycopg.IntegrityError):
-            pass
-    copy_to_stage(session, table, columns, rows)
+
+
+def _upsert_staged(
+    session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]
+) -> tuple[int, int]:
+    """The batch (`rows`, in its columns' order) upserted through a staging table; returns
+    how many rows were new and how many were updated (a row its conflict clause leaves alone
+    is neither)."""
+    copy_to_stage(session, batch.table, batch.columns, rows)
     # xmax is 0 on a row this statement inserted, not on one it updated: the new rows are
     # counted as they are written.
     inserted, written = session.execute(
         text(
-            f"WITH written AS ({_from_stage(table, columns, batch.conflict)}"
+            f"WITH written AS ({_from_stage(batch.table, batch.columns, batch.conflict)}"
             " RETURNING (xmax = 0) AS new)"
             " SELECT COUNT(*) FILTER (WHERE new), COUNT(*) FROM written"
         )
@@ -142,7 +164,7 @@ def _analyze_if_young(session: Session, table: str, batch: int, columns: str = "
 
 
 class _NotAllFound(Exception):
-    """The new pages of `events` hold fewer of a batch's rows than it has."""
+    """The new pages of a table hold fewer of a batch's rows than it has."""
 
 
 _FALLBACK_CAUSES: dict[type[Exception], str] = {
@@ -154,6 +176,40 @@ _FALLBACK_CAUSES: dict[type[Exception], str] = {
 def _reads_tid_ranges(session: Session) -> bool:
     driver = session.connection().connection.driver_connection
     return driver.info.server_version >= 140000  # type: ignore[union-attr, no-any-return]
+
+
+def _copy_new_orders(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> None:
+    """PostgreSQL, when every order is new: COPY the batch straight into `orders` and fold
+    it into the facts from there, reading back the rows this savepoint wrote, as
+    `_copy_all_new` does for events (and undone the same ways)."""
+    params = {"start": _last_page(session, "orders"), "first": rows[0][0]}
+    _copy(session, "orders", batch.columns, rows)
+    fresh = _written_since("orders", "user_id, amount, status, created_at, day", "order_id")
+    (fold,) = fold_new_orders(fresh, batch.orders_are_activity, postgres=True)
+    if session.scalar(text(fold), {**params, "now": store_time(session)}) != len(rows):
+        raise _NotAllFound
+
+
+def _last_page(session: Session, table: str) -> str:
+    """The first tuple of the table's last page so far: a COPY's rows go into that page and
+    the ones after it."""
+    return str(
+        session.scalar(
+            text(
+                f"SELECT format('(%s,0)', GREATEST(pg_relation_size('{table}')"
+                " / current_setting('block_size')::int - 1, 0))"
+            )
+        )
+    )
+
+
+def _written_since(table: str, columns: str, key: str) -> str:
+    """The rows of `table` from the tuple `:start` on that the (sub)transaction which wrote
+    the row whose `key` is `:first` wrote."""
+    return (
+        f"SELECT {columns} FROM {table} WHERE ctid >= CAST(:start AS tid)"
+        f" AND xmin = (SELECT xmin FROM {table} WHERE {key} = :first)"
+    )
 
 
 def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[str, Any]) -> None:
@@ -171,21 +227,10 @@ def _copy_all_new(session: Session, events: EventsText, only: str, params: dict[
     key, and a (user, day) pair that a concurrent pull adds between the look-up and the
     insert fails on active_days' key; both undo the savepoint as well, and the caller then
     stages the batch, which is correct in every case, only slower."""
-    driver = session.connection().connection.driver_connection
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
-        # The last page so far may take the first rows; later ones are new.
-        cursor.execute(
-            "SELECT GREATEST(pg_relation_size('events') / current_setting('block_size')::int"
-            " - 1, 0)"
-        )
-        (start,) = cursor.fetchone()
-        with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(events.text)
-    fresh = (
-        "SELECT user_id, name, occurred_at, day FROM events WHERE ctid >= CAST(:start AS tid)"
-        " AND xmin = (SELECT xmin FROM events WHERE event_id = :first)"
-    )
-    params = {**params, "start": f"({start},0)", "first": events.first_id}
+    start = _last_page(session, "events")
+    _copy(session, "events", EVENT_COLUMNS, events.text)
+    fresh = _written_since("events", "user_id, name, occurred_at, day", "event_id")
+    params = {**params, "start": start, "first": events.first_id}
     found = session.scalar(text(fold_events(fresh, only, look_pairs_up=True)), params)
     if found != events.count:
         raise _NotAllFound

@@ -7,12 +7,13 @@ from itertools import repeat
 from operator import add
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from yunying.sources.records import EVENT_COLUMNS
 from yunying.sources.write.batch import NewEvents, Upsert
-from yunying.sources.write.facts import fact_updates
+from yunying.sources.write.facts import fact_updates, fold_new_orders, fold_orders, store_time
 
 
 class SqliteWriter:
@@ -21,7 +22,7 @@ class SqliteWriter:
         updated. (A JSON text read by json_each, as events go in, re-parses each row once per
         column.)"""
         table, columns, rows = batch.table, batch.columns, batch.rows
-        before = session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}"))
+        before = _rowid_ends_at(session, table)
         if len(columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
         marks = ", ".join("?" * len(columns))
@@ -37,6 +38,8 @@ class SqliteWriter:
             )
             or 0
         )
+        if table == "orders":
+            _fold(session, batch, before, all_new=new == len(rows))
         return new, changes - new
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
@@ -44,7 +47,7 @@ class SqliteWriter:
         thread (reading the next batch) runs; an executemany would hand the GIL back and
         forth on every row."""
         params = {**batch.params}
-        params["before"] = session.scalar(text("SELECT COALESCE(MAX(rowid), 0) FROM events"))
+        params["before"] = _rowid_ends_at(session, "events")
         values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(EVENT_COLUMNS)))
         inserted = session.execute(
             text(
@@ -59,3 +62,39 @@ class SqliteWriter:
         for statement in fact_updates(fresh, batch.only):
             session.execute(text(statement), params)
         return int(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+# The orders above the rowid `:before`, read by rowid whatever the statement around them:
+# grouped by user, SQLite read the whole table through the index on user_id instead.
+NEW_ORDERS = (
+    "SELECT user_id, amount, status, created_at, day FROM orders NOT INDEXED WHERE rowid > :before"
+)
+
+
+def _rowid_ends_at(session: Session, table: str) -> int:
+    """The table's largest rowid, read holding SQLite's write lock (taken by a write of no
+    rows): no other writer can then add rows above it before this transaction ends, and the
+    rows above it are this batch's. Read before the lock, another pull's rows committed in
+    between were taken for the batch's and folded a second time."""
+    session.execute(text(f"DELETE FROM {table} WHERE FALSE"))
+    return int(session.scalar(text(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")) or 0)
+
+
+# The batch's orders (their user_id, created_at, day) from the JSON array `:batch`.
+BATCH_ORDERS = (
+    "SELECT json_extract(value, '$[0]') AS user_id, json_extract(value, '$[1]') AS created_at,"
+    " json_extract(value, '$[2]') AS day FROM json_each(:batch)"
+)
+
+
+def _fold(session: Session, batch: Upsert, before: int, all_new: bool) -> None:
+    """The orders just written into the facts: when all are new, from the rows above the
+    rowid the table ended at (a range of the table read in order, no index); else each
+    touched user's orders are recounted (`fold_orders`), the batch given as a JSON text."""
+    if not all_new:
+        written = orjson.dumps([(row[1], row[5], row[6]) for row in batch.rows]).decode()
+        fold_orders(session, BATCH_ORDERS, {"batch": written}, batch.orders_are_activity)
+        return
+    params = {"before": before, "now": store_time(session)}
+    for statement in fold_new_orders(NEW_ORDERS, batch.orders_are_activity, postgres=False):
+        session.execute(text(statement), params)
