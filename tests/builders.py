@@ -18,7 +18,7 @@ from yunying.demo.sources import demo_sources
 from yunying.sources.config import Entity
 from yunying.sources.load import load_rows, validate
 from yunying.sources.pull import LoadStats, pull_source
-from yunying.sources.records import RecordDefaults
+from yunying.sources.validate.rules import RecordDefaults
 
 # Test users have consented on every channel unless a record says otherwise; what a source's
 # silence means by default is tested through pulls (tests/integration/test_pull.py).

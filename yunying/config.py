@@ -36,7 +36,7 @@ from yunying.messaging.wechat_config import WeChatSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.setting_checks import DatabaseUrl, EmailAddress, HttpUrl
 from yunying.sources.config import SourceConfig
-from yunying.sources.records import RecordDefaults, template_locale
+from yunying.sources.validate.rules import RecordDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # The campaign, reward and segment files shipped with Yunying: found from any directory.

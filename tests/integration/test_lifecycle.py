@@ -16,7 +16,7 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.sources.config import FIELDS
 from yunying.sources.load import load_rows, validate
 from yunying.sources.pull import pull_source
-from yunying.sources.records import EventRow
+from yunying.sources.validate.rows import EventRow
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 

@@ -7,19 +7,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from yunying.setting_checks import DatabaseUrl, HttpUrl
+from yunying.sources.validate.rows import EVENT_FIELDS, ORDER_FIELDS, USER_FIELDS
 
 Entity = Literal["users", "events", "orders"]
 
 # The fields each entity's validator reads from a raw record.
 FIELDS: dict[Entity, tuple[str, ...]] = {
-    "users": (
-        "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
-        "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
-        "openid", "wechat_opt_in",
-    ),
-    "events": ("event_id", "user_id", "name", "occurred_at"),
-    "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),
-}  # fmt: skip
+    "users": USER_FIELDS,
+    "events": EVENT_FIELDS,
+    "orders": ORDER_FIELDS,
+}
 
 
 class _SourceBase(BaseModel):

@@ -29,8 +29,8 @@ from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSour
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import Batch, read_source
 from yunying.sources.read.child import read_in_child
-from yunying.sources.records import EventRow, Rejected, StoreRow
-from yunying.sources.validate import Rejects, validate
+from yunying.sources.validate.batch import Rejects, validate
+from yunying.sources.validate.rows import EventRow, Rejected, StoreRow
 from yunying.sources.write import load_events, load_rows
 from yunying.sources.write.batch import EventsText
 from yunying.sources.write.marks import (

@@ -9,14 +9,9 @@ from zoneinfo import ZoneInfo
 from yunying.sources.config import FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
-from yunying.sources.records import (
-    EVENT_COLUMNS,
-    NO_CONSENT_ASSUMED,
-    ORDER_COLUMNS,
-    USER_COLUMNS,
-    RecordDefaults,
-)
-from yunying.sources.validate import validate
+from yunying.sources.validate.batch import validate
+from yunying.sources.validate.rows import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
+from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator
 
 from yunying.sources.config import FileSource
 from yunying.sources.read.batch import Batch, Record
-from yunying.sources.records import Rejected
+from yunying.sources.validate.rows import Rejected
 
 
 def file_paths(source: FileSource) -> list[str]:

@@ -9,7 +9,7 @@ from operator import add
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from yunying.sources.records import EVENT_COLUMNS
+from yunying.sources.validate.rows import EVENT_COLUMNS
 from yunying.sources.write.batch import NewEvents, Upsert
 from yunying.sources.write.facts import fact_updates
 
