@@ -53,7 +53,7 @@ def load_records(
 
 
 def pull_all(engine: Engine, settings: Settings) -> dict[str, LoadStats]:
-    return {s.name: pull_source(engine, settings, s.name, "test") for s in settings.sources}
+    return {s.name: pull_source(engine, s, settings.pull_rules, "test") for s in settings.sources}
 
 
 DAY = dt.date(2026, 11, 1)

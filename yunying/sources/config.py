@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, model_validator
 
 from yunying.setting_checks import DatabaseUrl, HttpUrl
 from yunying.sources.validate.rows import EVENT_FIELDS, ORDER_FIELDS, USER_FIELDS
+from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
 Entity = Literal["users", "events", "orders"]
 
@@ -85,3 +89,17 @@ class FileSource(_SourceBase):
 
 
 SourceConfig = Annotated[SqlSource | HttpSource | FileSource, Field(discriminator="kind")]
+
+
+@dataclass(frozen=True)
+class PullRules:
+    """What every pull applies besides its source's declaration, from the company's settings:
+    the time zone of days, the defaults of what a record leaves out, the share of a batch that
+    may be rejected (`max_rejected_share`) and which events and orders are activity
+    (`lifecycle.activity_events`, empty for all; `lifecycle.orders_are_activity`)."""
+
+    zone: ZoneInfo
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED
+    max_rejected_share: float = 0.5
+    activity_events: Sequence[str] = ()
+    orders_are_activity: bool = True
