@@ -235,7 +235,7 @@ def _plain() -> dict[str, Any]:
     started = time.perf_counter()
     for source in settings.sources:
         t = time.perf_counter()
-        pull_source(engine, settings, source.name, "bench")
+        pull_source(engine, source, settings.pull_rules, "bench")
         timed(f"pull {source.name}", t)
     with session_scope(engine) as session:
         days = dates_to_compute(session, END, settings.lifecycle.catch_up_days)

@@ -423,7 +423,8 @@ def _pull_once() -> dict[str, Any]:
     upgrade(settings.store_url)
     engine = create_store_engine(settings.store_url)
     started = time.perf_counter()
-    stats = pull_source(engine, settings, os.environ.get("BENCH_SOURCE", "app-events"), "bench")
+    source = settings.source(os.environ.get("BENCH_SOURCE", "app-events"))
+    stats = pull_source(engine, source, settings.pull_rules, "bench")
     elapsed = time.perf_counter() - started
     return {
         "rows": stats.pulled,

@@ -21,8 +21,8 @@ def pull(settings: Settings, name: str) -> dict[str, Any]:
     logger = get_run_logger()
     stats = pull_source(
         engine_for(settings.store_url),
-        settings,
-        name,
+        settings.source(name),
+        settings.pull_rules,
         run_id=str(flow_run.get_id() or "local"),
         on_batch=lambda total: logger.info(
             "source %s: %d pulled, %d rejected so far", name, total.pulled, total.rejected

@@ -18,7 +18,7 @@ from yunying.demo.sources import demo_sources
 from yunying.sources.config import Entity
 from yunying.sources.load import load_rows, validate
 from yunying.sources.pull import LoadStats, pull_source
-from yunying.sources.records import RecordDefaults
+from yunying.sources.validate.rules import RecordDefaults
 
 # Test users have consented on every channel unless a record says otherwise; what a source's
 # silence means by default is tested through pulls (tests/integration/test_pull.py).
@@ -53,7 +53,7 @@ def load_records(
 
 
 def pull_all(engine: Engine, settings: Settings) -> dict[str, LoadStats]:
-    return {s.name: pull_source(engine, settings, s.name, "test") for s in settings.sources}
+    return {s.name: pull_source(engine, s, settings.pull_rules, "test") for s in settings.sources}
 
 
 DAY = dt.date(2026, 11, 1)

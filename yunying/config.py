@@ -35,8 +35,8 @@ from yunying.messaging.push_config import PushSettings
 from yunying.messaging.wechat_config import WeChatSettings
 from yunying.notify.targets import NotifyTarget
 from yunying.setting_checks import DatabaseUrl, EmailAddress, HttpUrl
-from yunying.sources.config import SourceConfig
-from yunying.sources.records import RecordDefaults, template_locale
+from yunying.sources.config import PullRules, SourceConfig
+from yunying.sources.validate.rules import RecordDefaults, template_locale
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # The campaign, reward and segment files shipped with Yunying: found from any directory.
@@ -284,6 +284,16 @@ class Settings(BaseSettings):
     def record_defaults(self) -> RecordDefaults:
         return RecordDefaults(
             self.default_locale, self.consent.assume_opt_in_when_missing, self.currency
+        )
+
+    @property
+    def pull_rules(self) -> PullRules:
+        return PullRules(
+            self.zone,
+            self.record_defaults,
+            self.max_rejected_share,
+            tuple(self.lifecycle.activity_events),
+            self.lifecycle.orders_are_activity,
         )
 
     @property

@@ -12,7 +12,7 @@ from tests.integration.test_outbox import campaign
 from yunying.config import Settings
 from yunying.lifecycle.holdout import in_holdout
 from yunying.messaging.outbox import plan
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import OutboxMessage
 

@@ -25,7 +25,7 @@ from yunying.messaging.outbox import plan
 from yunying.messaging.variants import variant_of
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 from yunying.store.engine import create_store_engine, session_scope, store_error_is_transient
 from yunying.store.models import OutboxMessage, User
 

@@ -27,12 +27,12 @@ def test_page_number_pagination_resumes_at_its_last_page(
             pagination="page", items_path="data.items", page_size=200, mapping=EVENT_MAPPING,
         )  # fmt: skip
         settings = settings.model_copy(update={"sources": [source]})
-        first = pull_source(engine, settings, "api", "t")
+        first = pull_source(engine, settings.source("api"), settings.pull_rules, "t")
         total = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events")
         assert first.pulled == total.fetchone()[0] > 400
         last_page = first.pulled - (first.pulled - 1) // 200 * 200
         assert first.watermark == str((first.pulled - 1) // 200 + 1)
-        again = pull_source(engine, settings, "api", "t")
+        again = pull_source(engine, settings.source("api"), settings.pull_rules, "t")
     assert again.pulled == last_page  # only the last page, read again
     assert again.inserted == 0
 
@@ -57,7 +57,7 @@ def test_an_incremental_sql_source_stores_a_bad_last_row_once(
     )  # fmt: skip
     settings = settings.model_copy(update={"sources": [source]})
     for _ in range(3):
-        pull_source(engine, settings, "ev", "t")
+        pull_source(engine, settings.source("ev"), settings.pull_rules, "t")
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 1
         assert session.scalar(select(func.count()).select_from(Event)) == 5

@@ -16,7 +16,7 @@ from yunying.lifecycle.states import compute_lifecycle
 from yunying.sources.config import FIELDS
 from yunying.sources.load import load_rows, validate
 from yunying.sources.pull import pull_source
-from yunying.sources.records import EventRow
+from yunying.sources.validate.rows import EventRow
 from yunying.store.engine import session_scope
 from yunying.store.models import Event, LifecycleState, LifecycleTransition, Order, User
 
@@ -136,7 +136,7 @@ def test_states_tiers_and_transitions_match_reference(
     if nightly:
         for source in settings.sources:
             if source.entity != "events":
-                pull_source(engine, settings, source.name, "test")
+                pull_source(engine, settings.source(source.name), settings.pull_rules, "test")
         with sqlite3.connect(tmp_path / "source.db") as source_db:
             company = source_db.execute("SELECT event_uuid, uid, type, ts FROM src_events")
             events += [dict(zip(FIELDS["events"], row, strict=True)) for row in company]

@@ -36,7 +36,7 @@ from yunying.messaging.outbox import (
 )
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import OutboxMessage, Suppression, User
 

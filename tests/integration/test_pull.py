@@ -1,8 +1,10 @@
 import datetime as dt
+import gc
 import gzip
 import json
 import pickle
 import sqlite3
+import sys
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
@@ -96,9 +98,15 @@ def test_pull_killed_midway_resumes_without_loss(
             raise Killed
 
     with pytest.raises(Killed):
-        pull_source(engine, settings, "app-events", "run-1", on_batch=die_after_three_batches)
+        pull_source(
+            engine,
+            settings.source("app-events"),
+            settings.pull_rules,
+            "run-1",
+            on_batch=die_after_three_batches,
+        )
     assert 0 < _count(engine, Event) < 2000
-    pull_source(engine, settings, "app-events", "run-2")
+    pull_source(engine, settings.source("app-events"), settings.pull_rules, "run-2")
     complete = _count(engine, Event)
     src = (
         sqlite3.connect(tmp_path / "source.db")
@@ -111,6 +119,28 @@ def test_pull_killed_midway_resumes_without_loss(
     with session_scope(engine) as session:
         total_counted = session.scalar(select(func.sum(UserFacts.event_count)))
     assert total_counted == complete  # facts counted each event once
+
+
+def test_a_pull_leaves_the_process_settings_alone(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # The garbage collector's thresholds and the GIL's switch interval are the process
+    # owner's to set, not a library's.
+    _write_jsonl(tmp_path / "events.jsonl", (
+        {"event_id": f"e{i}", "user_id": "u1", "name": "x", "occurred_at": "2026-11-01T08:00:00Z"}
+        for i in range(10)
+    ))  # fmt: skip
+    source = FileSource(name="events", entity="events", path=str(tmp_path / "events.jsonl"))
+    before = gc.get_threshold(), sys.getswitchinterval()
+    during: list[tuple[tuple[int, int, int], float]] = []
+    pull_source(
+        engine,
+        source,
+        settings.pull_rules,
+        "t",
+        on_batch=lambda _: during.append((gc.get_threshold(), sys.getswitchinterval())),
+    )
+    assert during == [before]
 
 
 def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
@@ -128,7 +158,7 @@ def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
     settings = settings.model_copy(update={"sources": [source]})
     export("events-1.jsonl", 0, 4000)
-    pull_source(engine, settings, "events", "t")
+    pull_source(engine, settings.source("events"), settings.pull_rules, "t")
     with session_scope(engine) as session:
         session.execute(text("DELETE FROM events WHERE event_id LIKE '%1' OR event_id LIKE '%3'"))
         session.execute(text("DELETE FROM user_facts"))
@@ -139,7 +169,7 @@ def test_facts_count_each_new_event_once_wherever_the_store_puts_it(
     engine.dispose()  # a new connection asks the free space map where rows go
 
     export("events-2.jsonl", 4000, 3000)
-    assert pull_source(engine, settings, "events", "t").inserted == 3000
+    assert pull_source(engine, settings.source("events"), settings.pull_rules, "t").inserted == 3000
     with session_scope(engine) as session:
         counted = dict(session.execute(select(UserFacts.user_id, UserFacts.event_count)).all())
         days = session.scalar(text("SELECT COUNT(*) FROM active_days"))
@@ -162,10 +192,10 @@ def test_only_activity_events_count_as_activity(
     settings = settings.model_copy(update={"sources": [source], "lifecycle": lifecycle})
     first = [("a", "10", "app_open"), ("a", "11", "push_sent"), ("b", "12", "push_sent")]
     export("events-1.jsonl", first)
-    assert pull_source(engine, settings, "events", "t").inserted == 3
+    assert pull_source(engine, settings.source("events"), settings.pull_rules, "t").inserted == 3
     # A late copy of the first file with one more event in it: the known events are skipped.
     export("events-2.jsonl", [*first, ("a", "12", "app_open"), ("b", "13", "push_sent")])
-    assert pull_source(engine, settings, "events", "t").inserted == 2
+    assert pull_source(engine, settings.source("events"), settings.pull_rules, "t").inserted == 2
     with session_scope(engine) as session:
         facts = session.execute(
             select(UserFacts.user_id, UserFacts.event_count, UserFacts.last_active_day)
@@ -202,7 +232,7 @@ def test_http_source_pages_through_faults(
             page_size=200,
             mapping=EVENT_MAPPING,
         )
-        stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
+        stats = pull_source(engine, source, settings.pull_rules, "t")
     src = (
         sqlite3.connect(tmp_path / "source.db")
         .execute("SELECT count(*) FROM src_events")
@@ -222,7 +252,7 @@ def test_http_source_follows_relative_link_headers(
             name="api", entity="events", url=f"{server.url}/events/linked",
             pagination="link", page_size=100, mapping=EVENT_MAPPING,
         )  # fmt: skip
-        stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
+        stats = pull_source(engine, source, settings.pull_rules, "t")
     src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events")
     assert stats.pulled == src.fetchone()[0] > 100
 
@@ -250,7 +280,7 @@ def test_http_source_given_the_same_page_twice_stops_with_a_config_error(
         )
         settings = settings.model_copy(update={"sources": [source]})
         with pytest.raises(ConfigError, match="the same page twice in a row"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
 
 
 def test_http_source_answered_with_a_web_page_is_a_config_error(
@@ -260,7 +290,7 @@ def test_http_source_answered_with_a_web_page_is_a_config_error(
         source = HttpSource(name="api", entity="events", url=f"{server.url}/")
         settings = settings.model_copy(update={"sources": [source]})
         with pytest.raises(ConfigError, match=r"answered with no JSON \(text/html.*Sign in"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
 
 
 def test_http_4xx_is_permanent_with_status_and_body(
@@ -269,7 +299,7 @@ def test_http_4xx_is_permanent_with_status_and_body(
     with LocalServer() as server:
         source = HttpSource(name="api", entity="events", url=server.url + "/nope")
         with pytest.raises(ProviderRejected, match="404.*not found"):
-            pull_source(engine, settings.model_copy(update={"sources": [source]}), "api", "t")
+            pull_source(engine, source, settings.pull_rules, "t")
 
 
 def _reader_processes() -> list[psutil.Process]:
@@ -353,12 +383,12 @@ def test_file_sources_csv_and_gzipped_jsonl(
         FileSource(name="events-jsonl", entity="events", path=str(tmp_path / "events-*.jsonl.gz")),
     ]
     settings = settings.model_copy(update={"sources": sources})
-    users = pull_source(engine, settings, "users-csv", "t")
-    events = pull_source(engine, settings, "events-jsonl", "t")
+    users = pull_source(engine, settings.source("users-csv"), settings.pull_rules, "t")
+    events = pull_source(engine, settings.source("events-jsonl"), settings.pull_rules, "t")
     assert (users.inserted, users.rejected) == (2, 2)
     assert (events.inserted, events.rejected) == (2, 1)
     # The watermark is the last file loaded: a rerun reads nothing again.
-    assert pull_source(engine, settings, "users-csv", "t").pulled == 0
+    assert pull_source(engine, settings.source("users-csv"), settings.pull_rules, "t").pulled == 0
 
 
 def test_file_source_reads_a_late_file_whose_name_sorts_earlier(
@@ -375,10 +405,10 @@ def test_file_source_reads_a_late_file_whose_name_sorts_earlier(
     settings = settings.model_copy(update={"sources": [source]})
     export(22)
     export(23)
-    assert pull_source(engine, settings, "orders", "t").inserted == 2
+    assert pull_source(engine, settings.source("orders"), settings.pull_rules, "t").inserted == 2
     export(20)  # arrives late
-    assert pull_source(engine, settings, "orders", "t").inserted == 1
-    assert pull_source(engine, settings, "orders", "t").pulled == 0
+    assert pull_source(engine, settings.source("orders"), settings.pull_rules, "t").inserted == 1
+    assert pull_source(engine, settings.source("orders"), settings.pull_rules, "t").pulled == 0
     assert _count(engine, Order) == 3
 
 
@@ -395,8 +425,10 @@ def test_file_source_from_before_the_loaded_files_list_keeps_its_place(
         set_watermark(session, "events", str(tmp_path / "events-22.jsonl"))
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.jsonl"))
     settings = settings.model_copy(update={"sources": [source]})
-    assert pull_source(engine, settings, "events", "t").inserted == 1  # only events-23
-    assert pull_source(engine, settings, "events", "t").pulled == 0
+    assert (
+        pull_source(engine, settings.source("events"), settings.pull_rules, "t").inserted == 1
+    )  # only events-23
+    assert pull_source(engine, settings.source("events"), settings.pull_rules, "t").pulled == 0
 
 
 def test_files_starting_with_a_byte_order_mark_load(
@@ -413,7 +445,7 @@ def test_files_starting_with_a_byte_order_mark_load(
     ]
     settings = settings.model_copy(update={"sources": sources})
     for source in sources:
-        stats = pull_source(engine, settings, source.name, "t")
+        stats = pull_source(engine, settings.source(source.name), settings.pull_rules, "t")
         assert (stats.inserted, stats.rejected) == (1, 0), source.name
 
 
@@ -442,7 +474,7 @@ def test_event_names_with_control_characters_arrive_intact(
         encoding="utf-8",
     )  # fmt: skip
     source = FileSource(name="odd-names", entity="events", path=str(path))
-    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "odd-names", "t")
+    stats = pull_source(engine, source, settings.pull_rules, "t")
     assert (stats.inserted, stats.rejected) == (len(names), 0)
     with session_scope(engine) as session:
         stored = dict(session.execute(select(Event.event_id, Event.name)).tuples().all())
@@ -467,7 +499,7 @@ def test_rejected_records_are_kept_verbatim_with_their_reason(
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     source = FileSource(name="odd-rejects", entity="events", path=str(path))
     settings = settings.model_copy(update={"sources": [source]})
-    stats = pull_source(engine, settings, "odd-rejects", "run-7")
+    stats = pull_source(engine, settings.source("odd-rejects"), settings.pull_rules, "run-7")
     assert (stats.inserted, stats.rejected) == (1, 5)
     with session_scope(engine) as session:
         stored = session.execute(
@@ -518,7 +550,10 @@ def test_values_beyond_what_the_store_holds_are_rejected_not_fatal(
         _write_jsonl(path, records)
         sources.append(FileSource(name=entity, entity=entity, path=str(path)))
     settings = settings.model_copy(update={"sources": sources})
-    loaded = {s.name: pull_source(engine, settings, s.name, "t") for s in sources}
+    loaded = {
+        s.name: pull_source(engine, settings.source(s.name), settings.pull_rules, "t")
+        for s in sources
+    }
     assert (loaded["users"].inserted, loaded["users"].rejected) == (1, 3)
     assert (loaded["orders"].inserted, loaded["orders"].rejected) == (1, 2)
     assert loaded["users"].reasons == {"device_hash": 1, "ip_hash": 1, "email": 1}
@@ -581,7 +616,7 @@ def test_postgresql_source_with_lookback_for_late_rows(
     )
     settings = settings.model_copy(update={"sources": [source]})
     try:
-        first = pull_source(engine, settings, "pg-events", "t")
+        first = pull_source(engine, settings.source("pg-events"), settings.pull_rules, "t")
         assert (first.inserted, first.rejected) == (500, 0)
         with admin.begin() as connection:  # a row arrives late, stamped before the watermark
             connection.execute(
@@ -590,7 +625,7 @@ def test_postgresql_source_with_lookback_for_late_rows(
                     " '2026-10-02 00:00+08', TIMESTAMP '2026-10-01 08:15')"
                 )
             )
-        second = pull_source(engine, settings, "pg-events", "t")
+        second = pull_source(engine, settings.source("pg-events"), settings.pull_rules, "t")
         assert second.inserted == 1  # found by the look-back window, nothing else duplicated
         assert _count(engine, Event) == 501
         with admin.begin() as connection:  # rows without the column sort last on PostgreSQL
@@ -600,8 +635,8 @@ def test_postgresql_source_with_lookback_for_late_rows(
                     " '2026-10-03 00:00+08', NULL FROM generate_series(1, 130) n"
                 )
             )
-        third = pull_source(engine, settings, "pg-events", "t")
-        fourth = pull_source(engine, settings, "pg-events", "t")
+        third = pull_source(engine, settings.source("pg-events"), settings.pull_rules, "t")
+        fourth = pull_source(engine, settings.source("pg-events"), settings.pull_rules, "t")
         assert (third.inserted, fourth.inserted) == (130, 0)
         assert _count(engine, Event) == 631
     finally:
@@ -626,12 +661,12 @@ def test_http_source_bearer_auth_from_env(
         )
         settings = settings.model_copy(update={"sources": [source]})
         with pytest.raises(ConfigError, match="APP_API_TOKEN is not set"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
         monkeypatch.setenv("APP_API_TOKEN", "wrong")
         with pytest.raises(ProviderRejected, match="401"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
         monkeypatch.setenv("APP_API_TOKEN", "s3cret")
-        assert pull_source(engine, settings, "api", "t").pulled > 0
+        assert pull_source(engine, settings.source("api"), settings.pull_rules, "t").pulled > 0
 
 
 def test_undecodable_bytes_are_rejected_not_loaded(
@@ -644,7 +679,7 @@ def test_undecodable_bytes_are_rejected_not_loaded(
         b"a2,u1,\xff\xfeopen,2026-10-01T00:00:00Z\n"
     )
     source = FileSource(name="csv", entity="events", path=str(path), format="csv")
-    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "csv", "t")
+    stats = pull_source(engine, source, settings.pull_rules, "t")
     assert (stats.inserted, stats.rejected, stats.reasons) == (1, 1, {"name": 1})
 
 
@@ -659,7 +694,7 @@ def test_sql_source_naming_a_missing_table_is_a_config_error(
     )
     settings = settings.model_copy(update={"sources": [source]})
     with pytest.raises(ConfigError, match="source app: query failed: no such table: src_evnets"):
-        pull_source(engine, settings, "app", "t")
+        pull_source(engine, settings.source("app"), settings.pull_rules, "t")
 
 
 def test_postgresql_source_lost_mid_read_is_transient(postgres_server: str) -> None:
@@ -886,11 +921,15 @@ def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
     assert marked == {str(tmp_path / f"events-{n}.jsonl.gz") for n in (1, 3)}
 
     (tmp_path / "events-2.jsonl.gz").write_bytes(whole)  # the complete copy arrives
-    again = pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t")
+    again = pull_source(
+        engine, next(s for s in sources if s.name == "events"), settings.pull_rules, "t"
+    )
     assert (again.inserted, again.set_aside) == (3000 - len(readable), [])
     assert _count(engine, Event) == 5000
     assert (
-        pull_source(engine, settings.model_copy(update={"sources": sources}), "events", "t").pulled
+        pull_source(
+            engine, next(s for s in sources if s.name == "events"), settings.pull_rules, "t"
+        ).pulled
         == 0
     )
 
@@ -946,13 +985,13 @@ def test_http_source_basic_and_header_auth_as_the_api_checks_them(
         )  # fmt: skip
         settings = settings.model_copy(update={"sources": [source]})
         with pytest.raises(ConfigError, match="env var APP_API_SECRET is not set"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
         monkeypatch.setenv("APP_API_SECRET", wrong)
         with pytest.raises(ProviderRejected, match="401"):
-            pull_source(engine, settings, "api", "t")
+            pull_source(engine, settings.source("api"), settings.pull_rules, "t")
         assert _count(engine, Event) == 0
         monkeypatch.setenv("APP_API_SECRET", secret)
-        stats = pull_source(engine, settings, "api", "t")
+        stats = pull_source(engine, settings.source("api"), settings.pull_rules, "t")
     src = sqlite3.connect(tmp_path / "source.db").execute("SELECT count(*) FROM src_events")
     assert stats.pulled == src.fetchone()[0] > 0
 
@@ -983,14 +1022,14 @@ def test_sql_source_reads_a_query_incrementally_as_a_yunying_toml_declares_it(
     )
     monkeypatch.setenv("YUNYING_CONFIG", str(config))
     settings = load_settings().model_copy(update={"database_url": settings.database_url})
-    first = pull_source(engine, settings, "app-events", "t")
+    first = pull_source(engine, settings.source("app-events"), settings.pull_rules, "t")
     assert (first.pulled, first.inserted, first.rejected, first.watermark) == (16, 16, 0, "19")
     with session_scope(engine) as session:
         names = dict(session.execute(select(Event.event_id, Event.name)).tuples().all())
     assert names["e1"] == "purchase" and names["e2"] == "app_open" and "e5" not in names
     with sqlite3.connect(app) as connection:
         connection.execute("INSERT INTO ev VALUES (21, 'e21', 'u1', 1, '2026-11-02T08:00:00Z', 0)")
-    second = pull_source(engine, settings, "app-events", "t")
+    second = pull_source(engine, settings.source("app-events"), settings.pull_rules, "t")
     assert (second.pulled, second.inserted) == (2, 1)  # from the watermark on: seq 19 and 21
     assert _count(engine, Event) == 17
 
@@ -1001,7 +1040,7 @@ def test_a_file_that_is_no_gzip_at_all_is_set_aside_with_none_of_its_rows(
     _write_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 5))  # named .gz, never compressed
     _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(5, 5))
     source = FileSource(name="events", entity="events", path=str(tmp_path / "events-*.gz"))
-    stats = pull_source(engine, settings.model_copy(update={"sources": [source]}), "events", "t")
+    stats = pull_source(engine, source, settings.pull_rules, "t")
     assert (stats.pulled, stats.inserted, stats.rejected) == (5, 5, 0)
     [set_aside] = stats.set_aside
     assert set_aside.startswith(f"{tmp_path / 'events-1.jsonl.gz'}: cannot be read whole: Not a")

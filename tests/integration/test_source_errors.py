@@ -45,7 +45,7 @@ def test_a_mapping_to_a_missing_column_is_refused_before_anything_loads(
     )
     settings = settings.model_copy(update={"sources": [source]})
     with pytest.raises(ConfigError) as refused:
-        pull_source(engine, settings, "shop-users", "test")
+        pull_source(engine, settings.source("shop-users"), settings.pull_rules, "test")
     message = str(refused.value)
     assert "mapping signup_at = 'created_at'" in message
     assert "Its columns: id, created" in message
@@ -63,7 +63,7 @@ def test_an_unmapped_required_field_names_the_mapping_to_add(
     )  # fmt: skip
     settings = settings.model_copy(update={"sources": [source]})
     with pytest.raises(ConfigError, match=r"user_id: the source has no column 'user_id'; map it"):
-        pull_source(engine, settings, "shop-users", "test")
+        pull_source(engine, settings.source("shop-users"), settings.pull_rules, "test")
 
 
 def test_a_missing_sqlite_source_file_is_file_not_found_and_not_created(
@@ -73,7 +73,7 @@ def test_a_missing_sqlite_source_file_is_file_not_found_and_not_created(
     source = SqlSource(name="gone", entity="users", url=f"sqlite:///{missing}", table="customers")
     settings = settings.model_copy(update={"sources": [source]})
     with pytest.raises(ConfigError, match="file not found") as refused:
-        pull_source(engine, settings, "gone", "test")
+        pull_source(engine, settings.source("gone"), settings.pull_rules, "test")
     assert str(missing) in str(refused.value)
     assert isinstance(refused.value, PermanentError)  # tasks do not retry it
     assert not missing.exists()
@@ -95,14 +95,14 @@ def test_a_batch_mostly_rejected_stops_the_pull_before_storing_it(
     source = FileSource(name="orders", entity="orders", path=str(path))
     settings = settings.model_copy(update={"sources": [source]})
     with pytest.raises(PermanentError) as stopped:
-        pull_source(engine, settings, "orders", "test")
+        pull_source(engine, settings.source("orders"), settings.pull_rules, "test")
     message = str(stopped.value)
     assert "160 of 200 records of a batch rejected" in message
     assert "max_rejected_share" in message and "amount" in message
     assert _stored(engine, Order) == _stored(engine, RejectedRecord) == 0
     # Raised, the same batch loads its good rows and sets the bad ones aside.
     settings = settings.model_copy(update={"max_rejected_share": 0.9})
-    stats = pull_source(engine, settings, "orders", "test")
+    stats = pull_source(engine, settings.source("orders"), settings.pull_rules, "test")
     assert (stats.inserted, stats.rejected) == (40, 160)
 
 
@@ -133,8 +133,8 @@ def test_json_records_may_leave_out_an_optional_mapped_field_not_a_required_one(
         name="users", entity="users", path=str(path), mapping={"user_id": "uid", "phone": "mobile"}
     )
     settings = settings.model_copy(update={"sources": [optional]})
-    assert pull_source(engine, settings, "users", "test").inserted == 3
+    assert pull_source(engine, settings.source("users"), settings.pull_rules, "test").inserted == 3
     required = optional.model_copy(update={"name": "users2", "mapping": {"user_id": "id"}})
     settings = settings.model_copy(update={"sources": [required]})
     with pytest.raises(ConfigError, match="mapping user_id = 'id'.*Its columns: uid, signup_at"):
-        pull_source(engine, settings, "users2", "test")
+        pull_source(engine, settings.source("users2"), settings.pull_rules, "test")

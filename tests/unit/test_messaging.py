@@ -11,7 +11,7 @@ from yunying.messaging.campaign import QuietHours, load_campaign
 from yunying.messaging.render import render, sms_segments
 from yunying.messaging.send import _quiet_until
 from yunying.messaging.unsubscribe import InvalidToken, make_token, verify_token
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 
 CONTEXT = {
     "user_id": "u1",
@@ -109,7 +109,7 @@ def test_unsubscribe_token_round_trip_and_tamper() -> None:
 HOLDOUT_PROBE = """
 import sys
 from yunying.lifecycle.holdout import campaign_bucket
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 print([campaign_bucket(holdout_bucket(f"u{i}"), sys.argv[1]) for i in range(200)])
 """
 

@@ -11,12 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from yunying.sources.config import FIELDS
-from yunying.sources.records import (
-    InvalidRecord,
+from yunying.sources.validate.fast import plain_orders, plain_users
+from yunying.sources.validate.rows import InvalidRecord
+from yunying.sources.validate.rules import (
     RecordDefaults,
     order_values,
-    plain_orders,
-    plain_users,
     to_order_row,
     to_user_row,
     user_values,

@@ -14,7 +14,7 @@ import pytest
 from yunying.lifecycle.holdout import in_holdout
 from yunying.reports.effects import Uplift
 from yunying.reports.uplift import difference_interval
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 
 USERS = 3000
 HOLDOUT_PERCENT = 10

@@ -27,7 +27,7 @@ from yunying.messaging.render import render
 from yunying.messaging.send import RECIPIENT_COLUMNS, Recipient, last_active_by, message_context
 from yunying.messaging.unsubscribe import unsubscribe_key
 from yunying.messaging.wechat import check_wechat_template
-from yunying.sources.records import LOCALES
+from yunying.sources.validate.rules import LOCALES
 from yunying.store.models import LifecycleState, User
 
 SAMPLE_CONTEXT = {

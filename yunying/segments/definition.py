@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yunying.errors import ConfigError
-from yunying.sources.records import template_locale
+from yunying.sources.validate.rules import template_locale
 
 STATES = ("new", "active", "returned", "silent", "churned")
 TIERS = ("high", "mid", "low")

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, model_validator
 
 from yunying.setting_checks import DatabaseUrl, HttpUrl
+from yunying.sources.validate.rows import EVENT_FIELDS, ORDER_FIELDS, USER_FIELDS
+from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
 Entity = Literal["users", "events", "orders"]
 
 # The fields each entity's validator reads from a raw record.
 FIELDS: dict[Entity, tuple[str, ...]] = {
-    "users": (
-        "user_id", "signup_at", "timezone", "locale", "email", "phone", "push_token",
-        "email_opt_in", "sms_opt_in", "push_opt_in", "device_hash", "ip_hash", "referred_by",
-        "openid", "wechat_opt_in",
-    ),
-    "events": ("event_id", "user_id", "name", "occurred_at"),
-    "orders": ("order_id", "user_id", "amount", "currency", "status", "created_at"),
-}  # fmt: skip
+    "users": USER_FIELDS,
+    "events": EVENT_FIELDS,
+    "orders": ORDER_FIELDS,
+}
 
 
 class _SourceBase(BaseModel):
@@ -88,3 +89,17 @@ class FileSource(_SourceBase):
 
 
 SourceConfig = Annotated[SqlSource | HttpSource | FileSource, Field(discriminator="kind")]
+
+
+@dataclass(frozen=True)
+class PullRules:
+    """What every pull applies besides its source's declaration, from the company's settings:
+    the time zone of days, the defaults of what a record leaves out, the share of a batch that
+    may be rejected (`max_rejected_share`) and which events and orders are activity
+    (`lifecycle.activity_events`, empty for all; `lifecycle.orders_are_activity`)."""
+
+    zone: ZoneInfo
+    defaults: RecordDefaults = NO_CONSENT_ASSUMED
+    max_rejected_share: float = 0.5
+    activity_events: Sequence[str] = ()
+    orders_are_activity: bool = True

@@ -9,28 +9,25 @@ and the store work at the same time; a few batches wait in memory, never the who
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import queue
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from sqlalchemy import Engine, make_url
+from sqlalchemy.orm import Session
 
-from yunying.config import Settings
 from yunying.errors import PermanentError
-from yunying.sources.config import FileSource, HttpSource, SourceConfig, SqlSource
+from yunying.sources.config import FileSource, HttpSource, PullRules, SourceConfig, SqlSource
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import Batch, read_source
 from yunying.sources.read.child import read_in_child
-from yunying.sources.records import EventRow, Rejected, StoreRow
-from yunying.sources.validate import Rejects, validate
+from yunying.sources.validate.batch import Rejects, validate
+from yunying.sources.validate.rows import EventRow, Rejected, StoreRow
 from yunying.sources.write import load_events, load_rows
 from yunying.sources.write.batch import EventsText
 from yunying.sources.write.marks import (
@@ -68,112 +65,132 @@ class LoadStats:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
+@dataclass
+class CheckedBatch:
+    """A batch validated and ready to store: its figures, its rows (events as the store's bulk
+    text, so the writer's thread only sends it) and its rejects, `again` holding those that an
+    earlier pull read too (stored once)."""
+
+    stats: LoadStats
+    rows: list[StoreRow] | EventsText
+    rejects: Rejects
+    again: Rejects
+
+
 def pull_source(
     engine: Engine,
-    settings: Settings,
-    name: str,
+    source: SourceConfig,
+    rules: PullRules,
     run_id: str,
     on_batch: Callable[[LoadStats], None] | None = None,
 ) -> LoadStats:
-    source = settings.source(name)
+    """Pull `source` into the store from where its last pull ended, under `rules`: read,
+    validate, write, a batch at a time. Rejects are recorded under `run_id`; `on_batch` hears
+    the running totals after each batch."""
     with session_scope(engine) as session:
-        watermark = get_watermark(session, name)
+        watermark = get_watermark(session, source.name)
         loaded = (
             loaded_files(session, source, watermark) if isinstance(source, FileSource) else set()
         )
     total = LoadStats(watermark=watermark)
+    batches = read_batches(source, watermark, loaded)
     postgres = engine.dialect.name == "postgresql"
-
-    is_reread = reread_test(source, watermark)
-
-    def read_and_validate() -> Iterator[
-        tuple[LoadStats, list[StoreRow] | EventsText, tuple[Rejects, Rejects]]
-    ]:
-        checked = False
-        for batch in read_batches(source, watermark, loaded):
-            if not checked and batch.records:  # refused before anything is stored
-                exact = batch.columns is not None or (
-                    isinstance(source, FileSource) and source.format == "csv"
-                )
-                check_mapping(source, columns_of(batch.records, batch.columns), exact)
-                checked = True
-            rows, rejects = validate(
-                source.entity,
-                batch.records,
-                source.mapping,
-                settings.zone,
-                batch.columns,
-                settings.record_defaults,
-            )
-            rejects += batch.unreadable
-            again: Rejects = []
-            if is_reread is not None and rejects:
-                again = [r for r in rejects if is_reread(r.raw)]
-                rejects = [r for r in rejects if not is_reread(r.raw)]
-            refuse_mostly_rejected(
-                name,
-                len(batch.records) + len(batch.unreadable),
-                rejects,
-                settings.max_rejected_share,
-            )
-            stats = LoadStats(
-                pulled=len(batch.records) + len(batch.unreadable),
-                rejected=len(rejects),
-                watermark=batch.watermark,
-                set_aside=[f"{path}: {why}" for path, why in batch.set_aside],
-            )
-            stats.rejected += len(again)
-            for rejected in rejects + again:
-                stats.reasons[rejected.field] = stats.reasons.get(rejected.field, 0) + 1
-            # A file set aside is kept with the rejects, where people look for what did not load.
-            rejects += [
-                Rejected(json.dumps({"file": path}), "file", why) for path, why in batch.set_aside
-            ]
-            # Events travel on as the store's bulk text, so the writer's thread only sends it.
-            rows_out = (
-                events_text(cast(list[EventRow], rows), postgres)
-                if source.entity == "events"
-                else rows
-            )
-            yield stats, rows_out, (rejects, again)
-
+    checked = check_batches(source, rules, batches, reread_test(source, watermark), postgres)
     fell_back: list[str] = []  # why each batch that did left the PostgreSQL fast path
-    batches = 0
-    with quick_handoffs(), rare_collections():
-        for stats, rows, (rejects, again) in read_ahead(read_and_validate()):
-            batches += 1
-            with session_scope(engine) as session:
-                if isinstance(rows, EventsText):
-                    stats.inserted = load_events(
-                        session, rows, settings.lifecycle.activity_events, fell_back.append
-                    )
-                else:
-                    stats.inserted, stats.updated = load_rows(
-                        session,
-                        source.entity,
-                        rows,
-                        uuid.uuid4().hex,
-                        orders_are_activity=settings.lifecycle.orders_are_activity,
-                    )
-                reject(session, name, run_id, rejects)
-                reject(session, name, run_id, again, only_new=True)
-                if stats.watermark is not None:
-                    set_watermark(session, name, stats.watermark)
-                    if isinstance(source, FileSource):  # the batch ended a file: its path
-                        record_loaded_files(session, name, [stats.watermark])
-            total.add(stats)
-            if on_batch is not None:
-                on_batch(total)
+    written = 0
+    for batch in read_ahead(checked):
+        with session_scope(engine) as session:
+            write_batch(session, source, rules, run_id, batch, fell_back.append)
+        written += 1
+        total.add(batch.stats)
+        if on_batch is not None:
+            on_batch(total)
     if fell_back:  # once per pull: a slower path taken is a regression worth seeing
         total.fast_path_fallbacks = len(fell_back)
         log.warning(
             "source %s: %d of %d batches took the staging table instead of the direct COPY (%s)",
-            name,
+            source.name,
             len(fell_back),
-            batches,
+            written,
             "; ".join(sorted(set(fell_back))),
         )
     return total
+
+
+def check_batches(
+    source: SourceConfig,
+    rules: PullRules,
+    batches: Iterator[Batch],
+    is_reread: Callable[[str], bool] | None,
+    postgres: bool,
+) -> Iterator[CheckedBatch]:
+    """Each batch validated; the mapping is checked against the first batch's columns and a
+    mostly rejected batch stops the pull, both before anything of it is stored."""
+    checked = False
+    for batch in batches:
+        if not checked and batch.records:
+            exact = batch.columns is not None or (
+                isinstance(source, FileSource) and source.format == "csv"
+            )
+            check_mapping(source, columns_of(batch.records, batch.columns), exact)
+            checked = True
+        rows, rejects = validate(
+            source.entity, batch.records, source.mapping, rules.zone, batch.columns, rules.defaults
+        )
+        rejects += batch.unreadable
+        again: Rejects = []
+        if is_reread is not None and rejects:
+            again = [r for r in rejects if is_reread(r.raw)]
+            rejects = [r for r in rejects if not is_reread(r.raw)]
+        records = len(batch.records) + len(batch.unreadable)
+        refuse_mostly_rejected(source.name, records, rejects, rules.max_rejected_share)
+        stats = LoadStats(
+            pulled=records,
+            rejected=len(rejects) + len(again),
+            watermark=batch.watermark,
+            set_aside=[f"{path}: {why}" for path, why in batch.set_aside],
+        )
+        for rejected in rejects + again:
+            stats.reasons[rejected.field] = stats.reasons.get(rejected.field, 0) + 1
+        # A file set aside is kept with the rejects, where people look for what did not load.
+        rejects += [
+            Rejected(json.dumps({"file": path}), "file", why) for path, why in batch.set_aside
+        ]
+        if source.entity == "events":
+            yield CheckedBatch(
+                stats, events_text(cast(list[EventRow], rows), postgres), rejects, again
+            )
+        else:
+            yield CheckedBatch(stats, rows, rejects, again)
+
+
+def write_batch(
+    session: Session,
+    source: SourceConfig,
+    rules: PullRules,
+    run_id: str,
+    batch: CheckedBatch,
+    on_fallback: Callable[[str], None],
+) -> None:
+    """Store a checked batch, its rejects and the watermark it reaches, in `session`'s
+    transaction: a pull killed after it resumes after it."""
+    stats = batch.stats
+    if isinstance(batch.rows, EventsText):
+        stats.inserted = load_events(session, batch.rows, rules.activity_events, on_fallback)
+    else:
+        stats.inserted, stats.updated = load_rows(
+            session,
+            source.entity,
+            batch.rows,
+            uuid.uuid4().hex,
+            orders_are_activity=rules.orders_are_activity,
+        )
+    reject(session, source.name, run_id, batch.rejects)
+    reject(session, source.name, run_id, batch.again, only_new=True)
+    if stats.watermark is not None:
+        set_watermark(session, source.name, stats.watermark)
+        if isinstance(source, FileSource):  # the batch ended a file: its path
+            record_loaded_files(session, source.name, [stats.watermark])
 
 
 def reread_test(source: SourceConfig, watermark: str | None) -> Callable[[str], bool] | None:
@@ -226,43 +243,14 @@ def read_batches(
     """The source's batches, read where the reading overlaps validation best: an API in a
     process of its own (`read_in_child` says why), a database server in a thread of its
     own (its driver waits for the network without the GIL), a file or a SQLite database in
-    the validating thread (in a thread of its own, that reading only added hand-overs of
-    the GIL, which slowed a file pull by a fifth and a SQLite source's by a twentieth)."""
+    the validating thread (in a thread of its own, that reading only adds hand-overs of
+    the GIL, for no waiting to overlap)."""
     if isinstance(source, HttpSource):
         return read_in_child(source, watermark, loaded)
     batches = read_source(source, watermark, loaded)
     if isinstance(source, SqlSource) and make_url(source.url).get_backend_name() != "sqlite":
         return read_ahead(batches, depth=1)
     return batches
-
-
-@contextmanager
-def quick_handoffs() -> Iterator[None]:
-    """Python's threads hand the GIL over every 0.5 ms instead of every 5 ms while a pull runs:
-    the writer gives the GIL up at each statement and then waits for it behind validation.
-    Process-wide; the pull flow runs one pull at a
-    time."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, 0.0005))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
-@contextmanager
-def rare_collections() -> Iterator[None]:
-    """Python's garbage collector looks at young objects every 200,000 new containers
-    instead of every 700 while a pull runs. A pull makes a tuple per row, and collections
-    walking them hold the GIL while the other threads wait. Rows are freed
-    by reference counting once their batch is written: this only puts off finding cycles.
-    Process-wide, as `quick_handoffs`."""
-    before = gc.get_threshold()
-    gc.set_threshold(200_000, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 T = TypeVar("T")

@@ -18,14 +18,9 @@ from yunying.sources.config import FIELDS, FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
 from yunying.sources.read.batch import Batch
-from yunying.sources.records import (
-    EVENT_COLUMNS,
-    NO_CONSENT_ASSUMED,
-    ORDER_COLUMNS,
-    USER_COLUMNS,
-    RecordDefaults,
-)
-from yunying.sources.validate import validate
+from yunying.sources.validate.batch import validate
+from yunying.sources.validate.rows import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
+from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
 SAMPLE_ROWS = 1000
 SHOWN_RECORDS = 3

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from yunying.sources.records import Rejected
+from yunying.sources.validate.rows import Rejected
 
 Record = dict[str, Any]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from yunying.errors import ConfigError
 from yunying.sources.config import FileSource
 from yunying.sources.read.batch import Batch, Record
-from yunying.sources.records import Rejected
+from yunying.sources.validate.rows import Rejected
 
 
 def file_paths(source: FileSource) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Protocol, cast
 from sqlalchemy.orm import Session
 
 from yunying.sources.config import Entity
-from yunying.sources.records import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
+from yunying.sources.validate.rows import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert, last_per_id
 from yunying.sources.write.facts import activity_filter, store_time
 from yunying.sources.write.postgres import PostgresWriter

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.config import FileSource
 from yunying.sources.read.files import file_paths
-from yunying.sources.records import Rejected
+from yunying.sources.validate.rows import Rejected
 from yunying.sources.write.facts import store_time
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import SourceFile, SourceWatermark

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from yunying.sources.records import EVENT_COLUMNS
+from yunying.sources.validate.rows import EVENT_COLUMNS
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert
 from yunying.sources.write.facts import fold_events, fold_new_orders, fold_orders, store_time
 

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from yunying.sources.records import EVENT_COLUMNS
+from yunying.sources.validate.rows import EVENT_COLUMNS
 from yunying.sources.write.batch import NewEvents, Upsert
 from yunying.sources.write.facts import fact_updates, fold_new_orders, fold_orders, store_time
 

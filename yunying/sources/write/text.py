@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from yunying.sources.records import EVENT_COLUMNS, EventRow
+from yunying.sources.validate.rows import EVENT_COLUMNS, EventRow
 from yunying.sources.write.batch import EventsText, last_per_id
 
 

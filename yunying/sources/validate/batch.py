@@ -1,6 +1,6 @@
-"""Raw records into store rows: each entity's column-at-a-time path first (`plain_events`,
-`plain_users`, `plain_orders`), the reference rule (`to_*_row`) for what that leaves, which
-either gives the same row or says what is wrong."""
+"""A batch of raw records into store rows and rejects: each entity's column-at-a-time path
+first (`fast`), the reference rule (`rules`) for what that leaves, which either gives the
+same row or says what is wrong."""
 
 from __future__ import annotations
 
@@ -12,18 +12,13 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from yunying.sources.config import FIELDS, Entity
-from yunying.sources.records import (
+from yunying.sources.validate.fast import plain_events, plain_orders, plain_users
+from yunying.sources.validate.rows import InvalidRecord, Rejected, StoreRow
+from yunying.sources.validate.rules import (
     NO_CONSENT_ASSUMED,
-    InvalidRecord,
     RecordDefaults,
-    Rejected,
-    StoreRow,
     event_values,
     order_values,
-    plain_event,
-    plain_events,
-    plain_orders,
-    plain_users,
     to_event_row,
     to_order_row,
     to_user_row,
@@ -80,7 +75,7 @@ def _row(
     """One record's row, or InvalidRecord saying what is wrong."""
     raw = dict(zip(FIELDS[entity], values, strict=True))
     if entity == "events":
-        return plain_event(values, zone) or event_values(to_event_row(raw, zone))
+        return event_values(to_event_row(raw, zone))
     if entity == "users":
         return user_values(to_user_row(raw, zone, now, defaults))
     return order_values(to_order_row(raw, zone, defaults))
