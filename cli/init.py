@@ -2,7 +2,9 @@
 
 Every answer comes from a flag, else a prompt when the terminal is interactive, else its
 default. A required field the table has no column for is asked for in a terminal, offering
-the table's columns; without one, the error names the `--map` flag to pass. Each source is
+the table's columns; without one, the error names the `--map` flag to pass. A terminal is
+also offered the optional user fields (cli/init_fields.py), and a channel without consent
+is warned about. Each source is
 sampled through its mapping (up to a thousand records) before anything is written: a
 mapping to a missing column, a missing file or an unreachable database stops `init` with
 the reason, and the file is not written. A new store starts with sending off.
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from cli.init_fields import by_name, consent_warnings, offer_optional
 from yunying.config import Settings, describe_validation_error
 from yunying.errors import ConfigError, YunyingError
 from yunying.lifecycle.activity import describe_activity
@@ -67,11 +70,9 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         from yunying.config import load_settings
 
         settings = load_settings()
-        failed = _show_samples(settings, out)
-        note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
-        if note:
-            out(f"\nActivity: {note}.")
-        return 2 if failed else 0
+        unread = _show_samples(settings, out)
+        _say_activity(settings, unread, out)
+        return 2 if unread else 0
     if path.exists() and not args.force:
         raise ConfigError(f"{path} exists: pass --force to overwrite it")
     interactive = sys.stdin.isatty()
@@ -102,13 +103,10 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         if isinstance(exc, ValidationError):
             raise ConfigError(describe_validation_error(exc)) from None
         raise
-    failed = _show_samples(settings, out)
-    if failed:
+    if _show_samples(settings, out):
         out(f"\n{path} not written: fix the source(s) above and run `yunying init` again.")
         return 2
-    note = describe_activity({s.entity for s in settings.sources}, settings.lifecycle)
-    if note:
-        out(f"\nActivity: {note}.")
+    _say_activity(settings, set(), out)
     path.write_text(to_toml(data), encoding="utf-8")
     out(f"\nwrote {path}. Next:")
     out("  yunying db upgrade && yunying run pull")
@@ -119,19 +117,33 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
     return 0
 
 
-def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
-    """Each source's columns, a few mapped records and every reason a record would be
-    rejected for; True if a source could not be read."""
-    failed = False
+def _say_activity(settings: Settings, unread: set[str], out: Callable[[str], None]) -> None:
+    """How activity is derived, from the entities whose sources could be read."""
+    read = {s.entity for s in settings.sources if s.name not in unread}
+    note = describe_activity(read, settings.lifecycle)
+    if note and unread:
+        names = ", ".join(sorted(unread))
+        out(f"\nActivity, from the sources read ({names} could not be): {note}.")
+    elif note:
+        out(f"\nActivity: {note}.")
+
+
+def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
+    """Each source's columns, the optional fields read by name, a few mapped records and
+    every reason a record would be rejected for; the names of the sources not read."""
+    unread = set()
     for source in settings.sources:
         out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
         try:
             sample = sample_source(source, settings.zone, defaults=settings.record_defaults)
         except YunyingError as exc:
             out(f"  PROBLEM: {exc}")
-            failed = True
+            unread.add(source.name)
             continue
         out(f"  columns: {', '.join(sample.columns) or '(no rows)'}")
+        named = by_name(source.entity, source.mapping, sample.columns)
+        if named:
+            out(f"  read from columns of the same name: {', '.join(named)}")
         for row in sample.mapped[:SHOWN_RECORDS]:
             shown = mask_record(row, CONTACT_FIELDS)
             out(f"  a mapped record: {json.dumps(shown, default=str, ensure_ascii=False)}")
@@ -140,7 +152,11 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> bool:
             example = f"row {reason.example_id}" if reason.example_id else "a row"
             out(f"  {reason.count} would be rejected: {reason.reason}")
             out(f"      e.g. {example}: {reason.example}")
-    return failed
+        if source.entity == "users":
+            assume = settings.consent.assume_opt_in_when_missing
+            for warning in consent_warnings(source.mapping, sample.columns, assume):
+                out(f"  {warning}")
+    return unread
 
 
 def _sources(
@@ -210,6 +226,8 @@ def _map_required(
                 mapping[field] = answer
             else:
                 print(f"  {table} has no column {answer!r}")
+    if interactive and columns and entity == "users":
+        offer_optional(table, mapping, columns, ask)
     return missing
 
 

@@ -438,10 +438,17 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.segments import segments_command
+    from cli.segments import list_segments, segments_command
 
-    print(segments_command(settings, args.action, args.name, args.date))
-    return 0
+    if args.action != "list":
+        print(segments_command(settings, args.action, args.name, args.date))
+        return 0
+    listed, problems = list_segments(settings)
+    if listed:
+        print(listed)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _review(settings: Settings, args: argparse.Namespace) -> int:

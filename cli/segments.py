@@ -12,16 +12,27 @@ from yunying.segments.evaluate import record_sizes, show
 from yunying.store.engine import create_store_engine, session_scope
 
 
+def list_segments(settings: Settings) -> tuple[str, list[str]]:
+    """Every good segment file's line, and one problem per bad file (its own error): a bad
+    file hides none of the others."""
+    library = SegmentLibrary(settings.segment_dir)
+    lines, problems = [], []
+    for each in library.names():
+        try:
+            segment = library.get(each)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        lines.append(f"{each:32} {segment.description}")
+    if not lines and not problems:
+        return f"no segment files in {settings.segment_dir}", []
+    return "\n".join(lines), problems
+
+
 def segments_command(
     settings: Settings, action: str, name: str | None, business_date: dt.date | None
 ) -> str:
     library = SegmentLibrary(settings.segment_dir)
-    if action == "list":
-        lines = []
-        for each in library.names():
-            segment = library.get(each)
-            lines.append(f"{each:32} {segment.description}")
-        return "\n".join(lines) or f"no segment files in {settings.segment_dir}"
     engine = create_store_engine(settings.store_url)
     try:
         with session_scope(engine) as session:

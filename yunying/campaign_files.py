@@ -74,6 +74,7 @@ def find_named(folder: Path, name: str, model: type[Model], kind: str) -> Model:
     loaded = load_model_file(folder / f"{name}.toml", model, kind)
     if getattr(loaded, "name", None) != name:
         raise ConfigError(
-            f"{kind} file {name}.toml: field 'name' is {getattr(loaded, 'name', None)!r}"
+            f"{kind} file {name}.toml: field 'name' is {getattr(loaded, 'name', None)!r};"
+            f" it must match the file name: {name!r}"
         )
     return loaded

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from json import JSONDecodeError
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -465,11 +465,28 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
 
 def _unknown_setting(title: str, loc: tuple[int | str, ...]) -> str:
     """`unknown setting 'smtp.prot'`, with the nearest known names of its table."""
-    owner: Any = Settings if title == "Settings" else None
+    owners: list[type[BaseModel]] = [Settings] if title == "Settings" else []
     for part in loc[:-1]:
-        field = owner.model_fields.get(part) if isinstance(part, str) and owner else None
-        nested = field.annotation if field else None
-        owner = nested if isinstance(nested, type) and issubclass(nested, BaseModel) else None
-    close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields) if owner else [])
+        if isinstance(part, int):  # an item of the list named before it
+            continue
+        fields = [owner.model_fields[part] for owner in owners if part in owner.model_fields]
+        if fields:
+            owners = _models_in(fields[0].annotation)
+        else:  # a tagged union names its member by its `kind`: `sources.1.sql.tabel`
+            owners = [owner for owner in owners if part in _kinds(owner)]
+    known = sorted({name for owner in owners for name in owner.model_fields})
+    close = difflib.get_close_matches(str(loc[-1]), known)
     hint = f" (did you mean {' or '.join(repr(name) for name in close)}?)" if close else ""
     return f"unknown setting {'.'.join(str(part) for part in loc)!r}{hint}"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models in `Model`, `list[Model]`, `A | B | None`, `Annotated[...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for argument in get_args(annotation) for model in _models_in(argument)]
+
+
+def _kinds(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("kind")
+    return get_args(field.annotation) if field else ()

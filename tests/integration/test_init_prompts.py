@@ -53,7 +53,8 @@ def test_in_a_terminal_init_asks_for_the_columns_it_cannot_find(tmp_path: Path) 
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     _shop(db)
     # A wrong table and a wrong column are asked again.
-    answers = ["id", "created", "purchase", "purchases", "no", "customer", "totl", "total", "at"]
+    answers = ["id", "created", *[""] * 6]  # no optional column: 4 contacts, timezone, locale
+    answers += ["purchase", "purchases", "no", "customer", "totl", "total", "at"]
     leader, terminal = pty.openpty()
     try:
         os.write(leader, "".join(f"{a}\n" for a in answers).encode())

@@ -52,6 +52,9 @@ def test_init_check_stops_on_a_path_that_matches_no_file(
     assert "the folder" in out and "does not exist" in out  # exports/ is not there either
     assert "2 of 2 rows read are valid" in out  # the users source is read as usual
     assert "(no rows)" not in out
+    # Activity is said from what was read: the orders were not.
+    assert "activity is derived from orders" not in out
+    assert "Activity, from the sources read (orders could not be): no events and no orders" in out
 
 
 def test_a_pull_fails_the_source_that_matches_no_file_and_pulls_the_others(

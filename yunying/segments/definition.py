@@ -300,7 +300,8 @@ def load_segment(path: Path) -> Segment:
     segment = parse_segment(data, path)
     if segment.name != path.stem:
         raise ConfigError(
-            f"segment file {path}: field 'name' is {segment.name!r}, not {path.stem!r}"
+            f"segment file {path}: field 'name' is {segment.name!r};"
+            f" it must match the file name: {path.stem!r}"
         )
     return segment
 

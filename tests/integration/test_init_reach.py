@@ -1,0 +1,113 @@
+"""`yunying init` for a company whose users should be reachable: columns named as Yunying's
+fields are used and said, a terminal is offered the optional fields (contacts, consent, time
+zone, locale), and a channel with a contact but no consent column is warned about."""
+
+from __future__ import annotations
+
+import os
+import pty
+import sqlite3
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+
+BIN = Path(sys.executable).parent
+
+
+def _shop(path: Path, columns: tuple[str, ...], row: tuple[str, ...]) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE customers ({', '.join(f'{c} TEXT' for c in columns)})")
+        db.executemany(
+            f"INSERT INTO customers VALUES ({', '.join('?' * len(columns))})",
+            [tuple(value.format(i=i) for value in row) for i in range(5)],
+        )
+
+
+def _flags(config: Path, db: Path) -> list[str]:
+    args = ["init", "--config", str(config), "--timezone", "Asia/Shanghai", "--locale", "en"]
+    args += ["--currency", "USD", "--sql", f"sqlite:///{db}", "--users-table", "customers"]
+    args += ["--orders-table", "", "--events-table", ""]
+    for name, days in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
+        args += [f"--{name}-days", str(days)]
+    return [*args, "--map", "users.user_id=id", "--map", "users.signup_at=created"]
+
+
+def test_columns_named_as_fields_are_used_and_a_channel_without_consent_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
+    columns = ("id", "created", "email", "email_opt_in", "phone")
+    _shop(db, columns, ("c{i}", "2026-10-01T00:00:00Z", "c{i}@example.com", "1", "+8613800{i}"))
+    assert main(_flags(config, db)) == 0
+    out = capsys.readouterr().out
+    assert "read from columns of the same name: email, phone, email_opt_in" in out
+    assert '"email_opt_in": true' in out
+    assert "no consent column (email_opt_in)" not in out
+    assert (
+        "WARNING: phone is mapped but no consent column (sms_opt_in) is: nobody will get"
+        " marketing messages by sms. Map the column recording it: --map users.sms_opt_in=<column>"
+    ) in out
+
+
+def test_no_consent_column_is_warned_unless_consent_is_assumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "shop.db"
+    _shop(db, ("id", "created", "email"), ("c{i}", "2026-10-01T00:00:00Z", "c{i}@example.com"))
+    assert main(_flags(tmp_path / "a.toml", db)) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: email is mapped but no consent column (email_opt_in) is" in out
+    monkeypatch.setenv("YUNYING_CONSENT__ASSUME_OPT_IN_WHEN_MISSING", "true")
+    monkeypatch.setenv("YUNYING_CONFIG", str(tmp_path / "a.toml"))
+    assert main(["init", "--check"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def test_no_contact_column_is_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "shop.db"
+    _shop(db, ("id", "created"), ("c{i}", "2026-10-01T00:00:00Z"))
+    assert main(_flags(tmp_path / "a.toml", db)) == 0
+    assert "WARNING: no contact column (email, phone, push_token, openid)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_in_a_terminal_init_offers_contacts_consent_and_time_zone(tmp_path: Path) -> None:
+    db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
+    columns = ("id", "created", "mail", "ok_mail", "tz")
+    _shop(db, columns, ("c{i}", "2026-10-01T00:00:00Z", "c{i}@example.com", "yes", "Europe/Paris"))
+    # email, phone, push_token, openid; email_opt_in (asked again); timezone, locale
+    answers = ["mail", "", "", "", "ok", "ok_mail", "tz", ""]
+    leader, terminal = pty.openpty()
+    try:
+        os.write(leader, "".join(f"{a}\n" for a in answers).encode())
+        done = subprocess.run(
+            [str(BIN / "yunying"), *_flags(config, db)],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "YUNYING_HOME": str(tmp_path / "var")},
+        )
+    finally:
+        os.close(terminal)
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    assert "Column of users.email in customers, optional (empty: none; id, created, mail" in (
+        done.stdout
+    )
+    assert "customers has no column 'ok'" in done.stdout
+    assert "Column of users.sms_opt_in" not in done.stdout  # no phone: its consent not asked
+    assert '"timezone": "Europe/Paris"' in done.stdout and '"email_opt_in": true' in done.stdout
+    assert "no consent column (email_opt_in)" not in done.stdout
+    written = tomllib.loads(config.read_text(encoding="utf-8"))
+    assert written["sources"][0]["mapping"] == {
+        "user_id": "id", "signup_at": "created", "email": "mail", "email_opt_in": "ok_mail",
+        "timezone": "tz",
+    }  # fmt: skip
