@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from tests.builders import DAY, silent_users
 from yunying.config import Settings
 from yunying.messaging.variants import variant_of
-from yunying.sources.records import holdout_bucket
+from yunying.sources.validate.rules import holdout_bucket
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage, User
 

@@ -45,7 +45,10 @@ def test_a_reread_whole_table_counts_only_changed_rows_as_updated(
         counts.append(
             [
                 (s.inserted, s.updated)
-                for s in (pull_source(engine, settings, n, "t") for n in ("db-users", "db-orders"))
+                for s in (
+                    pull_source(engine, settings.source(n), settings.pull_rules, "t")
+                    for n in ("db-users", "db-orders")
+                )
             ]
         )
     assert counts == [[(30, 0), (50, 0)], [(0, 0), (0, 0)]]
@@ -53,7 +56,10 @@ def test_a_reread_whole_table_counts_only_changed_rows_as_updated(
     with sqlite3.connect(shop) as db:
         db.execute("UPDATE customers SET mail = 'new@example.com' WHERE id = 'c3'")
         db.execute("UPDATE purchases SET total = '5.00' WHERE no IN ('p1', 'p2')")
-    third = [pull_source(engine, settings, n, "t") for n in ("db-users", "db-orders")]
+    third = [
+        pull_source(engine, settings.source(n), settings.pull_rules, "t")
+        for n in ("db-users", "db-orders")
+    ]
     assert [(s.inserted, s.updated) for s in third] == [(0, 1), (0, 2)]
     with session_scope(engine) as session:
         assert session.scalar(select(User.email).where(User.user_id == "c3")) == "new@example.com"
