@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return _interrupted(command)
+        return _interrupted(command, _where_lifecycle_ends(settings, args))
     except (sa.exc.OperationalError, sa.exc.ProgrammingError):
         from cli.store_check import store_problem
 
@@ -85,7 +85,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 INTERRUPT_GRACE_SECONDS = 10.0
 
 
-def _interrupted(command: str) -> int:
+def _where_lifecycle_ends(settings: Settings | None, args: argparse.Namespace) -> str | None:
+    """For an interrupted `run lifecycle`, where the store's lifecycle now ends: a recompute
+    has put the states back to its first date and starts there again, so a range's later
+    dates are gone until the rerun finishes."""
+    if settings is None or getattr(args, "flow", None) != "lifecycle":
+        return None
+    from yunying.lifecycle.states import latest_date
+    from yunying.store.engine import create_store_engine, session_scope
+
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            latest = latest_date(session)
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return f"the store's lifecycle now ends at {latest}" if latest else "the store has no lifecycle"
+
+
+def _interrupted(command: str, lifecycle_end: str | None = None) -> int:
     """Prefect has marked the run Crashed on its way out; Prefect's exit handlers then flush
     to the server, which stops last (cli/prefect_server.py)."""
     if owns_a_server():  # the command's own process, not a program calling main()
@@ -94,11 +114,18 @@ def _interrupted(command: str) -> int:
         watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, _exit_now)
         watchdog.daemon = True
         watchdog.start()
-    print(
-        f"interrupted: `{command}` stopped before it finished; run the same command again "
-        "to resume safely (work already done is kept and not repeated)",
-        file=sys.stderr,
-    )
+    if lifecycle_end is not None:
+        print(
+            f"interrupted: `{command}` stopped before it finished; {lifecycle_end}: "
+            "run the same command again to finish",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"interrupted: `{command}` stopped before it finished; run the same command again "
+            "to resume safely (work already done is kept and not repeated)",
+            file=sys.stderr,
+        )
     return 130
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from yunying.config import Settings
 from yunying.errors import ConfigError
+from yunying.lifecycle.business_dates import refuse_future
 from yunying.lifecycle.states import latest_date
 from yunying.segments.definition import SegmentLibrary
 from yunying.segments.evaluate import record_sizes, show
@@ -32,6 +33,8 @@ def list_segments(settings: Settings) -> tuple[str, list[str]]:
 def segments_command(
     settings: Settings, action: str, name: str | None, business_date: dt.date | None
 ) -> str:
+    if business_date is not None:  # before any advice to compute that date
+        refuse_future(business_date, settings.zone, "--date")
     library = SegmentLibrary(settings.segment_dir)
     engine = create_store_engine(settings.store_url)
     try:

@@ -27,7 +27,7 @@ from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
-from yunying.store.models import LifecycleState, LifecycleTransition
+from yunying.store.models import LifecycleRun, LifecycleState, LifecycleTransition
 
 MISTAKE = dt.date(2027, 6, 1)
 
@@ -89,6 +89,15 @@ def _rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]
     return sorted(tuple(r) for r in states), sorted(tuple(r) for r in moves)
 
 
+def _latest(url: str) -> dt.date:
+    engine = create_store_engine(url)
+    with engine.connect() as connection:
+        latest = connection.scalar(sa.select(sa.func.max(LifecycleRun.business_date)))
+    engine.dispose()
+    assert latest is not None and FIRST <= latest < D, latest
+    return latest
+
+
 def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     url = _store(tmp_path / "store.db")
     shutil.copy(tmp_path / "store.db", tmp_path / "reference.db")
@@ -108,7 +117,7 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     seen = []
     for line in process.stdout:  # mid-run: the first date is done
         seen.append(line)
-        if "Task run 'lifecycle-" in line:
+        if f"Task run 'lifecycle-{FIRST}' - Finished" in line:
             break
     os.killpg(process.pid, signal.SIGINT)
     interrupted = time.monotonic()
@@ -123,7 +132,10 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     assert process.returncode == 130, output
     assert "Unable to connect" not in output
     assert f"interrupted: `yunying {' '.join(COMMAND)}` stopped before it finished" in output
-    assert "run the same command again to resume safely" in output
+    # A recompute starts again from its first date: the line says where the store ends now.
+    assert f"the store's lifecycle now ends at {_latest(url)}: run the same command again to " \
+           "finish" in output, output  # fmt: skip
+    assert "not repeated" not in output
     [alert] = _alerts(tmp_path)
     assert alert.startswith(f"Yunying: lifecycle-{FIRST}..{D} crashed\n"), alert
     assert f"Once the cause is fixed, run: yunying {' '.join(COMMAND)}" in alert

@@ -141,15 +141,19 @@ def plan_dates(
 
 
 def not_computed_for(computed: dt.date | None, business_date: dt.date) -> str:
-    """Why states computed for `computed` do not serve `business_date`, and the command that
-    makes them do."""
+    """Why a campaign cannot plan on `business_date` when the states are for `computed`, and
+    what to do. Campaigns plan on the latest computed date's states only, so recomputing the
+    earlier date (which goes on to the latest) would not help."""
     if computed is None or computed < business_date:
         return (
             f"lifecycle states are for {computed or 'no date yet'}, not {business_date}: "
             f"run `yunying run lifecycle --date {business_date}` first"
         )
-    return f"lifecycle states are for {computed}, after {business_date}: " + _way_back(
-        computed, business_date
+    return (
+        f"lifecycle states are for {computed}, after {business_date}, and campaigns plan on "
+        f"the latest computed date's states: run the campaign with `--date {computed}`; only "
+        f"if the dates after {business_date} were computed by mistake, forget them with "
+        f"`yunying run lifecycle --date {business_date} --discard-later` and run it again"
     )
 
 
@@ -180,10 +184,14 @@ def compute_lifecycle(
     `recompute` first puts the states back as they were before the date (the dates after
     it are to be run again, in order, by the caller)."""
     fingerprint = settings_fingerprint(rules)
+    # The states being replaced were computed under the latest run's settings, whatever date.
+    replaced = _latest_run(session) if recompute else None
     if recompute:
         _rewind(session, business_date)
     latest = _last_run(session, business_date)
-    recomputed_all = _why_everyone(latest, fingerprint, business_date if recompute else None)
+    recomputed_all = _why_everyone(
+        replaced or latest, fingerprint, business_date if recompute else None
+    )
     started = utcnow()
     candidates = (
         None if recomputed_all is not None else _candidates(session, business_date, latest, rules)
@@ -200,8 +208,7 @@ def compute_lifecycle(
     return dataclasses.replace(summary, recomputed_all=recomputed_all)
 
 
-def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
-    """The latest run, refusing a date before it (that is a recompute)."""
+def _latest_run(session: Session) -> _LastRun | None:
     row = session.execute(
         select(
             LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
@@ -209,9 +216,14 @@ def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
         .order_by(LifecycleRun.business_date.desc())
         .limit(1)
     ).first()
-    if row is None:
+    return None if row is None else _LastRun(*row)
+
+
+def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
+    """The latest run, refusing a date before it (that is a recompute)."""
+    latest = _latest_run(session)
+    if latest is None:
         return None
-    latest = _LastRun(*row)
     if latest.business_date > business_date:
         raise PermanentError(
             f"lifecycle already computed for {latest.business_date}, after {business_date}: "
@@ -223,14 +235,17 @@ def _last_run(session: Session, business_date: dt.date) -> _LastRun | None:
 def _why_everyone(
     latest: _LastRun | None, fingerprint: str, recomputed_from: dt.date | None
 ) -> str | None:
-    """Why the run looks at every user rather than the candidates, or None."""
-    if recomputed_from is not None:
-        return f"recomputed from {recomputed_from}"
-    if latest is not None and latest.settings_fingerprint != fingerprint:
+    """Why the run looks at every user rather than the candidates, or None: changed settings
+    are named even on a recompute, so a new threshold never reads like a plain rerun."""
+    changed = latest is not None and latest.settings_fingerprint != fingerprint
+    if latest is not None and changed:
         return (
             f"lifecycle settings changed since the run for {latest.business_date}:"
             " every user recomputed"
+            + (f" from {recomputed_from}" if recomputed_from is not None else "")
         )
+    if recomputed_from is not None:
+        return f"recomputed from {recomputed_from}"
     return None
 
 
