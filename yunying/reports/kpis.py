@@ -31,6 +31,7 @@ from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from yunying.config import Settings
+from yunying.lifecycle.history import states_as_of
 from yunying.lifecycle.states import STATES, latest_date, summarise
 from yunying.messaging.outbox import counts as outbox_counts
 from yunying.messaging.outbox import suppressions
@@ -197,23 +198,15 @@ def lifecycle_as_of(session: Session, business_date: dt.date) -> tuple[dict[str,
     if business_date == latest_date(session):
         summary = summarise(session, business_date)
         return summary.by_state, sum(summary.transitions.values())
-    t = LifecycleTransition
-    last = (
-        select(t.user_id, func.max(t.business_date).label("day"))
-        .where(t.business_date <= business_date)
-        .group_by(t.user_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(t.to_state, func.count())
-        .join(last, (last.c.user_id == t.user_id) & (last.c.day == t.business_date))
-        .group_by(t.to_state)
-    )
+    then = states_as_of(business_date)
+    rows = session.execute(select(then.c.state, func.count()).group_by(then.c.state))
     by_state = dict.fromkeys(STATES, 0)
     for state, users in rows:
         by_state[state] = int(users)
     moved = session.scalar(
-        select(func.count()).select_from(t).where(t.business_date == business_date)
+        select(func.count())
+        .select_from(LifecycleTransition)
+        .where(LifecycleTransition.business_date == business_date)
     )
     return by_state, int(moved or 0)
 
