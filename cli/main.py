@@ -467,10 +467,10 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
 def _segments(settings: Settings, args: argparse.Namespace) -> int:
     from cli.segments import list_segments, segments_command
 
-    if args.action != "list":
-        print(segments_command(settings, args.action, args.name, args.date))
-        return 0
-    listed, problems = list_segments(settings)
+    if args.action == "list":
+        listed, problems = list_segments(settings)
+    else:
+        listed, problems = segments_command(settings, args.action, args.name, args.date)
     if listed:
         print(listed)
     for problem in problems:

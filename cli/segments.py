@@ -8,31 +8,35 @@ from yunying.config import Settings
 from yunying.errors import ConfigError
 from yunying.lifecycle.business_dates import refuse_future
 from yunying.lifecycle.states import latest_date
-from yunying.segments.definition import SegmentLibrary
+from yunying.segments.definition import Segment, SegmentLibrary
 from yunying.segments.evaluate import record_sizes, show
 from yunying.store.engine import create_store_engine, session_scope
 
 
-def list_segments(settings: Settings) -> tuple[str, list[str]]:
-    """Every good segment file's line, and one problem per bad file (its own error): a bad
-    file hides none of the others."""
-    library = SegmentLibrary(settings.segment_dir)
-    lines, problems = [], []
+def read_segments(library: SegmentLibrary) -> tuple[list[Segment], list[str]]:
+    """Every good segment, and one problem per bad file (its own error): a bad file hides
+    none of the others."""
+    good, problems = [], []
     for each in library.names():
         try:
-            segment = library.get(each)
+            good.append(library.get(each))
         except ConfigError as exc:
             problems.append(str(exc))
-            continue
-        lines.append(f"{each:32} {segment.description}")
-    if not lines and not problems:
+    return good, problems
+
+
+def list_segments(settings: Settings) -> tuple[str, list[str]]:
+    """Every good segment file's line, and the problems of the bad ones."""
+    good, problems = read_segments(SegmentLibrary(settings.segment_dir))
+    if not good and not problems:
         return f"no segment files in {settings.segment_dir}", []
-    return "\n".join(lines), problems
+    return "\n".join(f"{segment.name:32} {segment.description}" for segment in good), problems
 
 
 def segments_command(
     settings: Settings, action: str, name: str | None, business_date: dt.date | None
-) -> str:
+) -> tuple[str, list[str]]:
+    """The text to print, and the problems of bad segment files `sizes` left out."""
     if business_date is not None:  # before any advice to compute that date
         refuse_future(business_date, settings.zone, "--date")
     library = SegmentLibrary(settings.segment_dir)
@@ -45,9 +49,10 @@ def segments_command(
             if action == "show":
                 if not name:
                     raise ConfigError("segments show needs a segment name: yunying segments list")
-                return show(session, library, name, day, settings.zone).text()
-            names = library.names()
+                return show(session, library, name, day, settings.zone).text(), []
+            good, problems = read_segments(library)
+            names = [segment.name for segment in good]
             sizes = record_sizes(session, library, names, day, settings.zone)
-            return "\n".join(f"{n:32} {sizes[n]}" for n in names)
+            return "\n".join(f"{n:32} {sizes[n]}" for n in names), problems
     finally:
         engine.dispose()

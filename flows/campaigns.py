@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
+from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
 from flows.reactivation import MAX_SEND_TASKS, reactivation
 from tasks.policy import RETRY_TRANSIENT
@@ -32,7 +33,12 @@ def choose_campaigns(
     return [c.name for c in chosen]
 
 
-@flow(name="campaigns", flow_run_name=lambda: run_name("campaigns"))
+@flow(
+    name="campaigns",
+    flow_run_name=lambda: run_name("campaigns"),
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def campaigns(
     business_date: dt.date | None = None, names: list[str] | None = None
 ) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.alerts import email_ops_on_failure
+from flows.alerts import ALERTS
 from flows.common import default_business_date
 from tasks.lifecycle import lifecycle, lifecycle_plan
 from tasks.secrets import load_settings
@@ -31,8 +31,8 @@ def _run_name() -> str:
 @flow(
     name="lifecycle",
     flow_run_name=_run_name,
-    on_failure=[email_ops_on_failure],
-    on_crashed=[email_ops_on_failure],
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
 )
 def lifecycle_range(
     business_date: dt.date | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.alerts import email_ops_on_failure, tell_ops_chat_on_failure
+from flows.alerts import ALERTS
 from flows.campaigns import campaigns
 from flows.common import default_business_date, run_name
 from flows.pull import pull_sources
@@ -21,8 +21,8 @@ from tasks.secrets import load_settings
 @flow(
     name="nightly",
     flow_run_name=lambda: run_name("nightly"),
-    on_failure=[email_ops_on_failure, tell_ops_chat_on_failure],
-    on_crashed=[email_ops_on_failure, tell_ops_chat_on_failure],
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
 )
 def nightly(
     business_date: dt.date | None = None,

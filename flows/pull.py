@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
+from flows.alerts import ALERTS
 from tasks.pull import activity_basis, pull
 from tasks.secrets import load_settings
 from yunying.errors import PermanentError
@@ -18,7 +19,12 @@ def _run_name() -> str:
     return f"pull-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%MZ}"
 
 
-@flow(name="pull", flow_run_name=_run_name)
+@flow(
+    name="pull",
+    flow_run_name=_run_name,
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def pull_sources(sources: list[str] | None = None) -> list[dict[str, Any]]:
     settings = load_settings()
     names = sources or [source.name for source in settings.sources]

@@ -18,6 +18,7 @@ from prefect.artifacts import (
 from prefect.logging import get_run_logger
 from prefect.states import Completed
 
+from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
 from tasks.reactivation import (
     dry_run_outbox,
@@ -37,7 +38,12 @@ MAX_SEND_TASKS = 200  # keeps a run to a few hundred task runs at any scale
 MAX_RETRY_WAIT = dt.timedelta(seconds=60)
 
 
-@flow(name="reactivation", flow_run_name=lambda: run_name("reactivation"))
+@flow(
+    name="reactivation",
+    flow_run_name=lambda: run_name("reactivation"),
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def reactivation(
     campaign: str = "winback",
     business_date: dt.date | None = None,

@@ -7,13 +7,19 @@ from typing import Any
 
 from prefect import flow
 
+from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
 from tasks.notify import tell_report
 from tasks.report import daily_report
 from tasks.secrets import load_settings
 
 
-@flow(name="daily-report", flow_run_name=lambda: run_name("daily-report"))
+@flow(
+    name="daily-report",
+    flow_run_name=lambda: run_name("daily-report"),
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def report(business_date: dt.date | None = None, force: bool = False) -> dict[str, Any]:
     settings = load_settings()
     day = business_date or default_business_date(settings)

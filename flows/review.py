@@ -7,12 +7,18 @@ from typing import Any
 
 from prefect import flow
 
+from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
 from tasks.review import campaign_review, closing_campaigns
 from tasks.secrets import load_settings
 
 
-@flow(name="review", flow_run_name=lambda: run_name("review"))
+@flow(
+    name="review",
+    flow_run_name=lambda: run_name("review"),
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def review(
     campaign: str | None = None,
     as_of: dt.date | None = None,

@@ -21,6 +21,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed
 from pydantic import Field
 
+from flows.alerts import ALERTS
 from tasks.notify import tell_payout_waiting
 from tasks.rewards import (
     announce,
@@ -60,7 +61,12 @@ def _finish(campaign: str, outcome: str, headline: str, **data: Any) -> State[An
     )
 
 
-@flow(name="reward-payout", flow_run_name="reward-payout-{campaign}")
+@flow(
+    name="reward-payout",
+    flow_run_name="reward-payout-{campaign}",
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def reward_payout(
     campaign: str,
     approval_timeout_seconds: int = 86_400,

@@ -6,12 +6,18 @@ import datetime as dt
 
 from prefect import flow
 
+from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
 from tasks.secrets import load_settings
 from tasks.segments import segment_sizes
 
 
-@flow(name="segments", flow_run_name=lambda: run_name("segments"))
+@flow(
+    name="segments",
+    flow_run_name=lambda: run_name("segments"),
+    on_failure=ALERTS,
+    on_crashed=ALERTS,
+)
 def segments(business_date: dt.date | None = None) -> dict[str, int]:
     """`business_date` defaults to yesterday, as the scheduled deployment runs it."""
     settings = load_settings()

@@ -329,7 +329,9 @@ def load_settings(
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, env_prefix="YUNYING_")) from None
+        raise ConfigError(
+            describe_validation_error(exc, env_prefix="YUNYING_", environment=os.environ)
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         path = os.environ.get("YUNYING_CONFIG", "yunying.toml")
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
@@ -442,12 +444,17 @@ def _describe_env_error(exc: SettingsError) -> str:
     )
 
 
-def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:
+def describe_validation_error(
+    exc: ValidationError, env_prefix: str = "", environment: Mapping[str, str] | None = None
+) -> str:
+    """One line per error; `environment` lets an unknown nested key name the variable the
+    user set (`YUNYING_LIFECYCLE__CHURN_DAY`) rather than only the setting it spells."""
     lines = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(root)"
-        if error["type"] == "extra_forbidden":  # a misspelled key: no variable to suggest
-            lines.append(_unknown_setting(exc.title, error["loc"]))
+        if error["type"] == "extra_forbidden":
+            variable = _variable_for(error["loc"], env_prefix, environment or {})
+            lines.append(_unknown_setting(exc.title, error["loc"], variable))
             continue
         where = ""
         if env_prefix:
@@ -463,8 +470,20 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     return "; ".join(dict.fromkeys(lines))  # a union's members may each say the same
 
 
-def _unknown_setting(title: str, loc: tuple[int | str, ...]) -> str:
-    """`unknown setting 'smtp.prot'`, with the nearest known names of its table."""
+def _variable_for(
+    loc: tuple[int | str, ...], env_prefix: str, environment: Mapping[str, str]
+) -> str | None:
+    """The variable, as the user spelt it, that set the key at `loc`; None for a file's key."""
+    if not env_prefix or not all(isinstance(part, str) for part in loc):
+        return None
+    wanted = (env_prefix + "__".join(str(part) for part in loc)).upper()
+    # pydantic-settings reads names in any case
+    return next((name for name in environment if name.upper() == wanted), None)
+
+
+def _unknown_setting(title: str, loc: tuple[int | str, ...], variable: str | None = None) -> str:
+    """`unknown setting 'smtp.prot'`, with the nearest known names of its table; for a
+    variable, named first and with the variable of each nearest name."""
     owners: list[type[BaseModel]] = [Settings] if title == "Settings" else []
     for part in loc[:-1]:
         if isinstance(part, int):  # an item of the list named before it
@@ -476,8 +495,14 @@ def _unknown_setting(title: str, loc: tuple[int | str, ...]) -> str:
             owners = [owner for owner in owners if part in _kinds(owner)]
     known = sorted({name for owner in owners for name in owner.model_fields})
     close = difflib.get_close_matches(str(loc[-1]), known)
-    hint = f" (did you mean {' or '.join(repr(name) for name in close)}?)" if close else ""
-    return f"unknown setting {'.'.join(str(part) for part in loc)!r}{hint}"
+    path = ".".join(str(part) for part in loc)
+    if variable is None:
+        hint = f" (did you mean {' or '.join(repr(name) for name in close)}?)" if close else ""
+        return f"unknown setting {path!r}{hint}"
+    parents = [str(part) for part in loc[:-1]]
+    names = [f"{name!r} → {_env_name('.'.join([*parents, name]))}" for name in close]
+    hint = f" (did you mean {' or '.join(names)}?)" if close else ""
+    return f"environment variable {variable}: unknown setting {path!r}{hint}"
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -25,6 +25,19 @@ def test_entrypoint_loads_and_parameters_match(spec: dict) -> None:  # type: ign
         ZoneInfo(schedule["timezone"])  # an explicit, real time zone
 
 
+# `yunying run lifecycle` runs this flow, which no deployment names.
+COMMAND_ONLY = ["flows/lifecycle.py:lifecycle_range"]
+
+
+@pytest.mark.parametrize("entrypoint", [d["entrypoint"] for d in DEPLOYMENTS] + COMMAND_ONLY)
+def test_every_flow_a_schedule_or_the_command_runs_alerts_ops(entrypoint: str) -> None:
+    from flows.alerts import ALERTS
+
+    flow = load_flow_from_entrypoint(str(ROOT / entrypoint))
+    assert flow.on_failure_hooks == ALERTS
+    assert flow.on_crashed_hooks == ALERTS
+
+
 SCHEDULED = [d for d in DEPLOYMENTS if d.get("schedules")]
 
 

@@ -133,6 +133,17 @@ def test_a_misspelt_top_level_variable_suggests_the_real_one(
     assert "unknown setting variable YUNYING_TIMEZON (did you mean YUNYING_TIMEZONE?)" in err
 
 
+def test_a_misspelt_nested_variable_is_named_with_the_real_ones_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("YUNYING_LIFECYCLE__CHURN_DAY", "45")
+    assert main(["sending", "status"]) == 2
+    assert _error(capsys).startswith(
+        "error: environment variable YUNYING_LIFECYCLE__CHURN_DAY: unknown setting "
+        "'lifecycle.churn_day' (did you mean 'churn_days' → YUNYING_LIFECYCLE__CHURN_DAYS or "
+    )
+
+
 def test_the_suites_and_benchmarks_own_variables_are_not_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

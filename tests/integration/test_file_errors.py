@@ -45,6 +45,22 @@ def test_segments_list_shows_the_good_files_and_names_each_bad_one(
     assert "other.toml: field 'name' is 'elsewhere'; it must match the file name: 'other'" in err
 
 
+def test_segments_sizes_counts_the_good_files_and_names_each_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _segments(tmp_path / "segments")
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("YUNYING_SEGMENT_DIR", str(tmp_path / "segments"))
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["segments", "sizes", "--date", "2026-11-01"]) == 2  # scripts notice
+    out, err = capsys.readouterr()
+    assert out.split() == ["good", "0"]
+    assert "Traceback" not in err
+    assert "bad.toml: field 'where.tier'" in err
+    assert "other.toml: field 'name' is 'elsewhere'; it must match the file name: 'other'" in err
+
+
 def test_segments_show_of_a_good_file_ignores_a_bad_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -237,6 +237,35 @@ def test_a_failed_nightly_emails_ops(
     assert re.search(rf"UI: https?://[^\s/]+{run_page}\s", alert.get_content())  # absolute
 
 
+@pytest.mark.parametrize("flow_name", ["pull", "reactivation"])
+def test_a_flow_failing_on_its_own_emails_ops_once(
+    flow_name: str,
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    smtp_server: SmtpSink,
+) -> None:
+    """The nightly's subflows alert when run alone (`yunying run pull`, a deployment's
+    schedule); inside the nightly they leave it to the nightly (the test above: one alert)."""
+    from flows.pull import pull_sources
+    from flows.reactivation import reactivation
+    from yunying.sources.config import HttpSource
+
+    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    if flow_name == "pull":
+        state = pull_sources(return_state=True)
+    else:
+        state = reactivation(campaign="no-such-campaign", business_date=END, return_state=True)
+    assert state.is_failed()
+    [alert] = smtp_server.messages
+    assert alert["Subject"].startswith(f"Yunying: {flow_name}-")
+    assert alert["Subject"].endswith(" failed")
+
+
 def test_runs_command_lists_recent_runs(
     engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

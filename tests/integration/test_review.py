@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from cli.main import main
 from tests.builders import DAY, load_records, silent_users
@@ -139,7 +139,9 @@ def test_review_matches_a_direct_computation_and_finds_the_better_variant(
         len(held),
         len(assigned),
     )
-    assert review.funnel.sent == review.funnel.delivered == len(sent)
+    # A new store's sending is off: the file outbox wrote them, no one received them.
+    assert review.funnel.sent == review.funnel.written_to_files == len(sent)
+    assert review.funnel.delivered == 0
     assert review.funnel.converted == sum(1 for r in assigned if r[0] in back)
     k0, n0 = sum(1 for r in held if r[0] in back), len(held)
     for variant in ("plain", "better"):
@@ -185,6 +187,29 @@ def test_review_matches_a_direct_computation_and_finds_the_better_variant(
     zh_held = sum(1 for r in held if r[3] == "zh-CN")
     assert best.reference.users == zh_held
     assert review.best_and_worst("timezone") == (None, None)  # one zone: nothing to compare
+
+
+def test_only_messages_a_provider_took_count_as_delivered(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    _plant(engine, settings, tmp_path, 300)  # sending off: every send went to the file outbox
+    with session_scope(engine) as session:
+        sent = session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.status == "sent").order_by("id")
+        ).all()
+        # As a real provider records its own message id once sending is on.
+        real = sent[: len(sent) // 3]
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(real)).values(provider_ref="msg-1")
+        )
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    funnel = review.funnel
+    assert funnel.delivered + funnel.written_to_files == funnel.sent
+    assert 0 < funnel.delivered < funnel.sent
+    english = markdown(page(review, Words("en", "CNY")))
+    assert "| Delivered |" in english and "| Written to files, not sent |" in english
 
 
 def test_review_page_says_which_variant_is_ahead_in_both_locales(
@@ -233,6 +258,7 @@ def test_cli_review_prints_the_review_and_writes_the_page(
     assert main(["review", "spring", "--date", DAY.isoformat(), "--as-of", AS_OF.isoformat()]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# 活动复盘：spring")
+    assert "仅写入文件，未发出" in out  # sending is off
     page_path = Path(out.strip().splitlines()[-1].removeprefix("page: "))
     assert page_path.exists() and "<table" in page_path.read_text(encoding="utf-8")
     assert main(["review", "nosuch"]) == 2

@@ -121,6 +121,11 @@ def _safe_name(key: str) -> str:
     return key.replace(":", "_").replace("/", "_")
 
 
+# What the file outbox's channels record as a message's provider_ref (`<key>.eml`,
+# `sms.jsonl`): a row so marked was written to a file, never handed to a provider.
+FILE_OUTBOX_SUFFIXES = (".eml", ".jsonl")
+
+
 class EmlFileChannel:
     """Django's file backend convention: one .eml per message; the key names the file."""
 

@@ -6,11 +6,12 @@ Rows are the campaign's outbox rows of the reviewed dates, as intent to treat (l
 report's uplift, reports/effects.py), one per user: each user's first row that is not
 `suppressed` (a user planned on several nights counts once, from that night on): *eligible* =
 those users; *held out* = `holdout`;
-*assigned* = the other eligible rows, whatever became of their send; *sent* = sent
-or bounced (handed to the provider); *delivered* = sent. A user *converted* when the
-campaign's objective happened within `objective.within_days` company-local days after the
-row's business date. Each variant's assigned users are compared to the whole holdout (one
-control shared by all variants) and the leading variant to the runner-up.
+*assigned* = the other eligible rows, whatever became of their send; *sent* = sent or
+bounced (handed to the provider); *delivered* = sent, except the rows the file outbox wrote
+(sending off, or a channel with no provider), counted as *written to files*. A user
+*converted* when the campaign's objective happened within `objective.within_days` company-
+local days after the row's business date. Each variant's assigned users are compared to the
+whole holdout (one control shared by all variants) and the leading variant to the runner-up.
 
 Cost = messages sent x the campaign's `message_cost` for their channel + rewards paid in the
 campaign's name (cash, or points at `point_value`), over every message of the reviewed
@@ -37,10 +38,11 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
+from yunying.messaging.channels import FILE_OUTBOX_SUFFIXES
 from yunying.messaging.status import OutboxStatus
 from yunying.reports.effects import Money, day_bounds_utc, days_after
 from yunying.reports.uplift import MIN_ARM, difference_interval, enough_users
@@ -114,6 +116,7 @@ class Funnel:
     assigned: int = 0
     sent: int = 0
     delivered: int = 0
+    written_to_files: int = 0  # "sent" by the file outbox: no one received them
     converted: int = 0  # of the assigned
 
 
@@ -237,6 +240,10 @@ def compute_review(
     converted = _converted(session, campaign)
     tier = func.coalesce(OutboxMessage.tier, "-")  # as planned; "-" on rows before 0013
     channel = func.coalesce(OutboxMessage.channel, "-")
+    to_file = case(
+        (or_(*(OutboxMessage.provider_ref.like(f"%{end}") for end in FILE_OUTBOX_SUFFIXES)), 1),
+        else_=0,
+    )
     variant = func.coalesce(OutboxMessage.variant, "-")
     reviewed = [OutboxMessage.campaign == campaign.name, OutboxMessage.business_date <= as_of]
     if only_date:
@@ -262,6 +269,7 @@ def compute_review(
             User.locale,
             channel,
             User.timezone,
+            to_file,
             func.count(),
             func.sum(case((converted, 1), else_=0)),
             func.coalesce(func.sum(revenue), 0),
@@ -274,7 +282,7 @@ def compute_review(
         )
         .join(User, User.user_id == OutboxMessage.user_id)
         .where(OutboxMessage.campaign == campaign.name)
-        .group_by(status, variant, tier, User.locale, channel, User.timezone)
+        .group_by(status, variant, tier, User.locale, channel, User.timezone, to_file)
     ).all()
     # Cost is per message: every row handed to the provider, not only users' first rows.
     sent_by_channel = {
@@ -291,12 +299,15 @@ def compute_review(
     slices: dict[str, dict[str, tuple[Arm, Arm]]] = {
         d: defaultdict(lambda: (Arm(), Arm())) for d in SLICES
     }
-    for st, var, tr, locale, ch, user_zone, n, k, rev in rows:
+    for st, var, tr, locale, ch, user_zone, in_file, n, k, rev in rows:
         n, k, rev = int(n), int(k or 0), Decimal(str(rev))
         funnel.eligible += n
         if st in (OutboxStatus.SENT, OutboxStatus.BOUNCED):
             funnel.sent += n
-        funnel.delivered += n if st == OutboxStatus.SENT else 0
+        if st == OutboxStatus.SENT and in_file:
+            funnel.written_to_files += n
+        elif st == OutboxStatus.SENT:
+            funnel.delivered += n
         held = st == OutboxStatus.HOLDOUT
         (holdout if held else assigned).add(n, k, rev)
         if not held:

@@ -57,6 +57,7 @@ LABELS: dict[str, dict[str, str]] = {
         "assigned": "Assigned to send",
         "sent": "Sent",
         "delivered": "Delivered",
+        "written_to_files": "Written to files, not sent",
         "converted": "Converted (assigned)",
         "converted_users": "Converted",
         "variants": "Variants against the holdout",
@@ -120,6 +121,7 @@ LABELS: dict[str, dict[str, str]] = {
         "assigned": "分配发送",
         "sent": "已发送",
         "delivered": "已送达",
+        "written_to_files": "仅写入文件，未发出",
         "converted": "已转化（发送组）",
         "converted_users": "已转化",
         "variants": "各版本对比对照组",
@@ -275,6 +277,8 @@ def page(review: Review, words: Words) -> Page:
         ("delivered", funnel.delivered),
         ("converted", funnel.converted),
     ]
+    if funnel.written_to_files:
+        stages.insert(5, ("written_to_files", funnel.written_to_files))
     sections = [
         Section(
             say("funnel"),
