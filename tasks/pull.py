@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
+from tasks.pull_process import pull_process
 from yunying.config import Settings
 from yunying.lifecycle.activity import describe_activity, stored_entities
 from yunying.sources.pull import pull_source
@@ -19,15 +20,16 @@ from yunying.store.engine import session_scope
 @task(name="pull-source", task_run_name="pull-{name}", **RETRY_TRANSIENT)
 def pull(settings: Settings, name: str) -> dict[str, Any]:
     logger = get_run_logger()
-    stats = pull_source(
-        engine_for(settings.store_url),
-        settings.source(name),
-        settings.pull_rules,
-        run_id=str(flow_run.get_id() or "local"),
-        on_batch=lambda total: logger.info(
-            "source %s: %d pulled, %d rejected so far", name, total.pulled, total.rejected
-        ),
-    )
+    with pull_process():
+        stats = pull_source(
+            engine_for(settings.store_url),
+            settings.source(name),
+            settings.pull_rules,
+            run_id=str(flow_run.get_id() or "local"),
+            on_batch=lambda total: logger.info(
+                "source %s: %d pulled, %d rejected so far", name, total.pulled, total.rejected
+            ),
+        )
     logger.info(
         "source %s: %d pulled, %d inserted, %d updated, %d rejected %s",
         name,
