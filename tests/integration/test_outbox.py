@@ -512,7 +512,7 @@ def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings)
     )
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
-    lease = dt.timedelta(seconds=1.2)
+    lease = dt.timedelta(seconds=3)  # beats every 0.75 s: a loaded machine's hiccup is no lapse
     channels = channels_for(settings)
     stolen: list[int] = []
     done = threading.Event()
@@ -547,7 +547,7 @@ def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings)
             "slow",
             channels,
             20,
-            pace=lambda channel, n: time.sleep(0.6),
+            pace=lambda channel, n: time.sleep(1.5),
             lease=lease,
         )
     finally:
