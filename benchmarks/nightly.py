@@ -44,7 +44,7 @@ CAMPAIGN = "winback-demo"
 # Which runs first on PostgreSQL: at 1M users the second ran 10-40% faster either way.
 MODES = tuple(os.environ.get("YUNYING_BENCH_ORDER", "flow,plain").split(","))
 POSTGRES = os.environ.get(
-    "YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/yunying_bench"
+    "YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 ).replace("postgresql://", "postgresql+psycopg://")
 
 
