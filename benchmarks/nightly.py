@@ -190,16 +190,11 @@ def _flow() -> dict[str, Any]:
         task_runs: list[Any] = []
         while page := client.read_task_runs(limit=200, offset=len(task_runs)):
             task_runs += page
-        flow_runs = client.read_flow_runs(limit=200)
-    stages = {
-        run.name.split("-")[0] if run.name.startswith("pull") else run.name: round(
-            run.total_run_time.total_seconds(), 2
-        )
-        for run in flow_runs
-    }
-    dates = [r for r in task_runs if r.name.startswith("lifecycle-2")]
-    lifecycle = sum(r.total_run_time.total_seconds() for r in dates)
-    stages[f"lifecycle ({len(dates)} dates)"] = round(lifecycle, 2)
+    stages: dict[str, float] = {}
+    for task_run in task_runs:
+        stage = next((s for s in _STAGES if task_run.name.startswith(s)), "other")
+        seconds = task_run.total_run_time.total_seconds()
+        stages[stage] = round(stages.get(stage, 0.0) + seconds, 2)
     return {
         "wall": wall,
         "task_runs": len(task_runs),
@@ -207,6 +202,10 @@ def _flow() -> dict[str, Any]:
         "messages": summary["messages"],
         "server_cpu": server_cpu,
     }
+
+
+# The nightly's stages, by the names of their task runs (e.g. pull-app-users, send-batch-1a2).
+_STAGES = ("pull", "lifecycle", "plan", "send", "daily-report")
 
 
 def _plain() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Every active nightly campaign for a business date, in priority order.
 
-Each campaign is its own reactivation run (plan, then send). Plans run one after another,
-so a higher-priority campaign claims its users first; the cross-campaign cap in the outbox
-keeps every other campaign off them that night.
+Each campaign is planned, then sent, as the reactivation flow does, one after another, so a
+higher-priority campaign claims its users first; the cross-campaign cap in the outbox keeps
+every other campaign off them that night.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
+from prefect.states import Completed
 
 from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
-from flows.reactivation import MAX_SEND_TASKS, reactivation
+from flows.reactivation import MAX_SEND_TASKS, reactivate
 from tasks.policy import RETRY_TRANSIENT
 from tasks.secrets import load_settings
 from yunying.config import Settings
@@ -44,14 +45,27 @@ def campaigns(
 ) -> list[dict[str, Any]]:
     """Every campaign file with `nightly = true`, or the named ones, if active that date."""
     settings = load_settings()
-    day = business_date or default_business_date(settings)
+    results, warnings = send_campaigns(
+        settings, business_date or default_business_date(settings), names
+    )
+    if warnings:
+        return Completed(message=" ".join(warnings), data=results)  # type: ignore[return-value]
+    return results
+
+
+def send_campaigns(
+    settings: Settings, day: dt.date, names: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The night's campaigns in the current flow run (the campaigns flow's or the nightly's):
+    their summaries, and the warnings of those that left messages unsettled."""
     chosen = choose_campaigns(settings, day, names)
     # One night's budget of send tasks, shared: at 200 each, five campaigns could make 1,000.
     share = max(1, MAX_SEND_TASKS // max(1, len(chosen)))
-    results = [
-        {"campaign": name, **reactivation(campaign=name, business_date=day, send_tasks=share)}
-        for name in chosen
-    ]
+    results, warnings = [], []
+    for name in chosen:
+        summary, warning = reactivate(settings, name, day, send_tasks=share)
+        results.append({"campaign": name, **summary})
+        warnings += [warning] if warning else []
     create_table_artifact(
         key="campaigns-tonight",
         table=[
@@ -60,7 +74,7 @@ def campaigns(
         ],
         description=f"Campaigns sent for {day}, in priority order",
     )
-    return results
+    return results, warnings
 
 
 if __name__ == "__main__":

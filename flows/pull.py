@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from flows.alerts import ALERTS
 from tasks.pull import activity_basis, pull
 from tasks.secrets import load_settings
+from yunying.config import Settings
 from yunying.errors import PermanentError
 
 
@@ -26,7 +27,12 @@ def _run_name() -> str:
     on_crashed=ALERTS,
 )
 def pull_sources(sources: list[str] | None = None) -> list[dict[str, Any]]:
-    settings = load_settings()
+    return pull_all(load_settings(), sources)
+
+
+def pull_all(settings: Settings, sources: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every source, or the named ones, in the current flow run: the pull flow's or the
+    nightly's."""
     names = sources or [source.name for source in settings.sources]
     if not names:
         get_run_logger().warning("no sources configured: set `sources` in yunying.toml")

@@ -50,13 +50,28 @@ def reactivation(
     resend_failed: bool = False,
     send_tasks: int = MAX_SEND_TASKS,
 ) -> dict[str, Any]:
-    """`send_tasks` bounds the send batches (they grow past `batch_size` to fit): the
-    campaigns flow shares one budget among the night's campaigns."""
+    """Plan one campaign's outbox for the date, then send it in batches."""
     settings = load_settings()
     day = business_date or default_business_date(settings)
+    summary, warning = reactivate(settings, campaign, day, resend_failed, send_tasks)
+    if warning:
+        return Completed(message=warning, data=summary)  # type: ignore[return-value]
+    return summary
+
+
+def reactivate(
+    settings: Settings,
+    campaign: str,
+    day: dt.date,
+    resend_failed: bool = False,
+    send_tasks: int = MAX_SEND_TASKS,
+) -> tuple[dict[str, Any], str]:
+    """One campaign's night in the current flow run: its summary, and what a person must know
+    about messages left unsettled (empty when none). `send_tasks` bounds the send batches
+    (they grow past `batch_size` to fit): a night of several campaigns shares one budget."""
     chosen = load_campaign(settings, campaign)
     if chosen.dry_run:
-        return _dry_run(settings, chosen, day)
+        return _dry_run(settings, chosen, day), ""
     planned = plan_outbox(settings, chosen, day, resend_failed)
     to_send = sum(
         planned[s] for s in (OutboxStatus.QUEUED, OutboxStatus.DEFERRED, OutboxStatus.SENDING)
@@ -95,11 +110,9 @@ def reactivation(
         table=status["by_channel"],
         description=f"Outbox of {chosen.name} on {day}, per channel and status. {warning}",
     )
-    summary = {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}
     if warning:
         get_run_logger().warning(warning)
-        return Completed(message=warning, data=summary)  # type: ignore[return-value]
-    return summary
+    return {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}, warning
 
 
 def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, Any]:

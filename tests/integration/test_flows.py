@@ -16,6 +16,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
+    FlowRunFilterStartTime,
     TaskRunFilter,
     TaskRunFilterStartTime,
 )
@@ -67,13 +68,19 @@ def test_nightly_runs_every_stage_and_a_rerun_sends_nothing_twice(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
             )
         }
-        assert "nightly-summary" in artifacts
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter())
-        # This run's task runs: the session's Prefect server also holds earlier tests' runs.
-        all_tasks = client.read_task_runs(
-            task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=run.start_time))
+        assert {"nightly-summary", "pull-summary", "send-summary"} <= artifacts
+        # This run's: the session's Prefect server also holds earlier tests' runs.
+        since = run.start_time
+        flow_runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
         )
-    assert any(r.name.startswith("reactivation-winback-demo") for r in children)
+        all_tasks = client.read_task_runs(
+            task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=since))
+        )
+    # Every stage's tasks in the nightly's own run: a subflow each cost about a second.
+    assert [r.id for r in flow_runs] == [run_id]
+    names = {t.name.split("-")[0] for t in all_tasks if t.flow_run_id == run_id}
+    assert {"pull", "lifecycle", "plan", "send", "daily"} <= names
     assert len(all_tasks) < 100  # batches, not a task per user
 
     sent_before = sorted(os.listdir(settings.outbox_path / "email"))
@@ -246,8 +253,7 @@ def test_a_flow_failing_on_its_own_emails_ops_once(
     local_server: LocalServer,
     smtp_server: SmtpSink,
 ) -> None:
-    """The nightly's subflows alert when run alone (`yunying run pull`, a deployment's
-    schedule); inside the nightly they leave it to the nightly (the test above: one alert)."""
+    """The stages' flows alert when run alone (`yunying run pull`, a deployment's schedule)."""
     from flows.pull import pull_sources
     from flows.reactivation import reactivation
     from yunying.sources.config import HttpSource
@@ -264,6 +270,33 @@ def test_a_flow_failing_on_its_own_emails_ops_once(
     [alert] = smtp_server.messages
     assert alert["Subject"].startswith(f"Yunying: {flow_name}-")
     assert alert["Subject"].endswith(" failed")
+
+
+def test_a_flow_inside_a_companys_own_flow_leaves_the_alert_to_it(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    smtp_server: SmtpSink,
+) -> None:
+    from prefect import flow
+
+    from flows.alerts import ALERTS
+    from flows.pull import pull_sources
+    from yunying.sources.config import HttpSource
+
+    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+
+    @flow(name="company-night", flow_run_name="company-night", on_failure=ALERTS)
+    def company_night() -> None:
+        pull_sources()
+
+    assert company_night(return_state=True).is_failed()
+    [alert] = smtp_server.messages  # one, the outer run's: not one per run
+    assert alert["Subject"] == "Yunying: company-night failed"
 
 
 def test_runs_command_lists_recent_runs(
