@@ -221,6 +221,18 @@ def test_reward_payout_waits_for_approval_given_through_the_api(
     assert result["notified"]["sent"] == 3
 
 
+def _a_gone_source_and_alerts_by_mail(
+    monkeypatch: pytest.MonkeyPatch, local_server: LocalServer, smtp_server: SmtpSink
+) -> None:
+    """The only source answers 404; alerts go to the SMTP sink."""
+    from yunying.sources.config import HttpSource
+
+    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+
+
 def test_a_failed_nightly_emails_ops(
     engine: Engine,
     settings: Settings,
@@ -229,12 +241,8 @@ def test_a_failed_nightly_emails_ops(
     smtp_server: SmtpSink,
 ) -> None:
     from flows.nightly import nightly
-    from yunying.sources.config import HttpSource
 
-    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
-    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    _a_gone_source_and_alerts_by_mail(monkeypatch, local_server, smtp_server)
     state = nightly(business_date=END, return_state=True)
     assert state.is_failed()
     [alert] = smtp_server.messages
@@ -256,12 +264,8 @@ def test_a_flow_failing_on_its_own_emails_ops_once(
     """The stages' flows alert when run alone (`yunying run pull`, a deployment's schedule)."""
     from flows.pull import pull_sources
     from flows.reactivation import reactivation
-    from yunying.sources.config import HttpSource
 
-    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
-    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    _a_gone_source_and_alerts_by_mail(monkeypatch, local_server, smtp_server)
     if flow_name == "pull":
         state = pull_sources(return_state=True)
     else:
@@ -283,12 +287,8 @@ def test_a_flow_inside_a_companys_own_flow_leaves_the_alert_to_it(
 
     from flows.alerts import ALERTS
     from flows.pull import pull_sources
-    from yunying.sources.config import HttpSource
 
-    broken = HttpSource(name="gone", entity="events", url=local_server.url + "/no-such-api")
-    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([broken.model_dump()]))
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    _a_gone_source_and_alerts_by_mail(monkeypatch, local_server, smtp_server)
 
     @flow(name="company-night", flow_run_name="company-night", on_failure=ALERTS)
     def company_night() -> None:
