@@ -109,6 +109,19 @@ def database_size_mb(url: str) -> float:
         engine.dispose()
 
 
+def server_settings(url: str) -> dict[str, str]:
+    """The PostgreSQL settings a store of this size depends on, to print beside its figures."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                name: str(connection.execute(sa.text(f"SHOW {name}")).scalar_one())
+                for name in ("shared_buffers", "work_mem", "max_wal_size")
+            }
+    finally:
+        engine.dispose()
+
+
 def _last_nights_sends(engine: sa.Engine, store: BigStore) -> None:
     """Last night's campaigns went out: every campaign's silent users of yesterday were
     messaged, so tonight the frequency caps leave the users newly silent, as on any night

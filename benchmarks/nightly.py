@@ -33,7 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.big_store import BigStore, clone, database_size_mb, drop, ensure_filled
+from benchmarks.big_store import (
+    BigStore,
+    clone,
+    database_size_mb,
+    drop,
+    ensure_filled,
+    server_settings,
+)
 from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
 from yunying.messaging.campaign import find_campaign
@@ -91,6 +98,7 @@ def _on_postgresql(users: int, reuse_store: bool) -> dict[str, Any]:
         if not reuse_store:
             drop(store, store.template)
     return {
+        "server_settings": server_settings(store.admin_url),
         "fill_seconds": round(filled, 1),
         "fill_steps": _seconds(fill),
         "store_mb": round(runs["flow"]["store_mb"]),
