@@ -7,7 +7,7 @@ count is this run's alone) with five `nightly = true` campaign files, in priorit
 the cross-campaign cap: nearly every user gets one message from one of them.
 
 Figures:
-- task_runs: every task run of the nightly and its subflows, read from the Prefect API,
+- task_runs: every task run of the nightly (one flow run), read from the Prefect API,
   against the naive flow's one task per user (ratio = users / task runs, higher is better);
 - largest_flow_run: the most task runs in any one flow run (plain number), and
   flow_runs, messages per status, wall_seconds of the flow.

@@ -98,7 +98,9 @@ def _on_postgresql(users: int, reuse_store: bool) -> dict[str, Any]:
         if not reuse_store:
             drop(store, store.template)
     return {
-        "server_settings": server_settings(store.admin_url),
+        "server_settings": ", ".join(
+            f"{k} {v}" for k, v in server_settings(store.admin_url).items()
+        ),
         "fill_seconds": round(filled, 1),
         "fill_steps": _seconds(fill),
         "store_mb": round(runs["flow"]["store_mb"]),

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.usefixtures("prefect")
 
 NEW_YORK = ZoneInfo("America/New_York")
 START = dt.date(2026, 8, 1)
+ROOT = Path(__file__).resolve().parents[2]
 D0, D1 = dt.date(2026, 10, 1), dt.date(2026, 10, 31)  # the month evaluated
 
 
@@ -229,7 +230,15 @@ def test_a_new_company_evaluates_its_own_orders_without_sending(
         1 for orders in paid.values() if any(d == D1 for d, _ in orders)
     )
 
-    # Sending stays off: a campaign run writes files, and says so.
+    # Sending stays off: a campaign run writes files, and says so. (Outside quiet hours:
+    # the shipped campaign's would defer every message whenever it is night in New York.)
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    shipped = (ROOT / "deployments" / "campaigns" / "winback.toml").read_text()
+    (campaigns / "winback.toml").write_text(
+        shipped.split("[quiet_hours]")[0] + "quiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
     assert main(["run", "reactivation", "--date", str(D1)]) == 0
     assert "SENDING IS OFF" in capsys.readouterr().err
     assert smtp_server.messages == []
