@@ -23,7 +23,7 @@ from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.channels import channels_for
+from yunying.messaging.channels import SmtpChannel, channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import (
     LEASE,
@@ -556,6 +556,37 @@ def test_a_long_paced_batch_renews_its_lease(engine: Engine, settings: Settings)
     assert time.monotonic() - started > 2 * lease.total_seconds()  # it did outlive the lease
     assert slow.claimed == 20 and slow.refused == 0 and slow.by_status == {"sent": 20}
     assert sum(stolen) == 0
+
+
+def test_an_smtp_batch_records_its_outcomes_as_it_goes(engine: Engine, settings: Settings) -> None:
+    """A crash mid-batch leaves at most a few SMTP messages unknown (never resent), not the
+    whole batch: outcomes are recorded every `RECORD_EVERY` messages on the one connection."""
+    recorded_when: dict[int, int] = {}
+
+    class Watching(SmtpSink):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with session_scope(engine) as store:
+                recorded_when[len(self.messages)] = len(
+                    store.scalars(select(OutboxMessage).where(OutboxMessage.status == "sent")).all()
+                )
+            return await super().handle_DATA(server, session, envelope)
+
+    sink = Watching()
+    sink.start()
+    try:
+        silent_users(engine, settings, 45)
+        smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": sink.port})
+        settings = settings.model_copy(update={"smtp": smtp})
+        chosen = campaign(channels=["email"], holdout_percent=0)
+        with session_scope(engine) as session:
+            plan(session, chosen, DAY)
+        assert send_all(engine, settings, chosen, limit=45) == Counter({"sent": 45})
+    finally:
+        sink.stop()
+    assert sink.connections == 1
+    every = SmtpChannel.RECORD_EVERY
+    # Before its nth message the server holds n; the store, all but those since the last group.
+    assert all(recorded == n - n % every for n, recorded in recorded_when.items())
 
 
 @pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])

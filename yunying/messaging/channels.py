@@ -319,20 +319,33 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
 class SmtpChannel:
     """One SMTP connection per batch; a 5xx for a recipient is a hard bounce."""
 
+    # SMTP takes no idempotency key: a message a crash leaves unrecorded is `unknown`,
+    # never resent, so outcomes are handed on every few messages, not once a batch.
+    RECORD_EVERY = 20
+
     def __init__(self, smtp: SmtpSettings, mail_from: str) -> None:
         self.smtp = smtp
         self.mail_from = mail_from
 
-    def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
+    def send(
+        self,
+        messages: list[OutgoingMessage],
+        on_outcomes: Callable[[list[Outcome]], None] | None = None,
+    ) -> list[Outcome]:
+        """The outcomes not yet handed to `on_outcomes` (all of them without it)."""
         outcomes: list[Outcome] = []
+        done: set[int] = set()
         try:
             with open_smtp(self.smtp) as connection:
                 for message in messages:
                     outcomes.append(self._send_one(connection, message))
+                    done.add(message.claimed.id)
+                    if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:
+                        on_outcomes(outcomes)
+                        outcomes = []
         except (smtplib.SMTPException, OSError, ConfigError) as exc:
             # Back to the queue, never dropped: a server down, a refused login, or a
             # certificate that does not verify (its reason names smtp.ca_file).
-            done = {outcome.id for outcome in outcomes}
             reason = str(exc) if isinstance(exc, ConfigError) else _smtp_failure(exc)
             outcomes += [
                 Outcome(m.claimed.id, "retry", reason=reason)

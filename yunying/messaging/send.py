@@ -63,8 +63,9 @@ def send_batch(
     limit shared by all workers); it is called per chunk of at most the channel's rate.
 
     Outcomes are recorded as they come (HTTP providers: in groups of at most the send
-    concurrency; other channels: per chunk), and the batch's lease is renewed while it
-    works, so a crash leaves at most the messages truly in flight unrecorded."""
+    concurrency; SMTP: every `SmtpChannel.RECORD_EVERY` messages; other channels: per
+    chunk), and the batch's lease is renewed while it works, so a crash leaves at most the
+    messages truly in flight unrecorded."""
     started, start = now or utcnow(), time.monotonic()
 
     def clock() -> dt.datetime:  # `now` moves on with real time, also when a test sets it
@@ -157,6 +158,8 @@ def _send_claimed(
                 pace(channel, len(part))
             if isinstance(sender, HttpChannel):
                 sender.send(part, on_outcomes=recorder)
+            elif isinstance(sender, SmtpChannel):
+                recorder(sender.send(part, on_outcomes=recorder))
             else:
                 recorder(sender.send(part))
 
