@@ -9,6 +9,7 @@ import shlex
 from yunying.config import Settings
 from yunying.errors import ConfigError
 from yunying.lifecycle.business_dates import refuse_future, yesterday
+from yunying.messaging.campaign import find_campaign
 
 # Each optional flag, and the flows it means something to.
 APPLIES_TO = {
@@ -32,6 +33,8 @@ def refuse_mistakes(settings: Settings, args: argparse.Namespace) -> None:
             )
     if args.flow == "pull":
         return
+    if args.campaign:  # a misspelt name fails here, not after the pull and lifecycle
+        find_campaign(settings.campaign_dir, args.campaign)
     for flag, day in (("--from", args.first), ("--date", args.date)):
         if day is not None:
             refuse_future(day, settings.zone, flag)

@@ -106,7 +106,7 @@ def reactivate(
         )
     warning = unfinished_warning(chosen.name, day, status)
     create_table_artifact(
-        key="send-summary",
+        key=f"send-summary-{_key(chosen.name)}",
         table=status["by_channel"],
         description=f"Outbox of {chosen.name} on {day}, per channel and status. {warning}",
     )
@@ -119,7 +119,7 @@ def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, An
     """`dry_run = true`: report what the run would send; write and send nothing."""
     report = dry_run_outbox(settings, chosen, day)
     create_markdown_artifact(
-        key="dry-run",
+        key=f"dry-run-{_key(chosen.name)}",
         markdown="\n".join(
             f"  - {line.strip()}" if line.startswith(" ") else f"- {line}"
             for line in report["lines"]
@@ -131,6 +131,12 @@ def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, An
         "business_date": day.isoformat(),
         "dry_run": report["summary"],
     }
+
+
+def _key(campaign: str) -> str:
+    """An artifact key of the campaign's own (keys take no underscores): several campaigns
+    in one nightly run each keep their latest summary."""
+    return campaign.replace("_", "-")
 
 
 def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> str:

@@ -71,7 +71,17 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def find_named(folder: Path, name: str, model: type[Model], kind: str) -> Model:
     """`<folder>/<name>.toml`, whose `name` field must match its file name."""
-    loaded = load_model_file(folder / f"{name}.toml", model, kind)
+    path = folder / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.toml"))
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"{kind} file {path} does not exist: {hint}the {kind}s there are {', '.join(known)}"
+            if known
+            else f"{kind} file {path} does not exist, and {folder} holds no {kind} files"
+        )
+    loaded = load_model_file(path, model, kind)
     if getattr(loaded, "name", None) != name:
         raise ConfigError(
             f"{kind} file {name}.toml: field 'name' is {getattr(loaded, 'name', None)!r};"

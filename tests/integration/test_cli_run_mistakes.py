@@ -104,6 +104,17 @@ def test_a_flag_the_flow_does_not_take_is_refused(
     assert said in _error(capsys)
 
 
+@pytest.mark.parametrize("flow", ["nightly", "reactivation"])
+def test_a_misspelt_campaign_is_refused_before_anything_runs(
+    engine: Engine, settings: Settings, flow: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", flow, "--campaign", "winbak", "--date", "2026-10-10"]) == 2
+    assert "winbak.toml does not exist: did you mean 'winback'?" in _error(capsys)
+    with session_scope(engine) as session:  # the nightly pulled and computed nothing
+        assert session.scalar(select(func.count()).select_from(LifecycleRun)) == 0
+    assert _alerts(settings) == []
+
+
 def _wedged(engine: Engine, settings: Settings) -> None:
     """Dates up to D computed, then (as before this was refused) a mistyped future date."""
     users, events = _users_and_events(200)

@@ -68,7 +68,7 @@ def test_nightly_runs_every_stage_and_a_rerun_sends_nothing_twice(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
             )
         }
-        assert {"nightly-summary", "pull-summary", "send-summary"} <= artifacts
+        assert {"nightly-summary", "pull-summary", "send-summary-winback-demo"} <= artifacts
         # This run's: the session's Prefect server also holds earlier tests' runs.
         since = run.start_time
         flow_runs = client.read_flow_runs(
@@ -421,7 +421,7 @@ def test_sigkill_mid_send_then_reclaim_and_rerun_reaches_everyone_once(
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[rerun.id]))
         )
-    [summary] = [a for a in artifacts if a.key == "send-summary"]
+    [summary] = [a for a in artifacts if a.key == "send-summary-hook"]
     assert "still in flight" in (summary.description or "")
 
     capsys.readouterr()
