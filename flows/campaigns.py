@@ -12,11 +12,10 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect.states import Completed
 
 from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
-from flows.reactivation import MAX_SEND_TASKS, reactivate
+from flows.reactivation import MAX_SEND_TASKS, night_end, reactivate
 from tasks.policy import RETRY_TRANSIENT
 from tasks.secrets import load_settings
 from yunying.config import Settings
@@ -48,9 +47,7 @@ def campaigns(
     results, warnings = send_campaigns(
         settings, business_date or default_business_date(settings), names
     )
-    if warnings:
-        return Completed(message=" ".join(warnings), data=results)  # type: ignore[return-value]
-    return results
+    return night_end(results, results, warnings)  # type: ignore[no-any-return]
 
 
 def send_campaigns(

@@ -8,12 +8,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Completed
 
 from flows.alerts import ALERTS
 from flows.campaigns import send_campaigns
 from flows.common import default_business_date, run_name
 from flows.pull import pull_all
+from flows.reactivation import night_end
 from flows.report import report_day
 from tasks.lifecycle import lifecycle, lifecycle_dates
 from tasks.secrets import load_settings
@@ -53,9 +53,7 @@ def nightly(
         "report_email": daily["eml"],
     }
     create_markdown_artifact(key="nightly-summary", markdown=_markdown(summary))
-    if warnings:
-        return Completed(message=" ".join(warnings), data=summary)  # type: ignore[return-value]
-    return summary
+    return night_end(summary, sent, warnings)  # type: ignore[no-any-return]
 
 
 def _counts(result: dict[str, Any]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.logging import get_run_logger
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 
 from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
@@ -54,9 +54,7 @@ def reactivation(
     settings = load_settings()
     day = business_date or default_business_date(settings)
     summary, warning = reactivate(settings, campaign, day, resend_failed, send_tasks)
-    if warning:
-        return Completed(message=warning, data=summary)  # type: ignore[return-value]
-    return summary
+    return night_end(summary, [summary], [warning] if warning else [])  # type: ignore[no-any-return]
 
 
 def reactivate(
@@ -97,14 +95,16 @@ def reactivate(
             break
         time.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
     update_progress_artifact(progress, progress=100.0)
+    deferred = ""
     if status["deferred_until"] is not None:
         where = schedule_deferred(chosen.name, day, status["deferred_until"])
-        get_run_logger().info(
-            "messages deferred by quiet hours go out from %s UTC: %s",
-            f"{status['deferred_until']:%Y-%m-%d %H:%M}",
-            f"scheduled {where}" if where else "by the next run of the campaign",
+        deferred = (
+            f"{status['counts'].get(OutboxStatus.DEFERRED, 0)} message(s) deferred by quiet"
+            f" hours go out from {status['deferred_until']:%Y-%m-%d %H:%M} UTC: "
+            + (f"scheduled {where}." if where else "by the next run of the campaign.")
         )
-    warning = unfinished_warning(chosen.name, day, status)
+        get_run_logger().info(deferred)
+    warning = " ".join(filter(None, [unfinished_warning(chosen.name, day, status), deferred]))
     create_table_artifact(
         key=f"send-summary-{_key(chosen.name)}",
         table=status["by_channel"],
@@ -133,6 +133,17 @@ def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, An
     }
 
 
+def night_end(data: Any, summaries: list[dict[str, Any]], warnings: list[str]) -> Any:
+    """What a flow that sent campaigns returns: `data`; with the warnings as the message of a
+    Completed state; Failed (ops are alerted) when a campaign's every message failed, which
+    is a provider or setting broken, not a few bad addresses."""
+    broken = [s["campaign"] for s in summaries if s.get(OutboxStatus.FAILED) and not s.get("sent")]
+    message = " ".join(warnings)
+    if broken:
+        return Failed(message=f"every message of {', '.join(broken)} failed. {message}", data=data)
+    return Completed(message=message, data=data) if message else data
+
+
 def _key(campaign: str) -> str:
     """An artifact key of the campaign's own (keys take no underscores): several campaigns
     in one nightly run each keep their latest summary."""
@@ -148,6 +159,13 @@ def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> s
             f"left by one that crashed): reclaimed after their lease, from "
             f"{status['reclaimed_at']:%Y-%m-%d %H:%M} UTC, by the next run; after a confirmed "
             f"crash, at once with `yunying outbox reclaim {campaign} --date {day}`."
+        )
+    failed = status["counts"].get(OutboxStatus.FAILED, 0)
+    if failed:
+        parts.append(
+            f"{failed} message(s) of {campaign} failed for good (the send-batch logs say why);"
+            f" once the cause is fixed, `yunying run reactivation --campaign {campaign} --date"
+            f" {day} --resend-failed` sends them again."
         )
     unknown = status["counts"].get(OutboxStatus.UNKNOWN, 0)
     if unknown:

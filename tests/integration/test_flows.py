@@ -311,6 +311,41 @@ def test_runs_command_lists_recent_runs(
     assert f"daily-report-{END}" in out and "Completed" in out
 
 
+def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    smtp_server: SmtpSink,
+) -> None:
+    """A provider that refuses everything is broken, not a few bad addresses: the run says
+    so, with the command that sends them again once fixed, and ops hear of it."""
+    from flows.reactivation import reactivation
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 12)
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "hook.toml").write_text(
+        'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    local_server.bearer_token = "a-token-the-settings-lack"  # every send: 401
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    state = reactivation(campaign="hook", business_date=DAY, return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("every message of hook failed. 12 message(s) of hook failed")
+    assert f"yunying run reactivation --campaign hook --date {DAY} --resend-failed" in (
+        state.message
+    )
+    [alert] = smtp_server.messages
+    assert alert["Subject"] == f"Yunying: reactivation-hook-{DAY} failed"
+
+
 def test_provider_rate_limit_paces_sends_through_prefect(
     engine: Engine,
     settings: Settings,
