@@ -252,6 +252,23 @@ def test_a_failed_nightly_emails_ops(
     assert re.search(rf"UI: https?://[^\s/]+{run_page}\s", alert.get_content())  # absolute
 
 
+def test_an_alert_the_mail_server_cannot_take_is_kept_in_the_outbox(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    smtp_server: SmtpSink,
+) -> None:
+    from flows.nightly import nightly
+    from tests.rig import free_port
+
+    _a_gone_source_and_alerts_by_mail(monkeypatch, local_server, smtp_server)
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(free_port()))  # the mail server is down too
+    assert nightly(business_date=END, return_state=True).is_failed()
+    [kept] = (settings.outbox_path / "reports").glob("alert-*.eml")
+    assert f"Subject: Yunying: nightly-{END} failed" in kept.read_text()
+
+
 @pytest.mark.parametrize("flow_name", ["pull", "reactivation"])
 def test_a_flow_failing_on_its_own_emails_ops_once(
     flow_name: str,

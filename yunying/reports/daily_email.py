@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from yunying import templates
 from yunying.config import Settings
-from yunying.errors import TemplateError, TransientError
+from yunying.errors import ConfigError, TemplateError, TransientError
 from yunying.messaging.channels import mail_domain, stamp
 from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
@@ -123,7 +124,13 @@ def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
     message["Subject"] = subject
     stamp(message, settings.mail_from)
     message.set_content(text)
-    return deliver(settings, message, f"alert-{utcnow():%Y%m%dT%H%M%S}")
+    name = f"alert-{utcnow():%Y%m%dT%H%M%S}"
+    try:
+        return deliver(settings, message, name)
+    except (TransientError, ConfigError, smtplib.SMTPException) as exc:  # kept, not lost
+        path = _write_eml(settings, message, name)
+        logging.getLogger(__name__).warning("alert not emailed (%s): written to %s", exc, path)
+        return path
 
 
 def publish_report(
@@ -194,13 +201,17 @@ def deliver(settings: Settings, message: EmailMessage, name: str) -> Path | None
     """Send to the report recipients over SMTP, or write `outbox/reports/<name>.eml`."""
     smtp = settings.smtp
     if not smtp.host:
-        path = settings.outbox_path / "reports" / f"{name}.eml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(message.as_bytes())
-        return path
+        return _write_eml(settings, message, name)
     try:
         with open_smtp(smtp) as connection:
             connection.send_message(message)
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
         raise TransientError(f"SMTP server {smtp.host}:{smtp.port} unreachable") from exc
     return None
+
+
+def _write_eml(settings: Settings, message: EmailMessage, name: str) -> Path:
+    path = settings.outbox_path / "reports" / f"{name}.eml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(message.as_bytes())
+    return path
