@@ -164,7 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=_db, migrates=True)
 
     run = commands.add_parser("run", help="run a flow locally")
-    run.add_argument("flow", choices=["nightly", "pull", "lifecycle", "reactivation", "report"])
+    run.add_argument(
+        "flow", choices=["nightly", "pull", "lifecycle", "campaigns", "reactivation", "report"]
+    )
     run.add_argument("--date", type=dt.date.fromisoformat, help="business date, default yesterday")
     run.add_argument(
         "--from",
@@ -174,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--campaign",
-        help="nightly: only this campaign (default: every active nightly one); "
+        help="nightly, campaigns: only this campaign (default: every active nightly one); "
         "reactivation: the campaign to send (default winback)",
     )
     run.add_argument(
@@ -314,6 +316,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         for line in result["recomputed"]:
             print(f"  {line}")
         print("users per state: " + ", ".join(f"{k} {v}" for k, v in result["lifecycle"].items()))
+    elif args.flow == "campaigns":
+        from flows.campaigns import campaigns
+
+        print(campaigns(business_date=args.date, names=[args.campaign] if args.campaign else None))
+        _warn_if_sending_off(settings)
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation
 

@@ -13,10 +13,10 @@ from yunying.messaging.campaign import find_campaign
 
 # Each optional flag, and the flows it means something to.
 APPLIES_TO = {
-    "date": ("nightly", "lifecycle", "reactivation", "report"),
+    "date": ("nightly", "lifecycle", "campaigns", "reactivation", "report"),
     "first": ("lifecycle",),
     "discard_later": ("lifecycle",),
-    "campaign": ("nightly", "reactivation"),
+    "campaign": ("nightly", "campaigns", "reactivation"),
     "resend_failed": ("reactivation",),
     "force": ("report",),
 }

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
 from tests.builders import DAY, silent_users
@@ -321,6 +321,14 @@ def test_the_campaigns_flow_sends_in_priority_order_once_per_user(
             session.scalars(select(OutboxMessage.user_id).where(OutboxMessage.status == "sent"))
         )
     assert set(sent) == set(users) and max(sent.values()) == 1
+    # The same night from the command line: every message already went, none goes twice.
+    from cli.main import main
+
+    assert main(["run", "campaigns", "--date", str(DAY)]) == 0
+    with session_scope(engine) as session:
+        assert session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent")
+        ) == len(users)
 
 
 def test_the_nightly_sends_every_active_campaign_once_per_user_and_date(
