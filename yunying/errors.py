@@ -49,10 +49,17 @@ class TemplateDataError(TemplateError):
 
 
 class ProviderRejected(PermanentError):
-    def __init__(self, status: int, excerpt: str) -> None:
-        super().__init__(f"provider rejected the request: HTTP {status}: {excerpt}")
+    """A 4xx answer; `where` is the host, port and path asked (never the query: a token)."""
+
+    def __init__(self, status: int, excerpt: str, where: str = "") -> None:
+        super().__init__(
+            f"{where} answered HTTP {status}: {excerpt}"
+            if where
+            else f"provider rejected the request: HTTP {status}: {excerpt}"
+        )
         self.status = status
         self.excerpt = excerpt
+        self.where = where
 
-    def __reduce__(self) -> tuple[type[ProviderRejected], tuple[int, str]]:
-        return ProviderRejected, (self.status, self.excerpt)
+    def __reduce__(self) -> tuple[type[ProviderRejected], tuple[int, str, str]]:
+        return ProviderRejected, (self.status, self.excerpt, self.where)

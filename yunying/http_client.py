@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,9 +28,21 @@ def check_response(response: httpx.Response) -> httpx.Response:
         raise RateLimited(
             "HTTP 429 Too Many Requests", retry_after_seconds(response.headers.get("Retry-After"))
         )
+    where = address(response.request.url)
     if status >= 500:
-        raise TransientError(f"HTTP {status} from {response.request.url.host}")
-    raise ProviderRejected(status, response.text[:200])
+        raise TransientError(f"HTTP {status} from {where}")
+    raise ProviderRejected(status, _plain(response.text)[:200], where)
+
+
+def address(url: httpx.URL) -> str:
+    """Host, port and path of a URL, for errors and logs: never its query or user info,
+    which may carry a token."""
+    return f"{url.host}{f':{url.port}' if url.port else ''}{url.path}"
+
+
+def _plain(body: str) -> str:
+    """An error page's text without its markup, on one line."""
+    return " ".join(re.sub(r"<[^>]*>", " ", body).split())
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -49,7 +62,7 @@ def request(client: httpx.Client, method: str, url: str, **kwargs: object) -> ht
     try:
         response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
     except httpx.TransportError as exc:
-        raise TransientError(f"{type(exc).__name__} calling {httpx.URL(url).host}") from exc
+        raise TransientError(f"{type(exc).__name__} calling {address(httpx.URL(url))}") from exc
     return check_response(response)
 
 

@@ -336,11 +336,11 @@ def test_an_http_source_is_read_in_a_process_of_its_own_stopped_with_the_pull(
 def test_errors_cross_the_reader_process_whole() -> None:
     limited = pickle.loads(pickle.dumps(RateLimited("HTTP 429", 7.5)))
     assert (str(limited), limited.retry_after) == ("HTTP 429", 7.5)
-    rejected = pickle.loads(pickle.dumps(ProviderRejected(404, "not found")))
+    rejected = pickle.loads(pickle.dumps(ProviderRejected(404, "not found", "api:8080/v1")))
     assert (rejected.status, rejected.excerpt, str(rejected)) == (
         404,
         "not found",
-        "provider rejected the request: HTTP 404: not found",
+        "api:8080/v1 answered HTTP 404: not found",
     )
 
 
