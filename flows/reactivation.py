@@ -30,6 +30,7 @@ from tasks.reactivation import (
 )
 from tasks.secrets import load_settings
 from yunying.config import Settings
+from yunying.errors import PermanentError
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.status import OutboxStatus
 from yunying.store.engine import utcnow
@@ -136,11 +137,14 @@ def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, An
 def night_end(data: Any, summaries: list[dict[str, Any]], warnings: list[str]) -> Any:
     """What a flow that sent campaigns returns: `data`; with the warnings as the message of a
     Completed state; Failed (ops are alerted) when a campaign's every message failed, which
-    is a provider or setting broken, not a few bad addresses."""
+    is a provider or setting broken, not a few bad addresses (the summary is then in the
+    send-summary artifacts and the message)."""
     broken = [s["campaign"] for s in summaries if s.get(OutboxStatus.FAILED) and not s.get("sent")]
     message = " ".join(warnings)
     if broken:
-        return Failed(message=f"every message of {', '.join(broken)} failed. {message}", data=data)
+        failed = f"every message of {', '.join(broken)} failed. {message}"
+        # A failed state's data is what calling the flow raises: the CLI prints its one line.
+        return Failed(message=failed, data=PermanentError(failed))
     return Completed(message=message, data=data) if message else data
 
 

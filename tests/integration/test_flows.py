@@ -335,6 +335,7 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     monkeypatch: pytest.MonkeyPatch,
     local_server: LocalServer,
     smtp_server: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A provider that refuses everything is broken, not a few bad addresses: the run says
     so, with the command that sends them again once fixed, and ops hear of it."""
@@ -361,6 +362,12 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     )
     [alert] = smtp_server.messages
     assert alert["Subject"] == f"Yunying: reactivation-hook-{DAY} failed"
+    # From the command line: the reason in one line, not a traceback.
+    from cli.main import main
+
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) != 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: every message of hook failed. 12 message(s) of hook failed")
 
 
 def test_provider_rate_limit_paces_sends_through_prefect(

@@ -319,8 +319,8 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
 class SmtpChannel:
     """One SMTP connection per batch; a 5xx for a recipient is a hard bounce."""
 
-    # SMTP takes no idempotency key: a message a crash leaves unrecorded is `unknown`,
-    # never resent, so outcomes are handed on every few messages, not once a batch.
+    # SMTP takes no idempotency key: what a crash leaves unrecorded is `unknown`, never
+    # resent, so outcomes are handed on every few messages, not once a batch.
     RECORD_EVERY = 20
 
     def __init__(self, smtp: SmtpSettings, mail_from: str) -> None:
