@@ -237,12 +237,19 @@ def test_a_missing_ca_file_stops_start_up_naming_the_setting(
 
 
 def test_the_report_alert_refuses_an_unverified_server_as_a_setting_to_fix(
-    tls_server: TlsSmtpServer, certificate: Certificate, monkeypatch: pytest.MonkeyPatch
+    tls_server: TlsSmtpServer,
+    certificate: Certificate,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
-    """Not a TransientError: retrying cannot make the certificate verify."""
+    """The alert is kept in the outbox, and the log names the setting to fix."""
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
     untrusting = smtp_settings(monkeypatch, tls_server)
-    with pytest.raises(ConfigError, match="smtp.ca_file"):
-        send_alert(untrusting, "Yunying: nightly failed", "see the Prefect UI")
+    kept = send_alert(untrusting, "Yunying: nightly failed", "see the Prefect UI")
+    assert kept == next((tmp_path / "var" / "outbox" / "reports").glob("alert-*.eml"))
+    assert "Subject: Yunying: nightly failed" in kept.read_text()
+    assert "smtp.ca_file" in caplog.text
     assert not tls_server.sink.messages and not tls_server.logins
     trusting = smtp_settings(monkeypatch, tls_server, ca_file=certificate.cert)
     send_alert(trusting, "Yunying: nightly failed", "see the Prefect UI")
