@@ -30,7 +30,7 @@ from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import demo_sources
 from yunying.errors import ConfigError
 from yunying.store.engine import session_scope
-from yunying.store.models import OutboxMessage
+from yunying.store.models import LifecycleRun, OutboxMessage
 
 pytestmark = pytest.mark.usefixtures("prefect")
 
@@ -245,6 +245,8 @@ def test_a_failed_nightly_emails_ops(
     _a_gone_source_and_alerts_by_mail(monkeypatch, local_server, smtp_server)
     state = nightly(business_date=END, return_state=True)
     assert state.is_failed()
+    with session_scope(engine) as session:  # stopped after the pull, before the lifecycle
+        assert session.scalar(select(func.count()).select_from(LifecycleRun)) == 0
     [alert] = smtp_server.messages
     assert alert["Subject"].startswith(f"Yunying: nightly-{END}")
     assert "404" in alert.get_content()
@@ -343,13 +345,7 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     from tests.builders import DAY, silent_users
 
     silent_users(engine, settings, 12)
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "hook.toml").write_text(
-        'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
-        "holdout_percent = 0\nquiet_hours = false\n"
-    )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    _hook_campaign(tmp_path, monkeypatch)
     monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
     local_server.bearer_token = "a-token-the-settings-lack"  # every send: 401
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
@@ -383,13 +379,7 @@ def test_provider_rate_limit_paces_sends_through_prefect(
     from tests.builders import DAY, silent_users
 
     silent_users(engine, settings, 60)
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "hook.toml").write_text(
-        'name = "hook"\nsegment = ["silent"]\nchannels = ["webhook"]\ntemplate = "winback"\n'
-        "holdout_percent = 0\nquiet_hours = false\n"
-    )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    _hook_campaign(tmp_path, monkeypatch)
     monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
     monkeypatch.setenv("YUNYING_PROVIDERS__RATE_LIMITS", '{"webhook": 20}')
     assert main(["setup"]) == 0
