@@ -28,7 +28,7 @@ from yunying.sources.read import Batch, read_source
 from yunying.sources.read.child import read_in_child
 from yunying.sources.validate.batch import Rejects, validate
 from yunying.sources.validate.rows import EventRow, Rejected, StoreRow
-from yunying.sources.write import load_events, load_rows
+from yunying.sources.write import load_events, load_rows, refresh_statistics
 from yunying.sources.write.batch import EventsText
 from yunying.sources.write.marks import (
     get_watermark,
@@ -105,6 +105,8 @@ def pull_source(
         total.add(batch.stats)
         if on_batch is not None:
             on_batch(total)
+    with session_scope(engine) as session:
+        refresh_statistics(session, source.entity, total.inserted)
     if fell_back:  # once per pull: a slower path taken is a regression worth seeing
         total.fast_path_fallbacks = len(fell_back)
         log.warning(

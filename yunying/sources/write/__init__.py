@@ -13,7 +13,7 @@ from yunying.sources.config import Entity
 from yunying.sources.validate.rows import ORDER_COLUMNS, USER_COLUMNS, EventRow, StoreRow
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert, last_per_id
 from yunying.sources.write.facts import activity_filter, store_time
-from yunying.sources.write.postgres import PostgresWriter
+from yunying.sources.write.postgres import PostgresWriter, analyze_if_young
 from yunying.sources.write.sqlite import SqliteWriter
 from yunying.sources.write.text import events_text
 from yunying.store.engine import is_postgres
@@ -78,3 +78,11 @@ def load_events(
     params["now"] = store_time(session)
     new = NewEvents(events, only, params, on_fallback)
     return writer_for(session).insert_events(session, new)
+
+
+def refresh_statistics(session: Session, entity: Entity, inserted: int) -> None:
+    """After a load that added `inserted` users or orders: on PostgreSQL, the table's
+    statistics, while it is young next to them (the lifecycle and reports are planned on
+    them; autovacuum would come later). Once per load, not per batch."""
+    if inserted and entity != "events" and is_postgres(session):
+        analyze_if_young(session, entity, inserted)

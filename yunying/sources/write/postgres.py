@@ -30,8 +30,10 @@ class PostgresWriter:
             rows = list(map(add, rows, repeat((batch.load_id,))))
         copied = _copied_all_new(session, batch, rows)
         counts = (len(rows), 0) if copied else _upsert_staged(session, batch, rows)
-        _analyze_if_young(session, batch.table, len(rows), _ANALYZED[batch.table])
-        if batch.table == "orders" and not copied:  # the recount is planned on those statistics
+        if batch.table == "orders" and not copied:
+            # The recount joins the orders: planned on an empty table's statistics, it once
+            # joined a first large batch in a nested loop, at a cost growing with its square.
+            analyze_if_young(session, "orders", len(rows))
             staged = "SELECT user_id, created_at, day FROM stage_orders"
             fold_orders(session, staged, {}, batch.orders_are_activity)
         return counts
@@ -82,6 +84,8 @@ def _copied_all_new(session: Session, batch: Upsert, rows: Sequence[Sequence[Any
 
 
 def _any_stored(session: Session, batch: Upsert, rows: Sequence[Sequence[Any]]) -> bool:
+    if not session.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {batch.table})")):
+        return False  # a first load: no key to look up
     # Keys hold no space (KEY): one text, split on the server, costs less than an array.
     return bool(
         session.scalar(
@@ -149,18 +153,16 @@ def _from_stage(table: str, columns: Sequence[str], conflict: str) -> str:
     return f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} {conflict}"
 
 
-def _analyze_if_young(session: Session, table: str, batch: int, columns: str = "") -> None:
-    """PostgreSQL: refresh the table's statistics while it is small next to the batch just
-    written. Planned on an empty table's statistics (a few rows), the facts of a first
-    large batch of orders were joined in a nested loop, at a cost growing with the square of
-    the batch; ANALYZE samples
-    at most 30,000 rows, and once the table is large the nightly batches leave it alone."""
+def analyze_if_young(session: Session, table: str, rows: int) -> None:
+    """Refresh the table's statistics while it is small next to the `rows` just written into
+    it (ANALYZE samples at most 30,000 rows); once it is large, nightly loads leave it to
+    autovacuum."""
     known = session.scalar(
         text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
         {"table": table},
     )
-    if known is None or known < 4 * batch:
-        session.execute(text(f"ANALYZE {table} {columns}"))
+    if known is None or known < 4 * rows:
+        session.execute(text(f"ANALYZE {table} {_ANALYZED.get(table, '')}"))
 
 
 class _NotAllFound(Exception):

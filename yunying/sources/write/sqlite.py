@@ -3,7 +3,9 @@ added are those whose rowid is above the largest before it: updated rows keep th
 
 from __future__ import annotations
 
-from itertools import repeat
+import sqlite3
+from collections.abc import Sequence
+from itertools import chain, repeat
 from operator import add
 from typing import Any
 
@@ -18,19 +20,16 @@ from yunying.sources.write.facts import fact_updates, fold_new_orders, fold_orde
 
 class SqliteWriter:
     def upsert(self, session: Session, batch: Upsert) -> tuple[int, int]:
-        """One executemany on the driver; returns how many rows were new and how many were
+        """Multi-row INSERTs on the driver; returns how many rows were new and how many were
         updated. (A JSON text read by json_each, as events go in, re-parses each row once per
         column.)"""
         table, columns, rows = batch.table, batch.columns, batch.rows
         before = _rowid_ends_at(session, table)
         if len(columns) > len(rows[0]):  # the load's id ends every row
             rows = list(map(add, rows, repeat((batch.load_id,))))
-        marks = ", ".join("?" * len(columns))
         driver: Any = session.connection().connection.driver_connection
         changes = driver.total_changes  # inserted and updated rows, not those left alone
-        driver.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {batch.conflict}", rows
-        )
+        _insert_rows(driver, f"INSERT INTO {table} ({', '.join(columns)})", rows, batch.conflict)
         changes = driver.total_changes - changes
         new = int(
             session.scalar(
@@ -62,6 +61,32 @@ class SqliteWriter:
         for statement in fact_updates(fresh, batch.only):
             session.execute(text(statement), params)
         return int(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+# Rows per INSERT: fewer give Python's lock up more often, more take longer to prepare.
+ROWS_PER_STATEMENT = 256
+
+
+def _insert_rows(
+    driver: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], conflict: str
+) -> None:
+    """`insert` VALUES the rows, ROWS_PER_STATEMENT to a statement. A statement per row gives
+    Python's lock up around each row, and while the next batch is validated in the other
+    thread each row then waits to get it back."""
+    width = len(rows[0])
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+    per = max(1, min(ROWS_PER_STATEMENT, limit))
+    whole = len(rows) // per * per
+
+    def statement(count: int) -> str:
+        values = ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
+        return f"{insert} VALUES {values} {conflict}"
+
+    # The full chunks in one executemany: their statement is prepared once.
+    chunks = range(0, whole, per)
+    driver.executemany(statement(per), (tuple(chain(*rows[at : at + per])) for at in chunks))
+    if whole < len(rows):
+        driver.execute(statement(len(rows) - whole), tuple(chain(*rows[whole:])))
 
 
 # The orders above the rowid `:before`, read by rowid whatever the statement around them:
