@@ -33,7 +33,7 @@ def refuse_mistakes(settings: Settings, args: argparse.Namespace) -> None:
             )
     if args.flow == "pull":
         return
-    if args.campaign:  # a misspelt name fails here, not after the pull and lifecycle
+    if args.campaign is not None:  # a misspelt name fails here, not after the pull
         find_campaign(settings.campaign_dir, args.campaign)
     for flag, day in (("--from", args.first), ("--date", args.date)):
         if day is not None:

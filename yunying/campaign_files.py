@@ -71,9 +71,13 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def find_named(folder: Path, name: str, model: type[Model], kind: str) -> Model:
     """`<folder>/<name>.toml`, whose `name` field must match its file name."""
+    known = sorted(p.stem for p in folder.glob("*.toml"))
+    stem = Path(name).name.removesuffix(".toml")
+    if not stem or stem != name:  # empty, a path or a file name: say which name to give
+        hint = f"give its name, {stem!r}" if stem in known else f"the {kind}s are {known}"
+        raise ConfigError(f"{kind} name {name!r} is not a {kind}'s name: {hint}")
     path = folder / f"{name}.toml"
     if not path.exists():
-        known = sorted(p.stem for p in folder.glob("*.toml"))
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(

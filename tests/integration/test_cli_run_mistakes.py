@@ -115,6 +115,24 @@ def test_a_misspelt_campaign_is_refused_before_anything_runs(
     assert _alerts(settings) == []
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("winback.toml", "campaign name 'winback.toml' is not a campaign's name: give its name, "
+         "'winback'"),
+        ("campaigns/winback", "give its name, 'winback'"),
+        ("", "campaign name '' is not a campaign's name: the campaigns are ["),
+    ],
+    ids=["file-name", "path", "empty"],
+)  # fmt: skip
+def test_a_campaign_given_as_a_file_path_or_nothing_is_refused(
+    engine: Engine, settings: Settings, given: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "reactivation", "--campaign", given, "--date", "2026-10-10"]) == 2
+    assert said in _error(capsys)
+    assert _alerts(settings) == []
+
+
 def _wedged(engine: Engine, settings: Settings) -> None:
     """Dates up to D computed, then (as before this was refused) a mistyped future date."""
     users, events = _users_and_events(200)
