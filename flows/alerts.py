@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.notify import local_rerun, run_link
 from tasks.secrets import load_settings
-from yunying.notify.messages import run_failed
+from yunying.notify.messages import run_failed, what_to_do
 from yunying.notify.post import post_to_targets
 from yunying.reports.daily_email import send_alert
 
@@ -29,17 +29,13 @@ def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         return
     settings = load_settings()
     link, rerun = run_link(flow_run.id), local_rerun()
-    if link is None and rerun is not None:
-        act = (
-            "It ran from the command line, on a Prefect server that stopped with the command "
-            "(`yunying runs` lists it). Running it again is safe: every task is idempotent.\n"
-            f"Once the cause is fixed, run: {rerun}"
-        )
-    else:
-        act = (
-            f"Open it in the Prefect UI: {link}\n"
-            "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
-        )
+    where = (
+        "It ran from the command line, on a Prefect server that stopped with the command "
+        "(`yunying runs` lists it)."
+        if link is None and rerun is not None
+        else f"Open it in the Prefect UI: {link}"
+    )
+    act = f"{where}\n{what_to_do(state.message or '', link, rerun)}"
     send_alert(
         settings,
         subject=f"Yunying: {flow_run.name} {state.type.value.lower()}",

@@ -358,6 +358,8 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     )
     [alert] = smtp_server.messages
     assert alert["Subject"] == f"Yunying: reactivation-hook-{DAY} failed"
+    assert f"Once the cause is fixed, run: yunying run reactivation --campaign hook --date {DAY}" \
+        " --resend-failed" in alert.get_content()  # fmt: skip
     # From the command line: the reason in one line, not a traceback.
     from cli.main import main
 

@@ -210,9 +210,17 @@ def test_a_failed_run_of_the_command_line_names_the_command_not_the_ui() -> None
     rerun = "yunying run nightly --date 2026-11-04"
     local = run_failed("nightly-2026-11-04", "nightly", "Failed", "boom", None, rerun)
     assert local.link is None
-    assert local.lines[-1] == f"Rerunning it is safe (every task is idempotent): {rerun}"
+    assert local.lines[-1] == (
+        f"Running it again is safe: every task is idempotent. Once the cause is fixed, run: {rerun}"
+    )
     served = run_failed("nightly-2026-11-04", "nightly", "Failed", "boom", "http://ui/r")
-    assert served.lines[-1] == "Retrying from the UI is safe: every task is idempotent."
+    assert served.lines[-1].startswith("Retrying it from the UI is safe")
+    # A rerun sends nothing that failed: the command that does is named, from the UI too.
+    resend = "yunying run reactivation --campaign hook --date 2026-11-04 --resend-failed"
+    why = f"every message of hook failed. 12 message(s) of hook failed; `{resend}` sends them"
+    for link, again in (("http://ui/r", None), (None, rerun)):
+        failed = run_failed("nightly-2026-11-04", "nightly", "Failed", why, link, again)
+        assert failed.lines[-1] == f"Once the cause is fixed, run: {resend}"
 
 
 # Through Prefect: the hooks and tasks the flows call.

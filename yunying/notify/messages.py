@@ -6,6 +6,7 @@ amounts only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,19 +42,29 @@ def run_failed(
     link: str | None,
     rerun: str | None = None,
 ) -> ChatMessage:
-    """A failed or crashed run: which, why, and that retrying is safe — from the UI, or with
-    `rerun` for a run of the command line, whose temporary server (and UI) is gone."""
-    again = (
-        f"Rerunning it is safe (every task is idempotent): {rerun}"
-        if link is None and rerun
-        else "Retrying from the UI is safe: every task is idempotent."
-    )
+    """A failed or crashed run: which, why, and what to do (`what_to_do`)."""
     return ChatMessage(
         f"Yunying: {run_name} {state.lower()}",
-        [f"Flow {flow_name} ended {state}: {why[:300]}", again],
+        [f"Flow {flow_name} ended {state}: {why[:300]}", what_to_do(why, link, rerun)],
         link,
         "Open the run",
     )
+
+
+def what_to_do(why: str, link: str | None, rerun: str | None) -> str:
+    """After a failed run: that retrying is safe, from the UI or with `rerun` for a run of the
+    command line (its temporary server and UI are gone); but when the run's message `why`
+    names a command that sends failed messages again, that one (a plain rerun sends nothing
+    that failed)."""
+    resend = re.search(r"`(yunying run [^`]+ --resend-failed)`", why)
+    if resend:
+        return f"Once the cause is fixed, run: {resend.group(1)}"
+    if link is None and rerun:
+        return (
+            "Running it again is safe: every task is idempotent."
+            f" Once the cause is fixed, run: {rerun}"
+        )
+    return "Retrying it from the UI is safe: every task is idempotent (see README, Operations)."
 
 
 def payout_waiting(
