@@ -465,8 +465,9 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
     print(
         f"{args.campaign} {args.date}: {done['requeued']} in-flight message(s) requeued "
-        f"(reconciled with the provider before resending), {done['unknown']} marked unknown "
-        "(the provider takes no idempotency key: check its log, not resent)"
+        "(never handed to the provider, or reconciled with it before resending), "
+        f"{done['unknown']} marked unknown (handed to a provider that takes no idempotency "
+        "key: check its log; not resent)"
     )
     return 0
 

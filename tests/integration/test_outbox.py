@@ -17,7 +17,7 @@ from sqlalchemy import Engine, event, select, text
 
 from tests.builders import DAY, silent_users
 from tests.rig import SmtpSink
-from yunying.config import Settings
+from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
@@ -30,6 +30,7 @@ from yunying.messaging.outbox import (
     Outcome,
     claim,
     counts,
+    hand_over,
     next_deferred_at,
     plan,
     reclaim,
@@ -409,7 +410,7 @@ campaign = Campaign.model_validate_json(sys.argv[1])
 engine = create_store_engine(settings.store_url)
 now = dt.datetime.fromisoformat(sys.argv[2])
 day = dt.date.fromisoformat(sys.argv[3])
-send_all(engine, settings, campaign, day, "doomed", 10, now)
+send_all(engine, settings, campaign, day, "doomed", int(sys.argv[4]), now)
 """
 
 
@@ -442,6 +443,7 @@ def test_sigkill_mid_batch_then_rerun_delivers_each_message_once(
             chosen.model_dump_json(),
             NOON_IN_SHANGHAI.isoformat(),
             str(DAY),
+            "10",
         ],
         env=os.environ.copy(),
     )
@@ -593,6 +595,8 @@ def test_an_smtp_batch_records_its_outcomes_as_it_goes(engine: Engine, settings:
 def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
     engine: Engine, settings: Settings, smtp_server: SmtpSink, recovery: str
 ) -> None:
+    """Those handed to the server are `unknown`, never resent; the rest of the claimed batch,
+    never handed, goes out with the next run."""
     silent_users(engine, settings, 10)
     settings = settings.model_copy(
         update={
@@ -607,11 +611,16 @@ def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
     # The crashed worker got four messages to the SMTP server, then died unrecorded.
     from yunying.messaging.render import Rendered
 
+    def handing(ids: list[int]) -> None:
+        with session_scope(engine) as session:
+            hand_over(session, ids, "crashed", NOON_IN_SHANGHAI)
+
     channels["email"].send(
         [
             OutgoingMessage(c, "x@example.com", Rendered("s", "t", "<p>h</p>"), "")
             for c in claimed[:4]
-        ]
+        ],
+        on_handing=handing,
     )
     later = NOON_IN_SHANGHAI + dt.timedelta(minutes=1)
     if recovery == "lease lapses":
@@ -619,13 +628,73 @@ def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
     else:
         with session_scope(engine) as session:
             done = reclaim(session, chosen.name, DAY, sending.blind_channels(channels))
-        assert done == {"requeued": 0, "unknown": 10}
-    assert send_all(engine, settings, chosen, now=later) == Counter()
-    assert len(smtp_server.messages) == 4  # no blind resend
+        assert done == {"requeued": 6, "unknown": 4}
+    assert send_all(engine, settings, chosen, now=later) == Counter({"sent": 6})
+    assert len(smtp_server.messages) == 10  # no blind resend
     with session_scope(engine) as session:
         rows = session.scalars(select(OutboxMessage)).all()
-    assert {r.status for r in rows} == {"unknown"}
-    assert all("not resent" in (r.reason or "") for r in rows)
+    handed = {c.id for c in claimed[:4]}
+    assert {r.id: r.status for r in rows} == {
+        r.id: "unknown" if r.id in handed else "sent" for r in rows
+    }
+    assert all("not resent" in (r.reason or "") for r in rows if r.id in handed)
+
+
+def test_an_smtp_send_killed_mid_batch_leaves_unknown_only_what_it_handed_the_server(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL while the server takes the 30th email of a 45-email batch: the first group of
+    RECORD_EVERY is recorded sent, the group being handed over is `unknown` (check the
+    server's log), and the emails never handed are sent by the next run, each once."""
+    import signal
+    import subprocess
+    import sys
+
+    every = SmtpChannel.RECORD_EVERY
+    kill_at = every + every // 2
+
+    class KillingSink(SmtpSink):
+        worker: subprocess.Popen[bytes] | None = None
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if self.worker is not None and len(self.messages) == kill_at - 1:
+                self.worker.send_signal(signal.SIGKILL)
+                self.worker.wait()
+            return await super().handle_DATA(server, session, envelope)
+
+    sink = KillingSink()
+    sink.start()
+    try:
+        silent_users(engine, settings, 45)
+        chosen = campaign(channels=["email"], holdout_percent=0)
+        with session_scope(engine) as session:
+            plan(session, chosen, DAY)
+        monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+        monkeypatch.setenv("YUNYING_SMTP__PORT", str(sink.port))
+        script = tmp_path / "sender.py"
+        script.write_text(SENDER)
+        arguments = [chosen.model_dump_json(), NOON_IN_SHANGHAI.isoformat(), str(DAY), "45"]
+        sink.worker = subprocess.Popen([sys.executable, str(script), *arguments])
+        sink.worker.wait(timeout=60)
+        assert sink.worker.returncode == -signal.SIGKILL
+        sink.worker = None
+        assert len(sink.messages) == kill_at
+
+        channels = channels_for(load_settings())
+        with session_scope(engine) as session:
+            done = reclaim(session, chosen.name, DAY, sending.blind_channels(channels))
+        assert done == {"requeued": 45 - 2 * every, "unknown": every}
+        assert send_all(engine, load_settings(), chosen) == Counter({"sent": 45 - 2 * every})
+    finally:
+        sink.stop()
+    recipients = [m["To"] for m in sink.messages]
+    assert len(recipients) == len(set(recipients)) == kill_at + 45 - 2 * every
+    with session_scope(engine) as session:
+        final = counts(session, chosen.name, DAY)
+    assert (final["sent"], final["unknown"]) == (every + 45 - 2 * every, every)
 
 
 ZONES = {

@@ -2,10 +2,12 @@
 token shared by all workers through the store, refreshed when WeChat calls it stale; users who
 unfollowed or refused are suppressed; consent and openid come from the source."""
 
+import copy
 import datetime as dt
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -17,10 +19,10 @@ from yunying.config import Settings, load_settings
 from yunying.demo.local_server import LocalServer
 from yunying.errors import ConfigError, TemplateError
 from yunying.messaging.channels import channels_for
-from yunying.messaging.outbox import counts, plan
+from yunying.messaging.outbox import counts, plan, reclaim
 from yunying.messaging.preflight import preflight
-from yunying.messaging.send import send_batch
-from yunying.messaging.wechat import shared_token
+from yunying.messaging.send import blind_channels, send_batch
+from yunying.messaging.wechat import WeChatChannel, shared_token
 from yunying.messaging.wechat_config import WeChatSettings, WeChatTemplate
 from yunying.store.engine import session_scope
 from yunying.store.models import OutboxMessage, ProviderToken, Suppression, User
@@ -243,3 +245,30 @@ def test_preflight_checks_the_wechat_template(
     with pytest.raises(TemplateError) as error:
         preflight(configured, campaign(channels=["wechat"]))
     assert complaint in str(error.value)
+
+
+def test_messages_wechat_took_before_a_crash_are_unknown_never_resent(
+    engine: Engine, wechat: Settings, local_server: LocalServer
+) -> None:
+    """WeChat takes no idempotency key: messages handed to it when the worker died are
+    `unknown` after a reclaim, and the next run sends none of them again."""
+    wechat_users(engine, wechat, 4)
+    chosen = campaign(channels=["wechat"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    channels = channels_for(wechat)
+
+    class DiesOnceSent(WeChatChannel):  # the worker's process ends before it records
+        def send(self, messages: Any, on_outcomes: Any = None) -> Any:
+            super().send(messages)
+            raise SystemExit
+
+    dying = copy.copy(channels["wechat"])
+    dying.__class__ = DiesOnceSent
+    with pytest.raises(SystemExit):
+        send_batch(engine, wechat, chosen, DAY, "w1", {"wechat": dying}, 10, NOON_IN_SHANGHAI)
+    with session_scope(engine) as session:
+        done = reclaim(session, chosen.name, DAY, blind_channels(channels))
+    assert done == {"requeued": 0, "unknown": 4}
+    assert send_all(engine, wechat, chosen) == {}
+    assert len(local_server.cn.wechat.book.delivered) == 4

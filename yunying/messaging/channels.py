@@ -331,13 +331,18 @@ class SmtpChannel:
         self,
         messages: list[OutgoingMessage],
         on_outcomes: Callable[[list[Outcome]], None] | None = None,
+        on_handing: Callable[[list[int]], None] | None = None,
     ) -> list[Outcome]:
-        """The outcomes not yet handed to `on_outcomes` (all of them without it)."""
+        """The outcomes not yet handed to `on_outcomes` (all of them without it);
+        `on_handing` hears the ids of each group of RECORD_EVERY messages before the server
+        is given the first of them."""
         outcomes: list[Outcome] = []
         done: set[int] = set()
         try:
             with open_smtp(self.smtp) as connection:
-                for message in messages:
+                for at, message in enumerate(messages):
+                    if on_handing is not None and at % self.RECORD_EVERY == 0:
+                        on_handing([m.claimed.id for m in messages[at : at + self.RECORD_EVERY]])
                     outcomes.append(self._send_one(connection, message))
                     done.add(message.claimed.id)
                     if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:

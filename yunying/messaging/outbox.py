@@ -321,7 +321,8 @@ def claim(
     """Atomically take up to `limit` sendable rows for this worker: the run's queued rows,
     deferred rows of this and earlier dates of the campaign that are due, and rows whose
     lease lapsed. A lapsed row on a `blind_channels` channel (no idempotency key, no lookup)
-    is marked `unknown` instead: resending it could deliver it twice."""
+    that was handed to its provider is marked `unknown` instead: resending it could deliver
+    it twice."""
     now = now or utcnow()
     lapsed = and_(
         OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < now - lease
@@ -333,6 +334,7 @@ def claim(
                 OutboxMessage.campaign == campaign,
                 OutboxMessage.business_date == business_date,
                 OutboxMessage.channel.in_(list(blind_channels)),
+                OutboxMessage.handed_at.is_not(None),
                 lapsed,
             )
             .values(status=OutboxStatus.UNKNOWN, reason=UNKNOWN_REASON, claimed_by=None)
@@ -368,6 +370,7 @@ def claim(
             status=OutboxStatus.SENDING,
             claimed_by=worker,
             claimed_at=now,
+            handed_at=None,
             attempts=OutboxMessage.attempts + 1,
         )
         .returning(
@@ -412,6 +415,23 @@ def expire_deferred(
 
 def _hours(span: dt.timedelta) -> str:
     return f"{span.total_seconds() / 3600:g} h"
+
+
+def hand_over(
+    session: Session, ids: Collection[int], worker: str, now: dt.datetime | None = None
+) -> None:
+    """Mark the rows this worker holds as handed to their provider, before they are: a crash
+    then leaves `unknown` only these, on a channel that cannot tell what it received."""
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(list(ids)),
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.claimed_by == worker,
+        )
+        .values(handed_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def renew(
@@ -485,14 +505,16 @@ def reclaim(
     session: Session, campaign: str, business_date: dt.date, blind_channels: Collection[str]
 ) -> dict[str, int]:
     """After a confirmed crash: put the run's in-flight rows back in the queue at once
-    (channels reconcile them before resending), or mark them `unknown` on channels that
-    cannot reconcile. Returns {"requeued": n, "unknown": m}."""
+    (channels reconcile them before resending), or mark them `unknown` when they were handed
+    to a channel that cannot reconcile. Returns {"requeued": n, "unknown": m}."""
     in_flight = and_(
         OutboxMessage.campaign == campaign,
         OutboxMessage.business_date == business_date,
         OutboxMessage.status == OutboxStatus.SENDING,
     )
-    blind = OutboxMessage.channel.in_(list(blind_channels))
+    blind = and_(
+        OutboxMessage.channel.in_(list(blind_channels)), OutboxMessage.handed_at.is_not(None)
+    )
     unknown = session.execute(
         update(OutboxMessage)
         .where(in_flight, blind)
@@ -502,7 +524,13 @@ def reclaim(
     requeued = session.execute(
         update(OutboxMessage)
         .where(in_flight)
-        .values(status=OutboxStatus.QUEUED, claimed_by=None, claimed_at=None, not_before=None)
+        .values(
+            status=OutboxStatus.QUEUED,
+            claimed_by=None,
+            claimed_at=None,
+            handed_at=None,
+            not_before=None,
+        )
         .execution_options(synchronize_session=False)
     )
     return {

@@ -26,6 +26,7 @@ from yunying.messaging.outbox import (
     Outcome,
     claim,
     expire_deferred,
+    hand_over,
     record,
     renew,
 )
@@ -147,6 +148,12 @@ def _send_claimed(
             )
         )
     recorder(unsent)
+    blind = blind_channels(channels)
+
+    def handing(ids: list[int]) -> None:
+        with session_scope(engine) as session:
+            hand_over(session, ids, worker, clock())
+
     for channel, messages in by_channel.items():
         chunk = (
             settings.providers.rate_limits.get(channel, len(messages)) if pace else len(messages)
@@ -156,10 +163,13 @@ def _send_claimed(
             part = messages[start : start + chunk]
             if pace is not None:
                 pace(channel, len(part))
+            if isinstance(sender, SmtpChannel):
+                recorder(sender.send(part, on_outcomes=recorder, on_handing=handing))
+                continue
+            if channel in blind:  # WeChat: all of the part may be in flight at once
+                handing([m.claimed.id for m in part])
             if isinstance(sender, HttpChannel):
                 sender.send(part, on_outcomes=recorder)
-            elif isinstance(sender, SmtpChannel):
-                recorder(sender.send(part, on_outcomes=recorder))
             else:
                 recorder(sender.send(part))
 

@@ -265,6 +265,9 @@ class OutboxMessage(Base):
     not_before: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[dt.datetime | None]
+    # Set when the claimed message is handed to a provider that takes no idempotency key
+    # (SMTP): after a crash only those are `unknown`; the rest of the batch is sent again.
+    handed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]  # the provider's delivery receipt (yunying web)
