@@ -124,3 +124,13 @@ def test_emails_share_their_header_classes_and_parse_each_header_by_its_name() -
     assert isinstance(first["To"], AddressHeader) and isinstance(first["Date"], DateHeader)
     assert isinstance(first["Subject"], UnstructuredHeader)
     assert type(first["To"]) is type(second["To"])  # made once, not per header
+
+
+def test_an_alert_the_mail_server_refuses_is_kept_and_says_refused_not_unreachable(
+    smtp: Settings, smtp_server: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.bounce = set(smtp.report_recipients)  # 550 for every recipient
+    kept = send_alert(smtp, "Yunying: nightly failed", "see the Prefect UI")
+    assert kept is not None and "Subject: Yunying: nightly failed" in kept.read_text()
+    assert "refused 1 of the report_recipients (SMTP [550])" in caplog.text
+    assert "unreachable" not in caplog.text and "ops@example.com" not in caplog.text

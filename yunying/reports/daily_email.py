@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from yunying import templates
 from yunying.config import Settings
-from yunying.errors import ConfigError, TemplateError, TransientError
+from yunying.errors import PermanentError, TemplateError, TransientError
 from yunying.messaging.channels import mail_domain, stamp
 from yunying.messaging.smtp_connection import open_smtp
 from yunying.reports.anomaly import METHOD
@@ -127,7 +127,7 @@ def send_alert(settings: Settings, subject: str, text: str) -> Path | None:
     name = f"alert-{utcnow():%Y%m%dT%H%M%S}"
     try:
         return deliver(settings, message, name)
-    except (TransientError, ConfigError, smtplib.SMTPException) as exc:  # kept, not lost
+    except (TransientError, PermanentError, smtplib.SMTPException) as exc:  # kept, not lost
         path = _write_eml(settings, message, name)
         logging.getLogger(__name__).warning("alert not emailed (%s): written to %s", exc, path)
         return path
@@ -202,11 +202,25 @@ def deliver(settings: Settings, message: EmailMessage, name: str) -> Path | None
     smtp = settings.smtp
     if not smtp.host:
         return _write_eml(settings, message, name)
+    server = f"SMTP server {smtp.host}:{smtp.port}"
     try:
         with open_smtp(smtp) as connection:
             connection.send_message(message)
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
-        raise TransientError(f"SMTP server {smtp.host}:{smtp.port} unreachable") from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        raise PermanentError(
+            f"{server} refused {len(exc.recipients)} of the report_recipients (SMTP {codes})"
+        ) from exc
+    except smtplib.SMTPResponseException as exc:  # it answered, and said no
+        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+        check = {
+            smtplib.SMTPAuthenticationError: ": check smtp.username and smtp.password",
+            smtplib.SMTPSenderRefused: ": check mail_from",
+        }.get(type(exc), "")
+        error = TransientError if exc.smtp_code < 500 else PermanentError
+        raise error(f"{server} refused: {exc.smtp_code} {reply[:120]}{check}") from exc
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise TransientError(f"{server} unreachable") from exc
     return None
 
 
