@@ -284,10 +284,12 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_run(settings: Settings, args: argparse.Namespace) -> None:
-    from cli.store_check import store_problem
+    from cli.store_check import store_problem, unplannable
 
     refuse_mistakes(settings, args)
     problem = store_problem(settings)
+    if problem is None and args.flow in ("campaigns", "reactivation") and not args.resend_failed:
+        problem = unplannable(settings, args.date)  # the flow would fail, and alert
     if problem is not None:
         raise PermanentError(problem)
 

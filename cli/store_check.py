@@ -4,6 +4,7 @@ command to run, not a traceback. Every command asks here (`main` after a databas
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,7 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from yunying.config import Settings
-from yunying.store.engine import create_store_engine
+from yunying.lifecycle.states import latest_date, not_computed_for
+from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import alembic_config
 
 UPGRADE = "run `yunying db upgrade`"
@@ -53,3 +55,15 @@ def _schema_problem(store_url: str, shown: str, current: set[str]) -> str | None
         f"the store at {shown} was migrated by a newer Yunying (revision "
         f"{', '.join(sorted(current - known))}): run that version, or upgrade this one"
     )
+
+
+def unplannable(settings: Settings, day: dt.date) -> str | None:
+    """Why a campaign cannot plan on `day` (its lifecycle states are for another date), as
+    the line to print; None when it can."""
+    engine = create_store_engine(settings.store_url)
+    try:
+        with session_scope(engine) as session:
+            computed = latest_date(session)
+    finally:
+        engine.dispose()
+    return None if computed == day else not_computed_for(computed, day)

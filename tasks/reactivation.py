@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.campaign_check import load_checked
 from yunying.messaging.dry_run import dry_run
@@ -56,8 +57,12 @@ def plan_outbox(
         if resend_failed:
             requeued = requeue_failed(session, campaign.name, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
-        audience = _audience(session, settings, campaign, business_date)
-        planned = plan(session, campaign, business_date, audience=audience)
+        if resend_failed and latest_date(session) != business_date:
+            # The states have moved on since that date: send what failed, plan no one new.
+            planned = counts(session, campaign.name, business_date)
+        else:
+            audience = _audience(session, settings, campaign, business_date)
+            planned = plan(session, campaign, business_date, audience=audience)
     logger = get_run_logger()
     logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
     notice = off_notice(engine_for(settings.store_url), settings)

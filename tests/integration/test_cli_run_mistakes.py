@@ -133,6 +133,24 @@ def test_a_campaign_given_as_a_file_path_or_nothing_is_refused(
     assert _alerts(settings) == []
 
 
+@pytest.mark.parametrize("flow", ["reactivation", "campaigns"])
+def test_a_campaign_run_for_a_date_without_states_is_refused_before_it_starts(
+    engine: Engine, settings: Settings, flow: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users, events = _users_and_events(50)
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", users)
+        load_records(session, settings.zone, "events", events)
+        compute_lifecycle(session, D, settings.lifecycle)
+    for day, said in (
+        (D - dt.timedelta(days=1), f"run the campaign with `--date {D}`"),
+        (D + dt.timedelta(days=1), f"run `yunying run lifecycle --date {D + dt.timedelta(1)}`"),
+    ):
+        assert main(["run", flow, "--date", str(day)]) == 2
+        assert said in _error(capsys)
+    assert _alerts(settings) == []
+
+
 def _wedged(engine: Engine, settings: Settings) -> None:
     """Dates up to D computed, then (as before this was refused) a mistyped future date."""
     users, events = _users_and_events(200)

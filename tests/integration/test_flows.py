@@ -368,6 +368,32 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     assert last.startswith("error: every message of hook failed. 12 message(s) of hook failed")
 
 
+def test_failed_messages_are_resent_after_the_next_night_computed_its_states(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+) -> None:
+    """The alert's `--resend-failed` command still works once the states have moved on:
+    it sends what failed on that date and plans no one new for it."""
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from yunying.lifecycle.states import compute_lifecycle
+
+    silent_users(engine, settings, 12)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    local_server.bearer_token = "a-token-the-settings-lack"  # every send: 401
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) != 0
+    with session_scope(engine) as session:  # the next night
+        compute_lifecycle(session, DAY + dt.timedelta(days=1), settings.lifecycle)
+    local_server.bearer_token = None  # fixed
+    resend = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY), "--resend-failed"]
+    assert main(resend) == 0
+    assert len(local_server.recorder.deliveries) == 12
+
+
 def test_provider_rate_limit_paces_sends_through_prefect(
     engine: Engine,
     settings: Settings,
