@@ -422,22 +422,20 @@ def hand_over(
 ) -> None:
     """Mark the rows this worker holds as handed to their provider, before they are: a crash
     then leaves `unknown` only these, on a channel that cannot tell what it received."""
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id.in_(list(ids)),
-            OutboxMessage.status == OutboxStatus.SENDING,
-            OutboxMessage.claimed_by == worker,
-        )
-        .values(handed_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    _set_where_held(session, ids, worker, handed_at=now or utcnow())
 
 
 def renew(
     session: Session, ids: Collection[int], worker: str, now: dt.datetime | None = None
 ) -> int:
     """Extend the lease of the rows this worker still holds (a heartbeat)."""
+    return _set_where_held(session, ids, worker, claimed_at=now or utcnow())
+
+
+def _set_where_held(
+    session: Session, ids: Collection[int], worker: str, **values: dt.datetime
+) -> int:
+    """Set `values` on those of the rows `ids` that `worker` still holds; returns how many."""
     if not ids:
         return 0
     result = session.execute(
@@ -447,7 +445,7 @@ def renew(
             OutboxMessage.status == OutboxStatus.SENDING,
             OutboxMessage.claimed_by == worker,
         )
-        .values(claimed_at=now or utcnow())
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
