@@ -226,6 +226,28 @@ def test_http_provider_with_5xx_and_429_delivers_each_once(
     }
 
 
+def test_a_provider_answering_5xx_to_all_gets_at_most_20_requests_a_message(
+    engine: Engine, settings: Settings, local_server: LocalServer
+) -> None:
+    """The README's figure: 4 requests a send, 5 sends, then the message fails for good."""
+    silent_users(engine, settings, 3)
+    local_server.faults.error_rate = 1.0
+    providers = settings.providers.model_copy(
+        update={"push_url": local_server.url + "/v1/push", "timeout_seconds": 0.05}
+    )
+    settings = settings.model_copy(update={"providers": providers})
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    later = NOON_IN_SHANGHAI
+    for _ in range(8):  # each requeue is due after its backoff
+        send_all(engine, settings, chosen, now=later)
+        later += dt.timedelta(minutes=5)
+    with session_scope(engine) as session:
+        assert counts(session, "winback", DAY)["failed"] == 3
+    assert local_server.recorder.unavailable == 3 * 4 * 5
+
+
 def test_smtp_reuses_one_connection_per_batch_and_bounces_suppress(
     engine: Engine, settings: Settings, smtp_server: SmtpSink
 ) -> None:

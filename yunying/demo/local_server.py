@@ -58,6 +58,7 @@ class Recorder:
     headers: list[dict[str, str]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # monotonic time of each delivery
     refusals: Counter[str] = field(default_factory=Counter)  # reject_keys answered, per key
+    unavailable: int = 0  # requests answered 503 by `Faults.error_rate`
 
 
 class LocalServer:
@@ -118,6 +119,10 @@ class LocalServer:
             (cursor, limit),
         ).fetchall()
         return [dict(row) for row in rows]
+
+    def count_unavailable(self) -> None:
+        with self._lock:
+            self.recorder.unavailable += 1
 
     def refuses(self, key: str) -> bool:
         """Whether `key` is one the provider rejects as invalid; counts each refusal."""
@@ -366,6 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return True
         if self.app.roll(faults.error_rate):
+            self.app.count_unavailable()
             self._json(503, {"error": "unavailable"})
             return True
         return False
