@@ -15,7 +15,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.alerts import ALERTS
 from flows.common import default_business_date, run_name
-from flows.reactivation import MAX_SEND_TASKS, night_end, reactivate
+from flows.reactivation import MAX_SEND_TASKS, night_end, reactivate, sending_off_prefix
 from tasks.policy import RETRY_TRANSIENT
 from tasks.secrets import load_settings
 from yunying.config import Settings
@@ -69,7 +69,7 @@ def send_campaigns(
             {"campaign": r["campaign"], **{k: v for k, v in r.items() if isinstance(v, int)}}
             for r in results
         ],
-        description=f"Campaigns sent for {day}, in priority order",
+        description=f"{sending_off_prefix(settings)}Campaigns sent for {day}, in priority order",
     )
     return results, warnings
 

@@ -16,6 +16,7 @@ from flows.pull import pull_all
 from flows.reactivation import night_end
 from flows.report import report_day
 from tasks.lifecycle import lifecycle, lifecycle_dates
+from tasks.reactivation import sending_off
 from tasks.secrets import load_settings
 
 
@@ -51,6 +52,7 @@ def nightly(
         "campaigns": {r["campaign"]: _campaign_line(r) for r in sent},
         "report": daily["html"],
         "report_email": daily["eml"],
+        "sending_off": sending_off(settings),
     }
     create_markdown_artifact(key="nightly-summary", markdown=_markdown(summary))
     return night_end(summary, sent, warnings)  # type: ignore[no-any-return]
@@ -80,6 +82,8 @@ def _message_totals(results: list[dict[str, Any]]) -> Counter[str]:
 
 def _markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Nightly run for {summary['business_date']}", ""]
+    if summary["sending_off"]:
+        lines += [f"**{summary['sending_off']}**", ""]
     for stage in ("pulled", "lifecycle", "messages"):
         parts = ", ".join(f"{k}: {v}" for k, v in summary[stage].items()) or "none"
         lines.append(f"- **{stage}**: {parts}")

@@ -27,6 +27,7 @@ from tasks.reactivation import (
     plan_outbox,
     schedule_deferred,
     send,
+    sending_off,
 )
 from tasks.secrets import load_settings
 from yunying.config import Settings
@@ -109,11 +110,18 @@ def reactivate(
     create_table_artifact(
         key=f"send-summary-{_key(chosen.name)}",
         table=status["by_channel"],
-        description=f"Outbox of {chosen.name} on {day}, per channel and status. {warning}",
+        description=f"{sending_off_prefix(settings)}Outbox of {chosen.name} on {day}, per"
+        f" channel and status. {warning}",
     )
     if warning:
         get_run_logger().warning(warning)
     return {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}, warning
+
+
+def sending_off_prefix(settings: Settings) -> str:
+    """An artifact description's first sentence while sending is off."""
+    notice = sending_off(settings)
+    return f"{notice}. " if notice else ""
 
 
 def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, Any]:

@@ -135,6 +135,12 @@ def provider_pace(channel: str, messages: int) -> None:
     rate_limit(f"provider-{channel}", occupy=messages)
 
 
+def sending_off(settings: Settings) -> str:
+    """The loud line for a run's summaries while sending is off ("sent" there means written
+    to the file outbox), else ""."""
+    return off_notice(engine_for(settings.store_url), settings) or ""
+
+
 @task(name="outbox-status", **RETRY_TRANSIENT)
 def outbox_status(settings: Settings, campaign: str, business_date: dt.date) -> dict[str, Any]:
     with session_scope(engine_for(settings.store_url)) as session:

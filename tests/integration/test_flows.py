@@ -394,6 +394,28 @@ def test_failed_messages_are_resent_after_the_next_night_computed_its_states(
     assert len(local_server.recorder.deliveries) == 12
 
 
+def test_with_sending_off_the_summaries_say_sent_means_written_to_files(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.campaigns import campaigns
+    from tests.builders import DAY, silent_users
+
+    silent_users(engine, settings, 5)
+    _hook_campaign(tmp_path, monkeypatch)
+    monkeypatch.delenv("YUNYING_SENDING")  # a new store's default: off
+    state = campaigns(business_date=DAY, names=["hook"], return_state=True)
+    assert state.result()[0]["sent"] == 5
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    described = {a.key: a.description or "" for a in artifacts}
+    for key in ("send-summary-hook", "campaigns-tonight"):
+        assert described[key].startswith("SENDING IS OFF: campaign messages are written to")
+
+
 def test_provider_rate_limit_paces_sends_through_prefect(
     engine: Engine,
     settings: Settings,
