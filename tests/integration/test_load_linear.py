@@ -102,4 +102,15 @@ def test_a_first_pull_leaves_the_tables_analyzed_for_the_lifecycle(
             ).all()
         )
         stored = {t: session.scalar(text(f"SELECT COUNT(*) FROM {t}")) for t in counted}
+        sampled = set(
+            session.execute(
+                text(
+                    "SELECT tablename, attname FROM pg_stats"
+                    " WHERE tablename IN ('users', 'orders') AND schemaname = current_schema()"
+                )
+            ).all()
+        )
     assert counted == {table: float(rows) for table, rows in stored.items()} and len(counted) == 2
+    # Only the columns rows are found and joined by: sampling every text column costs as much
+    # as upserting the rows.
+    assert sampled == {("users", "user_id"), ("orders", "user_id"), ("orders", "status")}

@@ -116,33 +116,6 @@ def test_orders_not_activity_count_but_leave_activity_alone(
     assert _days(engine) == set()
 
 
-@pytest.mark.postgres
-def test_a_first_users_load_leaves_postgres_knowing_the_tables_size(
-    engine: Engine, settings: Settings
-) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's statistics")
-    records = [
-        {"user_id": f"u{i}", "signup_at": "2026-01-01T00:00:00Z", "email": f"u{i}@example.com"}
-        for i in range(3000)
-    ]
-    _load(engine, settings, "users", records)  # type: ignore[arg-type]
-    with session_scope(engine) as session:
-        known = session.scalar(
-            text("SELECT reltuples FROM pg_class WHERE oid = CAST('users' AS regclass)")
-        )
-        sampled = set(
-            session.scalars(
-                text(
-                    "SELECT attname FROM pg_stats WHERE tablename = 'users'"
-                    " AND schemaname = current_schema()"
-                )
-            )
-        )
-    assert known == 3000
-    assert "user_id" in sampled
-
-
 def test_an_orders_day_another_writer_adds_meanwhile_is_kept_once(
     engine: Engine, settings: Settings
 ) -> None:
