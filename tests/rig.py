@@ -23,6 +23,7 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     connections: int = 0
     bounce: set[str] = field(default_factory=set)  # recipients answered with 550
+    refuse_every_recipient: str | None = None  # e.g. "554 5.7.1 Relay access denied"
     delay_seconds: float = 0.0  # a slow server: how long DATA takes to answer
 
     def start(self) -> None:
@@ -45,16 +46,18 @@ class SmtpSink:
     async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.refuse_every_recipient:
+            return self.refuse_every_recipient
         if address in self.bounce:
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
         content = envelope.content if isinstance(envelope.content, bytes) else b""
         self.messages.append(email.message_from_bytes(content, policy=default))  # type: ignore[arg-type]
+        if self.delay_seconds:  # taken, answered late: a client that gave up cannot tell
+            await asyncio.sleep(self.delay_seconds)
         return "250 Message accepted"
 
 

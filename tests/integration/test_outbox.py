@@ -23,7 +23,7 @@ from yunying.lifecycle.holdout import in_holdout
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging import send as sending
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.channels import SmtpChannel, channels_for
+from yunying.messaging.channels import SmtpChannel, bad_address, channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import (
     LEASE,
@@ -611,6 +611,68 @@ def test_an_smtp_batch_records_its_outcomes_as_it_goes(engine: Engine, settings:
     every = SmtpChannel.RECORD_EVERY
     # Before its nth message the server holds n; the store, all but those since the last group.
     assert all(recorded == n - n % every for n, recorded in recorded_when.items())
+
+
+def test_a_server_refusing_to_relay_fails_the_sends_and_suppresses_no_one(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """554 5.7.1 for every recipient is the server's setting, not bad addresses: the messages
+    fail (resendable once it is fixed) and no user is suppressed as a hard bounce."""
+    silent_users(engine, settings, 6)
+    smtp_server.refuse_every_recipient = "554 5.7.1 Relay access denied"
+    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+    settings = settings.model_copy(update={"smtp": smtp})
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == Counter({"failed": 6})
+    with session_scope(engine) as session:
+        assert session.scalars(select(Suppression)).all() == []
+        reasons = set(session.scalars(select(OutboxMessage.reason)))
+    assert reasons == {"SMTP 554 5.7.1 Relay access denied"}
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "bounce"),
+    [
+        (550, "5.1.1 <x@example.com>: Recipient address rejected: User unknown", True),
+        (550, "5.2.1 Mailbox disabled", True),
+        (550, "No such user here", True),
+        (554, "5.7.1 Relay access denied", False),
+        (550, "5.7.1 Client host rejected: cannot find your hostname", False),
+        (550, "Relaying denied", False),
+        (530, "5.7.0 Authentication required", False),
+    ],
+)
+def test_only_a_refusal_of_the_address_is_a_hard_bounce(
+    code: int, reply: str, bounce: bool
+) -> None:
+    assert bad_address(code, reply) is bounce
+
+
+def test_an_email_the_server_may_have_taken_before_the_connection_died_is_never_resent(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """A server that takes the message but answers after the client's timeout: that email is
+    `unknown` (not resent), the rest of the batch goes out on the next run, each once."""
+    silent_users(engine, settings, 4)
+    smtp_server.delay_seconds = 1.0
+    smtp = settings.smtp.model_copy(
+        update={"host": "127.0.0.1", "port": smtp_server.port, "timeout_seconds": 0.3}
+    )
+    settings = settings.model_copy(update={"smtp": smtp})
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == Counter({"unknown": 1, "retry": 3})
+    smtp_server.delay_seconds = 0
+    later = NOON_IN_SHANGHAI + dt.timedelta(minutes=5)  # the retries' backoff has passed
+    assert send_all(engine, settings, chosen, now=later) == Counter({"sent": 3})
+    recipients = [m["To"] for m in smtp_server.messages]
+    assert len(recipients) == len(set(recipients)) == 4
+    with session_scope(engine) as session:
+        final = counts(session, "winback", DAY)
+    assert (final["sent"], final["unknown"]) == (3, 1)
 
 
 @pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import smtplib
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -317,7 +318,8 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class SmtpChannel:
-    """One SMTP connection per batch; a 5xx for a recipient is a hard bounce."""
+    """One SMTP connection per batch; a recipient refused for its address is a hard bounce
+    (`bad_address`)."""
 
     # SMTP takes no idempotency key: what a crash leaves unrecorded is `unknown`, never
     # resent, so outcomes are handed on every few messages, not once a batch.
@@ -338,13 +340,16 @@ class SmtpChannel:
         is given the first of them."""
         outcomes: list[Outcome] = []
         done: set[int] = set()
+        current: OutgoingMessage | None = None
         try:
             with open_smtp(self.smtp) as connection:
                 for at, message in enumerate(messages):
                     if on_handing is not None and at % self.RECORD_EVERY == 0:
                         on_handing([m.claimed.id for m in messages[at : at + self.RECORD_EVERY]])
+                    current = message
                     outcomes.append(self._send_one(connection, message))
                     done.add(message.claimed.id)
+                    current = None
                     if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:
                         on_outcomes(outcomes)
                         outcomes = []
@@ -352,6 +357,10 @@ class SmtpChannel:
             # Back to the queue, never dropped: a server down, a refused login, or a
             # certificate that does not verify (its reason names smtp.ca_file).
             reason = str(exc) if isinstance(exc, ConfigError) else _smtp_failure(exc)
+            if current is not None:  # lost mid-message: the server may have taken it
+                why = f"outcome unknown: {reason} while sending; check the mail server's log"
+                outcomes.append(Outcome(current.claimed.id, "unknown", reason=f"{why}, not resent"))
+                done.add(current.claimed.id)
             outcomes += [
                 Outcome(m.claimed.id, "retry", reason=reason)
                 for m in messages
@@ -364,17 +373,34 @@ class SmtpChannel:
             connection.send_message(build_email(self.mail_from, message))
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
-            status: Verdict = "bounced" if code >= 500 else "retry"
-            return Outcome(
-                message.claimed.id,
-                status,
-                reason=f"SMTP {code} {reply.decode(errors='replace')[:120]}",
+            said = reply.decode(errors="replace")
+            status: Verdict = (
+                "retry" if code < 500 else "bounced" if bad_address(code, said) else "failed"
             )
+            return Outcome(message.claimed.id, status, reason=f"SMTP {code} {said[:120]}")
         except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code >= 500:
-                return Outcome(message.claimed.id, "failed", reason=f"SMTP {exc.smtp_code}")
-            return Outcome(message.claimed.id, "retry", reason=f"SMTP {exc.smtp_code}")
+            said = (
+                exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+            )
+            reason = f"SMTP {exc.smtp_code} {said[:120]}".strip()
+            return Outcome(
+                message.claimed.id, "failed" if exc.smtp_code >= 500 else "retry", reason
+            )
         return Outcome(message.claimed.id, "sent")
+
+
+def bad_address(code: int, reply: str) -> bool:
+    """Whether a 5xx refusal of a recipient says the address is bad (a hard bounce: the user
+    is suppressed), not that the server refuses to relay, wants a login or blocks on policy
+    (the send failed: fix the setting, then --resend-failed). RFC 3463's enhanced codes 5.1.x
+    (address) and 5.2.1 (mailbox disabled) are bounces; without one, 550/551/553 are, unless
+    the text speaks of relaying or policy."""
+    enhanced = re.match(r"\s*5\.(\d{1,3})\.(\d{1,3})", reply)
+    if enhanced:
+        return enhanced.group(1) == "1" or enhanced.groups() == ("2", "1")
+    return code in (550, 551, 553) and not re.search(
+        r"relay|auth|policy|spam|block|denied", reply, re.IGNORECASE
+    )
 
 
 def _smtp_failure(exc: BaseException) -> str:

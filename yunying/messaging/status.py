@@ -24,8 +24,9 @@ class OutboxStatus(StrEnum):
     SUPPRESSED = "suppressed"  # not eligible
 
 
-# What a provider says of one message.
-Verdict = Literal["sent", "retry", "failed", "bounced"]
+# What a provider says of one message; `unknown` when the connection failed while a provider
+# that takes no idempotency key may have taken it (never resent).
+Verdict = Literal["sent", "retry", "failed", "bounced", "unknown"]
 # What a send records for one message: a provider's verdict, or deferred by quiet hours.
 SendOutcome = Literal[Verdict, "deferred"]
 
