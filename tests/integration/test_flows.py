@@ -654,3 +654,21 @@ def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
     message = _latest_run("reactivation-hook").state.message
     assert "2 message(s) with an unknown outcome" in message and "not resent" in message
     assert len(smtp_server.messages) == 3  # the three never handed to the server
+
+    # The mail server's log shows it never got one of the two: it is sent, the other not.
+    handed = sorted(c.user_id for c in claimed[:2])
+    assert main(["outbox", "unknown", "hook", "--date", str(DAY)]) == 0
+    assert f"2 message(s) with an unknown outcome, to users {' '.join(handed)}" in (
+        capsys.readouterr().out
+    )
+    assert main(["outbox", "resend", "hook", handed[0], "--date", str(DAY)]) == 0
+    assert "1 message(s) queued again" in capsys.readouterr().out
+    resend = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY), "--resend-failed"]
+    assert main(resend) == 0
+    assert len(smtp_server.messages) == 4  # the one queued again, once
+    for mistake, said in (
+        (["reclaim", "hok"], "did you mean 'hook'?"),
+        (["resend", "hook"], "needs at least one"),
+    ):
+        assert main(["outbox", *mistake, "--date", str(DAY)]) == 2
+        assert said in capsys.readouterr().err

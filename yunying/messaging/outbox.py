@@ -571,6 +571,40 @@ def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> i
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def unknown_users(session: Session, campaign: str, business_date: dt.date) -> list[str]:
+    """The users whose message of the run has an unknown outcome, in order."""
+    return list(
+        session.scalars(
+            select(OutboxMessage.user_id)
+            .where(
+                OutboxMessage.campaign == campaign,
+                OutboxMessage.business_date == business_date,
+                OutboxMessage.status == OutboxStatus.UNKNOWN,
+            )
+            .order_by(OutboxMessage.user_id)
+        )
+    )
+
+
+def requeue_unknown(
+    session: Session, campaign: str, business_date: dt.date, users: Collection[str]
+) -> int:
+    """Put the unknown messages of `users` back in the queue: a person checked the provider's
+    log and found it never took them. Returns how many."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.business_date == business_date,
+            OutboxMessage.status == OutboxStatus.UNKNOWN,
+            OutboxMessage.user_id.in_(list(users)),
+        )
+        .values(status=OutboxStatus.QUEUED, attempts=0, reason=None, not_before=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def counts(session: Session, campaign: str | None, business_date: dt.date) -> dict[str, int]:
     query = select(OutboxMessage.status, func.count()).where(
         OutboxMessage.business_date == business_date
