@@ -198,14 +198,15 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--date",
         type=dt.date.fromisoformat,
-        help="render as a send on this business date would (days inactive), default today",
+        help="render as a send on this business date would (days inactive), default"
+        " yesterday, as `run` does",
     )
     preview.set_defaults(handler=_preview)
 
     test_send = commands.add_parser("test-send", help="send a campaign message to a staff address")
     test_send.add_argument("campaign")
     test_send.add_argument("--to", required=True)
-    test_send.add_argument("--locale", default="zh-CN")
+    test_send.add_argument("--locale", help="default: the setting default_locale")
     test_send.set_defaults(handler=_test_send)
 
     setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
@@ -398,16 +399,20 @@ def _warn_if_sending_off(settings: Settings) -> None:
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
+    from yunying.lifecycle.business_dates import refuse_future, yesterday
     from yunying.messaging.manual import preview
 
-    print(preview(settings, args.campaign, args.user, args.channel, args.date))
+    if args.date is not None:
+        refuse_future(args.date, settings.zone, "--date")
+    day = args.date or yesterday(settings.zone)
+    print(preview(settings, args.campaign, args.user, args.channel, day))
     return 0
 
 
 def _test_send(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.manual import test_send
 
-    print(test_send(settings, args.campaign, args.to, args.locale))
+    print(test_send(settings, args.campaign, args.to, args.locale or settings.default_locale))
     return 0
 
 
@@ -533,10 +538,14 @@ def _segments(settings: Settings, args: argparse.Namespace) -> int:
 
 def _review(settings: Settings, args: argparse.Namespace) -> int:
     from flows.common import default_business_date
+    from yunying.lifecycle.business_dates import refuse_future
     from yunying.reports.review_page import markdown
     from yunying.reports.review_run import build_review
     from yunying.store.engine import create_store_engine
 
+    for flag, day in (("--date", args.date), ("--as-of", args.as_of)):
+        if day is not None:
+            refuse_future(day, settings.zone, flag)
     engine = create_store_engine(settings.store_url)
     try:
         as_of = args.as_of or default_business_date(settings)

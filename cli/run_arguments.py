@@ -33,8 +33,11 @@ def refuse_mistakes(settings: Settings, args: argparse.Namespace) -> None:
             )
     if args.flow == "pull":
         return
-    if args.campaign is not None:  # a misspelt name fails here, not after the pull
-        find_campaign(settings.campaign_dir, args.campaign)
+    if not settings.campaign_dir.is_dir() and args.flow in ("nightly", "campaigns", "reactivation"):
+        raise ConfigError(f"campaign_dir {settings.campaign_dir} is not a folder: fix the setting")
+    name = "winback" if args.campaign is None and args.flow == "reactivation" else args.campaign
+    if name is not None:  # a misspelt name fails here, not after the pull
+        find_campaign(settings.campaign_dir, name)
     for flag, day in (("--from", args.first), ("--date", args.date)):
         if day is not None:
             refuse_future(day, settings.zone, flag)

@@ -1,5 +1,6 @@
 """The `yunying` command, run in-process against real stores and a real SMTP server."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,24 @@ def test_upgrade_preview_test_send_and_unsubscribe(
     # Last seen ten days before silent_users' day: counted from --date, not from today.
     assert main(["preview", "winback", "--user", "s00001", "--date", "2026-11-01"]) == 0
     assert "It has been 10 days since your last visit." in capsys.readouterr().out
+    # By default as `run` sends: for yesterday.
+    yesterday = dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
+    shown = []
+    for date in ([], ["--date", str(yesterday)]):
+        assert main(["preview", "winback", "--user", "s00001", "--channel", "sms", *date]) == 0
+        shown.append(capsys.readouterr().out)
+    assert shown[0] == shown[1]
 
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 0
     assert "test message sent" in capsys.readouterr().out
     assert [m["To"] for m in smtp_server.messages] == ["staff@example.com"]
+    # Without --locale, in the company's default_locale, as its customers get it.
+    monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", "en")
+    assert main(["test-send", "winback", "--to", "staff@example.com"]) == 0
+    english, default = smtp_server.messages
+    assert default["Subject"] == english["Subject"]
 
     assert main(["unsubscribe", "dGFtcGVyZWQ.AAAA"]) == 2
     assert "signature does not match" in capsys.readouterr().err

@@ -151,6 +151,37 @@ def test_a_campaign_run_for_a_date_without_states_is_refused_before_it_starts(
     assert _alerts(settings) == []
 
 
+def test_a_missing_default_campaign_or_campaign_folder_is_refused_before_any_run(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = tmp_path / "campaigns"
+    empty.mkdir()
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(empty))
+    assert main(["run", "reactivation", "--date", "2026-10-10"]) == 2  # its default: winback
+    assert f"{empty}/winback.toml does not exist" in _error(capsys)
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(tmp_path / "campaignz"))
+    assert main(["run", "campaigns", "--date", "2026-10-10"]) == 2
+    assert f"campaign_dir {tmp_path / 'campaignz'} is not a folder" in _error(capsys)
+    assert _alerts(settings) == []
+
+
+def test_review_and_preview_refuse_a_future_date(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    future = str(_today(settings) + dt.timedelta(days=2))
+    for command_line in (
+        ["review", "winback", "--date", future],
+        ["review", "winback", "--as-of", future],
+        ["preview", "winback", "--user", "u1", "--date", future],
+    ):
+        assert main(command_line) == 2
+        assert f"{future} is after today" in _error(capsys)
+
+
 def _wedged(engine: Engine, settings: Settings) -> None:
     """Dates up to D computed, then (as before this was refused) a mistyped future date."""
     users, events = _users_and_events(200)
