@@ -326,7 +326,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.flow == "campaigns":
         from flows.campaigns import campaigns
 
-        print(campaigns(business_date=args.date, names=[args.campaign] if args.campaign else None))
+        sent = campaigns(business_date=args.date, names=[args.campaign] if args.campaign else None)
+        print(sent or f"no campaign in {settings.campaign_dir} is active for {args.date}")
         _warn_if_sending_off(settings)
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation

@@ -299,6 +299,7 @@ def test_the_campaigns_flow_sends_in_priority_order_once_per_user(
     settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from flows.campaigns import campaigns
 
@@ -329,6 +330,12 @@ def test_the_campaigns_flow_sends_in_priority_order_once_per_user(
         assert session.scalar(
             select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent")
         ) == len(users)
+    # A night with no campaign active says so, not an empty list.
+    for name in ("broad", "english"):
+        (folder / f"{name}.toml").unlink()
+    capsys.readouterr()
+    assert main(["run", "campaigns", "--date", str(DAY)]) == 0
+    assert f"no campaign in {folder} is active for {DAY}" in capsys.readouterr().out
 
 
 def test_the_nightly_sends_every_active_campaign_once_per_user_and_date(
