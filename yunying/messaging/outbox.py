@@ -559,14 +559,28 @@ def in_flight(
 
 def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> int:
     """Put failed rows back in the queue: "resend only the failed ones"."""
+    return _requeue(session, campaign, business_date, OutboxStatus.FAILED)
+
+
+def _requeue(
+    session: Session,
+    campaign: str,
+    business_date: dt.date,
+    status: OutboxStatus,
+    users: Collection[str] | None = None,
+) -> int:
+    """The run's rows in `status` (of `users`, or all) back in the queue; returns how many."""
+    chosen = OutboxMessage.user_id.in_(list(users)) if users is not None else true()
     result = session.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.campaign == campaign,
             OutboxMessage.business_date == business_date,
-            OutboxMessage.status == OutboxStatus.FAILED,
+            OutboxMessage.status == status,
+            chosen,
         )
         .values(status=OutboxStatus.QUEUED, attempts=0, reason=None, not_before=None)
+        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -591,18 +605,7 @@ def requeue_unknown(
 ) -> int:
     """Put the unknown messages of `users` back in the queue: a person checked the provider's
     log and found it never took them. Returns how many."""
-    result = session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.campaign == campaign,
-            OutboxMessage.business_date == business_date,
-            OutboxMessage.status == OutboxStatus.UNKNOWN,
-            OutboxMessage.user_id.in_(list(users)),
-        )
-        .values(status=OutboxStatus.QUEUED, attempts=0, reason=None, not_before=None)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _requeue(session, campaign, business_date, OutboxStatus.UNKNOWN, users)
 
 
 def counts(session: Session, campaign: str | None, business_date: dt.date) -> dict[str, int]:
