@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_prefect = getattr(args, "needs_prefect", False) or references
         api_url = start_temporary_server() if needs_prefect else None
         if api_url is not None:
-            _interrupt_on_sigterm()
+            _interrupt_on_signals()
             # Its runs' UI goes with the command: alerts name the command to run again.
             rerun = getattr(args, "rerun", None)
             ran_from_the_command_line(api_url, rerun(args) if rerun is not None else command)
@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    except Exception:
+        if not _SIGNALLED.is_set():
+            raise
+        return _interrupted(command, _where_lifecycle_ends(settings, args))
 
 
 # After an interrupt the CLI ends within this long, whatever Prefect is still flushing.
@@ -137,11 +141,18 @@ def _exit_now(*_: object) -> None:
     os._exit(130)
 
 
-def _interrupt_on_sigterm() -> None:
+# Set by Ctrl-C or SIGTERM while a run's server is up: Prefect may turn the KeyboardInterrupt
+# into another error when it lands inside its engine, and the run still ended interrupted.
+_SIGNALLED = threading.Event()
+
+
+def _interrupt_on_signals() -> None:
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        _SIGNALLED.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _parser() -> argparse.ArgumentParser:

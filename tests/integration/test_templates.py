@@ -259,7 +259,7 @@ def test_preview_renders_from_template_dir(
 
     users_inactive(engine, settings, [8, 10])
     ops_campaign(tmp_path, monkeypatch, DIVIDING)
-    # preview renders as of today: d000 was inactive 8 days on DAY.
-    days = (dt.datetime.now(settings.zone).date() - DAY).days
+    # preview renders as of yesterday, as `run` sends: d000 was inactive 8 days on DAY.
+    days = (dt.datetime.now(settings.zone).date() - dt.timedelta(days=1) - DAY).days
     assert main(["preview", "ops", "--user", "d000", "--channel", "webhook"]) == 0
     assert f"{100 / (8 + days - 10):.1f} points back" in capsys.readouterr().out
