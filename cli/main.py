@@ -14,7 +14,7 @@ yunying rewards commit CAMPAIGN  commit to a lottery's seed (publish its hash) a
 yunying sending enable|disable|status   campaign messages to customers, or to files only
 yunying outbox reclaim CAMPAIGN --date D   after a confirmed crash: requeue its in-flight sends
 yunying outbox unknown CAMPAIGN --date D   the users whose message's outcome is unknown
-yunying outbox resend CAMPAIGN --date D USER...   queue again those the provider did not take
+yunying outbox resend CAMPAIGN --date D --users U...   queue again what the provider lacks
 yunying segments show NAME [--date D]   a segment's size, a few masked members and its SQL
 yunying review CAMPAIGN [--date D]      the campaign's review (复盘)
 """
@@ -29,6 +29,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -39,6 +40,9 @@ from cli.run_arguments import refuse_mistakes, rerun_command
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import ConfigError, PermanentError, YunyingError
 from yunying.notify.command_line import ran_from_the_command_line
+
+if TYPE_CHECKING:
+    from yunying.messaging.campaign import Campaign
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="a campaign run's outbox")
     outbox.add_argument("action", choices=["reclaim", "unknown", "resend"])
     outbox.add_argument("campaign")
-    outbox.add_argument("users", nargs="*", help="resend: users the provider's log shows it lacks")
+    outbox.add_argument(
+        "--users", nargs="+", default=[], help="resend: users the provider's log shows it lacks"
+    )
     outbox.add_argument("--date", type=dt.date.fromisoformat, required=True)
     outbox.set_defaults(handler=_outbox)
 
@@ -475,58 +481,66 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.campaign import find_campaign
     from yunying.store.engine import create_store_engine, session_scope
 
-    find_campaign(settings.campaign_dir, args.campaign)  # a typo is not "nothing in flight"
+    campaign = find_campaign(settings.campaign_dir, args.campaign)  # a typo is not "0 in flight"
     refuse_future(args.date, settings.zone, "--date")
     if (args.action == "resend") != bool(args.users):
-        raise ConfigError("users are named with `outbox resend` only, and it needs at least one")
+        raise ConfigError("--users goes with `outbox resend` only, which needs at least one")
     engine = create_store_engine(settings.store_url)
     try:
         with session_scope(engine) as session:
-            print(_OUTBOX_ACTIONS[args.action](session, settings, args))
+            print(_OUTBOX_ACTIONS[args.action](session, settings, campaign, args))
     finally:
         engine.dispose()
     return 0
 
 
-def _reclaim(session: Session, settings: Settings, args: argparse.Namespace) -> str:
+def _reclaim(
+    session: Session, settings: Settings, campaign: Campaign, args: argparse.Namespace
+) -> str:
     """Only after a confirmed crash: a live worker's in-flight messages would be reconciled
     with the provider and its own late records refused, but never sent twice by us."""
     from yunying.messaging.channels import channels_for
     from yunying.messaging.outbox import reclaim
     from yunying.messaging.send import blind_channels
 
-    done = reclaim(session, args.campaign, args.date, blind_channels(channels_for(settings)))
+    done = reclaim(session, campaign.name, args.date, blind_channels(channels_for(settings)))
     return (
-        f"{args.campaign} {args.date}: {done['requeued']} in-flight message(s) requeued "
+        f"{campaign.name} {args.date}: {done['requeued']} in-flight message(s) requeued "
         "(never handed to the provider, or reconciled with it before resending), "
         f"{done['unknown']} marked unknown (handed to a provider that takes no idempotency "
-        f"key: check its log; `yunying outbox unknown {args.campaign} --date {args.date}`"
+        f"key: check its log; `yunying outbox unknown {campaign.name} --date {args.date}`"
         " lists them)"
     )
 
 
-def _unknown(session: Session, settings: Settings, args: argparse.Namespace) -> str:
+def _unknown(
+    session: Session, settings: Settings, campaign: Campaign, args: argparse.Namespace
+) -> str:
     from yunying.messaging.outbox import unknown_users
 
-    users = unknown_users(session, args.campaign, args.date)
+    users = unknown_users(session, campaign.name, args.date)
     if not users:
-        return f"{args.campaign} {args.date}: no message with an unknown outcome"
+        return f"{campaign.name} {args.date}: no message with an unknown outcome"
     return (
-        f"{args.campaign} {args.date}: {len(users)} message(s) with an unknown outcome, to users"
-        f" {' '.join(users)}\nCheck the provider's log; for those it did not take, run:"
-        f" yunying outbox resend {args.campaign} --date {args.date} USER..."
+        f"{campaign.name} {args.date}: {len(users)} message(s) with an unknown outcome, to"
+        f" users {' '.join(users)}\nCheck the provider's log; for those it did not take, run:"
+        f" yunying outbox resend {campaign.name} --date {args.date} --users USER..."
     )
 
 
-def _resend(session: Session, settings: Settings, args: argparse.Namespace) -> str:
+def _resend(
+    session: Session, settings: Settings, campaign: Campaign, args: argparse.Namespace
+) -> str:
     from yunying.messaging.outbox import requeue_unknown
 
-    requeued = requeue_unknown(session, args.campaign, args.date, args.users)
+    requeued = requeue_unknown(session, campaign, args.date, args.users)
+    if not requeued:
+        return f"{campaign.name} {args.date}: none of the users named has an unknown message"
     missing = len(set(args.users)) - requeued
     return (
-        f"{args.campaign} {args.date}: {requeued} message(s) queued again"
-        + (f" ({missing} of the users named have no unknown message)" if missing else "")
-        + f"; to send them: yunying run reactivation --campaign {args.campaign}"
+        f"{campaign.name} {args.date}: {requeued} message(s) queued again"
+        + (f" ({missing} of the users named have none, or no longer consent)" if missing else "")
+        + f"; to send them: yunying run reactivation --campaign {campaign.name}"
         f" --date {args.date} --resend-failed"
     )
 

@@ -55,7 +55,7 @@ def plan_outbox(
 ) -> dict[str, int]:
     with session_scope(engine_for(settings.store_url)) as session:
         if resend_failed:
-            requeued = requeue_failed(session, campaign.name, business_date)
+            requeued = requeue_failed(session, campaign, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
         if resend_failed and latest_date(session) != business_date:
             # The states have moved on since that date: send what failed, plan no one new.

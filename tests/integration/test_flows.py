@@ -380,18 +380,26 @@ def test_failed_messages_are_resent_after_the_next_night_computed_its_states(
     from cli.main import main
     from tests.builders import DAY, silent_users
     from yunying.lifecycle.states import compute_lifecycle
+    from yunying.messaging.outbox import NO_LONGER_REACHABLE
+    from yunying.messaging.unsubscribe import suppress
+    from yunying.store.models import OutboxMessage
 
     silent_users(engine, settings, 12)
     _hook_campaign(tmp_path, monkeypatch)
     monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
     local_server.bearer_token = "a-token-the-settings-lack"  # every send: 401
     assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) != 0
-    with session_scope(engine) as session:  # the next night
+    with session_scope(engine) as session:  # the next night; one user unsubscribes meanwhile
         compute_lifecycle(session, DAY + dt.timedelta(days=1), settings.lifecycle)
+        suppress(session, "s00003", "any", "unsubscribed")
     local_server.bearer_token = None  # fixed
     resend = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY), "--resend-failed"]
     assert main(resend) == 0
-    assert len(local_server.recorder.deliveries) == 12
+    assert len(local_server.recorder.deliveries) == 11
+    assert f"hook:{DAY}:s00003" not in local_server.recorder.deliveries
+    with session_scope(engine) as session:
+        row = session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == "s00003")).one()
+    assert (row.status, row.reason) == ("suppressed", NO_LONGER_REACHABLE)
 
 
 def test_with_sending_off_the_summaries_say_sent_means_written_to_files(
@@ -661,7 +669,7 @@ def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
     assert f"2 message(s) with an unknown outcome, to users {' '.join(handed)}" in (
         capsys.readouterr().out
     )
-    assert main(["outbox", "resend", "hook", handed[0], "--date", str(DAY)]) == 0
+    assert main(["outbox", "resend", "hook", "--date", str(DAY), "--users", handed[0]]) == 0
     assert "1 message(s) queued again" in capsys.readouterr().out
     resend = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY), "--resend-failed"]
     assert main(resend) == 0

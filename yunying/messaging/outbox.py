@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -52,7 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from yunying.errors import PermanentError
 from yunying.lifecycle.holdout import MODULUS, campaign_mix, holdout_condition
 from yunying.lifecycle.states import latest_date, not_computed_for
-from yunying.messaging.campaign import Campaign
+from yunying.messaging.campaign import Campaign, Channel
 from yunying.messaging.status import (
     HOLDOUT_REASON,
     OutboxStatus,
@@ -557,28 +557,54 @@ def in_flight(
     return InFlight(int(count), earliest + lease if earliest is not None else None)
 
 
-def requeue_failed(session: Session, campaign: str, business_date: dt.date) -> int:
+def requeue_failed(session: Session, campaign: Campaign, business_date: dt.date) -> int:
     """Put failed rows back in the queue: "resend only the failed ones"."""
     return _requeue(session, campaign, business_date, OutboxStatus.FAILED)
 
 
+# Set on a row a requeue finds its user no longer takes: unsubscribed, suppressed, opted out.
+NO_LONGER_REACHABLE = "no longer reachable on its channel (unsubscribed or suppressed since)"
+
+
 def _requeue(
     session: Session,
-    campaign: str,
+    campaign: Campaign,
     business_date: dt.date,
     status: OutboxStatus,
     users: Collection[str] | None = None,
 ) -> int:
-    """The run's rows in `status` (of `users`, or all) back in the queue; returns how many."""
-    chosen = OutboxMessage.user_id.in_(list(users)) if users is not None else true()
+    """The run's rows in `status` (of `users`, or all) back in the queue, but those whose user
+    has since become unreachable on the row's channel, or switched the campaign's topic off,
+    are suppressed: the consent that planned them is checked again. Returns how many were
+    requeued."""
+    run = and_(
+        OutboxMessage.campaign == campaign.name,
+        OutboxMessage.business_date == business_date,
+        OutboxMessage.status == status,
+        OutboxMessage.user_id.in_(list(users)) if users is not None else true(),
+    )
+    still_reachable = or_(
+        *(
+            and_(
+                OutboxMessage.channel == name,
+                exists().where(User.user_id == OutboxMessage.user_id, reachable(name)),
+            )
+            for name in get_args(Channel)
+        )
+    )
+    topic_off = exists().where(
+        TopicSuppression.user_id == OutboxMessage.user_id,
+        TopicSuppression.topic == campaign.topic,
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(run, or_(~still_reachable, topic_off))
+        .values(status=OutboxStatus.SUPPRESSED, reason=NO_LONGER_REACHABLE, not_before=None)
+        .execution_options(synchronize_session=False)
+    )
     result = session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.campaign == campaign,
-            OutboxMessage.business_date == business_date,
-            OutboxMessage.status == status,
-            chosen,
-        )
+        .where(run)
         .values(status=OutboxStatus.QUEUED, attempts=0, reason=None, not_before=None)
         .execution_options(synchronize_session=False)
     )
@@ -601,7 +627,7 @@ def unknown_users(session: Session, campaign: str, business_date: dt.date) -> li
 
 
 def requeue_unknown(
-    session: Session, campaign: str, business_date: dt.date, users: Collection[str]
+    session: Session, campaign: Campaign, business_date: dt.date, users: Collection[str]
 ) -> int:
     """Put the unknown messages of `users` back in the queue: a person checked the provider's
     log and found it never took them. Returns how many."""
