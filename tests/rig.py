@@ -24,6 +24,8 @@ class SmtpSink:
     connections: int = 0
     bounce: set[str] = field(default_factory=set)  # recipients answered with 550
     refuse_every_recipient: str | None = None  # e.g. "554 5.7.1 Relay access denied"
+    answer_recipient: dict[str, str] = field(default_factory=dict)  # address -> RCPT reply
+    slow_recipient: dict[str, float] = field(default_factory=dict)  # address -> RCPT delay
     delay_seconds: float = 0.0  # a slow server: how long DATA takes to answer
 
     def start(self) -> None:
@@ -46,8 +48,12 @@ class SmtpSink:
     async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address in self.slow_recipient:
+            await asyncio.sleep(self.slow_recipient[address])
         if self.refuse_every_recipient:
             return self.refuse_every_recipient
+        if address in self.answer_recipient:
+            return self.answer_recipient[address]
         if address in self.bounce:
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)

@@ -233,7 +233,7 @@ def test_a_provider_answering_5xx_to_all_gets_at_most_20_requests_a_message(
     silent_users(engine, settings, 3)
     local_server.faults.error_rate = 1.0
     providers = settings.providers.model_copy(
-        update={"push_url": local_server.url + "/v1/push", "timeout_seconds": 0.05}
+        update={"push_url": local_server.url + "/v1/push", "timeout_seconds": 0.3}
     )
     settings = settings.model_copy(update={"providers": providers})
     chosen = campaign(channels=["push"], holdout_percent=0)
@@ -673,6 +673,42 @@ def test_an_email_the_server_may_have_taken_before_the_connection_died_is_never_
     with session_scope(engine) as session:
         final = counts(session, "winback", DAY)
     assert (final["sent"], final["unknown"]) == (3, 1)
+
+
+def test_a_connection_lost_before_the_data_retries_the_email(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """A server too slow to answer RCPT never had the email: it is retried, not unknown."""
+    silent_users(engine, settings, 3)
+    smtp_server.slow_recipient["s0@example.com"] = 1.0
+    smtp = settings.smtp.model_copy(
+        update={"host": "127.0.0.1", "port": smtp_server.port, "timeout_seconds": 0.3}
+    )
+    settings = settings.model_copy(update={"smtp": smtp})
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == Counter({"retry": 3})
+    smtp_server.slow_recipient.clear()
+    later = NOON_IN_SHANGHAI + dt.timedelta(minutes=5)
+    assert send_all(engine, settings, chosen, now=later) == Counter({"sent": 3})
+    assert sorted(m["To"] for m in smtp_server.messages) == [f"s{i}@example.com" for i in range(3)]
+
+
+def test_a_421_for_one_recipient_reconnects_for_the_others(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """smtplib closes the connection on a 421: the rest of the batch goes on a new one."""
+    silent_users(engine, settings, 5)
+    smtp_server.answer_recipient["s1@example.com"] = "421 4.7.0 Too many messages, try later"
+    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+    settings = settings.model_copy(update={"smtp": smtp})
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == Counter({"sent": 4, "retry": 1})
+    assert "s1@example.com" not in {m["To"] for m in smtp_server.messages}
+    assert smtp_server.connections == 2
 
 
 @pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])

@@ -337,28 +337,36 @@ class SmtpChannel:
     ) -> list[Outcome]:
         """The outcomes not yet handed to `on_outcomes` (all of them without it);
         `on_handing` hears the ids of each group of RECORD_EVERY messages before the server
-        is given the first of them."""
+        is given the first of them. A server that answers 421 closes the connection: the
+        next message opens another."""
         outcomes: list[Outcome] = []
         done: set[int] = set()
         current: OutgoingMessage | None = None
+        connection: _Connection | None = None
         try:
-            with open_smtp(self.smtp) as connection:
-                for at, message in enumerate(messages):
-                    if on_handing is not None and at % self.RECORD_EVERY == 0:
-                        on_handing([m.claimed.id for m in messages[at : at + self.RECORD_EVERY]])
-                    current = message
-                    outcomes.append(self._send_one(connection, message))
-                    done.add(message.claimed.id)
-                    current = None
-                    if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:
-                        on_outcomes(outcomes)
-                        outcomes = []
+            for at, message in enumerate(messages):
+                if on_handing is not None and at % self.RECORD_EVERY == 0:
+                    on_handing([m.claimed.id for m in messages[at : at + self.RECORD_EVERY]])
+                connection = connection or _Connection(open_smtp(self.smtp))
+                current = message
+                outcome = self._send_one(connection, message)
+                outcomes.append(outcome)
+                done.add(message.claimed.id)
+                current = None
+                if (outcome.reason or "").startswith("SMTP 421"):
+                    connection = None  # smtplib closed it
+                if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:
+                    on_outcomes(outcomes)
+                    outcomes = []
+            if connection is not None:
+                connection.smtp.quit()
         except (smtplib.SMTPException, OSError, ConfigError) as exc:
             # Back to the queue, never dropped: a server down, a refused login, or a
             # certificate that does not verify (its reason names smtp.ca_file).
             reason = str(exc) if isinstance(exc, ConfigError) else _smtp_failure(exc)
-            if current is not None:  # lost mid-message: the server may have taken it
-                why = f"outcome unknown: {reason} while sending; check the mail server's log"
+            if current is not None and connection is not None and connection.data_sent:
+                # Lost after the message's data went out: the server may have taken it.
+                why = f"outcome unknown: {reason} after the data was sent; check the mail log"
                 outcomes.append(Outcome(current.claimed.id, "unknown", reason=f"{why}, not resent"))
                 done.add(current.claimed.id)
             outcomes += [
@@ -366,11 +374,14 @@ class SmtpChannel:
                 for m in messages
                 if m.claimed.id not in done
             ]
+            if connection is not None:
+                connection.smtp.close()
         return outcomes
 
-    def _send_one(self, connection: smtplib.SMTP, message: OutgoingMessage) -> Outcome:
+    def _send_one(self, connection: _Connection, message: OutgoingMessage) -> Outcome:
+        connection.data_sent = False
         try:
-            connection.send_message(build_email(self.mail_from, message))
+            connection.smtp.send_message(build_email(self.mail_from, message))
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             said = reply.decode(errors="replace")
@@ -387,6 +398,22 @@ class SmtpChannel:
                 message.claimed.id, "failed" if exc.smtp_code >= 500 else "retry", reason
             )
         return Outcome(message.claimed.id, "sent")
+
+
+class _Connection:
+    """An SMTP connection that notes when a message's data starts going out: a connection lost
+    before that lost nothing the server took; after it, the server may have the message."""
+
+    def __init__(self, smtp: smtplib.SMTP) -> None:
+        self.smtp = smtp
+        self.data_sent = False
+        send_data = smtp.data
+
+        def data(message: bytes | str) -> tuple[int, bytes]:
+            self.data_sent = True
+            return send_data(message)
+
+        smtp.data = data  # type: ignore[method-assign, assignment]
 
 
 def bad_address(code: int, reply: str) -> bool:
