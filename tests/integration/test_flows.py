@@ -674,9 +674,11 @@ def test_smtp_sends_a_crash_left_in_flight_are_reported_unknown_not_resent(
     resend = ["run", "reactivation", "--campaign", "hook", "--date", str(DAY), "--resend-failed"]
     assert main(resend) == 0
     assert len(smtp_server.messages) == 4  # the one queued again, once
+    future = str(dt.datetime.now(settings.zone).date() + dt.timedelta(days=2))
     for mistake, said in (
-        (["reclaim", "hok"], "did you mean 'hook'?"),
-        (["resend", "hook"], "needs at least one"),
+        (["reclaim", "hok", "--date", str(DAY)], "did you mean 'hook'?"),
+        (["resend", "hook", "--date", str(DAY)], "needs at least one"),
+        (["unknown", "hook", "--date", future], f"--date {future} is after today"),
     ):
-        assert main(["outbox", *mistake, "--date", str(DAY)]) == 2
+        assert main(["outbox", *mistake]) == 2
         assert said in capsys.readouterr().err
