@@ -430,8 +430,9 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
 def _test_send(settings: Settings, args: argparse.Namespace) -> int:
     from yunying.messaging.manual import test_send
 
-    print(test_send(settings, args.campaign, args.to, args.locale or settings.default_locale))
-    return 0
+    sent, said = test_send(settings, args.campaign, args.to, args.locale or settings.default_locale)
+    print(said, file=sys.stdout if sent else sys.stderr)
+    return 0 if sent else 1
 
 
 def _setup(settings: Settings, args: argparse.Namespace) -> int:

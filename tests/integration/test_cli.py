@@ -25,7 +25,9 @@ def test_upgrade_preview_test_send_and_unsubscribe(
     assert "channel: sms" in capsys.readouterr().out
     # Last seen ten days before silent_users' day: counted from --date, not from today.
     assert main(["preview", "winback", "--user", "s00001", "--date", "2026-11-01"]) == 0
-    assert "It has been 10 days since your last visit." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "It has been 10 days since your last visit." in out
+    assert out.startswith("date: 2026-11-01\n")
     # By default as `run` sends: for yesterday.
     yesterday = dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
     shown = []

@@ -86,6 +86,42 @@ def test_the_test_email_links_to_public_url_and_says_they_are_samples(
     assert sent["List-Unsubscribe"] == "<https://ops.example.cn/unsubscribe?token=sample>"
 
 
+def test_a_test_send_the_server_refuses_fails_the_command(
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    smtp_server.bounce.add("staff@example.com")
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 1
+    said = capsys.readouterr()
+    assert "test message bounced" in said.err and "sent" not in said.out
+    smtp_server.bounce.clear()
+    smtp_server.refuse_every_recipient = "554 5.7.1 Relay access denied"
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 1
+    assert "test message failed" in capsys.readouterr().err
+    assert smtp_server.messages == []
+
+
+def test_a_test_send_in_a_locale_without_files_says_which_it_fell_back_to(
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "fr"]) == 0
+    out = capsys.readouterr().out
+    assert "locale: fr (the template has no email.fr files: rendered in en)" in out
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "zh-CN"]) == 0
+    assert "locale: zh-CN\n" in capsys.readouterr().out
+    french, chinese = smtp_server.messages
+    assert french["Subject"] != chinese["Subject"]
+
+
 def test_payouts_show_names_an_unknown_campaign_and_the_known_ones(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

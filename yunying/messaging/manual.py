@@ -15,7 +15,7 @@ from yunying.messaging.channels import channels_for
 from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
-from yunying.messaging.render import Rendered, render
+from yunying.messaging.render import Rendered, locale_note, render
 from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
 from yunying.messaging.variants import variant_of
@@ -50,16 +50,21 @@ def preview(
     context = message_context(settings, user, last_active, day, chosen, unsubscribe_key(settings))
     variant = variant_of(user.holdout_bucket, campaign.name, campaign.variants)
     template = campaign.template_for(variant)
-    said = [f"template: {template}" + (f" (variant {variant})" if variant else "")]
+    said = [
+        f"date: {day}",
+        f"template: {template}" + (f" (variant {variant})" if variant else ""),
+        locale_note(template, chosen, user.locale, settings.template_dir),
+    ]
     if in_holdout(user.holdout_bucket, campaign.name, campaign.holdout_percent):
         said.append("holdout: this user is in the campaign's holdout group and is not sent it")
     rendered = render(template, chosen, user.locale, context, settings.template_dir)
     return "\n".join([*said, _show(rendered)])
 
 
-def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> str:
+def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> tuple[bool, str]:
     """Send the campaign's email to a staff address, through the configured email channel.
-    Its unsubscribe and preference links point at `public_url` with a sample token."""
+    Its unsubscribe and preference links point at `public_url` with a sample token. Returns
+    whether the channel took it, and what to tell the sender."""
     try:
         email_address(to)
     except ValueError as exc:
@@ -77,7 +82,9 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> s
     )
     outcome = channels_for(settings)["email"].send([message])[0]
     said = f"test message {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
-    return f"{said}\n(its unsubscribe and preference links are samples: they change nothing)"
+    note = locale_note(campaign.template, "email", locale, settings.template_dir)
+    samples = "(its unsubscribe and preference links are samples: they change nothing)"
+    return outcome.status == "sent", f"{note}\n{said}\n{samples}"
 
 
 def unsubscribe(settings: Settings, token: str) -> str:

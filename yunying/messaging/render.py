@@ -95,6 +95,19 @@ def missing_files(template: str, channel: str, root: Path | None = None) -> list
     ]
 
 
+def locale_note(template: str, channel: str, locale: str, root: Path | None = None) -> str:
+    """Which locale's files a message in `locale` renders from, said plainly: a locale without
+    files of its own falls back silently, and a preview should show that."""
+    folder = (root or TEMPLATES) / "messages" / template
+    used = next(
+        (loc for loc in (locale, *FALLBACK_LOCALES) if (folder / f"{channel}.{loc}.txt").is_file()),
+        None,
+    )
+    if used is None or used == locale:
+        return f"locale: {locale}"
+    return f"locale: {locale} (the template has no {channel}.{locale} files: rendered in {used})"
+
+
 def sms_segments(text: str) -> int:
     single, multi = (SMS_GSM7_LIMIT, 153) if set(text) <= GSM7 else (SMS_UCS2_LIMIT, 67)
     return 1 if len(text) <= single else -(-len(text) // multi)
