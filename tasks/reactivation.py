@@ -121,10 +121,16 @@ def send(
         )
     if result.expired:
         logger.warning("%d deferred message(s) expired (campaign valid_hours)", result.expired)
+    if result.withdrawn:
+        logger.info(
+            "%d message(s) not sent: the user unsubscribed or opted out since they were planned",
+            result.withdrawn,
+        )
     return {
         "claimed": result.claimed,
         "refused": result.refused,
         "expired_now": result.expired,
+        "withdrawn": result.withdrawn,
         **result.by_status,
     }
 

@@ -27,6 +27,7 @@ from yunying.messaging.channels import SmtpChannel, bad_address, channels_for
 from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import (
     LEASE,
+    NO_LONGER_REACHABLE,
     Outcome,
     claim,
     counts,
@@ -36,7 +37,7 @@ from yunying.messaging.outbox import (
     reclaim,
 )
 from yunying.messaging.providers import OutgoingMessage
-from yunying.messaging.unsubscribe import unsubscribe_key, verify_token
+from yunying.messaging.unsubscribe import make_token, unsubscribe_key, verify_token
 from yunying.sources.validate.rules import holdout_bucket
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import OutboxMessage, Suppression, User
@@ -916,6 +917,40 @@ def test_deferred_messages_go_out_at_the_first_allowed_moment_in_every_zone(
     # the follow-up runs: one at each of those moments, no more
     assert set(happened) - {at for at, _ in runs} == set(minutes.values()) - {first_run}
     assert statuses["suppressed"] == 4  # frequency cap: nobody hears twice
+
+
+def test_a_deferred_message_is_not_sent_to_a_user_who_opted_out_meanwhile(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Planned at 10:00 Shanghai, three users are in quiet hours and deferred. Before their
+    08:00, Kathmandu clicks the unsubscribe link (`yunying unsubscribe`) and Kolkata's push
+    consent is withdrawn in the company's data (the next pull): when their moment comes,
+    neither gets the message; New York still does."""
+    from cli.main import main
+    from tests.builders import load_records
+
+    zone_users(engine, settings)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    first_run = dt.datetime(2026, 11, 1, 2, 0)
+    with session_scope(engine) as session:
+        compute_lifecycle(session, DAY, settings.lifecycle)
+        plan(session, chosen, DAY, now=first_run)
+    assert send_all(engine, settings, chosen, first_run) == Counter(deferred=3, sent=1)
+
+    token = make_token(secret_of(settings), "kathmandu", "push", chosen.topic)
+    assert main(["unsubscribe", token]) == 0
+    assert "unsubscribed kathmandu from push" in capsys.readouterr().out
+    with session_scope(engine) as session:
+        kolkata = {"user_id": "kolkata", "signup_at": "2026-06-01T00:00:00Z"}
+        load_records(session, settings.zone, "users", [{**kolkata, "push_opt_in": False}])
+
+    assert send_all(engine, settings, chosen, dt.datetime(2026, 11, 1, 13, 5)) == Counter(sent=1)
+    with session_scope(engine) as session:
+        rows = {r.user_id: r for r in session.scalars(select(OutboxMessage))}
+    for user in ("kathmandu", "kolkata"):
+        assert (rows[user].status, rows[user].reason) == ("suppressed", NO_LONGER_REACHABLE)
+        assert rows[user].sent_at is None
+    assert rows["new-york"].status == rows["honolulu"].status == "sent"
 
 
 def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(

@@ -562,8 +562,51 @@ def requeue_failed(session: Session, campaign: Campaign, business_date: dt.date)
     return _requeue(session, campaign, business_date, OutboxStatus.FAILED)
 
 
-# Set on a row a requeue finds its user no longer takes: unsubscribed, suppressed, opted out.
+# Set on a row whose user no longer takes it when it is requeued or about to be sent.
 NO_LONGER_REACHABLE = "no longer reachable on its channel (unsubscribed or suppressed since)"
+
+
+def consent_lapsed(topic: str) -> ColumnElement[bool]:
+    """An outbox row whose user is no longer reachable on the row's channel (unsubscribed,
+    opted out, suppressed) or has switched the campaign's `topic` off since it was planned."""
+    still_reachable = or_(
+        *(
+            and_(
+                OutboxMessage.channel == name,
+                exists().where(User.user_id == OutboxMessage.user_id, reachable(name)),
+            )
+            for name in get_args(Channel)
+        )
+    )
+    topic_off = exists().where(
+        TopicSuppression.user_id == OutboxMessage.user_id, TopicSuppression.topic == topic
+    )
+    return or_(~still_reachable, topic_off)
+
+
+def withdraw_lapsed_consent(
+    session: Session, claimed: list[Claimed], topic: str
+) -> tuple[list[Claimed], int]:
+    """The claimed rows whose user still takes them, and how many others were suppressed: a
+    message deferred by quiet hours, retried or resumed after a crash goes out hours after
+    it was planned, and the user may have unsubscribed in between."""
+    if not claimed:
+        return claimed, 0
+    withdrawn = set(
+        session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([c.id for c in claimed]), consent_lapsed(topic))
+            .values(
+                status=OutboxStatus.SUPPRESSED,
+                reason=NO_LONGER_REACHABLE,
+                not_before=None,
+                claimed_by=None,
+            )
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return [c for c in claimed if c.id not in withdrawn], len(withdrawn)
 
 
 def _requeue(
@@ -583,22 +626,9 @@ def _requeue(
         OutboxMessage.status == status,
         OutboxMessage.user_id.in_(list(users)) if users is not None else true(),
     )
-    still_reachable = or_(
-        *(
-            and_(
-                OutboxMessage.channel == name,
-                exists().where(User.user_id == OutboxMessage.user_id, reachable(name)),
-            )
-            for name in get_args(Channel)
-        )
-    )
-    topic_off = exists().where(
-        TopicSuppression.user_id == OutboxMessage.user_id,
-        TopicSuppression.topic == campaign.topic,
-    )
     session.execute(
         update(OutboxMessage)
-        .where(run, or_(~still_reachable, topic_off))
+        .where(run, consent_lapsed(campaign.topic))
         .values(status=OutboxStatus.SUPPRESSED, reason=NO_LONGER_REACHABLE, not_before=None)
         .execution_options(synchronize_session=False)
     )

@@ -29,6 +29,7 @@ from yunying.messaging.outbox import (
     hand_over,
     record,
     renew,
+    withdraw_lapsed_consent,
 )
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
@@ -46,6 +47,7 @@ class BatchResult:
     failures: Counter[str] = field(default_factory=Counter)  # reason -> count
     refused: int = 0  # outcomes not recorded: this worker no longer held the claim
     expired: int = 0  # deferred rows past the campaign's valid_hours
+    withdrawn: int = 0  # of `claimed`, suppressed: the user unsubscribed since the plan
 
 
 def send_batch(
@@ -79,7 +81,8 @@ def send_batch(
             session, campaign.name, dt.timedelta(hours=campaign.valid_hours), started
         )
         claimed = claim(session, campaign.name, business_date, worker, limit, started, lease, blind)
-    result.claimed = len(claimed)
+        result.claimed = len(claimed)
+        claimed, result.withdrawn = withdraw_lapsed_consent(session, claimed, campaign.topic)
     if not claimed:
         return result
     with _Heartbeat(engine, [c.id for c in claimed], worker, clock, lease):
