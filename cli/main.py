@@ -566,15 +566,20 @@ def _segments(settings: Settings, args: argparse.Namespace) -> int:
 def _review(settings: Settings, args: argparse.Namespace) -> int:
     from flows.common import default_business_date
     from yunying.lifecycle.business_dates import refuse_future
+    from yunying.messaging.campaign import find_campaign
     from yunying.reports.review_page import markdown
-    from yunying.reports.review_run import build_review
-    from yunying.store.engine import create_store_engine
+    from yunying.reports.review_run import build_review, refuse_a_date_without_rows
+    from yunying.store.engine import create_store_engine, session_scope
 
     for flag, day in (("--date", args.date), ("--as-of", args.as_of)):
         if day is not None:
             refuse_future(day, settings.zone, flag)
     engine = create_store_engine(settings.store_url)
     try:
+        if args.date is not None:
+            name = find_campaign(settings.campaign_dir, args.campaign).name
+            with session_scope(engine) as session:
+                refuse_a_date_without_rows(session, name, args.date)
         as_of = args.as_of or default_business_date(settings)
         built = build_review(settings, engine, args.campaign, as_of, args.date)
     finally:

@@ -263,6 +263,13 @@ def test_cli_review_prints_the_review_and_writes_the_page(
     assert page_path.exists() and "<table" in page_path.read_text(encoding="utf-8")
     assert main(["review", "nosuch"]) == 2
     assert "nosuch.toml does not exist" in capsys.readouterr().err
+    # A date the campaign sent nothing on is named, with the dates it did run.
+    before = (DAY - dt.timedelta(days=3)).isoformat()
+    assert main(["review", "spring", "--date", before, "--as-of", AS_OF.isoformat()]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --date {before}: campaign spring has no message on that date;"
+        f" it ran on 1 date(s), {DAY} to {DAY}"
+    )
 
 
 def test_review_flow_emails_the_review_and_shows_an_artifact(
