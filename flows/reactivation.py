@@ -174,8 +174,10 @@ def unfinished_warning(campaign: str, day: dt.date, status: dict[str, Any]) -> s
         )
     failed = status["counts"].get(OutboxStatus.FAILED, 0)
     if failed:
+        top = list(status["failed_because"].items())[:3]
+        why = "; ".join(f"{count} x {reason or 'no reason given'}" for reason, count in top)
         parts.append(
-            f"{failed} message(s) of {campaign} failed for good (the send-batch logs say why);"
+            f"{failed} message(s) of {campaign} failed for good ({why});"
             f" once the cause is fixed, `yunying run reactivation --campaign {campaign} --date"
             f" {day} --resend-failed` sends them again."
         )

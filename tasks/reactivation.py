@@ -27,11 +27,13 @@ from yunying.messaging.outbox import (
     next_deferred_at,
     next_retry_at,
     plan,
+    reasons,
     requeue_failed,
 )
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.messaging.sending import campaign_channels, off_notice
+from yunying.messaging.status import OutboxStatus
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
 from yunying.store.engine import session_scope
@@ -159,6 +161,7 @@ def outbox_status(settings: Settings, campaign: str, business_date: dt.date) -> 
             "counts": counts(session, campaign, business_date),
             "by_channel": counts_by_channel(session, campaign, business_date),
             "next_retry_at": retry_at,
+            "failed_because": reasons(session, campaign, business_date, OutboxStatus.FAILED),
         }
 
 

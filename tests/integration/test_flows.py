@@ -353,6 +353,7 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     state = reactivation(campaign="hook", business_date=DAY, return_state=True)
     assert state.is_failed()
     assert state.message.startswith("every message of hook failed. 12 message(s) of hook failed")
+    assert "failed for good (12 x HTTP 401" in state.message  # why, with no log to read
     assert f"yunying run reactivation --campaign hook --date {DAY} --resend-failed" in (
         state.message
     )

@@ -633,6 +633,33 @@ def test_a_server_refusing_to_relay_fails_the_sends_and_suppresses_no_one(
     assert reasons == {"SMTP 554 5.7.1 Relay access denied"}
 
 
+def test_a_refusal_echoing_the_address_is_recorded_and_logged_masked(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Servers often quote the recipient in their reply; the reason is shown in artifacts,
+    alerts and logs, where no raw email or phone number goes."""
+    silent_users(engine, settings, 1)
+    address = "s0@example.com"
+    smtp_server.answer_recipient[address] = (
+        f"550 5.7.1 <{address}>: Recipient refused by policy (+8613812345678)"
+    )
+    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
+    settings = settings.model_copy(update={"smtp": smtp})
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    result = sending.send_batch(
+        engine, settings, chosen, DAY, "w1", channels_for(settings), 10, NOON_IN_SHANGHAI
+    )
+    with session_scope(engine) as session:
+        [reason] = session.scalars(select(OutboxMessage.reason))
+    assert reason == "SMTP 550 5.7.1 <***@example.com>: Recipient refused by policy (+***78)"
+    assert list(result.failures) == [reason]
+
+
 @pytest.mark.parametrize(
     ("code", "reply", "bounce"),
     [

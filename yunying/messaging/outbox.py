@@ -678,9 +678,15 @@ def counts(session: Session, campaign: str | None, business_date: dt.date) -> di
 
 def suppressions(session: Session, campaign: str | None, business_date: dt.date) -> dict[str, int]:
     """Suppressed rows of the date by their recorded reason, the most common first."""
+    return reasons(session, campaign, business_date, OutboxStatus.SUPPRESSED)
+
+
+def reasons(
+    session: Session, campaign: str | None, business_date: dt.date, status: OutboxStatus
+) -> dict[str, int]:
+    """The date's rows in `status` by their recorded reason, the most common first."""
     query = select(OutboxMessage.reason, func.count()).where(
-        OutboxMessage.business_date == business_date,
-        OutboxMessage.status == OutboxStatus.SUPPRESSED,
+        OutboxMessage.business_date == business_date, OutboxMessage.status == status
     )
     if campaign is not None:
         query = query.where(OutboxMessage.campaign == campaign)

@@ -36,6 +36,7 @@ from yunying.messaging.render import render
 from yunying.messaging.sending import campaign_channels
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.messaging.wechat import WeChatChannel
+from yunying.sources.sample import mask_text
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import ActiveDay, User
 
@@ -206,7 +207,15 @@ class _Recorder:
         if not outcomes:
             return
         now = self.clock()
-        outcomes = [_retry_later_or_give_up(o, self.by_id[o.id].attempts, now) for o in outcomes]
+        # Providers' replies often quote the address or number: stored and logged masked.
+        outcomes = [
+            _retry_later_or_give_up(
+                o._replace(reason=mask_text(o.reason)) if o.reason else o,
+                self.by_id[o.id].attempts,
+                now,
+            )
+            for o in outcomes
+        ]
         with self.lock, session_scope(self.engine) as session:
             refused = record(session, outcomes, self.worker, now, self.lease)
             for outcome in outcomes:

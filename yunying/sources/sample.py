@@ -28,7 +28,9 @@ SHOWN_RECORDS = 3
 # The fields holding a way to reach a person, and column names that say they hold one.
 CONTACT_FIELDS = ("email", "phone", "push_token", "openid")
 _CONTACT_NAME = re.compile(r"mail|phone|mobile|tel|token|openid|secret", re.IGNORECASE)
-_EMAIL = re.compile(r"[^\s\"'@,{}]+@")
+_EMAIL = re.compile(r"[^\s\"'@,{}<>()]+@")
+# An international number (+ and 7 to 15 digits) or a mainland mobile: all but two digits.
+_PHONE = re.compile(r"(\+\d{5,13}|(?<!\d)1[3-9]\d{7})(?=\d\d(?!\d))")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
@@ -143,8 +145,11 @@ def contact_columns(source: SourceConfig) -> tuple[str, ...]:
 
 
 def mask_text(text: str) -> str:
-    """Email addresses in free text (a raw line that is no JSON object, a reason) masked."""
-    return _EMAIL.sub("***@", text)
+    """Email addresses and phone numbers in free text (a raw line that is no JSON object, a
+    reason, a provider's reply) masked."""
+    return _PHONE.sub(
+        lambda number: "+***" if number[0][0] == "+" else "***", _EMAIL.sub("***@", text)
+    )
 
 
 def _mask_value(value: str) -> str:
