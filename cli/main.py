@@ -66,11 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Its runs' UI goes with the command: alerts name the command to run again.
             rerun = getattr(args, "rerun", None)
             ran_from_the_command_line(api_url, rerun(args) if rerun is not None else command)
+            _say_abandoned_runs()
         if references:  # read through Prefect, once its home is set
             from tasks.secrets import read_secret_block
 
             settings = resolve_secrets(settings, read_secret_block)
-        return int(args.handler(settings, args) or 0)
+        if api_url is None:
+            return int(args.handler(settings, args) or 0)
+        from prefect import tags
+
+        from cli.abandoned_runs import command_tag
+
+        with tags(command_tag()):
+            return int(args.handler(settings, args) or 0)
     except YunyingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _SIGNALLED.is_set():
             raise
         return _interrupted(command, _where_lifecycle_ends(settings, args))
+
+
+def _say_abandoned_runs() -> None:
+    from cli.abandoned_runs import crash_abandoned_runs
+
+    crashed = crash_abandoned_runs()
+    if crashed:
+        print(
+            f"note: {len(crashed)} run(s) left Running by a `yunying` command that was killed"
+            f" are now marked Crashed: {', '.join(crashed)}",
+            file=sys.stderr,
+        )
 
 
 # After an interrupt the CLI ends within this long, whatever Prefect is still flushing.

@@ -159,6 +159,43 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     assert _rows(url) == _rows(f"sqlite:///{tmp_path / 'reference.db'}")
 
 
+def test_a_run_whose_command_was_killed_is_marked_crashed_by_the_next_command(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL leaves no chance to mark the run, and the command's server dies with it: the
+    next `yunying` command finds the run still Running, its process gone, and marks it
+    Crashed, saying so; the same command run again then completes."""
+    url = _store(tmp_path / "store.db")
+    env = _environment(tmp_path, url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *COMMAND],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if f"Task run 'lifecycle-{FIRST}' - Finished" in line:
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    name = f"lifecycle-{FIRST}..{D}"
+
+    runs = _yunying(env, "runs")
+    assert runs.returncode == 0, runs.stderr
+    assert "run(s) left Running by a `yunying` command that was killed are now marked" \
+        f" Crashed: {name}" in runs.stderr  # fmt: skip
+    [listed] = [line for line in runs.stdout.splitlines() if line.startswith(name)]
+    assert "Crashed" in listed and "Running" not in runs.stdout, runs.stdout
+    again = _yunying(env, *COMMAND)
+    assert again.returncode == 0, again.stderr
+    assert "marked Crashed" not in again.stderr  # once
+    assert f"lifecycle computed for {FIRST} .. {D};" in again.stdout
+
+
 def test_a_failed_run_names_the_command_that_gets_out_and_alerts_without_a_dead_link(
     tmp_path: Path,
 ) -> None:
