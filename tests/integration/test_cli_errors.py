@@ -61,6 +61,14 @@ def test_a_setting_error_says_it_once_without_pydantics_prefix(
     assert err.count("invalid setting 'public_url'") == 1
 
 
+@pytest.fixture
+def smtp(smtp_server: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> SmtpSink:
+    """The SMTP server the settings send through."""
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    return smtp_server
+
+
 @pytest.mark.parametrize(
     "to", ["staff@example.com\nBcc: everyone@example.com", "not an address", ""]
 )
@@ -73,52 +81,40 @@ def test_test_send_checks_the_address_it_sends_to(
 
 def test_the_test_email_links_to_public_url_and_says_they_are_samples(
     settings: Settings,
-    smtp_server: SmtpSink,
+    smtp: SmtpSink,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
     monkeypatch.setenv("YUNYING_PUBLIC_URL", "https://ops.example.cn")
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 0
     assert "links are samples" in capsys.readouterr().out
-    [sent] = smtp_server.messages
+    [sent] = smtp.messages
     assert sent["List-Unsubscribe"] == "<https://ops.example.cn/unsubscribe?token=sample>"
 
 
 def test_a_test_send_the_server_refuses_fails_the_command(
-    settings: Settings,
-    smtp_server: SmtpSink,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    settings: Settings, smtp: SmtpSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
-    smtp_server.bounce.add("staff@example.com")
+    smtp.bounce.add("staff@example.com")
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 1
     said = capsys.readouterr()
     assert "test message bounced" in said.err and "sent" not in said.out
-    smtp_server.bounce.clear()
-    smtp_server.refuse_every_recipient = "554 5.7.1 Relay access denied"
+    smtp.bounce.clear()
+    smtp.refuse_every_recipient = "554 5.7.1 Relay access denied"
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en"]) == 1
     assert "test message failed" in capsys.readouterr().err
-    assert smtp_server.messages == []
+    assert smtp.messages == []
 
 
 def test_a_test_send_in_a_locale_without_files_says_which_it_fell_back_to(
-    settings: Settings,
-    smtp_server: SmtpSink,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    settings: Settings, smtp: SmtpSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "fr"]) == 0
     out = capsys.readouterr().out
     assert "locale: fr (the template has no email.fr files: rendered in en)" in out
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "zh-CN"]) == 0
     assert "locale: zh-CN\n" in capsys.readouterr().out
-    french, chinese = smtp_server.messages
+    french, chinese = smtp.messages
     assert french["Subject"] != chinese["Subject"]
 
 

@@ -70,6 +70,20 @@ def _yunying(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def _start(env: dict[str, str]) -> subprocess.Popen[str]:
+    """The command in its own session, to be signalled as a group: as a terminal's Ctrl-C
+    reaches every process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *COMMAND],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def _alerts(tmp_path: Path) -> list[str]:
     """Subject and body of each alert the runs emailed (written as files: no SMTP here)."""
     alerts = []
@@ -103,16 +117,7 @@ def test_ctrl_c_ends_a_run_which_a_rerun_completes(tmp_path: Path) -> None:
     shutil.copy(tmp_path / "store.db", tmp_path / "reference.db")
     env = _environment(tmp_path, url)
 
-    # Its own session, signalled as a group: as a terminal's Ctrl-C reaches every process.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *COMMAND],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = _start(env)
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # mid-run: the first date is done
@@ -167,15 +172,7 @@ def test_a_run_whose_command_was_killed_is_marked_crashed_by_the_next_command(
     Crashed, saying so; the same command run again then completes."""
     url = _store(tmp_path / "store.db")
     env = _environment(tmp_path, url)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *COMMAND],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = _start(env)
     assert process.stdout is not None
     for line in process.stdout:
         if f"Task run 'lifecycle-{FIRST}' - Finished" in line:
