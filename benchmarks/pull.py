@@ -14,7 +14,11 @@ Figures (higher ratio is better for Yunying):
 - {sqlite,postgres}_{users,orders}_store_shape_rows_per_s: the same runs of ours vs the same
   bare driver writing the rows ours stored into the store's own table (made by the migrations
   in a fresh file or schema: typed columns, keys, indexes): what any loader into that table
-  pays is in the baseline, so the ratio is Yunying's own overhead (validation, facts).
+  pays is in the baseline, so the ratio is Yunying's overhead (validation, facts);
+- {sqlite,postgres}_orders_all_tables_rows_per_s: the same runs vs the bare driver writing
+  every row ours stored for the orders (orders, their active days, their users' facts) into
+  those tables: the ratio is Yunying's own overhead, reading and validating the source and
+  deriving those rows, with the work of storing them in the baseline.
 
 Each throughput figure alternates ours and its baseline `rounds` times, each time into an
 empty store, and reports the medians: this machine's speed drifts by a fifth within minutes,
@@ -48,11 +52,16 @@ from yunying.demo.source_db import write_source_db
 from yunying.demo.sources import EVENT_MAPPING, demo_sources
 from yunying.sources.config import HttpSource
 from yunying.store.migrate import upgrade
-from yunying.store.models import Order, User
+from yunying.store.models import ActiveDay, Order, User, UserFacts
 
 END = dt.date(2026, 11, 1)
 POSTGRES = os.environ.get("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-_STORE_TABLES = {"users": User.__table__, "orders": Order.__table__}
+_STORE_TABLES = {
+    table.name: table
+    for table in (User.__table__, Order.__table__, ActiveDay.__table__, UserFacts.__table__)
+}
+# What a load of each entity writes: its own table, and for orders the facts derived.
+_WRITTEN = {"users": ("users",), "orders": ("orders", "active_days", "user_facts")}
 EVENT_COLUMNS = "event_id TEXT, user_id TEXT, name TEXT, occurred_at TEXT, day TEXT"
 
 
@@ -126,34 +135,49 @@ def _run(work: Path, users: int, seed: int, rounds: int) -> dict[str, Any]:
         def bare_sqlite(table: str = table, key: str = key) -> float:
             return _bare_sqlite_table(source_db, _fresh_file(work, "bare.db"), table, key)
 
-        def shaped_sqlite(entity: str = entity, stored: Path = stored) -> float:
-            return _bare_sqlite_store_shape(stored, _fresh_file(work, "shaped.db"), entity)
+        def shaped_sqlite(
+            entity: str = entity, stored: Path = stored, every: bool = False
+        ) -> float:
+            tables = _WRITTEN[entity] if every else (entity,)
+            return _bare_sqlite_store_shape(stored, _fresh_file(work, "shaped.db"), entity, tables)
 
-        (
-            figures[f"sqlite_{entity}_rows_per_s"],
-            figures[f"sqlite_{entity}_store_shape_rows_per_s"],
-        ) = _alternate_many(rounds, ours_sqlite, (bare_sqlite, shaped_sqlite))
+        baselines = [bare_sqlite, shaped_sqlite]
+        if entity == "orders":
+            baselines.append(lambda: shaped_sqlite(every=True))
+        measured = _alternate_many(rounds, ours_sqlite, baselines)
+        figures[f"sqlite_{entity}_rows_per_s"] = measured[0]
+        figures[f"sqlite_{entity}_store_shape_rows_per_s"] = measured[1]
+        if entity == "orders":
+            figures["sqlite_orders_all_tables_rows_per_s"] = measured[2]
         admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
         try:
-            (
-                figures[f"postgres_{entity}_rows_per_s"],
-                figures[f"postgres_{entity}_store_shape_rows_per_s"],
-            ) = _alternate_many(
+            copies = [
+                in_new_schema(lambda url, t=table, k=key: _bare_copy_table(source_db, url, t, k)),
+                in_new_schema(
+                    lambda url, e=entity, s=stored: _bare_copy_store_shape(s, url, e, (e,))
+                ),
+            ]
+            if entity == "orders":
+                copies.append(
+                    in_new_schema(
+                        lambda url, s=stored: _bare_copy_store_shape(
+                            s, url, "orders", _WRITTEN["orders"]
+                        )
+                    )
+                )
+            measured = _alternate_many(
                 rounds,
                 in_new_schema(
                     lambda url, source=source: _pull_in_subprocess(
                         work, source_db, url, source=source
                     )["rows_per_s"]
                 ),
-                (
-                    in_new_schema(
-                        lambda url, t=table, k=key: _bare_copy_table(source_db, url, t, k)
-                    ),
-                    in_new_schema(
-                        lambda url, e=entity, s=stored: _bare_copy_store_shape(s, url, e)
-                    ),
-                ),
+                copies,
             )
+            figures[f"postgres_{entity}_rows_per_s"] = measured[0]
+            figures[f"postgres_{entity}_store_shape_rows_per_s"] = measured[1]
+            if entity == "orders":
+                figures["postgres_orders_all_tables_rows_per_s"] = measured[2]
         finally:
             admin.dispose()
 
@@ -348,56 +372,59 @@ def _bare_copy_table(source_db: Path, url: str, table: str, key: str) -> float:
     return total / (time.perf_counter() - started)
 
 
-def _stored_rows(stored: Path, entity: str) -> tuple[list[str], Any]:
-    """The rows a SQLite store holds in `entity`'s table, in its columns' order."""
-    columns = [column.name for column in _STORE_TABLES[entity].columns]
+def _stored_rows(stored: Path, table: str) -> tuple[list[str], Any]:
+    """The rows a SQLite store holds in `table`, in its columns' order."""
+    columns = [column.name for column in _STORE_TABLES[table].columns]
     source = sqlite3.connect(stored)
-    return columns, source.execute(f"SELECT {', '.join(columns)} FROM {entity}")
+    return columns, source.execute(f"SELECT {', '.join(columns)} FROM {table}")
 
 
-def _bare_sqlite_store_shape(stored: Path, target: Path, entity: str) -> float:
-    """The rows ours stored, into the table of a fresh store (made by its migrations: the same
-    columns, types, keys and indexes) with a bare sqlite3 executemany per 20,000 rows: what
-    any loader into that table pays."""
+def _count(stored: Path, entity: str) -> int:
+    return int(sqlite3.connect(stored).execute(f"SELECT COUNT(*) FROM {entity}").fetchone()[0])
+
+
+def _bare_sqlite_store_shape(
+    stored: Path, target: Path, entity: str, tables: Sequence[str]
+) -> float:
+    """The rows ours stored in `tables`, into those of a fresh store (made by its migrations:
+    the same columns, types, keys and indexes) with a bare sqlite3 executemany per 20,000
+    rows: what any loader into those tables pays. Rows of `entity` per second."""
     upgrade(f"sqlite:///{target}")
     connection = sqlite3.connect(target)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     started = time.perf_counter()
-    columns, rows = _stored_rows(stored, entity)
-    statement = (
-        f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})"
-    )
-    total = 0
-    while chunk := rows.fetchmany(20_000):
-        connection.executemany(statement, chunk)
-        connection.commit()
-        total += len(chunk)
-    return total / (time.perf_counter() - started)
+    for table in tables:
+        columns, rows = _stored_rows(stored, table)
+        marks = ",".join("?" * len(columns))
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        while chunk := rows.fetchmany(20_000):
+            connection.executemany(statement, chunk)
+            connection.commit()
+    return _count(stored, entity) / (time.perf_counter() - started)
 
 
-def _bare_copy_store_shape(stored: Path, url: str, entity: str) -> float:
+def _bare_copy_store_shape(stored: Path, url: str, entity: str, tables: Sequence[str]) -> float:
     """The same with a bare psycopg COPY per 20,000 rows into a fresh PostgreSQL store."""
     upgrade(url.replace("postgresql://", "postgresql+psycopg://"))
     started = time.perf_counter()
-    columns, rows = _stored_rows(stored, entity)
-    booleans = {
-        i for i, c in enumerate(_STORE_TABLES[entity].columns) if c.type.python_type is bool
-    }
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
-        total = 0
-        while chunk := rows.fetchmany(20_000):
-            with cursor.copy(f"COPY {entity} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in chunk:
-                    copy.write_row(
-                        [
-                            bool(v) if i in booleans and v is not None else v
-                            for i, v in enumerate(row)
-                        ]
-                    )
-            connection.commit()
-            total += len(chunk)
-    return total / (time.perf_counter() - started)
+        for table in tables:
+            columns, rows = _stored_rows(stored, table)
+            booleans = {
+                i for i, c in enumerate(_STORE_TABLES[table].columns) if c.type.python_type is bool
+            }
+            while chunk := rows.fetchmany(20_000):
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in chunk:
+                        copy.write_row(
+                            [
+                                bool(v) if i in booleans and v is not None else v
+                                for i, v in enumerate(row)
+                            ]
+                        )
+                connection.commit()
+    return _count(stored, entity) / (time.perf_counter() - started)
 
 
 def _raw_httpx(url: str) -> float:

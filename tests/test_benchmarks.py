@@ -31,6 +31,8 @@ MUST_HAVE = {
         "sqlite_orders_store_shape_rows_per_s",
         "postgres_users_store_shape_rows_per_s",
         "postgres_orders_store_shape_rows_per_s",
+        "sqlite_orders_all_tables_rows_per_s",
+        "postgres_orders_all_tables_rows_per_s",
     ],
     "nightly": ["library_share", "postgresql_library_share", "postgresql_wall_seconds"],
 }
