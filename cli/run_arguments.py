@@ -8,7 +8,7 @@ import shlex
 
 from yunying.config import Settings
 from yunying.errors import ConfigError
-from yunying.lifecycle.business_dates import refuse_future, yesterday
+from yunying.lifecycle.business_dates import refuse_future, refuse_unfinished, yesterday
 from yunying.messaging.campaign import find_campaign
 
 # Each optional flag, and the flows it means something to.
@@ -41,6 +41,8 @@ def refuse_mistakes(settings: Settings, args: argparse.Namespace) -> None:
     for flag, day in (("--from", args.first), ("--date", args.date)):
         if day is not None:
             refuse_future(day, settings.zone, flag)
+    if args.flow in ("report", "nightly") and args.date is not None:
+        refuse_unfinished(args.date, settings.zone, "--date")
     args.date = args.date or yesterday(settings.zone)
     if args.first is not None and args.first > args.date:
         raise ConfigError(f"--from {args.first} is after --date {args.date}: a range runs forward")

@@ -11,6 +11,7 @@ from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.lifecycle.business_dates import refuse_unfinished
 from yunying.reports.artifact import report_markdown
 from yunying.reports.daily_email import publish_report, words_for
 from yunying.reports.kpis import compute_kpis, money_for
@@ -25,6 +26,7 @@ ALREADY_SENT_HINT = "send it again with `yunying run report --force` (flow param
 
 @task(name="daily-report", task_run_name="daily-report-{business_date}", **RETRY_TRANSIENT)
 def daily_report(settings: Settings, business_date: dt.date, force: bool = False) -> dict[str, Any]:
+    refuse_unfinished(business_date, settings.zone, "business_date")
     engine = engine_for(settings.store_url)
     with session_scope(engine) as session:
         kpis = compute_kpis(session, business_date, settings.zone, money_for(settings))

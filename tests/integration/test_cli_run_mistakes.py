@@ -77,6 +77,26 @@ def test_today_is_a_business_date(engine: Engine, settings: Settings) -> None:
     assert main(["run", "lifecycle", "--date", str(_today(settings))]) == 0
 
 
+@pytest.mark.parametrize("flow", ["report", "nightly"])
+def test_today_has_no_report_yet(
+    engine: Engine, settings: Settings, flow: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its report would show a part of the day as the whole, flagged as a drop, recorded
+    as sent so that tomorrow's real one needs --force."""
+    today = _today(settings)
+    assert main(["run", flow, "--date", str(today)]) == 2
+    assert _error(capsys) == (
+        f"error: --date {today} is today in Asia/Shanghai: its report would cover part of a"
+        f" day; report a day that has ended (the default is yesterday,"
+        f" {today - dt.timedelta(days=1)})"
+    )
+    assert list((settings.outbox_path / "reports").glob("*.eml")) == []
+    from flows.report import report
+
+    state = report(business_date=today, return_state=True)
+    assert state.is_failed() and "is today in Asia/Shanghai" in (state.message or "")
+
+
 def test_a_range_ending_before_it_begins_is_refused_without_alerting(
     engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

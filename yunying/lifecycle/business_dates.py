@@ -26,3 +26,15 @@ def refuse_future(day: dt.date, zone: ZoneInfo, name: str) -> None:
             f"{name} {day} is after today ({now} in {zone.key}): a business date must be a "
             f"day that has begun (the default is yesterday, {now - dt.timedelta(days=1)})"
         )
+
+
+def refuse_unfinished(day: dt.date, zone: ZoneInfo, name: str) -> None:
+    """Raise unless `day` has ended in `zone`: a report of a day still under way would show a
+    part of it as the whole, flag it as a drop, and be recorded as sent."""
+    refuse_future(day, zone, name)
+    now = today(zone)
+    if day == now:
+        raise PermanentError(
+            f"{name} {day} is today in {zone.key}: its report would cover part of a day; report"
+            f" a day that has ended (the default is yesterday, {now - dt.timedelta(days=1)})"
+        )
