@@ -5,16 +5,19 @@ changed setting is told apart from a plain rerun."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from cli.main import main
 from tests.builders import load_records
 from tests.integration.test_lifecycle_range import D, _users_and_events
 from yunying.config import Settings
 from yunying.lifecycle.states import compute_lifecycle
-from yunying.store.engine import session_scope
+from yunying.store.engine import create_store_engine, session_scope
+from yunying.store.migrate import upgrade
+from yunying.store.models import LifecycleState, LifecycleTransition
 
 pytestmark = pytest.mark.usefixtures("prefect")
 
@@ -80,3 +83,44 @@ def test_a_changed_threshold_is_said_and_a_plain_rerun_is_not_called_one(
     # Once run under the new settings, a rerun is plain again.
     assert main(["run", "lifecycle", "--date", str(D)]) == 0
     assert "settings changed" not in capsys.readouterr().out
+
+
+def test_missed_dates_beyond_catch_up_are_named_never_skipped(
+    engine: Engine, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lifecycle left at D - 40 (an interrupted backfill, a month without nightly runs):
+    `run lifecycle --date D` used to compute only D's last 14 dates, from the old states,
+    its transitions wrong. It stops naming the `--from` command, as does a `--from` past the
+    gap; that command then gives what computing every date in order gives."""
+    left = D - dt.timedelta(days=40)
+    _loaded(engine, settings, left)
+    after = left + dt.timedelta(days=1)
+    assert main(["run", "lifecycle", "--date", str(D)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: the lifecycle is computed up to {left}: the 39 dates after it are more than"
+        f" catch_up_days (14) catches up on its own; compute them in order with"
+        f" `yunying run lifecycle --from {after} --date {D}`"
+    )
+    late = D - dt.timedelta(days=5)
+    assert main(["run", "lifecycle", "--from", str(late), "--date", str(D)]) == 2
+    assert f"run `yunying run lifecycle --from {after} --date {D}`" in capsys.readouterr().err
+    assert main(["run", "lifecycle", "--from", str(after), "--date", str(D)]) == 0
+
+    got = _rows(engine)
+    reference = create_store_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    upgrade(str(reference.url))
+    _loaded(reference, settings, left)
+    day = after
+    while day <= D:  # every date in order, from the first missed
+        with session_scope(reference) as session:
+            compute_lifecycle(session, day, settings.lifecycle)
+        day += dt.timedelta(days=1)
+    assert got == _rows(reference)
+    reference.dispose()
+
+
+def _rows(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with session_scope(engine) as session:
+        states = session.execute(select(LifecycleState.__table__)).all()
+        moves = session.execute(select(LifecycleTransition.__table__)).all()
+    return sorted(map(tuple, states)), sorted(map(tuple, moves))

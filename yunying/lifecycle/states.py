@@ -95,6 +95,14 @@ def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: in
     latest = latest_date(session)
     first = business_date - dt.timedelta(days=catch_up_days - 1)
     if latest is not None:
+        missed = (business_date - latest).days - 1
+        if missed > catch_up_days:  # skipped, they would leave states and transitions wrong
+            after = latest + dt.timedelta(days=1)
+            raise PermanentError(
+                f"the lifecycle is computed up to {latest}: the {missed} dates after it are more"
+                f" than catch_up_days ({catch_up_days}) catches up on its own; compute them in"
+                f" order with `yunying run lifecycle --from {after} --date {business_date}`"
+            )
         first = max(first, min(latest + dt.timedelta(days=1), business_date))
     return [first + dt.timedelta(days=i) for i in range((business_date - first).days + 1)]
 
@@ -134,6 +142,13 @@ def plan_dates(
         first = business_date
     if first > business_date:
         raise PermanentError(f"--from {first} is after --date {business_date}")
+    if latest is not None and first > latest + dt.timedelta(days=1):
+        after = latest + dt.timedelta(days=1)
+        raise PermanentError(
+            f"--from {first} would leave {after} .. {first - dt.timedelta(days=1)} uncomputed"
+            f" after the latest computed date, {latest}, and compute {first} from its states:"
+            f" run `yunying run lifecycle --from {after} --date {business_date}`"
+        )
     discards = latest if discard_later and latest is not None and latest > business_date else None
     last = business_date if latest is None or discards else max(business_date, latest)
     dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
