@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from flows.alerts import ALERTS
-from tasks.pull import activity_basis, pull
+from tasks.pull import activity_basis, days_zone, pull
 from tasks.secrets import load_settings
 from yunying.config import Settings
 from yunying.errors import PermanentError
@@ -34,6 +34,7 @@ def pull_all(settings: Settings, sources: list[str] | None = None) -> list[dict[
     """Every source, or the named ones, in the current flow run: the pull flow's or the
     nightly's."""
     names = sources or [source.name for source in settings.sources]
+    days_zone(settings)
     if not names:
         get_run_logger().warning("no sources configured: set `sources` in yunying.toml")
     # One source at a time: the store has one writer on SQLite, and each pull is bulk I/O.
@@ -57,8 +58,9 @@ def pull_all(settings: Settings, sources: list[str] | None = None) -> list[dict[
         + (f". Activity: {activity}" if activity else ""),
     )
     if failed:
+        pulled = "the others were pulled" if results else "none was pulled"
         raise PermanentError(
-            f"{len(failed)} of {len(names)} sources failed (the others were pulled): "
+            f"{len(failed)} of {len(names)} sources failed ({pulled}): "
             + "; ".join(f"{name}: {message}" for name, message in failed.items())
         )
     return results

@@ -19,6 +19,7 @@ from yunying.lifecycle.states import (
     dates_to_compute,
     plan_dates,
 )
+from yunying.store.days_zone import check_days_zone
 from yunying.store.engine import session_scope
 
 
@@ -26,6 +27,7 @@ from yunying.store.engine import session_scope
 def lifecycle_dates(settings: Settings, business_date: dt.date) -> list[dt.date]:
     refuse_future(business_date, settings.zone, "business_date")
     with session_scope(engine_for(settings.store_url)) as session:
+        check_days_zone(session, settings.zone.key)
         return dates_to_compute(session, business_date, settings.lifecycle.catch_up_days)
 
 
@@ -35,6 +37,7 @@ def lifecycle_plan(
 ) -> DatePlan:
     refuse_future(business_date, settings.zone, "business_date")
     with session_scope(engine_for(settings.store_url)) as session:
+        check_days_zone(session, settings.zone.key)
         return plan_dates(
             session, business_date, first, settings.lifecycle.catch_up_days, discard_later
         )

@@ -14,6 +14,7 @@ from tasks.pull_process import pull_process
 from yunying.config import Settings
 from yunying.lifecycle.activity import describe_activity, stored_entities
 from yunying.sources.pull import pull_source
+from yunying.store.days_zone import check_days_zone
 from yunying.store.engine import session_scope
 
 
@@ -42,6 +43,13 @@ def pull(settings: Settings, name: str) -> dict[str, Any]:
     for file in stats.set_aside:
         logger.warning("source %s: set aside %s", name, file)
     return {"source": name, **asdict(stats)}
+
+
+@task(name="days-zone", **RETRY_TRANSIENT)
+def days_zone(settings: Settings) -> None:
+    """Before any source: the store's days must be in the configured zone (check_days_zone)."""
+    with session_scope(engine_for(settings.store_url)) as session:
+        check_days_zone(session, settings.zone.key)
 
 
 @task(name="activity-basis", **RETRY_TRANSIENT)

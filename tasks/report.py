@@ -18,6 +18,7 @@ from yunying.reports.kpis import compute_kpis, money_for
 from yunying.reports.review_page import markdown as review_markdown
 from yunying.reports.review_run import build_review
 from yunying.reports.running import RunningCampaign, running_campaigns
+from yunying.store.days_zone import check_days_zone
 from yunying.store.engine import session_scope
 
 # Said where people read it: the CLI's flag, and the flow parameter for a deployment run.
@@ -29,6 +30,7 @@ def daily_report(settings: Settings, business_date: dt.date, force: bool = False
     refuse_unfinished(business_date, settings.zone, "business_date")
     engine = engine_for(settings.store_url)
     with session_scope(engine) as session:
+        check_days_zone(session, settings.zone.key)
         kpis = compute_kpis(session, business_date, settings.zone, money_for(settings))
         running = running_campaigns(session, settings.campaign_dir, business_date)
     linked = [review_link(settings, name, business_date) for name in (c.name for c in running)]

@@ -164,10 +164,12 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _init(config: Path, db: Path, active: int, churn: int) -> list[str]:
+def _init(
+    config: Path, db: Path, active: int, churn: int, zone: str = "America/New_York"
+) -> list[str]:
     return [
         "init", "--config", str(config), "--force",
-        "--timezone", "America/New_York", "--locale", "en", "--currency", "USD",
+        "--timezone", zone, "--locale", "en", "--currency", "USD",
         "--active-days", str(active), "--churn-days", str(churn),
         "--sql", f"sqlite:///{db}", "--users-table", "customers", "--orders-table", "purchases",
         "--map", "users.user_id=id", "--map", "users.signup_at=created",
@@ -269,3 +271,37 @@ def test_a_new_company_evaluates_its_own_orders_without_sending(
     assert states == want_states
     assert {d: m for d, m in moves.items()} == {d: m for d, m in want_moves.items() if m}
     assert min(moves) == first and max(moves) == after
+
+
+def test_a_time_zone_changed_after_the_first_pull_is_refused_naming_both(
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Pulled in the wrong zone, then corrected: the days already stored (and the active
+    days derived from them) stay in the first zone, and DAU, MAU and every state would mix
+    the two. Pull, lifecycle and report stop, naming both zones and the ways out."""
+    db = tmp_path / "shop.db"
+    _write_company(db)
+    config = tmp_path / "yunying.toml"
+    monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    monkeypatch.delenv("YUNYING_TIMEZONE", raising=False)
+    assert main(_init(config, db, 7, 30, zone="Asia/Shanghai")) == 0
+    assert main(["db", "upgrade"]) == 0
+    assert main(["run", "pull"]) == 0
+    assert main(["run", "lifecycle", "--date", str(D1)]) == 0
+    capsys.readouterr()
+
+    assert main(_init(config, db, 7, 30)) == 0
+    for command in (["pull"], ["lifecycle", "--date", str(D1)], ["report", "--date", str(D1)]):
+        assert main(["run", *command]) == 2, command
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            "error: timezone is America/New_York, but this store's days (of events, orders,"
+            " signups) are in Asia/Shanghai, the zone it was filled in; new days in"
+            " America/New_York would mix with them. Set timezone back to Asia/Shanghai, or"
+            " start a new store (another database_url, or remove this one) and pull again in"
+            " the new zone"
+        ), command
+    assert main(_init(config, db, 7, 30, zone="Asia/Shanghai")) == 0
+    assert main(["run", "pull"]) == 0

@@ -38,6 +38,7 @@ from yunying.sources.write.marks import (
     set_watermark,
 )
 from yunying.sources.write.text import events_text
+from yunying.store.days_zone import check_days_zone
 from yunying.store.engine import session_scope
 
 log = logging.getLogger("yunying.sources")
@@ -88,6 +89,7 @@ def pull_source(
     validate, write, a batch at a time. Rejects are recorded under `run_id`; `on_batch` hears
     the running totals after each batch."""
     with session_scope(engine) as session:
+        check_days_zone(session, rules.zone.key)
         watermark = get_watermark(session, source.name)
         loaded = (
             loaded_files(session, source, watermark) if isinstance(source, FileSource) else set()

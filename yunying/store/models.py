@@ -305,6 +305,16 @@ class TopicSuppression(Base):
     created_at: Mapped[dt.datetime]
 
 
+class StoreFact(Base):
+    """What the store's data was made with: `days_timezone`, the zone of its stored days."""
+
+    __tablename__ = "store_facts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[dt.datetime]
+
+
 class StoreSecret(Base):
     """Keys made once per store, so every worker and web instance signs alike."""
 
