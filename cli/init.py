@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from cli.init_fields import by_name, consent_warnings, offer_optional
+from cli.init_fields import by_name, consent_warnings, offer_optional, status_warning
 from yunying.config import Settings, describe_validation_error
 from yunying.errors import ConfigError, YunyingError
 from yunying.lifecycle.activity import describe_activity
@@ -155,6 +155,9 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
         if source.entity == "users":
             assume = settings.consent.assume_opt_in_when_missing
             for warning in consent_warnings(source.mapping, sample.columns, assume):
+                out(f"  {warning}")
+        if source.entity == "orders":
+            for warning in status_warning(source.mapping, sample.columns):
                 out(f"  {warning}")
     return unread
 

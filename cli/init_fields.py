@@ -97,3 +97,17 @@ def consent_warnings(
             " one: --map users.email=<column>."
         )
     return warnings
+
+
+def status_warning(mapping: Mapping[str, str], columns: Sequence[str]) -> list[str]:
+    """The warning for orders without a status column: every order then counts as paid,
+    refunds and cancellations in the revenue too. Names the columns that look like one."""
+    if not columns or _column(mapping, "status", columns):
+        return []
+    likely = [c for c in columns if any(word in c.lower() for word in ("status", "state"))]
+    hint = f" (perhaps {', '.join(likely)})" if likely else ""
+    return [
+        "WARNING: no status column is mapped: every order counts as paid, refunds and"
+        f" cancellations too, in revenue and paying users. Map the one{hint} whose values"
+        " are paid, refunded or cancelled: --map orders.status=<column>."
+    ]

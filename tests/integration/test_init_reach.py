@@ -77,6 +77,29 @@ def test_no_contact_column_is_warned(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
 
 
+def test_orders_without_a_status_column_are_warned_naming_the_likely_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unmapped, every order counts as paid: a trial's refunds (EUR 41,072) were revenue."""
+    db = tmp_path / "shop.db"
+    _shop(db, ("id", "created"), ("c{i}", "2026-10-01T00:00:00Z"))
+    with sqlite3.connect(db) as shop:
+        shop.execute("CREATE TABLE sales (ref TEXT, cust TEXT, total TEXT, at TEXT, order_status)")
+        shop.execute("INSERT INTO sales VALUES ('o1', 'c1', '9.50', '2026-10-02', 'refunded')")
+    args = [*_flags(tmp_path / "a.toml", db), "--orders-table", "sales"]
+    args += ["--map", "orders.order_id=ref", "--map", "orders.user_id=cust"]
+    args += ["--map", "orders.amount=total", "--map", "orders.created_at=at"]
+    assert main(args) == 0
+    assert (
+        "WARNING: no status column is mapped: every order counts as paid, refunds and"
+        " cancellations too, in revenue and paying users. Map the one (perhaps order_status)"
+        " whose values are paid, refunded or cancelled: --map orders.status=<column>."
+    ) in capsys.readouterr().out
+    args += ["--map", "orders.status=order_status", "--config", str(tmp_path / "b.toml")]
+    assert main(args) == 0
+    assert "no status column" not in capsys.readouterr().out
+
+
 def test_in_a_terminal_init_offers_contacts_consent_and_time_zone(tmp_path: Path) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     columns = ("id", "created", "mail", "ok_mail", "tz")
