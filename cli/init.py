@@ -82,6 +82,20 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         "default_locale": _given(args.locale, ask, "Default locale", "zh-CN"),
         "currency": _given(args.currency, ask, "Currency (ISO 4217)", "CNY").upper(),
     }
+    defaulted = [
+        f"{flag} {data[key]}"
+        for flag, key, given in (
+            ("--timezone", "timezone", args.timezone),
+            ("--locale", "default_locale", args.locale),
+            ("--currency", "currency", args.currency),
+        )
+        if given is None and not interactive
+    ]
+    if defaulted:
+        out(
+            f"NOTE: not given, the defaults are written: {', '.join(defaulted)}. The time zone"
+            " dates every stored day and cannot change once data is pulled."
+        )
     lifecycle: dict[str, Any] = {}
     for name, default in (("new", 7), ("active", 7), ("churn", 30), ("returned", 7)):
         given = getattr(args, f"{name}_days")
@@ -93,7 +107,7 @@ def run_init(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
         except ValueError:
             raise ConfigError(f"lifecycle.{name}_days: {answer!r} is not a whole number") from None
     data["lifecycle"] = lifecycle
-    url = _given(args.sql, ask, "Your database's URL (empty: none)", "")
+    url = _as_url(_given(args.sql, ask, "Your database's URL (empty: none)", ""))
     data["sources"] = _sources(args, url, ask, interactive) if url else []
     try:
         settings = Settings(**data)
@@ -130,7 +144,8 @@ def _say_activity(settings: Settings, unread: set[str], out: Callable[[str], Non
 
 def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
     """Each source's columns, the optional fields read by name, a few mapped records and
-    every reason a record would be rejected for; the names of the sources not read."""
+    every reason a record would be rejected for; the names of the sources not read, or read
+    with no valid row."""
     unread = set()
     for source in settings.sources:
         out(f"\nsource {source.name} ({source.entity}, {source.kind}):")
@@ -148,6 +163,9 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
             shown = mask_record(row, CONTACT_FIELDS)
             out(f"  a mapped record: {json.dumps(shown, default=str, ensure_ascii=False)}")
         out(f"  {len(sample.mapped)} of {sample.read} rows read are valid")
+        if sample.read and not sample.mapped:
+            out("  PROBLEM: no row read is valid: check the mapping against the reasons below")
+            unread.add(source.name)
         for reason in sample.reasons:
             example = f"row {reason.example_id}" if reason.example_id else "a row"
             out(f"  {reason.count} would be rejected: {reason.reason}")
@@ -264,6 +282,14 @@ def _table_names(url: str) -> list[str]:
         return []
     finally:
         engine.dispose()
+
+
+def _as_url(given: str) -> str:
+    """A path to an existing file, given where a database URL is asked for, as the SQLite
+    URL of that file."""
+    if given and "://" not in given and Path(given).expanduser().is_file():
+        return f"sqlite:///{Path(given).expanduser().resolve()}"
+    return given
 
 
 def _given(value: str | None, ask: Callable[[str, str], str], question: str, default: str) -> str:

@@ -100,6 +100,32 @@ def test_orders_without_a_status_column_are_warned_naming_the_likely_one(
     assert "no status column" not in capsys.readouterr().out
 
 
+def test_a_hurried_init_is_told_its_defaults_takes_a_path_and_refuses_no_valid_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three things a trial met: defaults written without a word, a file path refused as
+    "not a database URL", and settings written though not one row was valid."""
+    db = tmp_path / "shop.db"
+    _shop(db, ("id", "created", "email"), ("c{i}", "2026-10-01T00:00:00Z", "c{i}@example.com"))
+    args = _flags(tmp_path / "a.toml", db)
+    args = [a for a in args if a not in ("--timezone", "Asia/Shanghai", "--locale", "en")]
+    args[args.index("--sql") + 1] = str(db)  # a path, not a URL
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        "NOTE: not given, the defaults are written: --timezone Asia/Shanghai, --locale zh-CN."
+        " The time zone dates every stored day and cannot change once data is pulled."
+    ) in out
+    assert f'url = "sqlite:///{db.resolve()}"' in (tmp_path / "a.toml").read_text()
+
+    wrong = [*_flags(tmp_path / "b.toml", db), "--map", "users.signup_at=email"]
+    assert main(wrong) == 2
+    out = capsys.readouterr().out
+    assert "0 of 5 rows read are valid" in out
+    assert "PROBLEM: no row read is valid: check the mapping against the reasons below" in out
+    assert not (tmp_path / "b.toml").exists()
+
+
 def test_in_a_terminal_init_offers_contacts_consent_and_time_zone(tmp_path: Path) -> None:
     db, config = tmp_path / "shop.db", tmp_path / "yunying.toml"
     columns = ("id", "created", "mail", "ok_mail", "tz")
