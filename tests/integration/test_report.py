@@ -79,7 +79,7 @@ def test_kpis_match_a_direct_computation(
         any(signup[u] < d <= signup[u] + week for d in days_by_user[u]) for u in cohort
     )
     assert kpis.funnel.ordered == sum(
-        any(signup[u] <= d <= signup[u] + week for d in order_days[u]) for u in cohort
+        any(signup[u] <= d < signup[u] + week for d in order_days[u]) for u in cohort
     )
 
     def retained(back: int, on: dt.date) -> float | None:

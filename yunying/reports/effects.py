@@ -162,6 +162,8 @@ def _share_with(condition: Any) -> Any:
 
 
 def funnel(session: Session, business_date: dt.date) -> Funnel:
+    # Came back: active on one of the WINDOW days after the signup day. Ordered: a paid
+    # order in the first WINDOW days, the signup day the first of them.
     end = days_after(session, User.signup_day, WINDOW)
     activated = exists().where(
         ActiveDay.user_id == User.user_id, ActiveDay.day > User.signup_day, ActiveDay.day <= end
@@ -170,7 +172,7 @@ def funnel(session: Session, business_date: dt.date) -> Funnel:
         Order.user_id == User.user_id,
         Order.status == "paid",
         Order.day >= User.signup_day,
-        Order.day <= end,
+        Order.day < end,
     )
     signed, active, paying = session.execute(
         select(func.count(), _share_with(activated), _share_with(ordered)).where(
@@ -232,7 +234,7 @@ def reactivation_uplift(session: Session, business_date: dt.date, money: Money) 
             Order.user_id == OutboxMessage.user_id,
             Order.status == "paid",
             Order.day > cohort_date,
-            Order.day <= end,
+            Order.day < end,
         )
         .scalar_subquery()
     )

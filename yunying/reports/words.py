@@ -58,8 +58,8 @@ WORDS: dict[str, dict[str, str]] = {
         "trend": "Daily active users, last 30 days",
         "funnel": "Funnel",
         "funnel_text": (
-            "Of {signed} users who signed up 7–13 days ago, {activated} came back within "
-            "7 days and {ordered} ordered."
+            "Of {signed} users who signed up 7–13 days ago, {activated} came back in the "
+            "7 days after and {ordered} ordered in their first 7 days."
         ),
         "signed_up": "signed up",
         "activated": "activated",
@@ -167,7 +167,8 @@ WORDS: dict[str, dict[str, str]] = {
         "trend": "近 30 日日活跃用户",
         "funnel": "转化漏斗",
         "funnel_text": (
-            "7–13 天前注册的 {signed} 名用户中，{activated} 名在 7 天内回访，{ordered} 名下单。"
+            "7–13 天前注册的 {signed} 名用户中，{activated} 名在注册后 7 天内回访，"
+            "{ordered} 名在注册起 7 天内下单。"
         ),
         "signed_up": "注册",
         "activated": "回访",
