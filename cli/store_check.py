@@ -5,6 +5,7 @@ command to run, not a traceback. Every command asks here (`main` after a databas
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ def store_problem(settings: Settings, schema: bool = True) -> str | None:
     # Connecting would leave an empty SQLite file behind, which is no more set up.
     file = url.database if url.get_backend_name() == "sqlite" else None
     if schema and file not in (None, "", ":memory:") and not Path(str(file)).exists():
-        return f"there is no store at {shown} yet: {UPGRADE} to create it"
+        return f"there is no store at {shown} yet: {UPGRADE} to create it" + _no_settings_file()
     engine = create_store_engine(settings.store_url)
     try:
         with engine.connect() as connection:
@@ -40,6 +41,17 @@ def store_problem(settings: Settings, schema: bool = True) -> str | None:
     finally:
         engine.dispose()
     return _schema_problem(settings.store_url, shown, current) if schema else None
+
+
+def _no_settings_file() -> str:
+    """When no settings file is read, the likely cause of a missing store: a command run
+    outside the folder holding yunying.toml, on the defaults."""
+    if "YUNYING_CONFIG" in os.environ or Path("yunying.toml").is_file():
+        return ""
+    return (
+        f" (no yunying.toml in {Path.cwd()}, nor YUNYING_CONFIG: this runs on the defaults;"
+        " if your settings are elsewhere, run from their folder)"
+    )
 
 
 def _schema_problem(store_url: str, shown: str, current: set[str]) -> str | None:

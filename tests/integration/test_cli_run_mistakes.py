@@ -289,10 +289,26 @@ def test_a_new_home_without_a_store_says_to_create_it(
     monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
     assert main(["run", "pull"]) == 2
     store = tmp_path / "var" / "yunying.db"
-    assert _error(capsys) == (
+    assert _error(capsys).startswith(
         f"error: there is no store at sqlite:///{store} yet: run `yunying db upgrade` to create it"
     )
     assert not store.exists()
+
+
+def test_a_command_run_away_from_its_settings_file_says_it_found_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run outside the folder holding yunying.toml, a command sees the defaults: its store
+    is missing because its settings are, and creating one would only hide that."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("YUNYING_CONFIG", raising=False)
+    monkeypatch.delenv("YUNYING_DATABASE_URL", raising=False)
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
+    assert main(["run", "pull"]) == 2
+    assert _error(capsys).endswith(
+        f"to create it (no yunying.toml in {tmp_path}, nor YUNYING_CONFIG: this runs on the"
+        " defaults; if your settings are elsewhere, run from their folder)"
+    )
 
 
 def test_the_lifecycle_flow_itself_refuses_a_date_after_today(

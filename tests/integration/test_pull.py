@@ -697,6 +697,90 @@ def test_sql_source_naming_a_missing_table_is_a_config_error(
         pull_source(engine, settings.source("app"), settings.pull_rules, "t")
 
 
+def test_naive_local_times_of_a_zone_with_dst_are_dated_by_the_query_readme_shows(
+    engine: Engine, settings: Settings, postgres_server: str
+) -> None:
+    """A shop writing Berlin wall-clock times without an offset: the README's query
+    (`placed_at AT TIME ZONE 'Europe/Berlin'`) dates every order on its Berlin day, on both
+    sides of the October change and at midnight; the raw column would shift some a day."""
+    import sqlalchemy as sa
+
+    schema = f"src_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_server)
+    local_times = {
+        "o1": ("2026-10-24 00:30", dt.date(2026, 10, 24)),  # CEST: 22:30 UTC the day before
+        "o2": ("2026-10-25 23:59", dt.date(2026, 10, 25)),
+        "o3": ("2026-10-26 00:10", dt.date(2026, 10, 26)),  # CET: 23:10 UTC the day before
+        "o4": ("2026-07-01 12:00", dt.date(2026, 7, 1)),
+    }
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {schema}.sales (ref TEXT, cust TEXT, total NUMERIC,"
+                " placed_at TIMESTAMP)"
+            )
+        )
+        for ref, (local, _) in local_times.items():
+            connection.execute(
+                sa.text(f"INSERT INTO {schema}.sales VALUES (:ref, 'c1', 10, :at)"),
+                {"ref": ref, "at": dt.datetime.fromisoformat(local)},
+            )
+    source = SqlSource(
+        name="shop-orders",
+        entity="orders",
+        url=f"{postgres_server}?options=-csearch_path%3D{schema}",
+        query="SELECT ref, cust, total, placed_at AT TIME ZONE 'Europe/Berlin' AS placed_at"
+        " FROM sales",
+        mapping={
+            "order_id": "ref",
+            "user_id": "cust",
+            "amount": "total",
+            "created_at": "placed_at",
+        },
+    )
+    berlin = settings.model_copy(update={"timezone": "Europe/Berlin", "sources": [source]})
+    try:
+        pulled = pull_source(engine, berlin.source("shop-orders"), berlin.pull_rules, "t")
+        assert (pulled.inserted, pulled.rejected) == (4, 0)
+        with session_scope(engine) as session:
+            days = dict(session.execute(select(Order.order_id, Order.day)).tuples().all())
+        assert days == {ref: day for ref, (_, day) in local_times.items()}
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def test_a_row_deleted_in_the_source_stays_and_a_status_change_takes_it_out(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """As the README says: a pull adds and updates, it never deletes; an order to be left out
+    of revenue is marked refunded or cancelled in the source."""
+    shop = tmp_path / "shop.db"
+    with sqlite3.connect(shop) as db:
+        db.execute("CREATE TABLE sales (ref TEXT, cust TEXT, total TEXT, at TEXT, state TEXT)")
+        db.executemany(
+            "INSERT INTO sales VALUES (?, 'c1', '10.00', '2026-10-02T10:00:00Z', 'paid')",
+            [("o1",), ("o2",)],
+        )
+    source = SqlSource(
+        name="shop", entity="orders", url=f"sqlite:///{shop}", table="sales",
+        mapping={"order_id": "ref", "user_id": "cust", "amount": "total", "created_at": "at",
+                 "status": "state"},
+    )  # fmt: skip
+    pull_source(engine, source, settings.pull_rules, "t")
+    with sqlite3.connect(shop) as db:
+        db.execute("DELETE FROM sales WHERE ref = 'o1'")
+        db.execute("UPDATE sales SET state = 'refunded' WHERE ref = 'o2'")
+    pull_source(engine, source, settings.pull_rules, "t")
+    with session_scope(engine) as session:
+        stored = dict(session.execute(select(Order.order_id, Order.status)).tuples().all())
+        facts = session.execute(select(UserFacts.order_count, UserFacts.revenue)).one()
+    assert stored == {"o1": "paid", "o2": "refunded"}
+    assert tuple(facts) == (1, Decimal("10.00"))
+
+
 def test_postgresql_source_lost_mid_read_is_transient(postgres_server: str) -> None:
     import sqlalchemy as sa
 

@@ -52,9 +52,13 @@ def test_toml_file_is_read_and_validated(tmp_path: Path, monkeypatch: pytest.Mon
         'table = "users"\n'
     )
     monkeypatch.setenv("YUNYING_CONFIG", str(config))
+    monkeypatch.delenv("YUNYING_TIMEZONE", raising=False)
     settings = load_settings()
     assert settings.timezone == "Europe/London"
     assert settings.source("app-users").entity == "users"
+    monkeypatch.setenv("YUNYING_TIMEZONE", "Asia/Tokyo")  # a variable wins over the file
+    assert load_settings().timezone == "Asia/Tokyo"
+    monkeypatch.delenv("YUNYING_TIMEZONE")
 
     config.write_text(
         '[[sources]]\nkind = "sql"\nname = "x"\nentity = "users"\nurl = "sqlite://"\n'
