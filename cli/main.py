@@ -222,7 +222,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lifecycle: end at --date and forget the dates computed after it",
     )
-    run.add_argument("--resend-failed", action="store_true")
+    run.add_argument(
+        "--resend-failed", action="store_true", help="reactivation: send the failed messages again"
+    )
     run.add_argument("--force", action="store_true", help="send the report again")
     run.set_defaults(handler=_run, needs_prefect=True, check=_check_run, rerun=rerun_command)
 

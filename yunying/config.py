@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from json import JSONDecodeError
 from pathlib import Path
@@ -461,13 +461,34 @@ def describe_validation_error(
             # A list (sources, report_recipients) is set whole: name its variable.
             names = list(itertools.takewhile(lambda part: isinstance(part, str), error["loc"]))
             env_name = (env_prefix + "__".join(str(part) for part in names)).upper()
+            parts = [
+                name for name in (environment or {}) if name.upper().startswith(env_name + "__")
+            ]
             if len(names) < len(error["loc"]):  # an item of a list has no variable of its own
                 where = f" (set it in yunying.toml, or the whole list as JSON in {env_name})"
+            elif error["type"] == "list_type" and parts:
+                where = (
+                    f" ({parts[0]} cannot set one item: the whole list goes in yunying.toml or,"
+                    f" as JSON, in {env_name})"
+                )
+            elif _is_table([str(name) for name in names]):  # a check across its fields
+                where = f" (set its fields in yunying.toml or {env_name}__<FIELD>)"
             else:
                 where = f" (set it in yunying.toml or {env_name})"
         message = error["msg"].removeprefix("Value error, ")  # pydantic's, for our checks
         lines.append(f"invalid setting {field!r}: {message}{where}")
     return "; ".join(dict.fromkeys(lines))  # a union's members may each say the same
+
+
+def _is_table(names: Sequence[str]) -> bool:
+    """Whether the settings at the path `names` are a table of their own (`lifecycle`)."""
+    owners: list[type[BaseModel]] = [Settings]
+    for name in names:
+        fields = [owner.model_fields[name] for owner in owners if name in owner.model_fields]
+        if not fields:
+            return False
+        owners = _models_in(fields[0].annotation)
+    return bool(owners)
 
 
 def _variable_for(

@@ -38,6 +38,30 @@ def test_a_bad_json_variable_is_named(
     assert "invalid setting 'sources': YUNYING_SOURCES is not valid JSON" in _error(capsys)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("YUNYING_SOURCES__0__URL", "sqlite:///x.db", "invalid setting 'sources': Input should"
+         " be a valid list (YUNYING_SOURCES__0__URL cannot set one item: the whole list goes in"
+         " yunying.toml or, as JSON, in YUNYING_SOURCES)"),
+        ("YUNYING_LIFECYCLE__CHURN_DAYS", "3", "invalid setting 'lifecycle': churn_days must be"
+         " greater than active_days (set its fields in yunying.toml or"
+         " YUNYING_LIFECYCLE__<FIELD>)"),
+    ],
+    ids=["list-item", "table-check"],
+)  # fmt: skip
+def test_a_variable_that_cannot_be_set_that_way_is_said_so(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["sending", "status"]) == 2
+    assert _error(capsys) == f"error: {said}"
+
+
 def test_a_misspelled_key_suggests_the_real_one_and_no_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
