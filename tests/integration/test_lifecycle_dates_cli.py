@@ -67,7 +67,9 @@ def test_a_changed_threshold_is_said_and_a_plain_rerun_is_not_called_one(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _loaded(engine, settings, D)
+    _loaded(engine, settings, D - dt.timedelta(days=4))
+    assert main(["run", "lifecycle", "--date", str(D)]) == 0
+    capsys.readouterr()
     assert main(["run", "lifecycle", "--date", str(D)]) == 0
     plain = capsys.readouterr().out
     assert f"  {D}: recomputed from {D}\n" in plain
@@ -83,6 +85,14 @@ def test_a_changed_threshold_is_said_and_a_plain_rerun_is_not_called_one(
     # Once run under the new settings, a rerun is plain again.
     assert main(["run", "lifecycle", "--date", str(D)]) == 0
     assert "settings changed" not in capsys.readouterr().out
+    # Recomputing earlier dates, still under the old settings, says so, though the latest
+    # date's run is under the new ones.
+    before = D - dt.timedelta(days=3)
+    assert main(["run", "lifecycle", "--from", str(before), "--date", str(D)]) == 0
+    assert (
+        f"  {before}: lifecycle settings changed since the run for {before}: every user"
+        f" recomputed from {before}\n"
+    ) in capsys.readouterr().out
 
 
 def test_missed_dates_beyond_catch_up_are_named_never_skipped(

@@ -199,8 +199,8 @@ def compute_lifecycle(
     `recompute` first puts the states back as they were before the date (the dates after
     it are to be run again, in order, by the caller)."""
     fingerprint = settings_fingerprint(rules)
-    # The states being replaced were computed under the latest run's settings, whatever date.
-    replaced = _latest_run(session) if recompute else None
+    # The date's own run is the one replaced (the latest may be under newer settings).
+    replaced = (_run_of(session, business_date) or _latest_run(session)) if recompute else None
     if recompute:
         _rewind(session, business_date)
     latest = _last_run(session, business_date)
@@ -230,6 +230,15 @@ def _latest_run(session: Session) -> _LastRun | None:
         )
         .order_by(LifecycleRun.business_date.desc())
         .limit(1)
+    ).first()
+    return None if row is None else _LastRun(*row)
+
+
+def _run_of(session: Session, business_date: dt.date) -> _LastRun | None:
+    row = session.execute(
+        select(
+            LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
+        ).where(LifecycleRun.business_date == business_date)
     ).first()
     return None if row is None else _LastRun(*row)
 
