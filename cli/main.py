@@ -387,6 +387,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(result)
         if not result["sent"]:
             print(f"the report was already sent; {ALREADY_SENT_HINT}")
+        elif result["eml"]:
+            print(f"no SMTP server is configured (smtp.host): the report was written to"
+                  f" {result['eml']}, not emailed")  # fmt: skip
     return 0
 
 

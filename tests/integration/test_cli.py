@@ -142,7 +142,11 @@ def test_a_rerun_report_names_the_cli_flag(
     settings: Settings, prefect: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run", "report", "--date", "2026-11-01"]) == 0
-    assert "already sent" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already sent" not in out
+    eml = settings.outbox_path / "reports" / "daily-2026-11-01.eml"
+    assert f"no SMTP server is configured (smtp.host): the report was written to {eml}, not" \
+        " emailed" in out  # fmt: skip
     assert main(["run", "report", "--date", "2026-11-01"]) == 0
     out = capsys.readouterr().out
     assert "the report was already sent; send it again with `yunying run report --force`" in out
