@@ -3,6 +3,7 @@
 yunying demo                     build the synthetic company and run the nightly chain
 yunying init                     write yunying.toml for your own data, checking each source
 yunying db upgrade               create or migrate the store
+yunying rejects [SOURCE]         the rows the sources set aside, by reason
 yunying run FLOW [--date D]      run nightly | pull | lifecycle | reactivation | report locally
 yunying run lifecycle --from D0 --date D1   recompute lifecycle states for a range (no sends)
 yunying run lifecycle --date D --discard-later   recompute D, forget the dates computed after it
@@ -282,6 +283,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     outbox.add_argument("--date", type=dt.date.fromisoformat, required=True)
     outbox.set_defaults(handler=_outbox)
+
+    rejected = commands.add_parser("rejects", help="rows the sources set aside, by reason")
+    rejected.add_argument("source", nargs="?", help="one source (default: every source)")
+    rejected.set_defaults(handler=_rejects)
 
     segments = commands.add_parser("segments", help="segment files: size, members, SQL")
     segments.add_argument("action", choices=["show", "list", "sizes"])
@@ -572,6 +577,13 @@ def _resend(
 
 
 _OUTBOX_ACTIONS = {"reclaim": _reclaim, "unknown": _unknown, "resend": _resend}
+
+
+def _rejects(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.rejects import rejects
+
+    print(rejects(settings, args.source))
+    return 0
 
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:

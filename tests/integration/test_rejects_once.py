@@ -56,6 +56,15 @@ def test_a_whole_table_sources_bad_rows_are_set_aside_once(
     capsys.readouterr()
     stored = _rejected(engine)
     assert len(stored) == len(set(stored)) == 4
+    # Seen without SQL, by reason, the commonest first.
+    assert main(["rejects"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:2] == [
+        "source db-users: 4 row(s) set aside",
+        "  4 x signup_at: Invalid isoformat string: …",
+    ]
+    assert shown[2].startswith("      e.g. row b") and "not a time" in shown[2]
+    assert main(["rejects", "nosuch"]) == 2
 
 
 def test_the_migration_keeps_the_first_of_each_rejected_row(store_url: str, engine: Engine) -> None:

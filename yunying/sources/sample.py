@@ -76,7 +76,7 @@ def sample_source(
     pairs = [(r.raw, r.reason) for r in rejected]
     read = len(records) + len(batch.unreadable)
     return SourceSample(
-        source.name, source.entity, columns, mapped, pairs, read, _reasons(source, pairs)
+        source.name, source.entity, columns, mapped, pairs, read, reject_reasons(source, pairs)
     )
 
 
@@ -99,7 +99,7 @@ def _first_batch(source: SourceConfig, limit: int) -> Batch | None:
             close()
 
 
-def _reasons(source: SourceConfig, rejected: list[tuple[str, str]]) -> list[RejectReason]:
+def reject_reasons(source: SourceConfig, rejected: list[tuple[str, str]]) -> list[RejectReason]:
     """Every distinct reason, with its count and an example record's id."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for raw, reason in rejected:
