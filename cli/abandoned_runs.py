@@ -58,18 +58,19 @@ def _abandoned_by(tags: list[str]) -> int | None:
 
 
 def _started(pid: int) -> str:
-    """When process `pid` started (Linux: clock ticks since boot), "alive" where that cannot
-    be read but the process exists, "" when there is no such process: a recycled process id
-    then reads as another process."""
+    """When process `pid` started (Linux: clock ticks since boot, so that a recycled process
+    id reads as another process), "alive" elsewhere, "" when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        if Path("/proc/self/stat").exists():
+            return ""
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return ""
         except PermissionError:
-            return "alive"
-        return "alive" if not Path("/proc/self/stat").exists() else ""
+            pass
+        return "alive"
     # The command name, in parentheses, may hold spaces: the fields after it are plain.
     return stat.rpartition(")")[2].split()[19]

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from yunying.config import Settings
 from yunying.errors import TemplateError
+from yunying.masking import mask_text
 from yunying.messaging import unsubscribe as links
 from yunying.messaging.campaign import Campaign, QuietHours
 from yunying.messaging.channels import Channel, HttpChannel, SmtpChannel
@@ -36,7 +37,6 @@ from yunying.messaging.render import render
 from yunying.messaging.sending import campaign_channels
 from yunying.messaging.unsubscribe import make_token, suppress, unsubscribe_key
 from yunying.messaging.wechat import WeChatChannel
-from yunying.sources.sample import mask_text
 from yunying.store.engine import session_scope, utcnow
 from yunying.store.models import ActiveDay, User
 

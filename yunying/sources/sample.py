@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from yunying.masking import mask_text, mask_value
 from yunying.sources.config import FIELDS, FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
@@ -28,9 +29,6 @@ SHOWN_RECORDS = 3
 # The fields holding a way to reach a person, and column names that say they hold one.
 CONTACT_FIELDS = ("email", "phone", "push_token", "openid")
 _CONTACT_NAME = re.compile(r"mail|phone|mobile|tel|token|openid|secret", re.IGNORECASE)
-_EMAIL = re.compile(r"[^\s\"'@,{}<>()]+@")
-# An international number (+ and 7 to 15 digits) or a mainland mobile: all but two digits.
-_PHONE = re.compile(r"(\+\d{5,13}|(?<!\d)1[3-9]\d{7})(?=\d\d(?!\d))")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
@@ -133,7 +131,7 @@ def mask_record(record: dict[str, Any], contact_columns: tuple[str, ...] = ()) -
             and value
             and (key in contact_columns or _CONTACT_NAME.search(key) or "@" in value)
         ):
-            shown[key] = _mask_value(value)
+            shown[key] = mask_value(value)
         else:
             shown[key] = value
     return shown
@@ -142,17 +140,3 @@ def mask_record(record: dict[str, Any], contact_columns: tuple[str, ...] = ()) -
 def contact_columns(source: SourceConfig) -> tuple[str, ...]:
     """The source's own names of the contact fields (its raw records' keys)."""
     return tuple(source.mapping.get(f, f) for f in CONTACT_FIELDS if f in FIELDS[source.entity])
-
-
-def mask_text(text: str) -> str:
-    """Email addresses and phone numbers in free text (a raw line that is no JSON object, a
-    reason, a provider's reply) masked."""
-    return _PHONE.sub(
-        lambda number: "+***" if number[0][0] == "+" else "***", _EMAIL.sub("***@", text)
-    )
-
-
-def _mask_value(value: str) -> str:
-    if "@" in value:
-        return "***@" + value.rpartition("@")[2]
-    return "***" + value[-2:] if len(value) > 4 else "***"
