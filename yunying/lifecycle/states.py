@@ -200,7 +200,7 @@ def compute_lifecycle(
     it are to be run again, in order, by the caller)."""
     fingerprint = settings_fingerprint(rules)
     # The date's own run is the one replaced (the latest may be under newer settings).
-    replaced = (_run_of(session, business_date) or _latest_run(session)) if recompute else None
+    replaced = (_latest_run(session, business_date) or _latest_run(session)) if recompute else None
     if recompute:
         _rewind(session, business_date)
     latest = _last_run(session, business_date)
@@ -223,23 +223,16 @@ def compute_lifecycle(
     return dataclasses.replace(summary, recomputed_all=recomputed_all)
 
 
-def _latest_run(session: Session) -> _LastRun | None:
-    row = session.execute(
-        select(
-            LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
-        )
-        .order_by(LifecycleRun.business_date.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else _LastRun(*row)
-
-
-def _run_of(session: Session, business_date: dt.date) -> _LastRun | None:
-    row = session.execute(
-        select(
-            LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
-        ).where(LifecycleRun.business_date == business_date)
-    ).first()
+def _latest_run(session: Session, business_date: dt.date | None = None) -> _LastRun | None:
+    """The latest run, or the run of `business_date`."""
+    query = select(
+        LifecycleRun.business_date, LifecycleRun.computed_at, LifecycleRun.settings_fingerprint
+    )
+    if business_date is None:
+        query = query.order_by(LifecycleRun.business_date.desc()).limit(1)
+    else:
+        query = query.where(LifecycleRun.business_date == business_date)
+    row = session.execute(query).first()
     return None if row is None else _LastRun(*row)
 
 
