@@ -40,7 +40,7 @@ from cli.prefect_server import owns_a_server, start_temporary_server, stop_serve
 from cli.run_arguments import refuse_mistakes, rerun_command
 from yunying.config import Settings, load_settings, resolve_secrets, secret_references
 from yunying.errors import ConfigError, PermanentError, YunyingError
-from yunying.notify.command_line import ran_from_the_command_line
+from yunying.notify.command_line import interrupted, ran_from_the_command_line, was_interrupted
 
 if TYPE_CHECKING:
     from yunying.messaging.campaign import Campaign
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_token_as_argument(list(sys.argv[1:] if argv is None else argv)))
     command = " ".join(["yunying", *(sys.argv[1:] if argv is None else argv)])
     settings: Settings | None = None
     try:
@@ -96,9 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     except Exception:
-        if not _SIGNALLED.is_set():
+        if not was_interrupted():
             raise
         return _interrupted(command, _where_lifecycle_ends(settings, args))
+
+
+def _token_as_argument(argv: list[str]) -> list[str]:
+    """A token is base64url and may start with "-", which argparse takes for an option: after
+    `unsubscribe`, anything but -h/--help is the token."""
+    if len(argv) == 2 and argv[0] == "unsubscribe" and argv[1] not in ("-h", "--help"):
+        return [argv[0], "--", argv[1]]
+    return argv
 
 
 def _say_abandoned_runs() -> None:
@@ -166,14 +174,9 @@ def _exit_now(*_: object) -> None:
     os._exit(130)
 
 
-# Set by Ctrl-C or SIGTERM while a run's server is up: Prefect may turn the KeyboardInterrupt
-# into another error when it lands inside its engine, and the run still ended interrupted.
-_SIGNALLED = threading.Event()
-
-
 def _interrupt_on_signals() -> None:
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        _SIGNALLED.set()
+        interrupted()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.notify import local_rerun, run_link
 from tasks.secrets import load_settings
+from yunying.notify.command_line import ended_how
 from yunying.notify.messages import run_failed, what_to_do
 from yunying.notify.post import post_to_targets
 from yunying.reports.daily_email import send_alert
@@ -35,12 +36,12 @@ def email_ops_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         if link is None and rerun is not None
         else f"Open it in the Prefect UI: {link}"
     )
-    act = f"{where}\n{what_to_do(state.message or '', link, rerun)}"
+    ended, message = ended_how(state.name, state.message or "")
+    act = f"{where}\n{what_to_do(message, link, rerun)}"
     send_alert(
         settings,
-        subject=f"Yunying: {flow_run.name} {state.type.value.lower()}",
-        text=f"The flow run {flow_run.name} ({flow.name}) ended {state.name}: {state.message}\n\n"
-        + act,
+        subject=f"Yunying: {flow_run.name} {ended.lower()}",
+        text=f"The flow run {flow_run.name} ({flow.name}) ended {ended}: {message}\n\n" + act,
     )
 
 
@@ -53,8 +54,7 @@ def tell_ops_chat_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     message = run_failed(
         flow_run.name,
         flow.name,
-        state.name,
-        state.message or "",
+        *ended_how(state.name, state.message or ""),
         run_link(flow_run.id),
         local_rerun(),
     )

@@ -256,6 +256,38 @@ def test_a_failed_nightly_tells_the_chat_with_the_run_link(
     )
 
 
+def test_an_interrupt_prefect_turned_into_another_error_is_told_as_an_interrupt(
+    settings: Settings, prefect: None, monkeypatch: pytest.MonkeyPatch, local_server: LocalServer
+) -> None:
+    """A Ctrl-C landing inside Prefect's task engine can end the run Failed with "ValueError:
+    Task run is not set": people are told it was interrupted, in the email and the chat."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    from prefect import flow
+
+    from flows.alerts import ALERTS
+    from yunying.notify import command_line
+
+    monkeypatch.setattr(command_line, "_interrupted", [])
+    _notify_env(monkeypatch, robots(local_server)[2:])
+
+    @flow(name="lifecycle", on_failure=ALERTS, on_crashed=ALERTS)
+    def interrupted_inside_prefect() -> None:
+        command_line.interrupted()
+        raise ValueError("Task run is not set")
+
+    assert interrupted_inside_prefect(return_state=True).is_failed()
+    [path] = (settings.outbox_path / "reports").glob("alert-*.eml")
+    alert = message_from_bytes(path.read_bytes(), policy=default)
+    assert str(alert["Subject"]).endswith(" crashed")
+    text = alert.get_content()  # type: ignore[attr-defined]
+    assert "ended Crashed: interrupted (Ctrl-C or a stop signal) before it finished" in text
+    assert "ValueError" not in text
+    [feishu] = received(local_server, "feishu")
+    assert feishu["body"]["content"]["post"]["zh_cn"]["title"].endswith(" crashed")
+
+
 @pytest.mark.usefixtures("prefect")
 def test_a_payout_waiting_for_approval_tells_the_chat_with_the_paused_run(
     engine: Engine,
