@@ -28,6 +28,7 @@ from yunying.messaging.manual import unsubscribe
 from yunying.messaging.outbox import (
     LEASE,
     NO_LONGER_REACHABLE,
+    REACHED_SINCE,
     Outcome,
     claim,
     counts,
@@ -978,6 +979,63 @@ def test_a_deferred_message_is_not_sent_to_a_user_who_opted_out_meanwhile(
         assert (rows[user].status, rows[user].reason) == ("suppressed", NO_LONGER_REACHABLE)
         assert rows[user].sent_at is None
     assert rows["new-york"].status == rows["honolulu"].status == "sent"
+
+
+def test_a_deferred_message_is_not_sent_after_another_campaign_reached_the_user(
+    engine: Engine, settings: Settings
+) -> None:
+    """Kolkata's winback message waits for 08:00 there; meanwhile the next date's campaign,
+    without quiet hours, reaches them. At 08:00 the waiting one is withdrawn: one marketing
+    message, not two within the hour (a trial got two, 37 minutes apart)."""
+    zone_users(engine, settings)
+    waiting = campaign(channels=["push"], holdout_percent=0)
+    other = campaign(name="promo", channels=["push"], holdout_percent=0, quiet_hours=False)
+    first_run = dt.datetime(2026, 11, 1, 2, 0)
+    with session_scope(engine) as session:
+        compute_lifecycle(session, DAY, settings.lifecycle)
+        plan(session, waiting, DAY, now=first_run)
+    assert send_all(engine, settings, waiting, first_run)["deferred"] == 3
+    next_day = DAY + dt.timedelta(days=1)
+    with session_scope(engine) as session:
+        compute_lifecycle(session, next_day, settings.lifecycle)
+        plan(session, other, next_day, now=first_run)
+    sending.send_all(engine, settings, other, next_day, "w2", 50, first_run)
+    assert send_all(engine, settings, waiting, dt.datetime(2026, 11, 1, 13, 5)) == Counter()
+    with session_scope(engine) as session:
+        rows = {
+            r.user_id: (r.status, r.reason)
+            for r in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.campaign == "winback")
+            )
+        }
+    assert rows["kolkata"] == ("suppressed", REACHED_SINCE)
+    assert rows["new-york"] == ("suppressed", REACHED_SINCE)
+
+
+def test_an_unknown_outcome_counts_as_contact_for_the_frequency_cap(
+    engine: Engine, settings: Settings
+) -> None:
+    """An email whose connection dropped after its data may have arrived: the next date's
+    plan caps the user as if it had, rather than sending the data a second time."""
+    users = silent_users(engine, settings, 3)
+    chosen = campaign(channels=["push"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+        claimed = claim(session, "winback", DAY, "gone", 10, NOON_IN_SHANGHAI)
+        hand_over(session, [c.id for c in claimed[:1]], "gone")
+        reclaim(session, "winback", DAY, blind_channels=("push",))
+    next_day = DAY + dt.timedelta(days=1)
+    with session_scope(engine) as session:
+        compute_lifecycle(session, next_day, settings.lifecycle)
+        plan(session, chosen, next_day)
+        reasons = {
+            row.user_id: row.reason
+            for row in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.business_date == next_day)
+            )
+        }
+    assert reasons[users[0]] == "contacted within 7 days"
+    assert reasons[users[1]] is None and reasons[users[2]] is None
 
 
 def test_deferred_messages_are_picked_up_by_later_dates_runs_or_expire(

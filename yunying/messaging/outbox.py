@@ -185,7 +185,8 @@ def stage_plan(
         or_(
             and_(OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= cap_start),
             and_(
-                OutboxMessage.status == OutboxStatus.HOLDOUT,
+                # An unknown outcome may have reached the user: as conservative as a send.
+                OutboxMessage.status.in_((OutboxStatus.HOLDOUT, OutboxStatus.UNKNOWN)),
                 OutboxMessage.business_date >= cap_start.date(),
             ),
         ),
@@ -584,28 +585,45 @@ def consent_lapsed(topic: str) -> ColumnElement[bool]:
     return or_(~still_reachable, topic_off)
 
 
+# Set on a claimed row whose user another campaign reached after it was planned.
+REACHED_SINCE = "another campaign reached this user since it was planned"
+
+
 def withdraw_lapsed_consent(
-    session: Session, claimed: list[Claimed], topic: str
+    session: Session, claimed: list[Claimed], campaign: Campaign
 ) -> tuple[list[Claimed], int]:
     """The claimed rows whose user still takes them, and how many others were suppressed: a
     message deferred by quiet hours, retried or resumed after a crash goes out hours after
-    it was planned, and the user may have unsubscribed in between."""
+    it was planned, and the user may have unsubscribed in between or, under the
+    cross-campaign cap, been sent another campaign's message."""
     if not claimed:
         return claimed, 0
-    withdrawn = set(
-        session.scalars(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_([c.id for c in claimed]), consent_lapsed(topic))
-            .values(
-                status=OutboxStatus.SUPPRESSED,
-                reason=NO_LONGER_REACHABLE,
-                not_before=None,
-                claimed_by=None,
-            )
-            .returning(OutboxMessage.id)
-            .execution_options(synchronize_session=False)
-        )
+    ids = OutboxMessage.id.in_([c.id for c in claimed])
+    other = aliased(OutboxMessage)
+    reached_since = exists().where(
+        other.user_id == OutboxMessage.user_id,
+        other.campaign != OutboxMessage.campaign,
+        other.status == OutboxStatus.SENT,
+        other.sent_at >= OutboxMessage.created_at,
+        ~other.campaign.like("reward-won%"),
+        literal(campaign.cross_campaign_cap),
     )
+    withdrawn: set[int] = set()
+    for lapsed, reason in (
+        (consent_lapsed(campaign.topic), NO_LONGER_REACHABLE),
+        (reached_since, REACHED_SINCE),
+    ):
+        withdrawn |= set(
+            session.scalars(
+                update(OutboxMessage)
+                .where(ids, OutboxMessage.status == OutboxStatus.SENDING, lapsed)
+                .values(
+                    status=OutboxStatus.SUPPRESSED, reason=reason, not_before=None, claimed_by=None
+                )
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
     return [c for c in claimed if c.id not in withdrawn], len(withdrawn)
 
 

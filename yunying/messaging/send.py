@@ -83,7 +83,7 @@ def send_batch(
         )
         claimed = claim(session, campaign.name, business_date, worker, limit, started, lease, blind)
         result.claimed = len(claimed)
-        claimed, result.withdrawn = withdraw_lapsed_consent(session, claimed, campaign.topic)
+        claimed, result.withdrawn = withdraw_lapsed_consent(session, claimed, campaign)
     if not claimed:
         return result
     with _Heartbeat(engine, [c.id for c in claimed], worker, clock, lease):
