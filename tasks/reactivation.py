@@ -59,10 +59,11 @@ def plan_outbox(
         if resend_failed:
             requeued = requeue_failed(session, campaign, business_date)
             get_run_logger().info("requeued %d failed messages", requeued)
-        if resend_failed and latest_date(session) != business_date:
-            # The states have moved on since that date: send what failed, plan no one new.
-            planned = counts(session, campaign.name, business_date)
-        else:
+        planned = counts(session, campaign.name, business_date)
+        moved_on = latest_date(session) != business_date
+        # Once the states have moved on, a date already planned sends what it left (failed,
+        # deferred by quiet hours) and plans no one new.
+        if not (moved_on and (resend_failed or any(planned.values()))):
             audience = _audience(session, settings, campaign, business_date)
             planned = plan(session, campaign, business_date, audience=audience)
     logger = get_run_logger()

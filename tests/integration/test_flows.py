@@ -605,6 +605,29 @@ def test_a_run_leaving_deferred_messages_schedules_the_deployment_at_their_momen
     assert not_before == {eight_am.replace(tzinfo=None)}
 
 
+def test_the_follow_up_run_of_a_date_still_runs_once_the_states_moved_on(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run scheduled for deferred messages is for their date; when it comes after the
+    nightly computed the next date, it sends what its date left, planning no one new,
+    instead of failing and leaving them to expire."""
+    from flows.reactivation import reactivation
+    from tests.builders import DAY, silent_users
+    from yunying.lifecycle.states import compute_lifecycle
+
+    zone, _ = _zone_in_quiet_hours_now()
+    silent_users(engine, settings, 3, timezone=zone)
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace("quiet_hours = false\n", ""))
+    assert reactivation(campaign="hook", business_date=DAY)["deferred"] == 3
+    with session_scope(engine) as session:
+        compute_lifecycle(session, DAY + dt.timedelta(days=1), settings.lifecycle)
+    state = reactivation(campaign="hook", business_date=DAY, return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["deferred"] == 3  # still waiting for 08:00, not expired, not replanned
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 3
+
+
 def test_resend_failed_from_the_cli_sends_only_the_failed_again(
     engine: Engine,
     settings: Settings,
