@@ -62,6 +62,12 @@ def campaign(**changes: object) -> Campaign:
     return Campaign.model_validate({**base, **changes})
 
 
+def through(settings: Settings, server: SmtpSink, **smtp: object) -> Settings:
+    """`settings` sending email through the local SMTP `server`."""
+    changes = {"host": "127.0.0.1", "port": server.port, **smtp}
+    return settings.model_copy(update={"smtp": settings.smtp.model_copy(update=changes)})
+
+
 def send_all(
     engine: Engine,
     settings: Settings,
@@ -601,8 +607,7 @@ def test_an_smtp_batch_records_its_outcomes_as_it_goes(engine: Engine, settings:
     sink.start()
     try:
         silent_users(engine, settings, 45)
-        smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": sink.port})
-        settings = settings.model_copy(update={"smtp": smtp})
+        settings = through(settings, sink)
         chosen = campaign(channels=["email"], holdout_percent=0)
         with session_scope(engine) as session:
             plan(session, chosen, DAY)
@@ -622,8 +627,7 @@ def test_a_server_refusing_to_relay_fails_the_sends_and_suppresses_no_one(
     fail (resendable once it is fixed) and no user is suppressed as a hard bounce."""
     silent_users(engine, settings, 6)
     smtp_server.refuse_every_recipient = "554 5.7.1 Relay access denied"
-    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
-    settings = settings.model_copy(update={"smtp": smtp})
+    settings = through(settings, smtp_server)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -647,8 +651,7 @@ def test_a_refusal_echoing_the_address_is_recorded_and_logged_masked(
     smtp_server.answer_recipient[address] = (
         f"550 5.7.1 <{address}>: Recipient refused by policy (+8613812345678)"
     )
-    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
-    settings = settings.model_copy(update={"smtp": smtp})
+    settings = through(settings, smtp_server)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -686,10 +689,7 @@ def test_an_email_the_server_may_have_taken_before_the_connection_died_is_never_
     `unknown` (not resent), the rest of the batch goes out on the next run, each once."""
     silent_users(engine, settings, 4)
     smtp_server.delay_seconds = 1.0
-    smtp = settings.smtp.model_copy(
-        update={"host": "127.0.0.1", "port": smtp_server.port, "timeout_seconds": 0.3}
-    )
-    settings = settings.model_copy(update={"smtp": smtp})
+    settings = through(settings, smtp_server, timeout_seconds=0.3)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -710,10 +710,7 @@ def test_a_connection_lost_before_the_data_retries_the_email(
     """A server too slow to answer RCPT never had the email: it is retried, not unknown."""
     silent_users(engine, settings, 3)
     smtp_server.slow_recipient["s0@example.com"] = 1.0
-    smtp = settings.smtp.model_copy(
-        update={"host": "127.0.0.1", "port": smtp_server.port, "timeout_seconds": 0.3}
-    )
-    settings = settings.model_copy(update={"smtp": smtp})
+    settings = through(settings, smtp_server, timeout_seconds=0.3)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)
@@ -730,8 +727,7 @@ def test_a_421_for_one_recipient_reconnects_for_the_others(
     """smtplib closes the connection on a 421: the rest of the batch goes on a new one."""
     silent_users(engine, settings, 5)
     smtp_server.answer_recipient["s1@example.com"] = "421 4.7.0 Too many messages, try later"
-    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": smtp_server.port})
-    settings = settings.model_copy(update={"smtp": smtp})
+    settings = through(settings, smtp_server)
     chosen = campaign(channels=["email"], holdout_percent=0)
     with session_scope(engine) as session:
         plan(session, chosen, DAY)

@@ -589,7 +589,7 @@ def consent_lapsed(topic: str) -> ColumnElement[bool]:
 REACHED_SINCE = "another campaign reached this user since it was planned"
 
 
-def withdraw_lapsed_consent(
+def withdraw_unwanted(
     session: Session, claimed: list[Claimed], campaign: Campaign
 ) -> tuple[list[Claimed], int]:
     """The claimed rows whose user still takes them, and how many others were suppressed: a

@@ -30,7 +30,7 @@ from yunying.messaging.outbox import (
     hand_over,
     record,
     renew,
-    withdraw_lapsed_consent,
+    withdraw_unwanted,
 )
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import render
@@ -83,7 +83,7 @@ def send_batch(
         )
         claimed = claim(session, campaign.name, business_date, worker, limit, started, lease, blind)
         result.claimed = len(claimed)
-        claimed, result.withdrawn = withdraw_lapsed_consent(session, claimed, campaign)
+        claimed, result.withdrawn = withdraw_unwanted(session, claimed, campaign)
     if not claimed:
         return result
     with _Heartbeat(engine, [c.id for c in claimed], worker, clock, lease):
