@@ -135,3 +135,59 @@ def test_init_asks_in_a_terminal_for_what_no_flag_gives(tmp_path: Path) -> None:
     assert 'timezone = "America/New_York"' in written and 'currency = "USD"' in written
     assert "churn_days = 45" in written and "active_days = 7" in written
     assert 'default_locale = "en"' in written
+
+
+def test_messages_written_to_files_while_sending_is_off_reach_no_one_and_cap_no_one(
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A company tries its campaigns for a few nights with sending off, then turns sending
+    on: the next night's messages go to the users the files held, under a 7-day frequency
+    cap and the cross-campaign cap, as if the evaluation had never happened (it reached no
+    one)."""
+    monkeypatch.delenv("YUNYING_SENDING")
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    for name in ("mail", "other"):
+        (campaigns / f"{name}.toml").write_text(
+            f'name = "{name}"\nsegment = ["silent"]\nchannels = ["email"]\n'
+            'template = "winback"\nholdout_percent = 0\nfrequency_cap_days = 7\n'
+            "quiet_hours = false\n"
+        )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    silent_users(engine, settings, 4)
+    assert main(["run", "reactivation", "--campaign", "other", "--date", str(DAY)]) == 0
+    assert len(list((settings.outbox_path / "email").glob("*.eml"))) == 4
+
+    assert main(["sending", "enable"]) == 0
+    # The evaluated date stays done: run again with sending on, it sends nothing.
+    assert main(["run", "reactivation", "--campaign", "other", "--date", str(DAY)]) == 0
+    assert smtp_server.messages == []
+    later = DAY + dt.timedelta(days=1)
+    silent_users(engine, settings, 4, day=later)
+    assert main(["run", "reactivation", "--campaign", "mail", "--date", str(later)]) == 0
+    capsys.readouterr()
+    assert sorted(m["To"] for m in smtp_server.messages) == [f"s{i}@example.com" for i in range(4)]
+
+
+def test_a_wechat_campaign_with_sending_off_writes_its_messages_to_a_file(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("YUNYING_SENDING")
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "wx.toml").write_text(
+        'name = "wx"\nsegment = ["silent"]\nchannels = ["wechat"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    silent_users(engine, settings, 3, openid="o-wx", wechat_opt_in=True)
+    assert main(["run", "reactivation", "--campaign", "wx", "--date", str(DAY)]) == 0
+    lines = (settings.outbox_path / "wechat.jsonl").read_text().splitlines()
+    assert len(lines) == 3

@@ -46,7 +46,7 @@ from yunying.messaging.providers import (
 )
 from yunying.messaging.push import PushChannel
 from yunying.messaging.smtp_connection import open_smtp
-from yunying.messaging.status import Verdict
+from yunying.messaging.status import SENDING_OFF_REF, Verdict
 from yunying.messaging.wechat import WeChatChannel, store_engine
 
 T = TypeVar("T")
@@ -122,17 +122,13 @@ def _safe_name(key: str) -> str:
     return key.replace(":", "_").replace("/", "_")
 
 
-# What the file outbox's channels record as a message's provider_ref (`<key>.eml`,
-# `sms.jsonl`): a row so marked was written to a file, never handed to a provider.
-FILE_OUTBOX_SUFFIXES = (".eml", ".jsonl")
-
-
 class EmlFileChannel:
     """Django's file backend convention: one .eml per message; the key names the file."""
 
-    def __init__(self, folder: Path, mail_from: str) -> None:
+    def __init__(self, folder: Path, mail_from: str, sending_off: bool = False) -> None:
         self.folder = folder / "email"
         self.mail_from = mail_from
+        self.ref_prefix = SENDING_OFF_REF if sending_off else ""
 
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -143,15 +139,17 @@ class EmlFileChannel:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(build_email(self.mail_from, message).as_bytes())
                 os.replace(tmp, path)
-            outcomes.append(Outcome(message.claimed.id, "sent", provider_ref=path.name))
+            ref = self.ref_prefix + path.name
+            outcomes.append(Outcome(message.claimed.id, "sent", provider_ref=ref))
         return outcomes
 
 
 class JsonLinesChannel:
     """Appends one JSON line per message to `<channel>.jsonl` in the outbox folder."""
 
-    def __init__(self, folder: Path, channel: str) -> None:
+    def __init__(self, folder: Path, channel: str, sending_off: bool = False) -> None:
         self.path = folder / f"{channel}.jsonl"
+        self.ref = (SENDING_OFF_REF if sending_off else "") + self.path.name
 
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +161,7 @@ class JsonLinesChannel:
                     out.write(json.dumps(message_payload(message), ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        return [Outcome(m.claimed.id, "sent", provider_ref=self.path.name) for m in messages]
+        return [Outcome(m.claimed.id, "sent", provider_ref=self.ref) for m in messages]
 
     def _written(self, keys: set[str]) -> set[str]:
         if not self.path.exists():

@@ -60,6 +60,7 @@ from yunying.messaging.status import (
     Suppressed,
     contacted_within,
     status_after,
+    written_while_sending_off,
 )
 from yunying.messaging.variants import variant_sql
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
@@ -179,11 +180,16 @@ def stage_plan(
         days=campaign.frequency_cap_days
     )
     # A held-out user counts as contacted on their row's date, as a sent one does: otherwise
-    # held-out users come back every night while sent ones wait, and the holdout grows.
+    # held-out users come back every night while sent ones wait, and the holdout grows. A
+    # message written to a file while sending was off reached no one.
     recently_contacted = exists().where(
         OutboxMessage.user_id == User.user_id,
         or_(
-            and_(OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= cap_start),
+            and_(
+                OutboxMessage.status == OutboxStatus.SENT,
+                OutboxMessage.sent_at >= cap_start,
+                ~written_while_sending_off(OutboxMessage.provider_ref),
+            ),
             and_(
                 # An unknown outcome may have reached the user: as conservative as a send.
                 OutboxMessage.status.in_((OutboxStatus.HOLDOUT, OutboxStatus.UNKNOWN)),
@@ -605,6 +611,7 @@ def withdraw_unwanted(
         other.campaign != OutboxMessage.campaign,
         other.status == OutboxStatus.SENT,
         other.sent_at >= OutboxMessage.created_at,
+        ~written_while_sending_off(other.provider_ref),
         ~other.campaign.like("reward-won%"),
         literal(campaign.cross_campaign_cap),
     )

@@ -46,9 +46,10 @@ def set_sending(session: Session, on: bool) -> None:
 def file_channels(settings: Settings) -> dict[str, Channel]:
     folder = settings.outbox_path
     channels: dict[str, Channel] = {
-        name: JsonLinesChannel(folder, name) for name in ("sms", "push", "webhook")
+        name: JsonLinesChannel(folder, name, sending_off=True)
+        for name in ("sms", "push", "webhook", "wechat")
     }
-    channels["email"] = EmlFileChannel(folder, settings.mail_from)
+    channels["email"] = EmlFileChannel(folder, settings.mail_from, sending_off=True)
     return channels
 
 

@@ -8,7 +8,9 @@ or `retry`, which puts the row back in the queue.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, func, or_
 
 
 class OutboxStatus(StrEnum):
@@ -22,6 +24,27 @@ class OutboxStatus(StrEnum):
     UNKNOWN = "unknown"  # a crash hid the outcome on a channel that cannot reconcile
     HOLDOUT = "holdout"  # eligible, kept out on purpose to measure uplift
     SUPPRESSED = "suppressed"  # not eligible
+
+
+# What the file outbox's channels record as a message's provider_ref (`<key>.eml`,
+# `sms.jsonl`): a row so marked was written to a file, never handed to a provider.
+FILE_OUTBOX_SUFFIXES = (".eml", ".jsonl")
+
+
+# Begins the provider_ref of a message written to a file because sending was off: an
+# evaluation's message, which reached no one (a file for a channel with no provider is the
+# company's export, handed on).
+SENDING_OFF_REF = "sending-off/"
+
+
+def written_to_file(provider_ref: SQLColumnExpression[Any]) -> ColumnElement[bool]:
+    """Whether a row's `provider_ref` says the file outbox wrote it."""
+    ref = func.coalesce(provider_ref, "")
+    return or_(*(ref.like(f"%{end}") for end in FILE_OUTBOX_SUFFIXES))
+
+
+def written_while_sending_off(provider_ref: SQLColumnExpression[Any]) -> ColumnElement[bool]:
+    return func.coalesce(provider_ref, "").like(f"{SENDING_OFF_REF}%")
 
 
 # What a provider says of one message; `unknown` when the connection failed while a provider

@@ -38,12 +38,11 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, exists, func, or_, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.channels import FILE_OUTBOX_SUFFIXES
-from yunying.messaging.status import OutboxStatus
+from yunying.messaging.status import OutboxStatus, written_to_file
 from yunying.reports.effects import Money, day_bounds_utc, days_after
 from yunying.reports.uplift import MIN_ARM, difference_interval, enough_users
 from yunying.store.models import (
@@ -240,10 +239,7 @@ def compute_review(
     converted = _converted(session, campaign)
     tier = func.coalesce(OutboxMessage.tier, "-")  # as planned; "-" on rows before 0013
     channel = func.coalesce(OutboxMessage.channel, "-")
-    to_file = case(
-        (or_(*(OutboxMessage.provider_ref.like(f"%{end}") for end in FILE_OUTBOX_SUFFIXES)), 1),
-        else_=0,
-    )
+    to_file = case((written_to_file(OutboxMessage.provider_ref), 1), else_=0)
     variant = func.coalesce(OutboxMessage.variant, "-")
     reviewed = [OutboxMessage.campaign == campaign.name, OutboxMessage.business_date <= as_of]
     if only_date:
