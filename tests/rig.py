@@ -27,6 +27,9 @@ class SmtpSink:
     answer_recipient: dict[str, str] = field(default_factory=dict)  # address -> RCPT reply
     slow_recipient: dict[str, float] = field(default_factory=dict)  # address -> RCPT delay
     delay_seconds: float = 0.0  # a slow server: how long DATA takes to answer
+    # A server that drops a connection when it has carried this many messages (0: never),
+    # without a word, as relays capping messages per connection do.
+    messages_per_connection: int = 0
 
     def start(self) -> None:
         with socket.socket() as probe:
@@ -45,6 +48,17 @@ class SmtpSink:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.messages_per_connection and getattr(session, "carried", 0) >= (
+            self.messages_per_connection
+        ):
+            server.transport.close()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -62,6 +76,7 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
         self.messages.append(email.message_from_bytes(content, policy=default))  # type: ignore[arg-type]
+        session.carried = getattr(session, "carried", 0) + 1  # type: ignore[attr-defined]
         if self.delay_seconds:  # taken, answered late: a client that gave up cannot tell
             await asyncio.sleep(self.delay_seconds)
         return "250 Message accepted"

@@ -736,6 +736,27 @@ def test_a_421_for_one_recipient_reconnects_for_the_others(
     assert smtp_server.connections == 2
 
 
+def test_a_server_that_hangs_up_every_few_messages_costs_no_message_an_attempt(
+    engine: Engine, settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """A relay that hangs up on each connection after five messages: the batch goes on over
+    new connections, every message sent once, on its first attempt."""
+    silent_users(engine, settings, 12)
+    smtp_server.messages_per_connection = 5
+    settings = through(settings, smtp_server)
+    chosen = campaign(channels=["email"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, settings, chosen) == Counter({"sent": 12})
+    assert sorted(m["To"] for m in smtp_server.messages) == sorted(
+        f"s{i}@example.com" for i in range(12)
+    )
+    assert smtp_server.connections == 3
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.campaign == "winback"))
+        assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}
+
+
 @pytest.mark.parametrize("recovery", ["lease lapses", "operator reclaims"])
 def test_smtp_messages_a_crash_left_in_flight_are_unknown_never_resent(
     engine: Engine, settings: Settings, smtp_server: SmtpSink, recovery: str

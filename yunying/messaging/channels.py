@@ -336,21 +336,36 @@ class SmtpChannel:
         """The outcomes not yet handed to `on_outcomes` (all of them without it);
         `on_handing` hears the ids of each group of RECORD_EVERY messages before the server
         is given the first of them. A server that answers 421 closes the connection: the
-        next message opens another."""
+        next message opens another. A connection lost between messages after it took one
+        (servers cap the messages a connection may carry) is opened again for the rest; one
+        lost before it took any, or during a message, sends the rest back to the queue."""
         outcomes: list[Outcome] = []
         done: set[int] = set()
         current: OutgoingMessage | None = None
         connection: _Connection | None = None
+        handed_to = 0
+        at = 0
         try:
-            for at, message in enumerate(messages):
-                if on_handing is not None and at % self.RECORD_EVERY == 0:
-                    on_handing([m.claimed.id for m in messages[at : at + self.RECORD_EVERY]])
+            while at < len(messages):
+                message = messages[at]
+                if on_handing is not None and at >= handed_to:
+                    handed_to = at + self.RECORD_EVERY
+                    on_handing([m.claimed.id for m in messages[at:handed_to]])
                 connection = connection or _Connection(open_smtp(self.smtp))
                 current = message
-                outcome = self._send_one(connection, message)
+                try:
+                    outcome = self._send_one(connection, message)
+                except (smtplib.SMTPServerDisconnected, ConnectionError):
+                    if connection.data_sent or not connection.took:
+                        raise
+                    connection.smtp.close()
+                    connection = None
+                    continue  # the same message, on a new connection
                 outcomes.append(outcome)
                 done.add(message.claimed.id)
                 current = None
+                at += 1
+                connection.took = True
                 if (outcome.reason or "").startswith("SMTP 421"):
                     connection = None  # smtplib closed it
                 if on_outcomes is not None and len(outcomes) >= self.RECORD_EVERY:
@@ -400,11 +415,13 @@ class SmtpChannel:
 
 class _Connection:
     """An SMTP connection that notes when a message's data starts going out: a connection lost
-    before that lost nothing the server took; after it, the server may have the message."""
+    before that lost nothing the server took; after it, the server may have the message.
+    `took`: the server answered a message on it."""
 
     def __init__(self, smtp: smtplib.SMTP) -> None:
         self.smtp = smtp
         self.data_sent = False
+        self.took = False
         send_data = smtp.data
 
         def data(message: bytes | str) -> tuple[int, bytes]:
