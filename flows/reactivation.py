@@ -115,7 +115,17 @@ def reactivate(
     )
     if warning:
         get_run_logger().warning(warning)
-    return {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}, warning
+    summary = {"campaign": chosen.name, "business_date": day.isoformat(), **status["counts"]}
+    return {**summary, "broken_channels": broken_channels(status["by_channel"])}, warning
+
+
+def broken_channels(by_channel: list[dict[str, Any]]) -> list[str]:
+    """The channels whose every message of the run failed: a provider or setting broken."""
+    return [
+        str(row["channel"])
+        for row in by_channel
+        if row[OutboxStatus.FAILED] and not row[OutboxStatus.SENT] and not row[OutboxStatus.BOUNCED]
+    ]
 
 
 def sending_off_prefix(settings: Settings) -> str:
@@ -144,13 +154,19 @@ def _dry_run(settings: Settings, chosen: Campaign, day: dt.date) -> dict[str, An
 
 def night_end(data: Any, summaries: list[dict[str, Any]], warnings: list[str]) -> Any:
     """What a flow that sent campaigns returns: `data`; with the warnings as the message of a
-    Completed state; Failed (ops are alerted) when a campaign's every message failed, which
-    is a provider or setting broken, not a few bad addresses (the summary is then in the
-    send-summary artifacts and the message)."""
-    broken = [s["campaign"] for s in summaries if s.get(OutboxStatus.FAILED) and not s.get("sent")]
+    Completed state; Failed (ops are alerted) when every message of a campaign, or of one of
+    its channels, failed, which is a provider or setting broken, not a few bad addresses (the
+    summary is then in the send-summary artifacts and the message)."""
+    broken = [
+        f"every message of {s['campaign']}"
+        if not s.get(OutboxStatus.SENT)
+        else f"every {' and '.join(s['broken_channels'])} message of {s['campaign']}"
+        for s in summaries
+        if s.get("broken_channels")
+    ]
     message = " ".join(warnings)
     if broken:
-        failed = f"every message of {', '.join(broken)} failed. {message}"
+        failed = f"{'; '.join(broken)} failed. {message}"
         # A failed state's data is what calling the flow raises: the CLI prints its one line.
         return Failed(message=failed, data=PermanentError(failed))
     return Completed(message=message, data=data) if message else data

@@ -369,6 +369,39 @@ def test_a_campaign_whose_every_message_fails_fails_its_run_and_alerts(
     assert last.startswith("error: every message of hook failed. 12 message(s) of hook failed")
 
 
+def test_a_channel_whose_every_message_fails_fails_the_run_though_others_sent(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp_server: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Email to users with an address, push to the others: a mail server that refuses to
+    relay fails every email while every push goes out. The mail setting is broken: the run
+    fails and names the channel, though the campaign sent."""
+    from sqlalchemy import update
+
+    from cli.main import main
+    from tests.builders import DAY, silent_users
+    from yunying.store.models import User
+
+    users = silent_users(engine, settings, 6)
+    with session_scope(engine) as session:
+        session.execute(update(User).where(User.user_id.in_(users[3:])).values(email=None))
+    _hook_campaign(tmp_path, monkeypatch, HOOK_CAMPAIGN.replace('["webhook"]', '["email", "push"]'))
+    smtp_server.refuse_every_recipient = "554 5.7.1 Relay access denied"
+    monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
+    assert main(["run", "reactivation", "--campaign", "hook", "--date", str(DAY)]) != 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: every email message of hook failed. 3 message(s) of hook")
+    assert "(3 x SMTP 554 5.7.1 Relay access denied)" in last
+    with session_scope(engine) as session:
+        sent = session.scalars(select(OutboxMessage.channel).where(OutboxMessage.status == "sent"))
+        assert sorted(sent) == ["push"] * 3
+
+
 def test_failed_messages_are_resent_after_the_next_night_computed_its_states(
     engine: Engine,
     settings: Settings,
