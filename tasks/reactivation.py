@@ -32,7 +32,7 @@ from yunying.messaging.outbox import (
 )
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
-from yunying.messaging.sending import campaign_channels, off_notice
+from yunying.messaging.sending import campaign_channels, export_notice, off_notice
 from yunying.messaging.status import OutboxStatus
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
@@ -68,9 +68,13 @@ def plan_outbox(
             planned = plan(session, campaign, business_date, audience=audience)
     logger = get_run_logger()
     logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
-    notice = off_notice(engine_for(settings.store_url), settings)
-    if notice:
-        logger.warning(notice)
+    engine = engine_for(settings.store_url)
+    for notice in (
+        off_notice(engine, settings),
+        export_notice(engine, settings, campaign.channels),
+    ):
+        if notice:
+            logger.warning(notice)
     return planned
 
 

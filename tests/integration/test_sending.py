@@ -191,3 +191,25 @@ def test_a_wechat_campaign_with_sending_off_writes_its_messages_to_a_file(
     assert main(["run", "reactivation", "--campaign", "wx", "--date", str(DAY)]) == 0
     lines = (settings.outbox_path / "wechat.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+def test_a_run_names_the_channels_with_no_provider_whose_messages_go_to_files(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "app.toml").write_text(
+        'name = "app"\nsegment = ["silent"]\nchannels = ["push"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    silent_users(engine, settings, 2)
+    assert main(["run", "reactivation", "--campaign", "app", "--date", str(DAY)]) == 0
+    err = capsys.readouterr().err
+    assert "no provider configured for push: those messages are written to the file outbox" in err
+    assert "SENDING IS OFF" not in err
+    assert len((settings.outbox_path / "push.jsonl").read_text().splitlines()) == 2

@@ -9,6 +9,8 @@ Messages to staff (`test-send`, the daily report, failure alerts) are not campai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -65,3 +67,20 @@ def off_notice(engine: Engine, settings: Settings) -> str | None:
     with session_scope(engine) as session:
         on = sending_enabled(session, settings)
     return None if on else OFF_NOTICE.format(folder=settings.outbox_path)
+
+
+def export_notice(engine: Engine, settings: Settings, channels: Sequence[str]) -> str | None:
+    """While sending is on, the line naming those of `channels` with no provider configured,
+    whose messages go to the file outbox as an export (counted as sent), else None."""
+    with session_scope(engine) as session:
+        if not sending_enabled(session, settings):
+            return None
+    senders = channels_for(settings)
+    to_files = EmlFileChannel | JsonLinesChannel
+    files = [name for name in channels if isinstance(senders[name], to_files)]
+    if not files:
+        return None
+    return (
+        f"no provider configured for {', '.join(files)}: those messages are written to the file"
+        f" outbox ({settings.outbox_path}) for you to hand on, and count as sent"
+    )
