@@ -138,8 +138,14 @@ def test_a_test_send_in_a_locale_without_files_says_which_it_fell_back_to(
     assert "locale: fr (the template has no email.fr files: rendered in en)" in out
     assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "zh-CN"]) == 0
     assert "locale: zh-CN\n" in capsys.readouterr().out
-    french, chinese = smtp.messages
-    assert french["Subject"] != chinese["Subject"]
+    # Tags as a company's data spells them pick the template its users get.
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "zh_CN"]) == 0
+    assert "locale: zh-CN\n" in capsys.readouterr().out
+    assert main(["test-send", "winback", "--to", "staff@example.com", "--locale", "en-US"]) == 0
+    assert "locale: en\n" in capsys.readouterr().out
+    french, chinese, posix, american = smtp.messages
+    assert french["Subject"] != chinese["Subject"] == posix["Subject"]
+    assert american["Subject"] == french["Subject"]
 
 
 def test_payouts_show_names_an_unknown_campaign_and_the_known_ones(

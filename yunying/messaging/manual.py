@@ -20,6 +20,7 @@ from yunying.messaging.send import message_context
 from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
 from yunying.messaging.variants import variant_of
 from yunying.setting_checks import email_address
+from yunying.sources.validate.rules import template_locale
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.models import User, UserFacts
 
@@ -70,6 +71,7 @@ def test_send(settings: Settings, campaign_name: str, to: str, locale: str) -> t
     except ValueError as exc:
         raise ConfigError(f"--to: {exc} (test-send sends the campaign's email)") from None
     campaign = load_checked(settings, campaign_name)
+    locale = template_locale(locale) or locale  # 'zh_CN', 'en-US': as users' locales are read
     links = {
         name: f"{settings.public_url}/{page}?token=sample"
         for name, page in (("unsubscribe_url", "unsubscribe"), ("preferences_url", "preferences"))
