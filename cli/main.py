@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): it had what it wanted. Nothing more to flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:
         if not was_interrupted():
             raise

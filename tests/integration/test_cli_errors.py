@@ -240,3 +240,21 @@ def test_a_misspelt_campaign_key_lists_the_keys_and_the_nearest(
     assert "field 'holdout_precent': unknown key; use " in err
     assert "(did you mean 'holdout_percent'?)" in err
     assert "field 'quiet_hours.begin': unknown key; use end, start" in err
+
+
+def test_output_its_reader_stops_taking_is_no_error(engine: Engine, settings: Settings) -> None:
+    """`yunying preview ... | head`: the reader gone, the command ends quietly, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    [user] = silent_users(engine, settings, 1)
+    command = [sys.executable, "-m", "cli.main", "preview", "winback", "--user", user]
+    reader_gone = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert reader_gone.stdout is not None
+    reader_gone.stdout.close()  # before the command writes a line: like `| head -0`
+    _, err = reader_gone.communicate(timeout=120)
+    assert (reader_gone.returncode, err) == (0, "")
