@@ -332,10 +332,18 @@ def _init(settings: Settings | None, args: argparse.Namespace) -> int:
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:
-    from yunying.store.migrate import upgrade
+    from yunying.store.migrate import revision_of, upgrade
 
+    before = revision_of(settings.store_url)
     upgrade(settings.store_url)
-    print(f"store at {settings.store_url} is up to date")
+    after = revision_of(settings.store_url)
+    where = sa.make_url(settings.store_url).render_as_string(hide_password=True)
+    if before is None:
+        print(f"created the store at {where} (schema {after})")
+    elif before == after:
+        print(f"store at {where} is up to date (schema {after})")
+    else:
+        print(f"upgraded the store at {where} from schema {before} to {after}")
     return 0
 
 

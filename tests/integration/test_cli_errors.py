@@ -222,7 +222,9 @@ def test_the_suites_and_benchmarks_own_variables_are_not_settings(
     monkeypatch.setenv("YUNYING_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")  # nested: checked by pydantic
     assert main(["db", "upgrade"]) == 0
-    assert "is up to date" in capsys.readouterr().out
+    assert "created the store at sqlite:///" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert "is up to date (schema " in capsys.readouterr().out
 
 
 def test_a_misspelt_campaign_key_lists_the_keys_and_the_nearest(
