@@ -148,6 +148,16 @@ def test_preflight_stops_a_template_that_fails_every_sampled_user(
         preflight(ops, campaign, session)
 
 
+def test_preflight_stops_a_template_that_renders_only_for_the_fixed_sample(
+    engine: Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users_inactive(engine, settings, [8, 9, 12])
+    ops = ops_campaign(tmp_path, monkeypatch, "{{ 100 // (user_id == 'u0000000') }}")
+    campaign = find_campaign(ops.campaign_dir, "ops")
+    with session_scope(engine) as session, pytest.raises(TemplateError, match="every sampled"):
+        preflight(ops, campaign, session)
+
+
 @pytest.mark.parametrize(
     "text",
     ["{{ days_inactve }}", "{{ user_id.__class__ }}", "{{ user_id "],

@@ -2,7 +2,8 @@
 fixed sample context and for the real context of a sample of the campaign's own users.
 
 What stops the campaign (a `TemplateError`): a template missing, invalid or needing a missing
-variable, or one that fails for every sampled context of a channel and locale. What does not:
+variable, or one that fails for every sampled user of a channel and locale (for the fixed
+context when the sample has no user of that locale). What does not:
 a template that fails only for some sampled users (a division by `days_inactive - 10`) is
 reported as a warning with the count; those users' messages fail at send with the reason, and
 everyone else's go out.
@@ -85,16 +86,28 @@ def preflight(
         report.sampled_users = len(real[campaign.channels[0]]) if real else 0
         for channel, sampled in real.items():
             contexts_by_channel[channel] = contexts + sampled
+    # Where real users of a channel and locale were sampled, they alone say whether the
+    # template fails for everyone: the fixed sample context may be the one that renders.
+    real_rendered: Counter[tuple[str, str]] = Counter()
+    real_failed: Counter[tuple[str, str]] = Counter()
     for channel, channel_contexts in contexts_by_channel.items():
-        for locale, context in channel_contexts:
+        for at, (locale, context) in enumerate(channel_contexts):
+            is_real = at >= len(contexts)
             report.rendered[channel, locale] += 1
+            real_rendered[channel, locale] += is_real
             try:
                 for template in campaign.templates():  # every live variant's
                     render(template, channel, locale, context, settings.template_dir)
             except TemplateDataError as exc:
                 report.failures[channel, locale][str(exc)] += 1
+                real_failed[channel, locale] += is_real
     for (channel, locale), reasons in report.failures.items():
-        if sum(reasons.values()) == report.rendered[channel, locale]:
+        users = real_rendered[channel, locale]
+        if (
+            real_failed[channel, locale] == users
+            if users
+            else sum(reasons.values()) == report.rendered[channel, locale]
+        ):
             reason = next(iter(reasons))
             raise TemplateError(
                 f"campaign {campaign.name}: the {channel} template fails for every sampled "
