@@ -213,11 +213,17 @@ _CURRENCY = re.compile("[A-Z]{3}")
 def parse_timestamp(value: Any) -> dt.datetime:
     """Parse to naive UTC. Raises ValueError with a short reason."""
     if isinstance(value, str) and value:
-        moment = dt.datetime.fromisoformat(value.strip())
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 time ({ISO_EXAMPLE})") from None
     elif isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        moment = dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            moment = dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp out of range: {value!r}") from None
     else:
         raise ValueError(f"not a timestamp: {value!r}")
     offset = moment.utcoffset()
@@ -227,6 +233,9 @@ def parse_timestamp(value: Any) -> dt.datetime:
     if not 1970 <= moment.year <= 2100:
         raise ValueError(f"timestamp out of range: {value!r}")
     return moment
+
+
+ISO_EXAMPLE = "like 2026-11-01T08:30:00+08:00; without an offset, UTC"
 
 
 def _timestamp(raw: Mapping[str, Any], field: str) -> dt.datetime:
