@@ -697,12 +697,14 @@ def test_sql_source_naming_a_missing_table_is_a_config_error(
         pull_source(engine, settings.source("app"), settings.pull_rules, "t")
 
 
+@pytest.mark.parametrize("how", ["query", "naive_times_in"])
 def test_naive_local_times_of_a_zone_with_dst_are_dated_by_the_query_readme_shows(
-    engine: Engine, settings: Settings, postgres_server: str
+    engine: Engine, settings: Settings, postgres_server: str, how: str
 ) -> None:
     """A shop writing Berlin wall-clock times without an offset: the README's query
-    (`placed_at AT TIME ZONE 'Europe/Berlin'`) dates every order on its Berlin day, on both
-    sides of the October change and at midnight; the raw column would shift some a day."""
+    (`placed_at AT TIME ZONE 'Europe/Berlin'`), or the source's `naive_times_in`, dates every
+    order on its Berlin day, on both sides of the October change and at midnight; the raw
+    column would shift some a day."""
     import sqlalchemy as sa
 
     schema = f"src_{uuid.uuid4().hex[:10]}"
@@ -726,12 +728,13 @@ def test_naive_local_times_of_a_zone_with_dst_are_dated_by_the_query_readme_show
                 sa.text(f"INSERT INTO {schema}.sales VALUES (:ref, 'c1', 10, :at)"),
                 {"ref": ref, "at": dt.datetime.fromisoformat(local)},
             )
+    in_berlin = "placed_at AT TIME ZONE 'Europe/Berlin'" if how == "query" else "placed_at"
     source = SqlSource(
         name="shop-orders",
         entity="orders",
         url=f"{postgres_server}?options=-csearch_path%3D{schema}",
-        query="SELECT ref, cust, total, placed_at AT TIME ZONE 'Europe/Berlin' AS placed_at"
-        " FROM sales",
+        query=f"SELECT ref, cust, total, {in_berlin} AS placed_at FROM sales",
+        naive_times_in=None if how == "query" else "Europe/Berlin",
         mapping={
             "order_id": "ref",
             "user_id": "cust",
@@ -750,6 +753,61 @@ def test_naive_local_times_of_a_zone_with_dst_are_dated_by_the_query_readme_show
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+BERLIN_LOCAL_TIMES = {
+    "o1": ("2026-10-24 00:30", dt.date(2026, 10, 24), "2026-10-23 22:30:00"),  # CEST
+    "o2": ("2026-10-25 02:30", dt.date(2026, 10, 25), "2026-10-25 00:30:00"),  # twice: first
+    "o3": ("2026-10-26 00:10", dt.date(2026, 10, 26), "2026-10-25 23:10:00"),  # CET
+    "o4": ("2026-10-26T09:00:00+08:00", dt.date(2026, 10, 26), "2026-10-26 01:00:00"),
+}
+
+
+def test_naive_times_in_reads_a_files_local_times_in_its_zone(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CSV export of Berlin wall-clock times (no query to give them an offset): with
+    `naive_times_in`, each is read in Berlin across the October change; a time with an
+    offset keeps it."""
+    from cli.main import main
+
+    export = tmp_path / "sales.csv"
+    export.write_text(
+        "ref,cust,total,placed\n"
+        + "".join(f"{ref},c1,10,{local}\n" for ref, (local, _, _) in BERLIN_LOCAL_TIMES.items())
+    )
+    source = {
+        "kind": "file", "name": "shop-orders", "entity": "orders", "path": str(export),
+        "format": "csv", "naive_times_in": "Europe/Berlin",
+        "mapping": {"order_id": "ref", "user_id": "cust", "amount": "total",
+                    "created_at": "placed"},
+    }  # fmt: skip
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([source]))
+    monkeypatch.setenv("YUNYING_TIMEZONE", "Europe/Berlin")
+    assert main(["run", "pull"]) == 0
+    capsys.readouterr()
+    with session_scope(engine) as session:
+        stored = {
+            o.order_id: (o.day, f"{o.created_at:%Y-%m-%d %H:%M:%S}")
+            for o in session.scalars(select(Order))
+        }
+    assert stored == {ref: (day, utc) for ref, (_, day, utc) in BERLIN_LOCAL_TIMES.items()}
+
+
+def test_naive_times_in_names_an_unknown_zone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    source = {"kind": "file", "name": "f", "entity": "orders", "path": "x.csv",
+              "naive_times_in": "Europe/Berln"}  # fmt: skip
+    monkeypatch.setenv("YUNYING_SOURCES", json.dumps([source]))
+    assert main(["run", "pull"]) == 2
+    assert "naive_times_in" in capsys.readouterr().err
 
 
 def test_a_row_deleted_in_the_source_stays_and_a_status_change_takes_it_out(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from yunying.setting_checks import DatabaseUrl, HttpUrl
 from yunying.sources.validate.rows import EVENT_FIELDS, ORDER_FIELDS, USER_FIELDS
@@ -31,6 +31,22 @@ class _SourceBase(BaseModel):
     # Yunying field -> field name in the source, for the fields whose names differ.
     mapping: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=20_000, gt=0)  # records per store transaction
+    # The IANA zone of the source's times written without an offset; None: they are UTC.
+    naive_times_in: str | None = None
+
+    @field_validator("naive_times_in")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+    @property
+    def naive_zone(self) -> ZoneInfo | None:
+        return None if self.naive_times_in is None else ZoneInfo(self.naive_times_in)
 
     @model_validator(mode="after")
     def _mapping_names_fields(self) -> _SourceBase:

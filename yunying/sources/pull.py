@@ -139,7 +139,13 @@ def check_batches(
             check_mapping(source, columns_of(batch.records, batch.columns), exact)
             checked = True
         rows, rejects = validate(
-            source.entity, batch.records, source.mapping, rules.zone, batch.columns, rules.defaults
+            source.entity,
+            batch.records,
+            source.mapping,
+            rules.zone,
+            batch.columns,
+            rules.defaults,
+            source.naive_zone,
         )
         rejects += batch.unreadable
         again: Rejects = []

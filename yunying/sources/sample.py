@@ -67,7 +67,9 @@ def sample_source(
     columns = columns_of(records, batch.columns)
     exact = batch.columns is not None or (isinstance(source, FileSource) and source.format == "csv")
     check_mapping(source, columns, exact)
-    rows, rejected = validate(source.entity, records, source.mapping, zone, batch.columns, defaults)
+    rows, rejected = validate(
+        source.entity, records, source.mapping, zone, batch.columns, defaults, source.naive_zone
+    )
     names = {"events": EVENT_COLUMNS, "users": USER_COLUMNS, "orders": ORDER_COLUMNS}
     mapped = [dict(zip(names[source.entity], row, strict=True)) for row in rows]
     rejected += batch.unreadable

@@ -36,12 +36,17 @@ def validate(
     zone: ZoneInfo,
     columns: Sequence[str] | None = None,
     defaults: RecordDefaults = NO_CONSENT_ASSUMED,
+    naive_zone: ZoneInfo | None = None,
 ) -> tuple[list[StoreRow], Rejects]:
     """Split raw records into store rows (`EventRow`, `UserRow` or `OrderRow` as `entity`
     says) and rejects. Records are dicts, or rows of values in `columns` order (what a SQL
-    source reads); users get `defaults` for the locale and opt-ins they leave out."""
+    source reads); users get `defaults` for the locale and opt-ins they leave out; times
+    without an offset are in `naive_zone` (UTC when None)."""
     fields = FIELDS[entity]
     picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
+    if naive_zone is not None:
+        when = fields.index(_TIME_FIELD[entity])
+        picked[when] = [in_utc(value, naive_zone) for value in picked[when]]
     now = utcnow()
     good: list[StoreRow] = []
     bad: Rejects = []
@@ -79,6 +84,27 @@ def _row(
     if entity == "users":
         return user_values(to_user_row(raw, zone, now, defaults))
     return order_values(to_order_row(raw, zone, defaults))
+
+
+_TIME_FIELD = {"users": "signup_at", "events": "occurred_at", "orders": "created_at"}
+
+
+def in_utc(value: Any, zone: ZoneInfo) -> Any:
+    """A time without an offset (ISO text or a datetime), read in `zone`, as UTC text with
+    its offset; anything else as it is, for the field's rule to take or refuse. At a
+    daylight saving change, an hour that happens twice is read as the first."""
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    elif isinstance(value, dt.datetime):
+        moment = value
+    else:
+        return value
+    if moment.tzinfo is not None:
+        return value
+    return moment.replace(tzinfo=zone).astimezone(dt.UTC).isoformat()
 
 
 def _nones(items: list[Any]) -> Iterator[int]:
