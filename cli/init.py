@@ -170,6 +170,12 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
             example = f"row {reason.example_id}" if reason.example_id else "a row"
             out(f"  {reason.count} would be rejected: {reason.reason}")
             out(f"      e.g. {example}: {reason.example}")
+        if sample.naive_times:
+            out(
+                f"  {sample.naive_times} of {sample.read} rows have a time without an offset,"
+                " read as UTC: if they are local times, add"
+                f' naive_times_in = "{settings.timezone}" (their zone) to this source'
+            )
         if source.entity == "users":
             assume = settings.consent.assume_opt_in_when_missing
             for warning in consent_warnings(source.mapping, sample.columns, assume):

@@ -100,6 +100,28 @@ def test_orders_without_a_status_column_are_warned_naming_the_likely_one(
     assert "no status column" not in capsys.readouterr().out
 
 
+def test_times_without_an_offset_are_said_to_be_read_as_utc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shop's orders in its own wall-clock time would shift evening orders a day."""
+    db = tmp_path / "shop.db"
+    _shop(db, ("id", "created"), ("c{i}", "2026-10-01T00:00:00Z"))
+    with sqlite3.connect(db) as shop:
+        shop.execute("CREATE TABLE sales (ref TEXT, cust TEXT, total TEXT, at TEXT)")
+        shop.execute("INSERT INTO sales VALUES ('o1', 'c1', '9.50', '2026-10-02 20:15:00')")
+        shop.execute("INSERT INTO sales VALUES ('o2', 'c1', '9.50', '2026-10-02T20:15:00Z')")
+    args = [*_flags(tmp_path / "a.toml", db), "--orders-table", "sales"]
+    args += ["--map", "orders.order_id=ref", "--map", "orders.user_id=cust"]
+    args += ["--map", "orders.amount=total", "--map", "orders.created_at=at"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("without an offset") == 1
+    assert (
+        "1 of 2 rows have a time without an offset, read as UTC: if they are local times, add"
+        ' naive_times_in = "Asia/Shanghai" (their zone) to this source'
+    ) in out
+
+
 def test_a_hurried_init_is_told_its_defaults_takes_a_path_and_refuses_no_valid_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

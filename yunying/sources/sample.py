@@ -19,7 +19,7 @@ from yunying.sources.config import FIELDS, FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
 from yunying.sources.read.batch import Batch
-from yunying.sources.validate.batch import validate
+from yunying.sources.validate.batch import TIME_FIELD, naive_time, validate
 from yunying.sources.validate.rows import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
 from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
@@ -49,6 +49,7 @@ class SourceSample:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (raw record, reason)
     read: int = 0  # records read
     reasons: list[RejectReason] = field(default_factory=list)  # commonest first
+    naive_times: int = 0  # records whose time has no offset, read as UTC (no naive_times_in)
 
 
 def sample_source(
@@ -75,9 +76,30 @@ def sample_source(
     rejected += batch.unreadable
     pairs = [(r.raw, r.reason) for r in rejected]
     read = len(records) + len(batch.unreadable)
+    naive = 0
+    if source.naive_times_in is None:
+        column = source.mapping.get(TIME_FIELD[source.entity], TIME_FIELD[source.entity])
+        naive = sum(naive_time(value) is not None for value in _values(records, batch, column))
     return SourceSample(
-        source.name, source.entity, columns, mapped, pairs, read, reject_reasons(source, pairs)
+        source.name,
+        source.entity,
+        columns,
+        mapped,
+        pairs,
+        read,
+        reject_reasons(source, pairs),
+        naive,
     )
+
+
+def _values(records: list[Any], batch: Batch, column: str) -> list[Any]:
+    """The records' values in `column`: rows in the batch's column order, or dicts."""
+    if batch.columns is not None:
+        if column not in batch.columns:
+            return []
+        at = batch.columns.index(column)
+        return [row[at] for row in records]
+    return [record.get(column) if isinstance(record, dict) else None for record in records]
 
 
 def source_columns(source: SourceConfig) -> list[str]:

@@ -45,7 +45,7 @@ def validate(
     fields = FIELDS[entity]
     picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
     if naive_zone is not None:
-        when = fields.index(_TIME_FIELD[entity])
+        when = fields.index(TIME_FIELD[entity])
         picked[when] = [in_utc(value, naive_zone) for value in picked[when]]
     now = utcnow()
     good: list[StoreRow] = []
@@ -86,25 +86,31 @@ def _row(
     return order_values(to_order_row(raw, zone, defaults))
 
 
-_TIME_FIELD = {"users": "signup_at", "events": "occurred_at", "orders": "created_at"}
+TIME_FIELD = {"users": "signup_at", "events": "occurred_at", "orders": "created_at"}
 
 
 def in_utc(value: Any, zone: ZoneInfo) -> Any:
     """A time without an offset (ISO text or a datetime), read in `zone`, as UTC text with
     its offset; anything else as it is, for the field's rule to take or refuse. At a
     daylight saving change, an hour that happens twice is read as the first."""
+    moment = naive_time(value)
+    if moment is None:
+        return value
+    return moment.replace(tzinfo=zone).astimezone(dt.UTC).isoformat()
+
+
+def naive_time(value: Any) -> dt.datetime | None:
+    """`value` as a datetime when it is a time without an offset (ISO text or a datetime)."""
     if isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            return value
+            return None
     elif isinstance(value, dt.datetime):
         moment = value
     else:
-        return value
-    if moment.tzinfo is not None:
-        return value
-    return moment.replace(tzinfo=zone).astimezone(dt.UTC).isoformat()
+        return None
+    return moment if moment.tzinfo is None else None
 
 
 def _nones(items: list[Any]) -> Iterator[int]:
