@@ -18,6 +18,21 @@ from yunying.config import Settings
 pytestmark = pytest.mark.usefixtures("prefect")
 
 
+def _campaign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, channel: str, *more: str
+) -> None:
+    """A campaign file `name` on `channel` for silent users, no holdout or quiet hours, with
+    `more` TOML lines, in the campaign folder the settings read."""
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir(exist_ok=True)
+    (campaigns / f"{name}.toml").write_text(
+        f'name = "{name}"\nsegment = ["silent"]\nchannels = ["{channel}"]\n'
+        'template = "winback"\nholdout_percent = 0\nquiet_hours = false\n'
+        + "".join(f"{line}\n" for line in more)
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+
+
 def test_sending_is_off_until_enabled_and_the_setting_overrides_the_store(
     engine: Engine,
     settings: Settings,
@@ -29,13 +44,7 @@ def test_sending_is_off_until_enabled_and_the_setting_overrides_the_store(
     monkeypatch.delenv("YUNYING_SENDING")
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "mail.toml").write_text(
-        'name = "mail"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\n'
-        "holdout_percent = 0\nfrequency_cap_days = 0\nquiet_hours = false\n"
-    )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    _campaign(tmp_path, monkeypatch, "mail", "email", "frequency_cap_days = 0")
     silent_users(engine, settings, 4)
 
     assert main(["sending", "status"]) == 0
@@ -152,15 +161,8 @@ def test_messages_written_to_files_while_sending_is_off_reach_no_one_and_cap_no_
     monkeypatch.delenv("YUNYING_SENDING")
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
     for name in ("mail", "other"):
-        (campaigns / f"{name}.toml").write_text(
-            f'name = "{name}"\nsegment = ["silent"]\nchannels = ["email"]\n'
-            'template = "winback"\nholdout_percent = 0\nfrequency_cap_days = 7\n'
-            "quiet_hours = false\n"
-        )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+        _campaign(tmp_path, monkeypatch, name, "email", "frequency_cap_days = 7")
     silent_users(engine, settings, 4)
     assert main(["run", "reactivation", "--campaign", "other", "--date", str(DAY)]) == 0
     assert len(list((settings.outbox_path / "email").glob("*.eml"))) == 4
@@ -180,13 +182,7 @@ def test_a_wechat_campaign_with_sending_off_writes_its_messages_to_a_file(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("YUNYING_SENDING")
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "wx.toml").write_text(
-        'name = "wx"\nsegment = ["silent"]\nchannels = ["wechat"]\ntemplate = "winback"\n'
-        "holdout_percent = 0\nquiet_hours = false\n"
-    )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    _campaign(tmp_path, monkeypatch, "wx", "wechat")
     silent_users(engine, settings, 3, openid="o-wx", wechat_opt_in=True)
     assert main(["run", "reactivation", "--campaign", "wx", "--date", str(DAY)]) == 0
     lines = (settings.outbox_path / "wechat.jsonl").read_text().splitlines()
@@ -200,13 +196,7 @@ def test_a_run_names_the_channels_with_no_provider_whose_messages_go_to_files(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "app.toml").write_text(
-        'name = "app"\nsegment = ["silent"]\nchannels = ["push"]\ntemplate = "winback"\n'
-        "holdout_percent = 0\nquiet_hours = false\n"
-    )
-    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
+    _campaign(tmp_path, monkeypatch, "app", "push")
     silent_users(engine, settings, 2)
     assert main(["run", "reactivation", "--campaign", "app", "--date", str(DAY)]) == 0
     err = capsys.readouterr().err
