@@ -144,6 +144,19 @@ def test_one_click_post_from_a_sent_email_unsubscribes_with_200_and_no_redirect(
     assert len(suppressions(engine)) == 1
 
 
+def test_one_click_post_as_multipart_form_data_unsubscribes(engine: Engine, site: Site) -> None:
+    """RFC 8058 section 3.1: the POST content SHOULD be multipart/form-data (as `curl -F`)."""
+    silent_users(engine, site.settings, 1)
+    send_winback(engine, site.settings, 1)
+    [message] = sent_emails(site.settings)
+    answer = site.client.post(
+        unsubscribe_link(message), files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert answer.request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert (answer.status_code, answer.text) == (200, "unsubscribed\n")
+    assert suppressions(engine) == {("s00000", "email", "unsubscribed")}
+
+
 def test_get_shows_a_page_in_the_users_locale_and_changes_nothing_until_confirmed(
     engine: Engine, site: Site
 ) -> None:

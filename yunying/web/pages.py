@@ -11,6 +11,8 @@ reading; the preference page can narrow it to topics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import default
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,11 +47,34 @@ MAX_FORM_BYTES = 4096
 
 
 async def form_of(request: Request) -> dict[str, list[str]]:
-    body = await request.body()
+    """A small form's fields, URL-encoded or multipart/form-data (what RFC 8058 says a
+    mail client's one-click POST should be); files are ignored."""
+    body = (await request.body())[:MAX_FORM_BYTES]
+    kind = request.headers.get("content-type", "")
     fields: dict[str, list[str]] = {}
-    for name, value in parse_qsl(body[:MAX_FORM_BYTES].decode(errors="replace")):
+    if kind.startswith("multipart/form-data"):
+        pairs = _multipart_fields(kind, body)
+    else:
+        pairs = parse_qsl(body.decode(errors="replace"))
+    for name, value in pairs:
         fields.setdefault(name, []).append(value)
     return fields
+
+
+def _multipart_fields(kind: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a multipart/form-data body (RFC 7578), read by the stdlib's MIME
+    parser: a few short fields, no dependency for them."""
+    message = BytesParser(policy=default).parsebytes(
+        f"Content-Type: {kind}\r\n\r\n".encode("latin-1", errors="replace") + body
+    )
+    if not message.is_multipart():
+        return []
+    return [
+        (str(name), str(part.get_content()))
+        for part in message.iter_parts()
+        if (name := part.get_param("name", header="content-disposition"))
+        and not part.get_filename()
+    ]
 
 
 def _lang(request: Request, locale: str | None) -> str:
