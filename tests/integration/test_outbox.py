@@ -736,6 +736,38 @@ def test_a_421_for_one_recipient_reconnects_for_the_others(
     assert smtp_server.connections == 2
 
 
+def test_the_file_outbox_writes_one_file_per_message_key(tmp_path: Path) -> None:
+    """Users 'ops:45' and 'ops_45' each get their own .eml: ':' is written '_' in a file
+    name, so a '_' of the key is escaped, never merged with it."""
+    from yunying.messaging.channels import EmlFileChannel
+    from yunying.messaging.outbox import Claimed
+    from yunying.messaging.render import Rendered
+
+    users = ["ops:45", "ops_45", "ops%5F45"]
+    messages = [
+        OutgoingMessage(
+            Claimed(i, f"winback:{DAY}:{user}", user, "email", 1),
+            f"{i}@example.com",
+            Rendered("s", "t", "<p>h</p>"),
+            "",
+        )
+        for i, user in enumerate(users)
+    ]
+    outcomes = EmlFileChannel(tmp_path, "ops@example.com").send(messages)
+    files = {outcome.provider_ref for outcome in outcomes}
+    assert len(files) == 3 and {o.status for o in outcomes} == {"sent"}
+    written = [
+        message_from_bytes((tmp_path / "email" / f).read_bytes(), policy=default)
+        for f in sorted(files)
+    ]
+    assert sorted(str(m["To"]) for m in written) == [
+        "0@example.com",
+        "1@example.com",
+        "2@example.com",
+    ]
+    assert f"winback_{DAY}_ops_45.eml" in files  # the common case stays readable
+
+
 def test_a_server_that_hangs_up_every_few_messages_costs_no_message_an_attempt(
     engine: Engine, settings: Settings, smtp_server: SmtpSink
 ) -> None:

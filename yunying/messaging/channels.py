@@ -119,7 +119,10 @@ def mime_boundary(key: str) -> str:
 
 
 def _safe_name(key: str) -> str:
-    return key.replace(":", "_").replace("/", "_")
+    """A file name per message key, never one for two keys: ':' (which some file systems
+    refuse) is written '_', so the key's own '_', '%' and '/' are percent-escaped."""
+    escaped = key.replace("%", "%25").replace("_", "%5F").replace("/", "%2F")
+    return escaped.replace(":", "_")
 
 
 class EmlFileChannel:
