@@ -515,6 +515,28 @@ def test_generic_webhook_receipts_and_sms_gateway_replies(engine: Engine, site: 
     }
 
 
+@pytest.mark.parametrize(
+    "sender", ["8613900000002", "13900000002", "+86 139 0000 0002", "+86-139-0000-0002"]
+)
+def test_a_stop_reply_from_the_number_written_another_way_suppresses_its_user(
+    engine: Engine, site: Site, sender: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stored as +8613900000002; gateways write the sender with or without the country
+    code, '+' or spaces. A STOP that finds no user is a warning, not a silent 200."""
+    silent_users(engine, site.settings, 3)
+    reply = json.dumps({"id": "in1", "from": sender, "text": "退订"}).encode()
+    answer = site.client.post("/callbacks/sms", content=reply, headers=hmac_headers(reply))
+    assert answer.json() == {"status": "suppressed 1"}
+    assert suppressions(engine) == {("s00002", "sms", "replied STOP")}
+
+    unknown = json.dumps({"id": "in2", "from": "+8613700000009", "text": "T"}).encode()
+    with caplog.at_level(logging.INFO, logger="yunying.web"):
+        answer = site.client.post("/callbacks/sms", content=unknown, headers=hmac_headers(unknown))
+    assert answer.json() == {"status": "suppressed 0"}
+    assert "a STOP from a number no user has (ending 0009)" in caplog.text
+    assert "13700000009" not in caplog.text
+
+
 def test_health_rate_limit_and_headers(settings: Settings) -> None:
     port = free_port()
     configured = site_settings(settings, port, rate_limit_per_minute=3)

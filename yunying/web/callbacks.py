@@ -158,9 +158,7 @@ async def twilio_inbound(web: Web, request: Request) -> Response:
         return _refused("MessageSid and From are required", 400)
 
     def effect(session: Session) -> str:
-        if is_stop(text):
-            return f"suppressed {suppress_phone(session, sender, 'replied STOP')}"
-        return "ignored"
+        return _stop(session, sender, text)
 
     await _once(web, "twilio-inbound", sid, effect)
     return Response("<Response/>", media_type="text/xml")  # TwiML: no reply from us
@@ -214,8 +212,17 @@ async def sms_reply(web: Web, request: Request) -> Response:
         return _refused("from and text are required", 400)
 
     def effect(session: Session) -> str:
-        if is_stop(text):
-            return f"suppressed {suppress_phone(session, sender, 'replied STOP')}"
-        return "ignored"
+        return _stop(session, sender, text)
 
     return await _once(web, "sms", data["id"], effect)
+
+
+def _stop(session: Session, sender: str, text: str) -> str:
+    """A reply's effect: a STOP suppresses SMS to the sender's number; one that finds no
+    user is said (the gateway is answered 200 all the same: a retry would find none)."""
+    if not is_stop(text):
+        return "ignored"
+    suppressed = suppress_phone(session, sender, "replied STOP")
+    if not suppressed:
+        log.warning("a STOP from a number no user has (ending %s)", sender[-4:])
+    return f"suppressed {suppressed}"

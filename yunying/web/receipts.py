@@ -8,9 +8,10 @@ suppresses SMS for every user with that phone number. Nothing here sends or pays
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from sqlalchemy import delete, literal, select, update
+from sqlalchemy import and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from yunying.messaging.status import OutboxStatus
@@ -68,25 +69,44 @@ def suppress_message_user(session: Session, match: Match, value: str, reason: st
     rows = select(
         OutboxMessage.user_id, OutboxMessage.channel, literal(reason), literal(utcnow())
     ).where(_message(match, value), OutboxMessage.channel.is_not(None))
-    result = session.execute(
-        upsert_insert(session, Suppression.__table__)  # Core: its rowcount is reliable
+    table = Suppression.__table__
+    added = session.execute(
+        upsert_insert(session, table)
         .from_select(["user_id", "channel", "reason", "created_at"], rows)
         .on_conflict_do_nothing()
+        .returning(table.c.user_id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(added.all())
+
+
+# Fewer digits than this say too little to find a number by.
+MIN_PHONE_DIGITS = 7
 
 
 def suppress_phone(session: Session, phone: str, reason: str) -> int:
-    """An SMS STOP reply: every user with this number stops getting SMS."""
-    rows = select(User.user_id, literal("sms"), literal(reason), literal(utcnow())).where(
-        User.phone == phone
+    """An SMS STOP reply: every user with this number stops getting SMS. Gateways write a
+    number with or without its country code, '+', spaces or a trunk 0, so the stored number
+    and the sender's match when the digits of one end with those of the other (an opt-out
+    errs towards suppressing)."""
+    digits = re.sub(r"\D", "", phone).lstrip("0")
+    if len(digits) < MIN_PHONE_DIGITS:
+        return 0
+    stored = func.ltrim(func.replace(User.phone, "+", ""), "0")
+    same_number = or_(
+        stored.like(f"%{digits}"),
+        and_(func.length(stored) >= MIN_PHONE_DIGITS, literal(digits).like("%" + stored)),
     )
-    result = session.execute(
-        upsert_insert(session, Suppression.__table__)  # Core: its rowcount is reliable
+    rows = select(User.user_id, literal("sms"), literal(reason), literal(utcnow())).where(
+        same_number
+    )
+    table = Suppression.__table__
+    added = session.execute(
+        upsert_insert(session, table)
         .from_select(["user_id", "channel", "reason", "created_at"], rows)
         .on_conflict_do_nothing()
+        .returning(table.c.user_id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(added.all())
 
 
 def unsuppress(session: Session, user_id: str, channel: str, reasons: tuple[str, ...]) -> None:
