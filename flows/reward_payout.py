@@ -78,6 +78,15 @@ def reward_payout(
     requester = started_by(requested_by)
     prepared = plan_payout(settings, chosen)
     if prepared.plan is None:
+        if chosen.rule.kind != "lottery":
+            return _finish(
+                campaign,
+                "Window open",
+                f"the window is open until {chosen.end.isoformat()}: nothing planned or paid;"
+                " run the payout after it ends",
+                approved=False,
+                paid=0,
+            )
         return _finish(
             campaign,
             "Committed",
@@ -128,23 +137,42 @@ def reward_payout(
     results = [
         pay(settings, chosen, entries[i : i + PAY_BATCH]) for i in range(0, len(entries), PAY_BATCH)
     ]
-    winners = publish_winners(settings, chosen)
-    notified = notify(settings, chosen, winners)
+    where = publish_winners(settings, chosen)
+    notified = notify(settings, chosen, where.paid_users)  # once each: "it is in your account"
     paid = sum(r["paid"] for r in results)
-    failed = sum(r["failed"] for r in results)
     over_budget = sum(r["over_budget"] for r in results)
-    # Named so a failure shows in the run list: retried by the next run, budget released.
-    outcome = "Paid" if not failed else "Partly paid" if paid else "Payment failed"
+    retried = len(where.unpaid)  # failed with attempts left
+    failed_for_good = max(0, sum(r["failed"] for r in results) - retried)
+    # Named so a run that paid less than its plan shows in the run list.
+    outcome = (
+        "Paid"
+        if paid == len(entries)
+        else "Partly paid"
+        if paid
+        else "Payment failed"
+        if retried or failed_for_good
+        else "Over budget"
+    )
+    said = [f"paid {paid} of {len(entries)} left to pay"]
+    if over_budget:
+        said.append(f"{over_budget} over budget")
+    if retried:
+        said.append(f"{retried} failed (their budget released, retried by the next run)")
+    if failed_for_good:
+        said.append(
+            f"{failed_for_good} failed for good ({chosen.max_payout_attempts} attempts;"
+            " budget released)"
+        )
+    total = where.paid + where.given_up + where.over_budget + len(where.unpaid)
     return _finish(
         campaign,
         outcome,
-        f"paid {paid} of {len(entries)} left to pay; {failed} failed (their budget released,"
-        f" retried by the next run), {over_budget} over budget; {len(winners)} winners paid in all",
+        "; ".join(said) + f"; {where.paid} of the plan's {total} winners paid in all",
         approved=True,
         paid=paid,
-        failed=failed,
+        failed=retried + failed_for_good,
         over_budget=over_budget,
-        winners=len(winners),
+        winners=where.paid,
         notified=notified,
     )
 

@@ -23,6 +23,7 @@ from yunying.messaging.outbox import counts, plan
 from yunying.messaging.send import send_all
 from yunying.rewards.approval import (
     Decision,
+    Standing,
     approved_plan,
     record_decision,
     refusal,
@@ -101,6 +102,8 @@ def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
         elif campaign.rule.kind == "lottery" and now < campaign.end_utc:
             record = commit(session, campaign, now)
             prepared = Prepared(None, headline=f"seed commitment {record.commitment}")
+        elif now < campaign.end_utc:  # leaders may still change; an approved plan is final
+            return Prepared(None)
         else:
             prepared = Prepared(compute_plan(session, campaign))
             paid_before = paid_users(session, campaign)
@@ -134,6 +137,12 @@ def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
             + (f", {len(paid_before)} paid already" if paid_before else "")
             + f") against {remaining} remaining"
             + (f"; seed commitment {payout.commitment}" if payout.commitment else "")
+            + (
+                f". OVER BUDGET: {due} to pay, {remaining} remaining: in rank order each winner"
+                " takes what fits, and those it does not fit are not paid"
+                if due > remaining
+                else ""
+            )
         )
     create_table_artifact(
         key=f"payout-plan-{campaign.name}",
@@ -219,17 +228,16 @@ def pay(settings: Settings, campaign: RewardCampaign, entries: list[PlanEntry]) 
 
 
 @task(name="publish-winners", **RETRY_TRANSIENT)
-def publish_winners(settings: Settings, campaign: RewardCampaign) -> list[str]:
-    """Publish what changed as new versions (the store, then the files and the webhook)."""
+def publish_winners(settings: Settings, campaign: RewardCampaign) -> Standing:
+    """Publish what changed as new versions (the store, then the files and the webhook);
+    returns where the approved plan stands."""
     with session_scope(engine_for(settings.store_url)) as session:
         approved = approved_plan(session, campaign.name)
         if approved is None:
-            return []
+            return Standing()
         made = publish_results(session, campaign, approved, utcnow())
         published = publications(session, campaign.name)
         where = standing(session, campaign, approved)
-        paid = {e.user_id for e in approved.payable()} - {e.user_id for e in where.unpaid}
-        winners = [e.user_id for e in approved.plan.entries if e.user_id in paid]
     folder = rewards_folder(settings, campaign.name)
     write_files(folder, published)
     if settings.providers.webhook_url:
@@ -240,12 +248,13 @@ def publish_winners(settings: Settings, campaign: RewardCampaign) -> list[str]:
         key=f"winners-{campaign.name}",
         markdown=f"# {campaign.name} winners\n\nPublished {versions}; pages under `{folder}`.",
     )
-    return winners
+    return where
 
 
 @task(name="notify-winners", **RETRY_TRANSIENT)
 def notify(settings: Settings, campaign: RewardCampaign, winners: list[str]) -> dict[str, int]:
-    """Through the outbox: one message per winner per reward campaign, ever."""
+    """Through the outbox: one message per paid winner per reward campaign, ever (it says
+    the reward is in their account)."""
     template = find_campaign(settings.campaign_dir, "reward-won")
     notice = template.model_copy(update={"name": f"reward-won-{campaign.name}"})
     day = campaign.end.date()

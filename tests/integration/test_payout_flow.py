@@ -31,7 +31,7 @@ from yunying.rewards.campaign import load_reward_campaign
 from yunying.rewards.plan import compute_plan
 from yunying.rewards.publish import commit, latest_publication, publications
 from yunying.store.engine import session_scope
-from yunying.store.models import PointsEntry, RewardApproval, RewardLedgerEntry
+from yunying.store.models import OutboxMessage, PointsEntry, RewardApproval, RewardLedgerEntry
 
 pytestmark = pytest.mark.usefixtures("prefect")
 ROOT = Path(__file__).resolve().parents[2]
@@ -523,3 +523,80 @@ def test_a_run_whose_payouts_all_failed_says_so(
     state = _approve(name, {"approve": True, "approver": "lead"})
     assert (state.name, state.result()["failed"]) == ("Payment failed", 1)
     assert "budget released, retried by the next run" in state.message
+
+
+def test_a_top_n_run_before_its_window_ends_plans_and_pays_nothing(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    """Leaders can still change while the window is open: no plan to approve (an approved
+    plan is final), nothing paid; the run after the window plans."""
+    from flows.reward_payout import reward_payout
+
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = _campaign(rewards_dir, kind="top_n", end=end)
+    _participants(engine, settings, range(4))
+    state = reward_payout(campaign=name, approval_timeout_seconds=5, return_state=True)
+    assert state.name == "Window open" and _paid(engine) == 0
+    assert state.message.startswith(f"the window is open until {end[:10]}")
+    assert "nothing planned or paid" in state.message
+    assert _audit(engine, name) == []
+
+
+def _winner_notices(engine: Engine, name: str) -> set[str]:
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(OutboxMessage.user_id).where(OutboxMessage.campaign == f"reward-won-{name}")
+        )
+        return set(rows)
+
+
+def test_a_plan_over_budget_is_said_and_only_the_paid_are_told_they_won(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    """Budget 120 for 100 + 50 + 20: the plan says it exceeds the budget before approval; the
+    50 does not fit, the 20 does. Only the two paid winners are told their reward is in
+    their account, and the run is Partly paid, not Paid."""
+    name = _campaign(rewards_dir, kind="top_n")
+    path = rewards_dir / f"{name}.toml"
+    path.write_text(
+        path.read_text()
+        .replace("budget = 500", "budget = 120")
+        .replace("amounts = [100, 50]", "amounts = [100, 50, 20]")
+    )
+    _participants(engine, settings, range(4))
+    thread, outcome, run_id = _run_paused(name)
+    with get_client(sync_client=True) as client:
+        [plan] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert plan.description is not None
+    assert "OVER BUDGET: 170 to pay, 120.00 remaining" in plan.description
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run_id, run_input={"approve": True, "approver": "lead"})
+    thread.join(timeout=120)
+    state = outcome["state"]
+    assert state.name == "Partly paid"
+    assert state.message.startswith("paid 2 of 3 left to pay; 1 over budget")
+    assert "2 of the plan's 3 winners paid in all" in state.message
+    assert _winner_notices(engine, name) == {"w0", "w2"}
+
+
+def test_payouts_failed_for_good_are_not_said_to_be_retried_nor_told_they_won(
+    engine: Engine,
+    settings: Settings,
+    rewards_dir: Path,
+    local_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = _campaign(rewards_dir, extra="max_payout_attempts = 1")
+    _participants(engine, settings, range(2))
+    monkeypatch.setenv("YUNYING_PROVIDERS__REWARDS_URL", local_server.url + "/v1/rewards")
+    local_server.faults.reject_keys.add(f"{name}:w0:points")
+    state = _approve(name, {"approve": True, "approver": "lead"})
+    assert state.name == "Partly paid"
+    assert "1 failed for good (1 attempts; budget released)" in state.message
+    assert "retried by the next run" not in state.message
+    assert _winner_notices(engine, name) == {"w1"}

@@ -143,11 +143,15 @@ def approved_plan(session: Session, campaign: str) -> ApprovedPlan | None:
 class Standing:
     """Where an approved plan stands in the ledger."""
 
-    paid: int = 0
+    paid_users: list[str] = field(default_factory=list)  # in the plan's order
     unpaid: list[PlanEntry] = field(default_factory=list)  # a run may (re)try these
     given_up: int = 0  # failed max_payout_attempts times; their budget is released
     over_budget: int = 0
     excluded: int = 0  # flagged and not included by the approver
+
+    @property
+    def paid(self) -> int:
+        return len(self.paid_users)
 
 
 def standing(session: Session, campaign: RewardCampaign, approved: ApprovedPlan) -> Standing:
@@ -167,7 +171,7 @@ def standing(session: Session, campaign: RewardCampaign, approved: ApprovedPlan)
     for entry in payable:
         status, attempts = rows.get(entry.user_id, (None, 0))
         if status == "paid":
-            result.paid += 1
+            result.paid_users.append(entry.user_id)
         elif status == "over_budget":
             result.over_budget += 1
         elif status == "failed" and attempts >= campaign.max_payout_attempts:
