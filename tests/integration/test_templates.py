@@ -273,3 +273,19 @@ def test_preview_renders_from_template_dir(
     days = (dt.datetime.now(settings.zone).date() - dt.timedelta(days=1) - DAY).days
     assert main(["preview", "ops", "--user", "d000", "--channel", "webhook"]) == 0
     assert f"{100 / (8 + days - 10):.1f} points back" in capsys.readouterr().out
+
+
+def test_every_shipped_email_links_unsubscribe_and_preferences_in_both_parts() -> None:
+    """README: each email's footer links the preference page; a new template forgetting it
+    fails here."""
+    from yunying.messaging.render import TEMPLATES
+
+    bodies = [
+        path
+        for path in (TEMPLATES / "messages").glob("*/email.*")
+        if not path.name.endswith(".subject.txt") and path.suffix in (".txt", ".html")
+    ]
+    assert len(bodies) >= 12
+    for body in bodies:
+        text = body.read_text(encoding="utf-8")
+        assert "{{ unsubscribe_url }}" in text and "{{ preferences_url }}" in text, body
