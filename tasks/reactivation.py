@@ -24,6 +24,7 @@ from yunying.messaging.outbox import (
     counts,
     counts_by_channel,
     in_flight,
+    mark_held_out_while_sending_off,
     next_deferred_at,
     next_retry_at,
     plan,
@@ -69,10 +70,11 @@ def plan_outbox(
     logger = get_run_logger()
     logger.info("outbox for %s on %s: %s", campaign.name, business_date, planned)
     engine = engine_for(settings.store_url)
-    for notice in (
-        off_notice(engine, settings),
-        export_notice(engine, settings, campaign.channels),
-    ):
+    off = off_notice(engine, settings)
+    if off:
+        with session_scope(engine) as session:
+            mark_held_out_while_sending_off(session, campaign.name, business_date)
+    for notice in (off, export_notice(engine, settings, campaign.channels)):
         if notice:
             logger.warning(notice)
     return planned

@@ -19,15 +19,20 @@ pytestmark = pytest.mark.usefixtures("prefect")
 
 
 def _campaign(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, channel: str, *more: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    channel: str,
+    *more: str,
+    holdout: int = 0,
 ) -> None:
-    """A campaign file `name` on `channel` for silent users, no holdout or quiet hours, with
-    `more` TOML lines, in the campaign folder the settings read."""
+    """A campaign file `name` on `channel` for silent users, no quiet hours, with `more` TOML
+    lines, in the campaign folder the settings read."""
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir(exist_ok=True)
     (campaigns / f"{name}.toml").write_text(
         f'name = "{name}"\nsegment = ["silent"]\nchannels = ["{channel}"]\n'
-        'template = "winback"\nholdout_percent = 0\nquiet_hours = false\n'
+        f'template = "winback"\nholdout_percent = {holdout}\nquiet_hours = false\n'
         + "".join(f"{line}\n" for line in more)
     )
     monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(campaigns))
@@ -155,27 +160,28 @@ def test_messages_written_to_files_while_sending_is_off_reach_no_one_and_cap_no_
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A company tries its campaigns for a few nights with sending off, then turns sending
-    on: the next night's messages go to the users the files held, under a 7-day frequency
-    cap and the cross-campaign cap, as if the evaluation had never happened (it reached no
-    one)."""
+    on: the next night's messages go to every user the evaluation wrote to or held out,
+    under a 7-day frequency cap and the cross-campaign cap, as if the evaluation had never
+    happened (it reached no one)."""
     monkeypatch.delenv("YUNYING_SENDING")
     monkeypatch.setenv("YUNYING_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("YUNYING_SMTP__PORT", str(smtp_server.port))
-    for name in ("mail", "other"):
-        _campaign(tmp_path, monkeypatch, name, "email", "frequency_cap_days = 7")
-    silent_users(engine, settings, 4)
+    _campaign(tmp_path, monkeypatch, "mail", "email", "frequency_cap_days = 7")
+    _campaign(tmp_path, monkeypatch, "other", "email", "frequency_cap_days = 7", holdout=50)
+    silent_users(engine, settings, 8)
     assert main(["run", "reactivation", "--campaign", "other", "--date", str(DAY)]) == 0
-    assert len(list((settings.outbox_path / "email").glob("*.eml"))) == 4
+    written = len(list((settings.outbox_path / "email").glob("*.eml")))
+    assert 0 < written < 8  # and the others held out
 
     assert main(["sending", "enable"]) == 0
     # The evaluated date stays done: run again with sending on, it sends nothing.
     assert main(["run", "reactivation", "--campaign", "other", "--date", str(DAY)]) == 0
     assert smtp_server.messages == []
     later = DAY + dt.timedelta(days=1)
-    silent_users(engine, settings, 4, day=later)
+    silent_users(engine, settings, 8, day=later)
     assert main(["run", "reactivation", "--campaign", "mail", "--date", str(later)]) == 0
     capsys.readouterr()
-    assert sorted(m["To"] for m in smtp_server.messages) == [f"s{i}@example.com" for i in range(4)]
+    assert sorted(m["To"] for m in smtp_server.messages) == [f"s{i}@example.com" for i in range(8)]
 
 
 def test_a_wechat_campaign_with_sending_off_writes_its_messages_to_a_file(

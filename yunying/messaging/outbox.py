@@ -55,6 +55,7 @@ from yunying.lifecycle.states import latest_date, not_computed_for
 from yunying.messaging.campaign import Campaign, Channel
 from yunying.messaging.status import (
     HOLDOUT_REASON,
+    SENDING_OFF_REF,
     OutboxStatus,
     SendOutcome,
     Suppressed,
@@ -194,6 +195,7 @@ def stage_plan(
                 # An unknown outcome may have reached the user: as conservative as a send.
                 OutboxMessage.status.in_((OutboxStatus.HOLDOUT, OutboxStatus.UNKNOWN)),
                 OutboxMessage.business_date >= cap_start.date(),
+                ~written_while_sending_off(OutboxMessage.provider_ref),
             ),
         ),
         literal(campaign.frequency_cap_days > 0),  # 0 turns the cap off
@@ -394,6 +396,24 @@ def claim(
     )
     return sorted(
         (Claimed(*row) for row in session.execute(statement)), key=lambda claimed: claimed.id
+    )
+
+
+def mark_held_out_while_sending_off(
+    session: Session, campaign: str, business_date: dt.date
+) -> None:
+    """The date's held-out rows, planned while sending is off, marked as its files are: an
+    evaluation's holdout is capped no more than its messages, which reached no one."""
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.campaign == campaign,
+            OutboxMessage.business_date == business_date,
+            OutboxMessage.status == OutboxStatus.HOLDOUT,
+            OutboxMessage.provider_ref.is_(None),
+        )
+        .values(provider_ref=f"{SENDING_OFF_REF}holdout")
+        .execution_options(synchronize_session=False)
     )
 
 
