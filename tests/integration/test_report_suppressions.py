@@ -65,3 +65,31 @@ def test_the_report_names_each_suppression_by_its_recorded_reason(
     page = _page_text(html.group(1))
     assert re.search(rf"{status} 12 {reason} 12", page), page[-600:]
     assert wrong not in page
+
+
+def test_the_report_does_not_call_an_evaluations_messages_sent(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Sending off: the night's messages went to files, and the report says so."""
+    from cli.main import main
+
+    monkeypatch.delenv("YUNYING_SENDING")
+    monkeypatch.setenv("YUNYING_DEFAULT_LOCALE", "en")
+    (tmp_path / "mail.toml").write_text(
+        'name = "mail"\nsegment = ["silent"]\nchannels = ["email"]\ntemplate = "winback"\n'
+        "holdout_percent = 0\nquiet_hours = false\n"
+    )
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(tmp_path))
+    silent_users(engine, settings, 5)
+    assert main(["run", "reactivation", "--campaign", "mail", "--date", str(DAY)]) == 0
+    capsys.readouterr()
+    assert main(["run", "report", "--date", str(DAY)]) == 0
+    html = re.search(r"'html': '([^']+)'", capsys.readouterr().out)
+    assert html is not None
+    page = _page_text(html.group(1))
+    assert "written to files (sending off): sent to no one 5" in page
+    assert not re.search(r"\bsent [1-9]", page)

@@ -35,6 +35,7 @@ from yunying.lifecycle.history import states_as_of
 from yunying.lifecycle.states import STATES, latest_date, summarise
 from yunying.messaging.outbox import counts as outbox_counts
 from yunying.messaging.outbox import suppressions
+from yunying.messaging.status import OutboxStatus, written_while_sending_off
 from yunying.reports.anomaly import SERIES_DAYS, Flag, judge
 from yunying.reports.effects import (
     WINDOW,
@@ -48,7 +49,14 @@ from yunying.reports.effects import (
     reactivation_uplift,
     reward_spend,
 )
-from yunying.store.models import ActiveDay, LifecycleRun, LifecycleTransition, Order, User
+from yunying.store.models import (
+    ActiveDay,
+    LifecycleRun,
+    LifecycleTransition,
+    Order,
+    OutboxMessage,
+    User,
+)
 
 FLAGGED = ("dau", "new_users", "orders", "revenue")
 CENT = Decimal("0.01")
@@ -188,6 +196,32 @@ def anomaly_flags(
     return [judge(kpi, series[kpi], business_date, data_start) for kpi in FLAGGED]
 
 
+# The messages written to the file outbox while sending was off: "sent" to no one.
+WRITTEN_TO_FILES = "written_to_files"
+
+
+def messages_by_status(session: Session, business_date: dt.date) -> dict[str, int]:
+    """The date's messages per outbox status, those sent to files while sending was off
+    apart from the sent (a report must not call an evaluation's messages sent)."""
+    counted = outbox_counts(session, None, business_date)
+    to_files = int(
+        session.scalar(
+            select(func.count()).where(
+                OutboxMessage.business_date == business_date,
+                OutboxMessage.status == OutboxStatus.SENT,
+                written_while_sending_off(OutboxMessage.provider_ref),
+            )
+        )
+        or 0
+    )
+    split: dict[str, int] = {}
+    for status, count in counted.items():
+        split[status] = count - to_files if status == OutboxStatus.SENT else count
+        if status == OutboxStatus.SENT:
+            split[WRITTEN_TO_FILES] = to_files
+    return split
+
+
 def lifecycle_as_of(session: Session, business_date: dt.date) -> tuple[dict[str, int], int] | None:
     """Users per state and the number of transitions as of the date's own lifecycle run, or
     None when the date had no run. The stored counts describe the latest run only; for an
@@ -265,7 +299,7 @@ def compute_kpis(
         counted_payers=int(counted_payers or 0),
         lifecycle=None if lifecycle is None else lifecycle[0],
         transitions=0 if lifecycle is None else lifecycle[1],
-        messages=outbox_counts(session, None, business_date),
+        messages=messages_by_status(session, business_date),
         suppressed=suppressions(session, None, business_date),
         dau_trend=trend,
         d30_retention=retention(session, business_date, 30),
