@@ -178,7 +178,7 @@ def decide(
 ) -> Verdict:
     """Check the approval in the flow (the form's checks can be bypassed), record it, and
     store the plan once approved."""
-    refused = refusal(campaign, decision, requested_by) if decision.approve else None
+    refused = refusal(campaign, decision, requested_by, payout) if decision.approve else None
     now = utcnow()
     with session_scope(engine_for(settings.store_url)) as session:
         record_decision(session, payout, decision, requested_by, refused, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -10,6 +11,16 @@ from pydantic import ValidationError
 
 from yunying.rewards.approval import Decision, refusal
 from yunying.rewards.campaign import RewardCampaign
+from yunying.rewards.plan import PayoutPlan, PlanEntry
+
+PLAN = PayoutPlan(
+    "nov",
+    [
+        PlanEntry("u1", 1, Decimal(10), public_id="p1"),
+        PlanEntry("u2", 2, Decimal(10), ["same device"], public_id="p2"),
+    ],
+    eligible=2,
+)
 
 
 def _campaign(**changes: Any) -> RewardCampaign:
@@ -52,7 +63,7 @@ def _campaign(**changes: Any) -> RewardCampaign:
 def test_approval_rules(
     changes: dict[str, Any], approver: str, started_by: str | None, expected: str | None
 ) -> None:
-    found = refusal(_campaign(**changes), Decision(True, approver), started_by)
+    found = refusal(_campaign(**changes), Decision(True, approver), started_by, PLAN)
     if expected is None:
         assert found is None
     else:
@@ -62,3 +73,22 @@ def test_approval_rules(
 def test_a_blank_name_in_approvers_is_a_file_error() -> None:
     with pytest.raises(ValidationError, match="approvers: a name is blank"):
         _campaign(approvers=["lead", " "])
+
+
+@pytest.mark.parametrize(
+    ("included", "expected"),
+    [
+        (["p2"], None),
+        (["u2"], None),
+        (["p1"], "include_flagged: 'p1' is no flagged winner of this plan"),
+        (["deadbeef00000000"], "(its flagged winners' public ids: p2)"),
+    ],
+)
+def test_only_a_flagged_winner_of_the_plan_can_be_included(
+    included: list[str], expected: str | None
+) -> None:
+    found = refusal(_campaign(), Decision(True, "lead", include_flagged=included), None, PLAN)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and expected in found

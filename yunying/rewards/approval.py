@@ -48,11 +48,22 @@ def _same_person(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def refusal(campaign: RewardCampaign, decision: Decision, requested_by: str | None) -> str | None:
+def refusal(
+    campaign: RewardCampaign, decision: Decision, requested_by: str | None, plan: PayoutPlan
+) -> str | None:
     """Why this approval cannot be accepted (nothing is paid), or None when it can."""
     name = decision.approver.strip()
     if not name:
         return "no approver was named; the approver field is required"
+    flagged = [e for e in plan.entries if e.flags]
+    known = {e.public_id for e in flagged} | {e.user_id for e in flagged}
+    unknown = [given for given in decision.include_flagged if given not in known]
+    if unknown:  # a mistyped id would leave the winner meant unpaid, and say nothing
+        listed = ", ".join(e.public_id for e in flagged) or "none"
+        return (
+            f"include_flagged: {', '.join(map(repr, unknown))} is no flagged winner of this plan"
+            f" (its flagged winners' public ids: {listed})"
+        )
     if campaign.approvers and not any(_same_person(name, a) for a in campaign.approvers):
         return (
             f"{name!r} may not approve {campaign.name}: the campaign's approvers are"
@@ -88,7 +99,12 @@ def record_decision(
             plan_hash=plan.digest(),
             approved=decision.approve and refused is None,
             approver=decision.approver.strip(),
-            note=decision.note,
+            note=decision.note
+            + (
+                f" [included flagged: {', '.join(decision.include_flagged)}]"
+                if decision.include_flagged
+                else ""
+            ),
             decided_at=now,
             requested_by=requested_by,
             refusal=refused,
