@@ -108,3 +108,42 @@ def test_switching_a_dry_run_off_sends_that_date_normally(
     assert set(rows) == {"sent", "holdout"} and sum(rows.values()) == 40
     assert f"'would_hold_out': {rows['holdout']}" in out  # the dry run foretold the real one
     assert local_server.recorder.requests == rows["sent"]
+
+
+def test_a_dry_run_says_how_many_quiet_hours_would_defer(
+    engine: Engine,
+    settings: Settings,
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Quiet hours around Shanghai's time now: its three users would be deferred, the three
+    twelve hours away sent; the real run that follows does just that."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from cli.main import main
+    from yunying.store.models import User
+
+    users = silent_users(engine, settings, 6)
+    with session_scope(engine) as session:
+        session.execute(
+            update(User).where(User.user_id.in_(users[3:])).values(timezone="Etc/GMT+4")
+        )
+    shanghai = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
+    start, end = shanghai - dt.timedelta(hours=1), shanghai + dt.timedelta(hours=1)
+    quiet = f'quiet_hours = {{ start = "{start:%H:%M}", end = "{end:%H:%M}" }}'
+    text = OTHER.replace("quiet_hours = false", quiet)
+    monkeypatch.setenv("YUNYING_PROVIDERS__WEBHOOK_URL", local_server.url + "/v1/webhook")
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(folder))
+    (folder / "other.toml").write_text(text + "dry_run = true\n")
+    assert main(_run("other")) == 0
+    out = capsys.readouterr().out
+    assert "'would_send': {'webhook': 6}, 'would_defer_by_quiet_hours': 3" in out
+    (folder / "other.toml").write_text(text)
+    assert main(_run("other")) == 0
+    assert _rows(engine, "other") == {"deferred": 3, "sent": 3}

@@ -9,7 +9,7 @@ from yunying.errors import ConfigError, TemplateDataError, TemplateError
 from yunying.lifecycle.holdout import campaign_bucket, in_holdout
 from yunying.messaging.campaign import QuietHours, load_campaign
 from yunying.messaging.render import render, sms_segments
-from yunying.messaging.send import _quiet_until
+from yunying.messaging.send import quiet_until
 from yunying.messaging.unsubscribe import InvalidToken, make_token, verify_token
 from yunying.sources.validate.rules import holdout_bucket
 
@@ -163,9 +163,9 @@ def test_campaign_file_errors_name_the_field(tmp_path: Path) -> None:
 def test_quiet_hours_defer_to_local_morning() -> None:
     quiet = QuietHours(start=dt.time(22), end=dt.time(8))
     late_in_shanghai = dt.datetime(2026, 11, 23, 15, 0)  # 23:00 in Shanghai
-    assert _quiet_until(quiet, "Asia/Shanghai", late_in_shanghai) == dt.datetime(2026, 11, 24, 0, 0)
-    assert _quiet_until(quiet, "Europe/London", late_in_shanghai) is None  # 15:00 there
+    assert quiet_until(quiet, "Asia/Shanghai", late_in_shanghai) == dt.datetime(2026, 11, 24, 0, 0)
+    assert quiet_until(quiet, "Europe/London", late_in_shanghai) is None  # 15:00 there
     # Across a DST change (London, 2026-03-29 01:00 UTC): 08:00 BST is 07:00 UTC.
-    assert _quiet_until(quiet, "Europe/London", dt.datetime(2026, 3, 28, 23, 0)) == dt.datetime(
+    assert quiet_until(quiet, "Europe/London", dt.datetime(2026, 3, 28, 23, 0)) == dt.datetime(
         2026, 3, 29, 7, 0
     )

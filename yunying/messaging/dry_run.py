@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.outbox import stage_plan
+from yunying.messaging.send import quiet_until
 from yunying.messaging.status import OutboxStatus
 from yunying.rewards.plan import mask
-from yunying.store.models import OutboxMessage
+from yunying.store.engine import utcnow
+from yunying.store.models import OutboxMessage, User
 
 EXAMPLES = 5
 
@@ -35,6 +37,7 @@ class DryRun:
     # (masked user id, channel, variant or "-") of a few users it would send to
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     already_planned: int = 0  # rows a real run of this date already wrote (left as they are)
+    deferred: int = 0  # of those it would send, how many its users' quiet hours would defer
 
     @property
     def sends(self) -> int:
@@ -43,7 +46,12 @@ class DryRun:
     def lines(self) -> list[str]:
         """What a person reads: the run's figures, per variant and channel, and why not."""
         head = f"dry run of {self.campaign} for {self.business_date}: nothing was written or sent"
-        lines = [head, f"would send: {self.sends}"]
+        deferred = (
+            f" ({self.deferred} of them deferred by quiet hours, sent when they end)"
+            if self.deferred
+            else ""
+        )
+        lines = [head, f"would send: {self.sends}{deferred}"]
         lines += [
             f"  {channel}" + ("" if variant == "-" else f", variant {variant}") + f": {count}"
             for (variant, channel), count in sorted(self.would_send.items())
@@ -70,6 +78,7 @@ class DryRun:
                 f"{channel}" + ("" if variant == "-" else f"/{variant}"): count
                 for (variant, channel), count in sorted(self.would_send.items())
             },
+            "would_defer_by_quiet_hours": self.deferred,
             "would_hold_out": self.held_out,
             "would_suppress": dict(self.suppressed.most_common()),
             "examples": [
@@ -104,6 +113,15 @@ def dry_run(
                 held_out += count
             else:
                 suppressed[reason or status] += count
+        now = utcnow()
+        by_zone = select(User.timezone, func.count()).join(new, new.c.user_id == User.user_id)
+        deferred = sum(
+            count
+            for zone, count in session.execute(
+                by_zone.where(new.c.status == OutboxStatus.QUEUED).group_by(User.timezone)
+            )
+            if quiet_until(campaign.quiet_hours, zone, now) is not None
+        )
         examples = [
             (mask(user), channel or "-", variant or "-")
             for user, channel, variant in session.execute(
@@ -123,4 +141,5 @@ def dry_run(
         suppressed,
         examples,
         int(already),
+        deferred,
     )

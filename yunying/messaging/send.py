@@ -122,7 +122,7 @@ def _send_claimed(
     by_channel: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for item in claimed:
         user, last_active = users[item.user_id]
-        deferred_until = _quiet_until(campaign.quiet_hours, user.timezone, now)
+        deferred_until = quiet_until(campaign.quiet_hours, user.timezone, now)
         if deferred_until is not None:
             unsent.append(Outcome(item.id, "deferred", "quiet hours", not_before=deferred_until))
             continue
@@ -363,7 +363,7 @@ def address_of(user: Recipient, channel: str) -> str:
     return user.user_id
 
 
-def _quiet_until(quiet: QuietHours | None, timezone: str, now: dt.datetime) -> dt.datetime | None:
+def quiet_until(quiet: QuietHours | None, timezone: str, now: dt.datetime) -> dt.datetime | None:
     """When the user's local time is in quiet hours, the UTC time the window ends."""
     if quiet is None:
         return None
