@@ -362,8 +362,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.flow == "nightly":
         from flows.nightly import nightly
 
-        print(nightly(business_date=args.date, campaign=args.campaign))
-        _warn_if_sending_off(settings)
+        night = nightly(business_date=args.date, campaign=args.campaign)
+        print(night)
+        _warn_if_sending_off(settings, list(night["campaigns"]))
     elif args.flow == "pull":
         from flows.pull import pull_sources
 
@@ -387,18 +388,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
         sent = campaigns(business_date=args.date, names=[args.campaign] if args.campaign else None)
         print(sent or f"no campaign in {settings.campaign_dir} is active for {args.date}")
-        _warn_if_sending_off(settings)
+        _warn_if_sending_off(settings, [result["campaign"] for result in sent])
     elif args.flow == "reactivation":
         from flows.reactivation import reactivation
 
+        name = args.campaign or "winback"
         print(
-            reactivation(
-                campaign=args.campaign or "winback",
-                business_date=args.date,
-                resend_failed=args.resend_failed,
-            )
+            reactivation(campaign=name, business_date=args.date, resend_failed=args.resend_failed)
         )
-        _warn_if_sending_off(settings)
+        _warn_if_sending_off(settings, [name])
     else:
         from flows.report import report
         from tasks.report import ALREADY_SENT_HINT
@@ -448,13 +446,19 @@ def _say_how_activity_is_derived(settings: Settings) -> None:
         print(f"activity: {note}")
 
 
-def _warn_if_sending_off(settings: Settings) -> None:
-    from yunying.messaging.sending import off_notice
+def _warn_if_sending_off(settings: Settings, campaigns: list[str]) -> None:
+    """After a run: loudly, that sending is off, or which of the campaigns' channels have no
+    provider (their messages went to files)."""
+    from yunying.messaging.campaign import find_campaign
+    from yunying.messaging.sending import export_notice, off_notice
     from yunying.store.engine import create_store_engine
 
+    channels = sorted(
+        {c for name in campaigns for c in find_campaign(settings.campaign_dir, name).channels}
+    )
     engine = create_store_engine(settings.store_url)
     try:
-        notice = off_notice(engine, settings)
+        notice = off_notice(engine, settings) or export_notice(engine, settings, channels)
     finally:
         engine.dispose()
     if notice:
