@@ -270,7 +270,7 @@ def test_the_preference_page_turns_a_topic_off_and_the_campaign_skips_that_user(
         )
     assert statuses == {
         "s00000": None,
-        "s00001": "suppressed opted out or unreachable on every channel",
+        "s00001": "suppressed turned this campaign's topic off",
     }
 
 

@@ -237,6 +237,7 @@ def stage_plan(
         else_=OutboxStatus.QUEUED,
     )
     reason = case(
+        (~topic_on, Suppressed.TOPIC_OFF.value),
         (channel.is_(None), Suppressed.UNREACHABLE.value),
         (taken_tonight, Suppressed.TAKEN_TONIGHT.value),
         (recently_contacted, contacted_within(campaign.frequency_cap_days)),

@@ -63,6 +63,7 @@ class Suppressed(StrEnum):
     """Why the plan suppressed a row (its `reason`), named once: reports translate these."""
 
     UNREACHABLE = "opted out or unreachable on every channel"
+    TOPIC_OFF = "turned this campaign's topic off"
     TAKEN_TONIGHT = "another campaign has this user tonight"
     PENDING = "an earlier message of this campaign is still pending"
 

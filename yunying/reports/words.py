@@ -124,6 +124,7 @@ WORDS: dict[str, dict[str, str]] = {
         "status_suppressed": "suppressed",
         # Why a row was suppressed (messaging/status.py Suppressed, contacted_within).
         "reason_unreachable": "opted out or unreachable on every channel",
+        "reason_topic_off": "turned this campaign's topic off",
         "reason_taken_tonight": "another campaign has this user tonight",
         "reason_pending": "an earlier message of this campaign is still pending",
         "reason_contacted": "contacted within {days} days (frequency cap)",
@@ -231,6 +232,7 @@ WORDS: dict[str, dict[str, str]] = {
         "status_holdout": "对照组（不发送）",
         "status_suppressed": "已屏蔽",
         "reason_unreachable": "已退订或无可触达渠道",
+        "reason_topic_off": "已关闭该活动的主题",
         "reason_taken_tonight": "今晚已有其他活动触达该用户",
         "reason_pending": "本活动此前的消息尚未发出",
         "reason_contacted": "{days} 天内已触达（频次控制）",
