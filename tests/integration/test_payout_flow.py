@@ -600,3 +600,18 @@ def test_payouts_failed_for_good_are_not_said_to_be_retried_nor_told_they_won(
     assert "1 failed for good (1 attempts; budget released)" in state.message
     assert "retried by the next run" not in state.message
     assert _winner_notices(engine, name) == {"w1"}
+
+
+def test_cash_without_a_rewards_provider_stops_before_any_plan(
+    engine: Engine, settings: Settings, rewards_dir: Path
+) -> None:
+    from flows.reward_payout import reward_payout
+
+    name = _campaign(rewards_dir)
+    path = rewards_dir / f"{name}.toml"
+    path.write_text(path.read_text().replace('kind = "points"', 'kind = "cash"'))
+    _participants(engine, settings, range(2))
+    state = reward_payout(campaign=name, return_state=True)
+    assert state.is_failed()
+    assert "cash rewards need a rewards provider; set providers.rewards_url" in state.message
+    assert _audit(engine, name) == [] and _paid(engine) == 0
