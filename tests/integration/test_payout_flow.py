@@ -143,6 +143,17 @@ def _approve(name: str, answer: dict[str, Any], **parameters: Any) -> Any:
     return outcome["state"]
 
 
+def _plan_artifact(name: str) -> Any:
+    """The latest payout-plan artifact of the campaign: what the approver sees."""
+    with get_client(sync_client=True) as client:
+        [plan] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return plan
+
+
 def _paid(engine: Engine) -> int:
     with session_scope(engine) as session:
         return int(session.scalar(select(func.count()).select_from(PointsEntry)) or 0)
@@ -389,12 +400,7 @@ def test_a_paid_top_n_says_already_paid_and_late_leaders_win_nothing(
         campaign=name, approval_timeout_seconds=5, poll_interval_seconds=1, return_state=True
     )
     assert (again.name, _paid(engine)) == ("Already paid", 3)
-    with get_client(sync_client=True) as client:
-        [plan] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
+    plan = _plan_artifact(name)
     assert plan.description and plan.description.startswith(f"{name}: ALREADY PAID")
     assert "3 paid" in plan.description
 
@@ -467,12 +473,7 @@ def test_a_plan_counts_what_an_earlier_ledger_paid(
     pay_batch(engine, chosen, earlier[:2])
     state = _approve(name, {"approve": False, "approver": "lead"})
     assert state.name == "Rejected"
-    with get_client(sync_client=True) as client:
-        [plan] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
+    plan = _plan_artifact(name)
     assert plan.description == (
         f"{name}: TO APPROVE: 3 winners of 3 eligible; 100 points to pay to 1"
         " (flagged excluded, 2 paid already) against 300.00 remaining"
@@ -487,12 +488,7 @@ def test_the_approver_includes_a_flagged_winner_by_the_id_the_plan_shows(
     name = _campaign(rewards_dir)
     _participants(engine, settings, range(4), device="one-phone")  # all four flagged
     thread, outcome, run_id = _run_paused(name)
-    with get_client(sync_client=True) as client:
-        [artifact] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
+    artifact = _plan_artifact(name)
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert {row["user"] for row in rows} == {"w***"}  # the masks cannot tell them apart
     assert len({row["public id"] for row in rows}) == 4  # the public ids can
@@ -565,12 +561,7 @@ def test_a_plan_over_budget_is_said_and_only_the_paid_are_told_they_won(
     )
     _participants(engine, settings, range(4))
     thread, outcome, run_id = _run_paused(name)
-    with get_client(sync_client=True) as client:
-        [plan] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"payout-plan-{name}"])),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
+    plan = _plan_artifact(name)
     assert plan.description is not None
     assert "OVER BUDGET: 170 to pay, 120.00 remaining" in plan.description
     from prefect.flow_runs import resume_flow_run
