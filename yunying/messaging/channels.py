@@ -152,7 +152,7 @@ class JsonLinesChannel:
 
     def __init__(self, folder: Path, channel: str, sending_off: bool = False) -> None:
         self.path = folder / f"{channel}.jsonl"
-        self.ref = (SENDING_OFF_REF if sending_off else "") + self.path.name
+        self.ref_prefix = SENDING_OFF_REF if sending_off else ""
 
     def send(self, messages: list[OutgoingMessage]) -> list[Outcome]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,8 @@ class JsonLinesChannel:
                     out.write(json.dumps(message_payload(message), ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        return [Outcome(m.claimed.id, "sent", provider_ref=self.ref) for m in messages]
+        ref = self.ref_prefix + self.path.name
+        return [Outcome(m.claimed.id, "sent", provider_ref=ref) for m in messages]
 
     def _written(self, keys: set[str]) -> set[str]:
         if not self.path.exists():

@@ -19,7 +19,7 @@ from yunying.sources.config import FIELDS, FileSource, HttpSource, SourceConfig
 from yunying.sources.mapping import check_mapping, columns_of
 from yunying.sources.read import read_source
 from yunying.sources.read.batch import Batch
-from yunying.sources.validate.batch import TIME_FIELD, naive_time, validate
+from yunying.sources.validate.batch import TIME_FIELD, column_picker, naive_time, validate
 from yunying.sources.validate.rows import EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS
 from yunying.sources.validate.rules import NO_CONSENT_ASSUMED, RecordDefaults
 
@@ -79,7 +79,8 @@ def sample_source(
     naive = 0
     if source.naive_times_in is None:
         column = source.mapping.get(TIME_FIELD[source.entity], TIME_FIELD[source.entity])
-        naive = sum(naive_time(value) is not None for value in _values(records, batch, column))
+        [values] = column_picker([column], batch.columns)(records)
+        naive = sum(naive_time(value) is not None for value in values)
     return SourceSample(
         source.name,
         source.entity,
@@ -90,16 +91,6 @@ def sample_source(
         reject_reasons(source, pairs),
         naive,
     )
-
-
-def _values(records: list[Any], batch: Batch, column: str) -> list[Any]:
-    """The records' values in `column`: rows in the batch's column order, or dicts."""
-    if batch.columns is not None:
-        if column not in batch.columns:
-            return []
-        at = batch.columns.index(column)
-        return [row[at] for row in records]
-    return [record.get(column) if isinstance(record, dict) else None for record in records]
 
 
 def source_columns(source: SourceConfig) -> list[str]:

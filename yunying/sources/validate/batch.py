@@ -43,7 +43,7 @@ def validate(
     source reads); users get `defaults` for the locale and opt-ins they leave out; times
     without an offset are in `naive_zone` (UTC when None)."""
     fields = FIELDS[entity]
-    picked = _picker([mapping.get(f, f) for f in fields], columns)(records)
+    picked = column_picker([mapping.get(f, f) for f in fields], columns)(records)
     if naive_zone is not None:
         when = fields.index(TIME_FIELD[entity])
         picked[when] = [in_utc(value, naive_zone) for value in picked[when]]
@@ -129,7 +129,7 @@ def _nones(items: list[Any]) -> Iterator[int]:
 _CHUNK = 1000
 
 
-def _picker(
+def column_picker(
     sources: list[str], columns: Sequence[str] | None
 ) -> Callable[[Sequence[Any]], list[list[Any]]]:
     """A function from records to the values of each of `sources`, a column each, None where
