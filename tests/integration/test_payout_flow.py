@@ -573,6 +573,11 @@ def test_a_plan_over_budget_is_said_and_only_the_paid_are_told_they_won(
     assert state.message.startswith("paid 2 of 3 left to pay; 1 over budget")
     assert "2 of the plan's 3 winners paid in all" in state.message
     assert _winner_notices(engine, name) == {"w0", "w2"}
+    with session_scope(engine) as session:
+        [reason] = session.scalars(
+            select(RewardLedgerEntry.reason).where(RewardLedgerEntry.user_id == "w1")
+        )
+    assert reason == "50.00 did not fit the 20.00 left of the budget"
 
 
 def test_payouts_failed_for_good_are_not_said_to_be_retried_nor_told_they_won(

@@ -122,10 +122,18 @@ def reserve(session: Session, campaign: RewardCampaign, entries: Iterable[PlanEn
         if _take_budget(session, campaign.name, entry.amount):
             keys.append(key)
         else:
+            left = session.scalar(
+                select(RewardBudget.total - RewardBudget.reserved).where(
+                    RewardBudget.campaign == campaign.name
+                )
+            )
             session.execute(
                 update(RewardLedgerEntry)
                 .where(RewardLedgerEntry.key == key)
-                .values(status="over_budget", reason="the budget is used up")
+                .values(
+                    status="over_budget",
+                    reason=f"{entry.amount:.2f} did not fit the {left:.2f} left of the budget",
+                )
             )
     return keys
 
