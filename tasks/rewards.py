@@ -153,7 +153,7 @@ def plan_payout(settings: Settings, campaign: RewardCampaign) -> Prepared:
                 "public id": e.public_id,  # tells apart users whose masks collide
                 "amount": str(e.amount),
                 "flags": "; ".join(e.flags) or "-",
-                "paid unless included": "no" if e.flags else "yes",
+                "paid if approved": "only if included" if e.flags else "yes",
             }
             for e in payout.entries
         ],

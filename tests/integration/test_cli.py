@@ -1,6 +1,7 @@
 """The `yunying` command, run in-process against real stores and a real SMTP server."""
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,48 @@ def test_payouts_show_lists_the_ledger(
     assert main(["payouts", "show", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "budget 10" in out and "us***34" in out and "paid" in out
+
+
+def test_payouts_show_tells_apart_winners_whose_masks_collide(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import datetime as dt
+
+    from yunying.rewards.approval import Decision, store_approved_plan
+    from yunying.rewards.campaign import RewardCampaign
+    from yunying.rewards.ledger import pay_batch
+    from yunying.rewards.plan import PayoutPlan, PlanEntry
+    from yunying.store.engine import session_scope
+
+    campaign = RewardCampaign.model_validate(
+        {
+            "name": "twins",
+            "start": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            "end": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+            "budget": 20,
+            "per_user_cap": 10,
+            "rule": {"kind": "min_actions", "event": "x"},
+            "reward": {"kind": "points", "amounts": [10]},
+        }
+    )
+    entries = [
+        PlanEntry("u00155", 1, Decimal(10), public_id="a1" * 8),
+        PlanEntry("u00255", 2, Decimal(10), public_id="b2" * 8),
+    ]
+    with session_scope(engine) as session:
+        store_approved_plan(
+            session,
+            PayoutPlan("twins", entries, 2),
+            Decision(approve=True, approver="Li Na"),
+            None,
+            None,
+            dt.datetime.now(dt.UTC),
+        )
+    pay_batch(engine, campaign, entries)
+    assert main(["payouts", "show", "twins"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "u0***55" in line]
+    assert len(rows) == 2
+    assert "a1" * 8 in rows[0] and "b2" * 8 in rows[1]
 
 
 def test_the_demo_never_deletes_a_store_it_did_not_make(

@@ -492,6 +492,7 @@ def test_the_approver_includes_a_flagged_winner_by_the_id_the_plan_shows(
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert {row["user"] for row in rows} == {"w***"}  # the masks cannot tell them apart
     assert len({row["public id"] for row in rows}) == 4  # the public ids can
+    assert {row["paid if approved"] for row in rows} == {"only if included"}
 
     chosen = rows[2]["public id"]
     resume_flow_run(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from yunying.config import Settings
 from yunying.errors import ConfigError
+from yunying.rewards.approval import approved_plan
 from yunying.rewards.ledger import ledger
 from yunying.rewards.plan import mask
 from yunying.store.engine import create_store_engine, session_scope
@@ -32,8 +33,12 @@ def ledger_report(settings: Settings, campaign: str) -> str:
                     else "no payout yet"
                 )
             ]
+            # The approved plan's public ids tell apart users whose masks collide.
+            approved = approved_plan(session, campaign)
+            public = {e.user_id: e.public_id for e in approved.plan.entries} if approved else {}
             lines += [
-                f"  {mask(r.user_id):10} {r.reward:7} {r.amount:>10} {r.status:12} {r.reason or ''}"
+                f"  {mask(r.user_id):10} {public.get(r.user_id) or '-':16} {r.reward:7}"
+                f" {r.amount:>10} {r.status:12} {r.reason or ''}"
                 for r in rows
             ]
             lines += [
