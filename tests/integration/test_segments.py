@@ -375,6 +375,38 @@ def test_every_operator_matches_a_python_computation(
     assert trivial <= {"reachable-webhook"}, sizes
 
 
+def test_a_time_zone_matches_its_aliases_not_other_places(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """Companies store old alias names (Asia/Katmandu) as well as current ones: a segment on
+    either name is the one place. Oslo, a link to Berlin's rules, is a place of its own."""
+    zones = ["Asia/Kathmandu", "Asia/Katmandu", "Asia/Kolkata", "Asia/Calcutta"]
+    zones += ["Europe/Oslo", "Europe/Berlin", "Pacific/Honolulu", "US/Hawaii"]
+    people = _people(len(zones), seed=3)
+    for person, zone in zip(people, zones, strict=True):
+        person.zone = zone
+    _load(engine, settings, people)
+    wanted = {
+        "katmandu": (["Asia/Katmandu"], {"u0000", "u0001"}),
+        "kolkata": (["Asia/Kolkata"], {"u0002", "u0003"}),
+        "oslo": (["Europe/Oslo"], {"u0004"}),
+        "hawaii": (["US/Hawaii", "Asia/Kathmandu"], {"u0000", "u0001", "u0006", "u0007"}),
+    }
+    library = _write_library(
+        tmp_path / "segments", {name: {"timezone": names} for name, (names, _) in wanted.items()}
+    )
+    with session_scope(engine) as session:
+        got = {
+            name: set(
+                session.scalars(
+                    compile_segment(session, library, library.get(name), BD, settings.zone)
+                )
+            )
+            for name in wanted
+        }
+    assert got == {name: users for name, (_, users) in wanted.items()}
+
+
 def test_windows_end_at_local_midnight(engine: Engine, settings: Settings, tmp_path: Path) -> None:
     """One event a second before and one at midnight starting the business date's local day,
     in a zone 14 hours ahead and one 11 behind: only the second is within one day."""

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yunying.errors import ConfigError
 from yunying.sources.validate.rules import template_locale
+from yunying.time_zones import same_zone_names
 
 STATES = ("new", "active", "returned", "silent", "churned")
 TIERS = ("high", "mid", "low")
@@ -237,7 +238,9 @@ def _condition(raw: Any, at: str) -> Condition:
     if key == "locale":
         return Pick(key, tuple(_locale(v, here) for v in _strings(value, here)))
     if key == "timezone":
-        return Pick(key, tuple(_time_zone(v, here) for v in _strings(value, here)))
+        # A zone's old alias and its current name are one place, however users are stored.
+        zones = (same_zone_names(_time_zone(v, here)) for v in _strings(value, here))
+        return Pick(key, tuple(dict.fromkeys(name for names in zones for name in names)))
     if key in ("days_in_state", "recency_score", "frequency_score", "monetary_score"):
         return Score(key, _range(_table(value, here), here, set()))
     if key == "reachable":
