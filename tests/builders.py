@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,17 +61,23 @@ DAY = dt.date(2026, 11, 1)
 
 
 def silent_users(
-    engine: Engine, settings: Settings, count: int, day: dt.date = DAY, **overrides: object
+    engine: Engine,
+    settings: Settings,
+    count: int,
+    day: dt.date = DAY,
+    user_id: Callable[[int], str] = "s{:05d}".format,
+    **overrides: object,
 ) -> list[str]:
     """`count` users, all silent on `day` (last seen 10 days before), reachable on every channel;
-    their lifecycle is computed for `day`. `overrides` set fields on every user."""
+    their lifecycle is computed for `day`. `user_id` names the i-th; `overrides` set fields on
+    every user."""
     from yunying.lifecycle.states import compute_lifecycle
     from yunying.store.engine import session_scope
 
     last_seen = dt.datetime.combine(day - dt.timedelta(days=10), dt.time(4)).isoformat()
     users = [
         {
-            "user_id": f"s{i:05d}",
+            "user_id": user_id(i),
             "signup_at": "2026-06-01T00:00:00Z",
             "email": f"s{i}@example.com",
             "phone": f"+8613900{i:06d}",

@@ -48,7 +48,7 @@ from yunying.messaging.batch_channel import (
     size_of,
 )
 from yunying.messaging.cn_sms_config import CnSmsSettings, SmsTemplateMapping
-from yunying.messaging.outbox import Outcome
+from yunying.messaging.outbox import Claimed, Outcome
 from yunying.messaging.providers import HttpRequest, OutgoingMessage
 from yunying.messaging.status import Verdict
 
@@ -525,9 +525,10 @@ class TencentSms:
 
     def batches(self, ready: list[Prepared]) -> list[list[Prepared]]:
         """One TemplateParamSet per call: messages with the same code and parameters."""
-        alike: dict[tuple[str, tuple[str, ...]], list[Prepared]] = {}
+        alike: dict[tuple[str, tuple[str, ...], str], list[Prepared]] = {}
         for group in ready:
-            alike.setdefault((group.code, tuple(group.params.values())), []).append(group)
+            context = session_context(group.messages[0].claimed)
+            alike.setdefault((group.code, tuple(group.params.values()), context), []).append(group)
         size = self.settings.batch_size
         return [batch for same in alike.values() for batch in in_batches(same, size)]
 
@@ -542,7 +543,7 @@ class TencentSms:
                 "TemplateId": first.code,
                 "TemplateParamSet": list(first.params.values()),
                 # Returned with each receipt: how a lookup tells this campaign's send.
-                "SessionContext": first.messages[0].claimed.key.rsplit(":", 1)[0],
+                "SessionContext": session_context(first.messages[0].claimed),
             },
         )
 
@@ -587,7 +588,7 @@ class TencentSms:
 
     def found(self, item: Prepared, body: bytes) -> str | None:
         answer = _json(body).get("Response", {})
-        context = item.message.claimed.key.rsplit(":", 1)[0]
+        context = session_context(item.message.claimed)
         for receipt in answer.get("PullSmsSendStatusSet", []) if isinstance(answer, dict) else []:
             if (
                 receipt.get("SessionContext") == context
@@ -595,6 +596,14 @@ class TencentSms:
             ):
                 return str(receipt.get("SerialNo", ""))
         return None
+
+
+def session_context(claimed: Claimed) -> str:
+    """What a send carries and its receipts return: the message's campaign and business date,
+    read from its row, never cut out of its key (a user id may contain ':')."""
+    if claimed.business_date is None:
+        return claimed.key
+    return f"{claimed.campaign}:{claimed.business_date.isoformat()}"
 
 
 def _tencent_verdict(status: dict[str, Any] | None) -> tuple[Verdict, str]:
