@@ -212,6 +212,35 @@ def test_a_crash_after_sending_is_reconciled_through_the_status_query(
 
 
 @pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+def test_a_send_answered_after_the_timeout_is_looked_up_not_sent_again(
+    engine: Engine, settings: Settings, local_server: LocalServer, provider: str
+) -> None:
+    """The provider took the batch and answered after the client's timeout (2 s here): the
+    run does not send it again blind; the next claim finds it through the status query."""
+    cn = cn_settings(settings, local_server, provider)
+    silent_users(engine, cn, 3)
+    sent_book = book(local_server, provider)
+    sent_book.late_answers, sent_book.late_seconds = 1, 3.0
+    chosen = campaign(channels=["sms"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, cn, chosen) == {"retry": 3}
+    assert len(sent_book.sent) == 3
+    with session_scope(engine) as session:
+        reasons = set(session.scalars(select(OutboxMessage.reason)))
+    assert reasons == {
+        "no answer (TimeoutError) after the request went out: looked up at the provider"
+        " before it is sent again"
+    }
+    assert send_all(engine, cn, chosen, now=NOON_IN_SHANGHAI + dt.timedelta(minutes=5)) == {
+        "sent": 3
+    }
+    assert len(sent_book.sent) == 3 and sent_book.double_sends == 0
+    lookup = "QuerySendDetails" if provider == "aliyun" else "PullSmsSendStatusByPhoneNumber"
+    assert sent_book.calls[lookup] >= 3
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
 def test_a_wrong_secret_fails_with_the_provider_reason_and_sends_nothing(
     engine: Engine, settings: Settings, local_server: LocalServer, provider: str
 ) -> None:

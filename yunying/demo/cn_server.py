@@ -164,6 +164,8 @@ class SmsBook:
     blacklist: set[str] = field(default_factory=set)  # numbers that unsubscribed (退订)
     busy: int = 0  # the next this many sends are refused by flow control
     lookups_down: bool = False  # the status query answers 503 (sends still work)
+    late_answers: int = 0  # the next this many sends are taken, then answered this late:
+    late_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, record: SmsRecord) -> None:
@@ -173,6 +175,13 @@ class SmsBook:
     def count(self, action: str) -> None:
         with self._lock:
             self.calls[action] += 1
+
+    def answer_late(self) -> None:
+        """After a send is taken: a slow answer, which a client may give up waiting for."""
+        with self._lock:
+            late, self.late_answers = self.late_answers > 0, max(self.late_answers - 1, 0)
+        if late:
+            time.sleep(self.late_seconds)
 
     def throttled(self) -> bool:
         with self._lock:
@@ -244,6 +253,7 @@ class AliyunSmsServer:
             self.book.record(
                 SmsRecord(phone, code, values, sign, time.time(), biz_id, form.get("OutId", ""))
             )
+        self.book.answer_late()
         return 200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": str(uuid.uuid4())}
 
     def _authenticate(self, form: dict[str, str]) -> Answer | None:
@@ -400,6 +410,7 @@ class TencentSmsServer:
                     )
                 )
             statuses.append(status)
+        self.book.answer_late()
         return 200, {"Response": {"SendStatusSet": statuses, "RequestId": str(uuid.uuid4())}}
 
     def _authenticate(self, headers: Mapping[str, str], raw: bytes) -> tuple[str, str] | None:

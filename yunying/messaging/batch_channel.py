@@ -20,6 +20,9 @@ from yunying.messaging.providers import HttpRequest, OutgoingMessage
 from yunying.messaging.status import SendOutcome, Verdict
 
 _ATTEMPTS = attrgetter("claimed.attempts")
+_UNANSWERED = (
+    "no answer ({}) after the request went out: looked up at the provider before it is sent again"
+)
 _CLAIMED_ID = attrgetter("claimed.id")
 
 
@@ -174,7 +177,9 @@ class BatchChannel:
     as a whole is sent again one message at a time when the provider says so
     (`split_refused`), so one bad address fails alone. A message
     claimed a second time is first looked up at the provider, and only sent when the provider
-    has no record of it.
+    has no record of it. A call left unanswered after it may have reached the provider (a
+    timeout, a hang-up) is not sent again by this run: its messages go back to the queue, to
+    be looked up first when claimed again.
     """
 
     def __init__(
@@ -235,7 +240,13 @@ class BatchChannel:
         asked (never a blind resend); None when it has no record."""
         id = item.message.claimed.id
         for lookup in self.api.lookups(item, dt.datetime.now(dt.UTC)):
-            status, body, _ = await self._call(session, gate, lookup)
+            # A query only reads: one the provider could not answer is asked again here.
+            for attempt in range(1, self.attempts + 1):
+                status, body, retry_after, _ = await self._call(session, gate, lookup)
+                if not (status is None or status == 429 or status >= 500):
+                    break
+                if attempt < self.attempts:
+                    await asyncio.sleep(backoff(attempt, retry_after, max_delay=self.timeout))
             if status is None or status >= 300:
                 return Outcome(id, "retry", reason=f"lookup before resending: HTTP {status}")
             earlier = self.api.found(item, body)
@@ -250,10 +261,14 @@ class BatchChannel:
         pending = batch
         reasons: dict[int, str] = {}
         for attempt in range(1, self.attempts + 1):
-            status, body, retry_after = await self._call(
+            status, body, retry_after, may_have_reached = await self._call(
                 session, gate, self.api.send_request(pending)
             )
             size = size_of(pending)
+            if status is None and may_have_reached:
+                for message in (m for group in pending for m in group.messages):
+                    outcomes.add(message.claimed.id, "retry", _UNANSWERED.format(body.decode()))
+                return outcomes
             if status is None:
                 verdicts: list[tuple[Verdict, str]] = [("retry", body.decode())] * size
             else:
@@ -306,7 +321,9 @@ class BatchChannel:
 
     async def _call(
         self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, request: HttpRequest
-    ) -> tuple[int | None, bytes, float | None]:
+    ) -> tuple[int | None, bytes, float | None, bool]:
+        """The answer's status, body and Retry-After; with no answer, None, the error's name,
+        and whether the request may have reached the provider (all but a refused connection)."""
         try:
             async with (
                 gate,
@@ -319,6 +336,9 @@ class BatchChannel:
                     response.status,
                     body,
                     retry_after_seconds(response.headers.get("Retry-After")),
+                    True,
                 )
+        except aiohttp.ClientConnectorError as exc:
+            return None, type(exc).__name__.encode(), None, False
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, type(exc).__name__.encode(), None
+            return None, type(exc).__name__.encode(), None, True
