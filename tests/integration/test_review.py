@@ -155,8 +155,18 @@ def test_review_matches_a_direct_computation_and_finds_the_better_variant(
     assert plain.label == "plain" and not plain.significant
     assert plain.interval is not None and plain.interval[0] < 0 < plain.interval[1]
     assert review.leader is not None and review.leader.significant
-    assert review.message_cost == (Decimal("0.01") * len(sent)).quantize(Decimal("0.01"))
+    assert review.message_cost == 0  # the file outbox's messages cost nothing
     assert review.reward_cost == 0 and review.cost == review.message_cost
+    with session_scope(engine) as session:  # ten of them as a provider's would be
+        ids = [r[0] for r in sent[:10]]
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.user_id.in_(ids))
+            .values(provider_ref="<yunying.1@smtp.example.com>")
+        )
+    with session_scope(engine) as session:
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    assert review.message_cost == Decimal("0.10")
     # The better message promises a 2.50 gift: each user it brought back costs that.
     gifted = CAMPAIGN.replace(
         'name = "better"\ntemplate = "winback"',
@@ -244,6 +254,31 @@ def test_an_open_window_and_an_empty_campaign_say_so(
         early = compute_review(session, chosen, DAY + dt.timedelta(days=2), settings.zone, Money())
     assert not early.window_closed
     assert "still open" in markdown(page(early, Words("en", "CNY")))
+
+
+def test_a_review_as_of_a_date_counts_nothing_that_came_later(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The planted returns are on DAY + 3: a review measured to DAY + 2, run once they are
+    loaded, has none of them; one measured to DAY + 3 has them all."""
+    rows = _plant(engine, settings, tmp_path, 100)
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        before, on = (
+            compute_review(session, chosen, DAY + dt.timedelta(days=d), settings.zone, Money())
+            for d in (2, 3)
+        )
+    returned = len(_returns({("better", "zh-CN"): 4}, rows))  # type: ignore[arg-type]
+    assert (before.funnel.converted, before.overall.reference.converted) == (0, 0)
+    assert on.overall.treated.converted + on.overall.reference.converted == returned > 0
+    monkeypatch.setenv("YUNYING_CAMPAIGN_DIR", str(_campaign_dir(tmp_path)))
+    as_of = (DAY + dt.timedelta(days=2)).isoformat()
+    assert main(["review", "spring", "--as-of", as_of]) == 0
+    assert "| 已转化（发送组） | 0 | 0.0% |" in capsys.readouterr().out
 
 
 def test_cli_review_prints_the_review_and_writes_the_page(

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, exists, func, not_, select
 from sqlalchemy.orm import Session
 
 from yunying.messaging.campaign import Campaign
@@ -192,13 +192,18 @@ class Review:
         return ordered[-1], ordered[0]
 
 
-def _converted(session: Session, campaign: Campaign) -> Any:
+def _converted(session: Session, campaign: Campaign, as_of: dt.date) -> Any:
+    """Whether a row's user met the objective within its window, as known at the end of
+    `as_of`: what came later is not counted in a review as of that date."""
     objective = campaign.objective
     start = OutboxMessage.business_date
     end = days_after(session, OutboxMessage.business_date, objective.within_days)
     if objective.kind == "activity":
         return exists().where(
-            ActiveDay.user_id == OutboxMessage.user_id, ActiveDay.day > start, ActiveDay.day <= end
+            ActiveDay.user_id == OutboxMessage.user_id,
+            ActiveDay.day > start,
+            ActiveDay.day <= end,
+            ActiveDay.day <= as_of,
         )
     if objective.kind == "order":
         return exists().where(
@@ -206,12 +211,14 @@ def _converted(session: Session, campaign: Campaign) -> Any:
             Order.status == "paid",
             Order.day > start,
             Order.day <= end,
+            Order.day <= as_of,
         )
     return exists().where(
         Event.user_id == OutboxMessage.user_id,
         Event.name == objective.event,
         Event.day > start,
         Event.day <= end,
+        Event.day <= as_of,
     )
 
 
@@ -232,11 +239,12 @@ def compute_review(
             Order.status == "paid",
             Order.day > OutboxMessage.business_date,
             Order.day <= days_after(session, OutboxMessage.business_date, within),
+            Order.day <= as_of,
         )
         .scalar_subquery()
     )
     status = OutboxMessage.status
-    converted = _converted(session, campaign)
+    converted = _converted(session, campaign, as_of)
     tier = func.coalesce(OutboxMessage.tier, "-")  # as planned; "-" on rows before 0013
     channel = func.coalesce(OutboxMessage.channel, "-")
     to_file = case((written_to_file(OutboxMessage.provider_ref), 1), else_=0)
@@ -280,12 +288,17 @@ def compute_review(
         .where(OutboxMessage.campaign == campaign.name)
         .group_by(status, variant, tier, User.locale, channel, User.timezone, to_file)
     ).all()
-    # Cost is per message: every row handed to the provider, not only users' first rows.
+    # Cost is per message: every row handed to a provider (not one the file outbox wrote),
+    # not only users' first rows.
     sent_by_channel = {
         ch: int(n)
         for ch, n in session.execute(
             select(channel, func.count())
-            .where(*reviewed, status.in_((OutboxStatus.SENT, OutboxStatus.BOUNCED)))
+            .where(
+                *reviewed,
+                status.in_((OutboxStatus.SENT, OutboxStatus.BOUNCED)),
+                not_(written_to_file(OutboxMessage.provider_ref)),
+            )
             .group_by(channel)
         )
     }
