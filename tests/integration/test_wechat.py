@@ -227,7 +227,7 @@ def test_a_token_is_fetched_again_before_it_expires(
         ({}, "no wechat.templates entry for template 'winback'"),
         (
             {"winback": WeChatTemplate(template_id="T", data={"phrase3": "{{ campaign }}"})},
-            "wechat.templates.winback: WeChat keyword 'phrase3': 15 characters, over 5",
+            "wechat.templates.winback: WeChat keyword 'phrase3': 7 characters, over 5",
         ),
         (
             {"winback": WeChatTemplate(template_id="T", data={"thing1": "{{ nickname }}"})},
@@ -245,6 +245,17 @@ def test_preflight_checks_the_wechat_template(
     with pytest.raises(TemplateError) as error:
         preflight(configured, campaign(channels=["wechat"]))
     assert complaint in str(error.value)
+
+
+def test_preflight_measures_a_keyword_with_the_campaigns_own_name(wechat: Settings) -> None:
+    """"winbackwinback" is 14 characters, within thing's 20: the keyword is measured as sent,
+    not with a stand-in name longer than the campaign's."""
+    doubled = WeChatTemplate(template_id="T", data={"thing1": "{{ campaign }}{{ campaign }}"})
+    configured = wechat.model_copy(
+        update={"wechat": wechat.wechat.model_copy(update={"templates": {"winback": doubled}})}
+    )
+    report = preflight(configured, campaign(channels=["wechat"]))
+    assert not report.failures
 
 
 def test_messages_wechat_took_before_a_crash_are_unknown_never_resent(

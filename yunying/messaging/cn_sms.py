@@ -217,21 +217,16 @@ def template_params(
     return values
 
 
-def check_template_params(
-    settings: CnSmsSettings, template: str, context: Mapping[str, Any]
-) -> None:
-    """Preflight: the template is mapped and its parameters fill from a sample message.
-    Raises TemplateError naming the setting or the parameter."""
+def sms_template_of(settings: CnSmsSettings, template: str) -> SmsTemplateMapping:
+    """Preflight: the template's mapping to a provider template, or a TemplateError naming
+    the setting."""
     mapping = settings.templates.get(template)
     if mapping is None:
         raise TemplateError(
             f"no cn_sms.templates entry for template {template!r}: map it to the"
             f" {settings.provider} template code and its parameters"
         )
-    try:
-        template_params(mapping, context, settings)
-    except ParamError as exc:
-        raise TemplateError(f"cn_sms.templates.{template}: {exc}") from None
+    return mapping
 
 
 def prepare(

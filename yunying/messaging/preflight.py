@@ -1,5 +1,6 @@
-"""Check a campaign before it sends: every channel's template renders in every locale, for a
-fixed sample context and for the real context of a sample of the campaign's own users.
+"""Check a campaign before it sends: every channel's template renders in every locale (and a
+mainland SMS or WeChat template's parameters fill within their limits), for a fixed sample
+context and for the real context of a sample of the campaign's own users.
 
 What stops the campaign (a `TemplateError`): a template missing, invalid or needing a missing
 variable, or one that fails for every sampled user of a channel and locale (for the fixed
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -23,11 +25,11 @@ from yunying.config import Settings
 from yunying.errors import TemplateDataError, TemplateError
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.campaign import Campaign
-from yunying.messaging.cn_sms import check_template_params
+from yunying.messaging.cn_sms import sms_template_of, template_params
 from yunying.messaging.render import render
 from yunying.messaging.send import RECIPIENT_COLUMNS, Recipient, last_active_by, message_context
 from yunying.messaging.unsubscribe import unsubscribe_key
-from yunying.messaging.wechat import check_wechat_template
+from yunying.messaging.wechat import template_data, wechat_template_of
 from yunying.sources.validate.rules import LOCALES
 from yunying.store.models import LifecycleState, User
 
@@ -74,10 +76,11 @@ def preflight(
     With a session, also renders every channel for up to `sample_users` users of the
     campaign's segment (as of the latest lifecycle run), each in the user's own locale."""
     report = PreflightReport()
+    sample = {**SAMPLE_CONTEXT, "app_url": settings.public_url, "campaign": campaign.name}
     contexts: list[tuple[str, dict[str, Any]]] = [
-        (locale, {**SAMPLE_CONTEXT, "app_url": settings.public_url, "locale": locale})
-        for locale in sorted(LOCALES)
+        (locale, {**sample, "locale": locale}) for locale in sorted(LOCALES)
     ]
+    parameters = _provider_parameters(settings, campaign)
     contexts_by_channel: dict[str, list[tuple[str, dict[str, Any]]]] = {
         channel: contexts for channel in campaign.channels
     }
@@ -98,6 +101,12 @@ def preflight(
             try:
                 for template in campaign.templates():  # every live variant's
                     render(template, channel, locale, context, settings.template_dir)
+                if channel in parameters:
+                    setting, fill = parameters[channel]
+                    try:
+                        fill(context)
+                    except ValueError as exc:
+                        raise TemplateDataError(f"{setting}: {exc}") from None
             except TemplateDataError as exc:
                 report.failures[channel, locale][str(exc)] += 1
                 real_failed[channel, locale] += is_real
@@ -113,11 +122,29 @@ def preflight(
                 f"campaign {campaign.name}: the {channel} template fails for every sampled "
                 f"{locale} recipient: {reason}"
             )
-    if "sms" in campaign.channels and settings.cn_sms.provider:
-        check_template_params(settings.cn_sms, campaign.template, SAMPLE_CONTEXT)
-    if "wechat" in campaign.channels and settings.wechat.kind:
-        check_wechat_template(settings.wechat, campaign.template, SAMPLE_CONTEXT)
     return report
+
+
+def _provider_parameters(
+    settings: Settings, campaign: Campaign
+) -> dict[str, tuple[str, Callable[[Mapping[str, Any]], object]]]:
+    """Per channel whose provider fills its own template (mainland SMS, WeChat): the
+    setting that maps it, and what fills its parameters from a message's context (raising
+    ValueError for one over its limit). A template with no mapping stops the campaign."""
+    parameters: dict[str, tuple[str, Callable[[Mapping[str, Any]], object]]] = {}
+    if "sms" in campaign.channels and settings.cn_sms.provider:
+        sms = sms_template_of(settings.cn_sms, campaign.template)
+        parameters["sms"] = (
+            f"cn_sms.templates.{campaign.template}",
+            lambda context: template_params(sms, context, settings.cn_sms),
+        )
+    if "wechat" in campaign.channels and settings.wechat.kind:
+        wechat = wechat_template_of(settings.wechat, campaign.template)
+        parameters["wechat"] = (
+            f"wechat.templates.{campaign.template}",
+            lambda context: template_data(wechat, context),
+        )
+    return parameters
 
 
 def _segment_sample(

@@ -180,19 +180,15 @@ def template_data(template: WeChatTemplate, context: Mapping[str, Any]) -> dict[
     return values
 
 
-def check_wechat_template(
-    settings: WeChatSettings, template: str, context: Mapping[str, Any]
-) -> None:
-    """Preflight: the template is mapped and its keywords fill from a sample message."""
+def wechat_template_of(settings: WeChatSettings, template: str) -> WeChatTemplate:
+    """Preflight: the template's mapping to a WeChat template, or a TemplateError naming the
+    setting."""
     mapping = settings.templates.get(template)
     if mapping is None:
         raise TemplateError(
             f"no wechat.templates entry for template {template!r}: map it to a template_id"
         )
-    try:
-        template_data(mapping, context)
-    except ValueError as exc:
-        raise TemplateError(f"wechat.templates.{template}: {exc}") from None
+    return mapping
 
 
 class WeChatApi:
