@@ -3,12 +3,13 @@ that does not exist stops preview, dry run and run alike, naming its file and fi
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.builders import DAY, silent_users
+from tests.builders import DAY, load_records, silent_users
 from yunying.config import Settings
 from yunying.messaging.variants import variant_of
 from yunying.sources.validate.rules import holdout_bucket
@@ -69,12 +70,28 @@ def test_preview_renders_the_variant_the_outbox_assigns(
         assigned = dict(session.execute(select(OutboxMessage.user_id, OutboxMessage.variant)).all())
     assert assigned == drawn
     capsys.readouterr()
+    shown = {}
     for user, variant in drawn.items():
         command = ["preview", "fall-winback", "--user", user, "--date", str(DAY)]
         assert main(command) == 0
-        out = capsys.readouterr().out
+        out = shown[user] = capsys.readouterr().out
         subject = GIFT_SUBJECT if variant == "gift" else NEWS_SUBJECT
         assert f"(variant {variant})" in out and f"subject: {subject}" in out, out[:300]
+    # The users came back after the date: its preview still renders as that night sent it.
+    later = (DAY + dt.timedelta(days=3)).isoformat() + "T04:00:00Z"
+    with session_scope(engine) as session:
+        load_records(
+            session,
+            settings.zone,
+            "events",
+            [
+                {"event_id": f"back-{u}", "user_id": u, "name": "app_open", "occurred_at": later}
+                for u in users
+            ],
+        )
+    for user in users:
+        assert main(["preview", "fall-winback", "--user", user, "--date", str(DAY)]) == 0
+        assert capsys.readouterr().out == shown[user]
 
 
 @pytest.mark.parametrize(

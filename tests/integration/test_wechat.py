@@ -248,7 +248,7 @@ def test_preflight_checks_the_wechat_template(
 
 
 def test_preflight_measures_a_keyword_with_the_campaigns_own_name(wechat: Settings) -> None:
-    """"winbackwinback" is 14 characters, within thing's 20: the keyword is measured as sent,
+    """ "winbackwinback" is 14 characters, within thing's 20: the keyword is measured as sent,
     not with a stand-in name longer than the campaign's."""
     doubled = WeChatTemplate(template_id="T", data={"thing1": "{{ campaign }}{{ campaign }}"})
     configured = wechat.model_copy(

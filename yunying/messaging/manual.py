@@ -16,13 +16,13 @@ from yunying.messaging.outbox import Claimed
 from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, locale_note, render
-from yunying.messaging.send import message_context
+from yunying.messaging.send import last_active_by, message_context
 from yunying.messaging.unsubscribe import unsubscribe_key, unsubscribe_known, verify_token
 from yunying.messaging.variants import variant_of
 from yunying.setting_checks import email_address
 from yunying.sources.validate.rules import template_locale
 from yunying.store.engine import create_store_engine, session_scope
-from yunying.store.models import User, UserFacts
+from yunying.store.models import User
 
 
 def preview(
@@ -35,20 +35,20 @@ def preview(
     """The message as a send on `business_date` (default today) would render it: the
     variant the user is assigned, and whether they would be held out instead."""
     campaign = load_checked(settings, campaign_name)
+    day = business_date or dt.datetime.now(settings.zone).date()
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
+        # Activity as of the date, as that night's send saw it: not what came after.
         row = session.execute(
-            select(User, UserFacts.last_active_day)
-            .join(UserFacts, UserFacts.user_id == User.user_id, isouter=True)
-            .where(User.user_id == user_id)
+            select(User, last_active_by(day)).where(User.user_id == user_id)
         ).first()
     engine.dispose()
     if row is None:
         raise ConfigError(f"no user {user_id!r} in the store")
     user, last_active = row
     chosen = channel or campaign.channels[0]
-    day = business_date or dt.datetime.now(settings.zone).date()
     context = message_context(settings, user, last_active, day, chosen, unsubscribe_key(settings))
+    context["campaign"] = campaign.name
     variant = variant_of(user.holdout_bucket, campaign.name, campaign.variants)
     template = campaign.template_for(variant)
     said = [
