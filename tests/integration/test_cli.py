@@ -23,7 +23,14 @@ def test_upgrade_preview_test_send_and_unsubscribe(
     assert main(["db", "upgrade"]) == 0
     silent_users(engine, settings, 3)
     assert main(["preview", "winback", "--user", "s00001", "--channel", "sms"]) == 0
-    assert "channel: sms" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "channel: sms" in out and "not reachable" not in out
+    # A user who did not consent to SMS is shown the message, and told it is not sent.
+    silent_users(engine, settings, 1, user_id="quiet-{}".format, sms_opt_in=False)
+    assert main(["preview", "winback", "--user", "quiet-0", "--channel", "sms"]) == 0
+    assert "not reachable: no sms address, no consent to sms or unsubscribed" in (
+        capsys.readouterr().out
+    )
     # Last seen ten days before silent_users' day: counted from --date, not from today.
     assert main(["preview", "winback", "--user", "s00001", "--date", "2026-11-01"]) == 0
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ from yunying.errors import ConfigError
 from yunying.lifecycle.holdout import in_holdout
 from yunying.messaging.campaign_check import load_checked
 from yunying.messaging.channels import channels_for
-from yunying.messaging.outbox import Claimed
+from yunying.messaging.outbox import Claimed, reachable
 from yunying.messaging.preflight import SAMPLE_CONTEXT
 from yunying.messaging.providers import OutgoingMessage
 from yunying.messaging.render import Rendered, locale_note, render
@@ -36,17 +36,17 @@ def preview(
     variant the user is assigned, and whether they would be held out instead."""
     campaign = load_checked(settings, campaign_name)
     day = business_date or dt.datetime.now(settings.zone).date()
+    chosen = channel or campaign.channels[0]
     engine = create_store_engine(settings.store_url)
     with session_scope(engine) as session:
         # Activity as of the date, as that night's send saw it: not what came after.
         row = session.execute(
-            select(User, last_active_by(day)).where(User.user_id == user_id)
+            select(User, last_active_by(day), reachable(chosen)).where(User.user_id == user_id)
         ).first()
     engine.dispose()
     if row is None:
         raise ConfigError(f"no user {user_id!r} in the store")
-    user, last_active = row
-    chosen = channel or campaign.channels[0]
+    user, last_active, reached = row
     context = message_context(settings, user, last_active, day, chosen, unsubscribe_key(settings))
     context["campaign"] = campaign.name
     variant = variant_of(user.holdout_bucket, campaign.name, campaign.variants)
@@ -56,6 +56,11 @@ def preview(
         f"template: {template}" + (f" (variant {variant})" if variant else ""),
         locale_note(template, chosen, user.locale, settings.template_dir),
     ]
+    if not reached:
+        said.append(
+            f"not reachable: no {chosen} address, no consent to {chosen} or unsubscribed;"
+            " this user is not sent it"
+        )
     if in_holdout(user.holdout_bucket, campaign.name, campaign.holdout_percent):
         said.append("holdout: this user is in the campaign's holdout group and is not sent it")
     rendered = render(template, chosen, user.locale, context, settings.template_dir)
