@@ -8,7 +8,7 @@ import json
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from tests.builders import DAY, silent_users
 from tests.integration.test_outbox import NOON_IN_SHANGHAI, campaign, send_all
@@ -23,7 +23,7 @@ from yunying.messaging.outbox import LEASE, counts, plan
 from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.store.engine import session_scope
-from yunying.store.models import OutboxMessage, Suppression
+from yunying.store.models import OutboxMessage, Suppression, User
 
 KEY_ID, KEY_SECRET, SIGN = "LTAI5tTestKeyId", "test-secret/+=", "运营示例"
 APP_ID = "1400000001"
@@ -158,6 +158,27 @@ def test_batched_sends_survive_5xx_429_flow_control_and_drops(
         "tencent": "InvalidParameterValue.IncorrectPhoneNumber 手机号格式错误",
     }
     assert rejected.reason == expected[provider]
+
+
+def test_tencent_numbers_stored_without_plus_86_are_sent_once(
+    engine: Engine, settings: Settings, local_server: LocalServer
+) -> None:
+    """Tencent answers every number in E.164 whatever form it was sent in: a mainland number
+    kept as 11 digits, or with 86 / 0086 in front, is still matched to its answer (and to
+    its receipt after a crash), not retried and sent again."""
+    cn = cn_settings(settings, local_server, "tencent")
+    forms = ["139{:08d}", "86139{:08d}", "0086139{:08d}", "+86139{:08d}"]
+    users = silent_users(engine, cn, 4)
+    with session_scope(engine) as session:
+        for i, (user, form) in enumerate(zip(users, forms, strict=True)):
+            session.execute(update(User).where(User.user_id == user).values(phone=form.format(i)))
+    chosen = campaign(channels=["sms"], holdout_percent=0)
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+    assert send_all(engine, cn, chosen) == {"sent": 4}
+    sent_book = local_server.cn.tencent.book
+    assert sorted(r.phone for r in sent_book.sent) == [f"+86139{i:08d}" for i in range(4)]
+    assert sent_book.calls["SendSms"] == 1
 
 
 def test_tencent_blacklisted_number_is_suppressed(

@@ -356,7 +356,8 @@ class TencentSmsServer:
             return 200, _tencent_error(
                 "RequestLimitExceeded", "Your current request times exceed the limit."
             )
-        phones, params = body.get("PhoneNumberSet", []), body.get("TemplateParamSet", [])
+        phones = [_mainland_e164(str(n)) for n in body.get("PhoneNumberSet", [])]
+        params = body.get("TemplateParamSet", [])
         if not 1 <= len(phones) <= 200:
             return 200, _tencent_error(
                 "LimitExceeded.PhoneNumberCountLimit", "At most 200 numbers."
@@ -464,7 +465,7 @@ class TencentSmsServer:
                 "Description": "用户短信送达成功",
                 "SessionContext": r.context,
             }
-            for r in self.book.to(str(body.get("PhoneNumber", "")))
+            for r in self.book.to(_mainland_e164(str(body.get("PhoneNumber", ""))))
             if r.sent_at >= since
         ]
         limit = int(body.get("Limit", 100))
@@ -673,3 +674,13 @@ class CnProviders:
             query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
             return self.wechat.token(query)
         return None
+
+
+def _mainland_e164(number: str) -> str:
+    """Tencent reads a mainland number given as 0086…, 86… or 11 digits as +86… and answers
+    it so (SendSms, PhoneNumberSet: https://cloud.tencent.com/document/api/382/55981)."""
+    if re.fullmatch(r"1\d{10}", number):
+        return f"+86{number}"
+    if re.fullmatch(r"(0086|86)1\d{10}", number):
+        return f"+86{number[-11:]}"
+    return number

@@ -357,9 +357,26 @@ ALIYUN_TRANSIENT = {
 }
 
 
+def e164_phone(address: str) -> str:
+    """A number in E.164. A mainland number may be stored as 11 digits or with 86 / 0086 in
+    front; both providers take those forms, but Tencent answers in E.164 (SendSms,
+    PhoneNumberSet) and Aliyun's QuerySendDetails takes the 11 digits only."""
+    digits = address.replace(" ", "").replace("-", "")
+    if digits.startswith("+"):
+        return digits
+    if digits.startswith("0086"):
+        return "+" + digits[2:]
+    if len(digits) == 13 and digits.startswith("861"):
+        return "+" + digits
+    if len(digits) == 11 and digits.startswith("1"):
+        return "+86" + digits
+    return digits
+
+
 def aliyun_phone(address: str) -> str:
     """Mainland numbers as 11 digits; others with their country code, without `+`."""
-    return address[3:] if address.startswith("+86") else address.lstrip("+")
+    number = e164_phone(address)
+    return number[3:] if number.startswith("+86") else number.lstrip("+")
 
 
 @dataclass(frozen=True)
@@ -532,7 +549,9 @@ class TencentSms:
         return self._request(
             "SendSms",
             {
-                "PhoneNumberSet": [m.address for group in batch for m in group.messages],
+                "PhoneNumberSet": [
+                    e164_phone(m.address) for group in batch for m in group.messages
+                ],
                 "SmsSdkAppId": self.settings.sdk_app_id,
                 "SignName": self.settings.sign_name,
                 "TemplateId": first.code,
@@ -557,14 +576,15 @@ class TencentSms:
         statuses = answer.get("SendStatusSet")
         statuses = statuses if isinstance(statuses, list) else []
         messages = [m for group in batch for m in group.messages]
+        phones = list(map(e164_phone, map(_ADDRESS, messages)))
         try:  # every number "Ok", answered in the order sent: checked and read in C
-            in_order = list(map(_PHONE, statuses)) == list(map(_ADDRESS, messages))
+            in_order = list(map(_PHONE, statuses)) == phones
             if in_order and list(map(_CODE, statuses)).count("Ok") == len(statuses):
                 return list(zip(repeat("sent"), map(str, map(_SERIAL, statuses))))
         except (KeyError, TypeError):
             pass  # a status without those fields: looked up one by one below
         by_phone = {s.get("PhoneNumber"): s for s in statuses if isinstance(s, dict)}
-        return [_tencent_verdict(by_phone.get(m.address)) for m in messages]
+        return [_tencent_verdict(by_phone.get(phone)) for phone in phones]
 
     def lookups(self, item: Prepared, now: dt.datetime) -> list[HttpRequest]:
         since = int((now - dt.timedelta(days=1)).timestamp())
@@ -575,7 +595,7 @@ class TencentSms:
                     "BeginTime": since,
                     "Offset": 0,
                     "Limit": 100,
-                    "PhoneNumber": item.message.address,
+                    "PhoneNumber": e164_phone(item.message.address),
                     "SmsSdkAppId": self.settings.sdk_app_id,
                 },
             )
