@@ -23,6 +23,7 @@ from yunying.notify.messages import campaign_review, payout_waiting, report_head
 from yunying.notify.post import Delivery, post_to_targets
 from yunying.notify.robots import ChatMessage
 from yunying.notify.targets import Event
+from yunying.reports.words import Words
 from yunying.rewards.ledger import remaining_budget
 from yunying.rewards.plan import PayoutPlan
 from yunying.store.engine import session_scope
@@ -70,7 +71,9 @@ def _summary(deliveries: list[Delivery]) -> dict[str, Any]:
 
 @task(name="tell-ops-report", **NO_RETRY)
 def tell_report(settings: Settings, business_date: str, kpis: dict[str, Any]) -> dict[str, Any]:
-    return _summary(tell(settings, "report", report_headline(business_date, kpis, run_link())))
+    words = Words(settings.default_locale, kpis.get("currency", settings.currency))
+    headline = report_headline(business_date, kpis, run_link(), words)
+    return _summary(tell(settings, "report", headline))
 
 
 @task(name="tell-ops-payout", **NO_RETRY)

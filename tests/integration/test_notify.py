@@ -25,6 +25,7 @@ from yunying.notify.messages import campaign_review, payout_waiting, report_head
 from yunying.notify.post import post_to_targets
 from yunying.notify.robots import ChatMessage
 from yunying.notify.targets import NotifyTarget
+from yunying.reports.words import Words
 from yunying.store.engine import session_scope
 
 DING_TOKEN, DING_SECRET = "d1ng", "SECabc+/=123"
@@ -193,13 +194,19 @@ def test_messages_carry_numbers_and_the_link_never_a_recipient() -> None:
         "orders": 7,
         "flags": [{"kpi": "dau", "value": 1234.0, "status": "new"}],
     }
-    headline = report_headline("2026-11-22", kpis, "http://ui/r")
+    headline = report_headline("2026-11-22", kpis, "http://ui/r", Words("en", "USD"))
+    assert headline.title == "Daily report 2026-11-22"
     assert headline.lines == [
-        "DAU 1,234 · WAU 5,000 · MAU 9,000",
+        "Daily active users 1,234 · Weekly active users 5,000 · Monthly active users 9,000",
         "New users 12 · D1 retention 25.0%",
-        "Revenue 88.50 from 7 orders",
-        "Abnormal (异常波动): dau 1234",
+        "Revenue $88.50 · Orders 7",
+        "Beyond normal (异常波动): Daily active users 1,234",
     ]
+    # In the company's locale and money, as its daily report email is.
+    chinese = report_headline("2026-11-22", kpis, "http://ui/r", Words("zh-CN", "CNY"))
+    assert chinese.title == "运营日报 2026-11-22"
+    assert chinese.lines[2] == "收入 ¥88.50 · 订单数 7"
+    assert chinese.lines[3] == "异常波动：日活跃用户 1,234"
     waiting = payout_waiting("checkin", 3, 1, "150", "850", "http://ui/p")
     assert waiting.link == "http://ui/p" and "3 winners, 1 flagged" in waiting.lines[0]
     review = campaign_review("winback", "D7 return +2pt", {"uplift": "+1.4pt"}, None)
@@ -350,8 +357,8 @@ def test_the_daily_report_tells_the_chat_its_headline_once(
     report(business_date=END)  # already sent: neither emailed nor announced again
     [wecom] = received(local_server, "wecom")
     content = wecom["body"]["markdown"]["content"]
-    assert content.startswith(f"**Daily report {END} (日报)**\n- DAU ")
-    assert "New users 1 ·" in content
+    assert content.startswith(f"**运营日报 {END}**\n- 日活跃用户 0 · ")  # the company's locale
+    assert "新增用户 1 ·" in content
     assert content.endswith(f"runs/flow-run/{state.state_details.flow_run_id})")
 
 

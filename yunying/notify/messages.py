@@ -8,30 +8,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from yunying.notify.robots import ChatMessage
+from yunying.reports.words import Words
 
 
-def _percent(value: object) -> str:
-    return f"{float(value):.1%}" if isinstance(value, int | float) else "n/a"
-
-
-def report_headline(business_date: str, kpis: Mapping[str, Any], link: str | None) -> ChatMessage:
-    """The daily report's headline (日报): activity, growth, money, and raised anomaly flags."""
+def report_headline(
+    business_date: str, kpis: Mapping[str, Any], link: str | None, words: Words
+) -> ChatMessage:
+    """The daily report's headline (日报) in the company's locale: activity, growth, money,
+    and raised anomaly flags."""
+    count, pct = words.number, words.pct
     lines = [
-        f"DAU {kpis['dau']:,} · WAU {kpis['wau']:,} · MAU {kpis['mau']:,}",
-        f"New users {kpis['new_users']:,} · D1 retention {_percent(kpis['d1_retention'])}",
-        f"Revenue {kpis['revenue']} from {kpis['orders']:,} orders",
+        " · ".join(f"{words(kpi)} {count(kpis[kpi])}" for kpi in ("dau", "wau", "mau")),
+        f"{words('new_users')} {count(kpis['new_users'])}"
+        f" · {words('d1_retention')} {pct(_rate(kpis['d1_retention']))}",
+        f"{words('revenue')} {words.money(Decimal(str(kpis['revenue'])))}"
+        f" · {words('orders')} {count(kpis['orders'])}",
     ]
     raised = [
-        f"{flag['kpi']} {flag['value']:g}"
+        f"{words(flag['kpi'])} {words.kpi_value(flag['kpi'], flag['value'])}"
         for flag in kpis.get("flags", [])
         if flag.get("status") in ("new", "continuing")
     ]
     if raised:
-        lines.append("Abnormal (异常波动): " + ", ".join(raised))
-    return ChatMessage(f"Daily report {business_date} (日报)", lines, link, "Open the report")
+        lines.append(words("chat_flags", items=", ".join(raised)))
+    return ChatMessage(f"{words('title')} {business_date}", lines, link, words("chat_open_report"))
+
+
+def _rate(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def run_failed(

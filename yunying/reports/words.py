@@ -19,6 +19,8 @@ from yunying.messaging.status import CONTACTED_PATTERN, Suppressed
 WORDS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Daily report",
+        "chat_flags": "Beyond normal (异常波动): {items}",
+        "chat_open_report": "Open the report",
         "subject": "Yunying daily report {date} — {flags} flag(s)",
         "dau": "Daily active users",
         "wau": "Weekly active users",
@@ -131,6 +133,8 @@ WORDS: dict[str, dict[str, str]] = {
     },
     "zh-CN": {
         "title": "运营日报",
+        "chat_flags": "异常波动：{items}",
+        "chat_open_report": "查看日报",
         "subject": "运营日报 {date} — {flags} 项异常",
         "dau": "日活跃用户",
         "wau": "周活跃用户",
