@@ -254,7 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     test_send.add_argument("--locale", help="default: the setting default_locale")
     test_send.set_defaults(handler=_test_send)
 
-    setup = commands.add_parser("setup", help="create the providers' rate limits in Prefect")
+    setup = commands.add_parser(
+        "setup", help="create the providers' rate limits and the crashed-run automation in Prefect"
+    )
     setup.set_defaults(handler=_setup, needs_prefect=True)
 
     web = commands.add_parser("web", help="serve unsubscribe, preferences, provider callbacks")
@@ -485,10 +487,11 @@ def _test_send(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.setup import create_rate_limits
+    from cli.setup import create_rate_limits, ensure_zombie_automation
 
     created = create_rate_limits(settings)
-    print("\n".join(created) or "no providers.rate_limits configured: nothing to create")
+    print("\n".join(created) or "no providers.rate_limits configured: no rate limits to create")
+    print(ensure_zombie_automation())
     return 0
 
 

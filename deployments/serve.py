@@ -10,6 +10,8 @@ without its time zone would run in UTC: the nightly chain at 10:00 Shanghai, not
 A deployment key this script cannot apply stops it at start-up rather than being dropped.
 
 Schedules stay active when this process stops, so a restart picks up where it left off.
+A run whose process is killed (or whose machine is lost) is marked Crashed once its
+heartbeats stop: serving (re)creates the automation that does it (cli/setup.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
+
+from cli.setup import ensure_zombie_automation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,4 +72,5 @@ def deployment_of(spec: dict[str, Any]) -> RunnerDeployment:
 
 
 if __name__ == "__main__":
+    print(ensure_zombie_automation())
     serve(*deployments_of(), pause_on_shutdown=False)
