@@ -127,3 +127,13 @@ def test_bands_on_the_demo_history_are_informative() -> None:
     assert half_width["dau"] < 0.22
     assert all(w < 1.0 for w in half_width.values())
     assert flags <= 6  # of 240 KPI-days with nothing planted: a handful at most
+
+
+def test_a_series_mostly_of_zeros_gets_no_band_and_no_error() -> None:
+    """A small company's new users: none on most days, one or two now and then. Its median
+    day is zero, so nothing can miss it: no band ("not enough history"), not a crash."""
+    series = {START + k * DAY: (2.0 if k % 9 == 0 else 0.0) for k in range(70)}
+    for offset in range(56, 70):
+        day = START + offset * DAY
+        assert band_for(series, day, START) is None
+        assert judge("new_users", series, day, START).status == "not enough history"
