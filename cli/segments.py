@@ -8,6 +8,7 @@ from yunying.config import Settings
 from yunying.errors import ConfigError
 from yunying.lifecycle.business_dates import refuse_future
 from yunying.lifecycle.states import latest_date
+from yunying.reports.kpis import money_for
 from yunying.segments.definition import Segment, SegmentLibrary
 from yunying.segments.evaluate import record_sizes, show
 from yunying.store.engine import create_store_engine, session_scope
@@ -49,10 +50,11 @@ def segments_command(
             if action == "show":
                 if not name:
                     raise ConfigError("segments show needs a segment name: yunying segments list")
-                return show(session, library, name, day, settings.zone).text(), []
+                money = money_for(settings)
+                return show(session, library, name, day, settings.zone, money).text(), []
             good, problems = read_segments(library)
             names = [segment.name for segment in good]
-            sizes = record_sizes(session, library, names, day, settings.zone)
+            sizes = record_sizes(session, library, names, day, settings.zone, money_for(settings))
             return "\n".join(f"{n:32} {sizes[n]}" for n in names), problems
     finally:
         engine.dispose()

@@ -35,6 +35,7 @@ from yunying.messaging.preflight import preflight
 from yunying.messaging.send import send_batch
 from yunying.messaging.sending import campaign_channels, export_notice, off_notice
 from yunying.messaging.status import OutboxStatus
+from yunying.reports.kpis import money_for
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
 from yunying.store.engine import session_scope
@@ -101,7 +102,9 @@ def _audience(
     segment = campaign.audience_segment(library)
     if segment is None:
         return None
-    return compile_segment(session, library, segment, business_date, settings.zone)
+    return compile_segment(
+        session, library, segment, business_date, settings.zone, money_for(settings)
+    )
 
 
 @task(name="send-batch", **RETRY_TRANSIENT)

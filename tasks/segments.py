@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 
 from tasks.policy import RETRY_TRANSIENT, engine_for
 from yunying.config import Settings
+from yunying.reports.kpis import money_for
 from yunying.segments.definition import SegmentLibrary
 from yunying.segments.evaluate import record_sizes, size_history
 from yunying.store.engine import session_scope
@@ -25,7 +26,9 @@ def segment_sizes(settings: Settings, business_date: dt.date) -> dict[str, int]:
     for name in names:
         library.check(library.get(name))
     with session_scope(engine_for(settings.store_url)) as session:
-        sizes = record_sizes(session, library, names, business_date, settings.zone)
+        sizes = record_sizes(
+            session, library, names, business_date, settings.zone, money_for(settings)
+        )
     with session_scope(engine_for(settings.store_url)) as session:
         history = size_history(session, names, business_date, TREND_DAYS)
     get_run_logger().info("users per segment on %s: %s", business_date, sizes)

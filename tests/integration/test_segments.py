@@ -29,6 +29,7 @@ from tests.builders import load_records
 from yunying.config import Settings
 from yunying.errors import ConfigError, PermanentError
 from yunying.lifecycle.states import compute_lifecycle
+from yunying.reports.effects import Money
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary, load_segment, parse_segment
 from yunying.segments.evaluate import record_sizes, show, size_history
@@ -407,6 +408,44 @@ def test_a_time_zone_matches_its_aliases_not_other_places(
     assert got == {name: users for name, (_, users) in wanted.items()}
 
 
+def test_spend_is_counted_in_the_companys_money(
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """100 USD at 7.1 is 710 CNY; 200 NZD, with no rate, is not summed in (as the report)."""
+    from cli.main import main
+
+    people = _people(3, seed=4)
+    for person in people:
+        person.orders = []
+    _load(engine, settings, people)
+    paid = BD - dt.timedelta(days=3)
+    orders = [
+        {"order_id": f"fx-{user}", "user_id": user, "amount": amount, "currency": currency,
+         "status": "paid", "created_at": f"{paid}T04:00:00Z"}
+        for user, amount, currency in (("u0000", "100", "USD"), ("u0001", "50", "CNY"),
+                                       ("u0002", "200", "NZD"))
+    ]  # fmt: skip
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "orders", orders)
+    library = _write_library(
+        tmp_path / "segments", {"spenders": {"spend": {"within_days": 30, "min": 100}}}
+    )
+    money = Money(currency="CNY", rates=(("USD", Decimal("7.1")),))
+    with session_scope(engine) as session:
+        statement = compile_segment(
+            session, library, library.get("spenders"), BD, settings.zone, money
+        )
+        assert set(session.scalars(statement)) == {"u0000"}
+    monkeypatch.setenv("YUNYING_SEGMENT_DIR", str(tmp_path / "segments"))
+    monkeypatch.setenv("YUNYING_EXCHANGE_RATES", '{"USD": 7.1}')
+    assert main(["segments", "show", "spenders", "--date", str(BD)]) == 0
+    assert "spenders on " in (out := capsys.readouterr().out) and ": 1 users" in out
+
+
 def test_windows_end_at_local_midnight(engine: Engine, settings: Settings, tmp_path: Path) -> None:
     """One event a second before and one at midnight starting the business date's local day,
     in a zone 14 hours ahead and one 11 behind: only the second is within one day."""
@@ -444,9 +483,9 @@ def test_segment_sizes_are_kept_per_day_and_show_masks_members(
         tmp_path / "s", {"en": {"locale": ["en"]}, "zh": {"locale": ["zh-CN"]}}
     )
     with session_scope(engine) as session:
-        first = record_sizes(session, library, ["en", "zh"], BD, settings.zone)
-        record_sizes(session, library, ["en"], BD, settings.zone)  # a rerun overwrites
-        view = show(session, library, "en", BD, settings.zone)
+        first = record_sizes(session, library, ["en", "zh"], BD, settings.zone, Money())
+        record_sizes(session, library, ["en"], BD, settings.zone, Money())  # a rerun overwrites
+        view = show(session, library, "en", BD, settings.zone, Money())
     with session_scope(engine) as session:
         history = size_history(session, ["en", "zh"], BD)
     english = sum(1 for p in people if p.locale == "en")
@@ -468,7 +507,7 @@ def test_locales_in_conditions_are_normalised_like_user_records(
         tmp_path / "s", {"en-us": {"locale": ["en-US"]}, "zh-posix": {"locale": ["zh_CN.UTF-8"]}}
     )
     with session_scope(engine) as session:
-        sizes = record_sizes(session, library, ["en-us", "zh-posix"], BD, settings.zone)
+        sizes = record_sizes(session, library, ["en-us", "zh-posix"], BD, settings.zone, Money())
     english = sum(1 for p in people if p.locale == "en")
     assert sizes == {"en-us": english, "zh-posix": len(people) - english} and english
 

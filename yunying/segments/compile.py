@@ -48,6 +48,7 @@ from yunying.errors import PermanentError
 from yunying.lifecycle.history import computed_range, states_as_of, was_computed
 from yunying.lifecycle.states import latest_date
 from yunying.messaging.outbox import reachable
+from yunying.reports.effects import Money
 from yunying.segments.definition import (
     AllOf,
     AnyOf,
@@ -66,6 +67,8 @@ from yunying.segments.definition import (
     SignedUp,
 )
 from yunying.store.models import Event, LifecycleState, Order, User
+
+COMPANY_DEFAULT = Money()  # the settings' defaults: CNY, no exchange rates
 
 DAY = dt.timedelta(days=1)
 
@@ -173,6 +176,7 @@ class _Emitter:
     anti_join_by_exists: bool = False
     # `lifecycle_states`, or the states as of an earlier date (same column names)
     lifecycle: FromClause = LifecycleState.__table__
+    money: Money = COMPANY_DEFAULT
 
     @property
     def zoned(self) -> bool:
@@ -271,7 +275,7 @@ class _Emitter:
         else:
             time, table, owner = Order.created_at, Order, Order.user_id
             if count.kind == "spend":
-                measure = func.sum(Order.amount)
+                measure = func.sum(self.money.counted())
             filters = [Order.status == "paid"]
         rng = count.range
         having = _within(measure, rng if count.kind == "spend" else _whole(rng))
@@ -349,8 +353,10 @@ def compile_segment(
     segment: Segment,
     business_date: dt.date,
     company_zone: ZoneInfo,
+    money: Money = COMPANY_DEFAULT,
 ) -> Select[tuple[str]]:
-    """The statement selecting the segment's user ids as of `business_date`.
+    """The statement selecting the segment's user ids as of `business_date`; `spend` in the
+    company's money (`money`: an order in a currency with no rate is not summed in).
 
     Reads the distinct user time zones (for the window bounds) and, when the segment uses
     lifecycle states or scores, checks that they were computed for `business_date`: states
@@ -381,7 +387,7 @@ def compile_segment(
         if compiler.uses_lifecycle:
             statement = statement.outerjoin(lifecycle, lifecycle.c.user_id == owner)
     postgres = session.get_bind().dialect.name == "postgresql"
-    emitter = _Emitter(library, business_date, midnights, owner, postgres, lifecycle)
+    emitter = _Emitter(library, business_date, midnights, owner, postgres, lifecycle, money)
     where = emitter.emit(segment.where)
     # Used inside other statements (the outbox plan), it must stay a query of its own.
     return statement.where(where).correlate(None)

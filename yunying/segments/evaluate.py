@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.orm import Session
 
+from yunying.reports.effects import Money
 from yunying.rewards.plan import mask
 from yunying.segments.compile import compile_segment
 from yunying.segments.definition import SegmentLibrary
@@ -17,10 +18,15 @@ from yunying.store.models import SegmentSize
 
 
 def members(
-    session: Session, library: SegmentLibrary, name: str, business_date: dt.date, zone: ZoneInfo
+    session: Session,
+    library: SegmentLibrary,
+    name: str,
+    business_date: dt.date,
+    zone: ZoneInfo,
+    money: Money,
 ) -> Select[tuple[str]]:
     """The statement selecting segment `name`'s user ids on `business_date`."""
-    return compile_segment(session, library, library.get(name), business_date, zone)
+    return compile_segment(session, library, library.get(name), business_date, zone, money)
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,10 @@ def show(
     name: str,
     business_date: dt.date,
     zone: ZoneInfo,
+    money: Money,
     sample: int = 5,
 ) -> SegmentView:
-    statement = members(session, library, name, business_date, zone)
+    statement = members(session, library, name, business_date, zone, money)
     users = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     first = session.scalars(statement.order_by(None).limit(sample)).all()
     bind = session.get_bind()
@@ -68,12 +75,13 @@ def record_sizes(
     names: list[str],
     business_date: dt.date,
     zone: ZoneInfo,
+    money: Money,
 ) -> dict[str, int]:
     """Count each segment on `business_date` into `segment_sizes` (a rerun overwrites)."""
     sizes: dict[str, int] = {}
     now = utcnow()
     for name in names:
-        statement = members(session, library, name, business_date, zone)
+        statement = members(session, library, name, business_date, zone, money)
         counted = select(
             literal(name),
             literal(business_date),
