@@ -19,6 +19,7 @@ from yunying.lifecycle.states import (
     dates_to_compute,
     plan_dates,
 )
+from yunying.reports.kpis import money_for
 from yunying.store.days_zone import check_days_zone
 from yunying.store.engine import session_scope
 
@@ -49,7 +50,9 @@ def lifecycle(
 ) -> LifecycleSummary:
     # The rewind and the first recomputed date commit together: a retry starts again cleanly.
     with session_scope(engine_for(settings.store_url)) as session:
-        summary = compute_lifecycle(session, business_date, settings.lifecycle, recompute)
+        summary = compute_lifecycle(
+            session, business_date, settings.lifecycle, recompute, money_for(settings)
+        )
     logger = get_run_logger()
     if summary.recomputed_all:
         logger.warning("%s: %s", business_date, summary.recomputed_all)

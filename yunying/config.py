@@ -294,6 +294,8 @@ class Settings(BaseSettings):
             self.max_rejected_share,
             tuple(self.lifecycle.activity_events),
             self.lifecycle.orders_are_activity,
+            self.currency,
+            self.exchange_rates,
         )
 
     @property

@@ -300,3 +300,33 @@ def test_a_new_store_catches_up_and_missed_nights_are_filled(engine: Engine) -> 
         assert dates_to_compute(session, day - dt.timedelta(days=3), 5) == [
             day - dt.timedelta(days=3)
         ]
+
+
+def test_a_backfilled_dates_spend_is_in_the_companys_money(
+    engine: Engine, settings: Settings
+) -> None:
+    """Both users ordered again after the date, so their spend then is read from orders:
+    20 USD at 7.1 is 142 (monetary 2, from 100); 150 NZD, with no rate, counts nothing."""
+    from decimal import Decimal
+
+    from yunying.reports.effects import Money
+
+    day = dt.date(2026, 10, 10)
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", [
+            {"user_id": u, "signup_at": "2026-09-01T00:00:00Z"} for u in ("usd", "nzd")
+        ])  # fmt: skip
+        load_records(session, settings.zone, "orders", [
+            {"order_id": f"{u}-then", "user_id": u, "amount": amount, "currency": u.upper(),
+             "created_at": "2026-10-05T04:00:00Z"}
+            for u, amount in (("usd", "20"), ("nzd", "150"))
+        ] + [
+            {"order_id": f"{u}-later", "user_id": u, "amount": "1", "currency": "CNY",
+             "created_at": "2026-10-13T04:00:00Z"}
+            for u in ("usd", "nzd")
+        ])  # fmt: skip
+        money = Money("CNY", (("USD", Decimal("7.1")),))
+        compute_lifecycle(session, day, settings.lifecycle, money=money)
+        rows = session.execute(select(LifecycleState.user_id, LifecycleState.monetary_score))
+        scores = {user: score for user, score in rows}
+    assert scores == {"usd": 2, "nzd": 1}

@@ -5,17 +5,22 @@ active days a count of every stored order gives."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import sqlite3
 import threading
 import uuid
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, select, text
 
 from yunying.config import Settings
+from yunying.sources.config import FileSource
 from yunying.sources.load import load_events, load_rows, validate
+from yunying.sources.pull import pull_source
 from yunying.sources.write.facts import fold_new_orders
 from yunying.sources.write.sqlite import NEW_ORDERS
 from yunying.sources.write.text import events_text
@@ -107,6 +112,39 @@ def test_orders_in_several_batches_and_loaded_again_match_a_count_of_all_orders(
     assert (_facts(engine), _days(engine)) == _expected(engine)
 
 
+def test_spend_is_counted_in_the_companys_money_when_pulled(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """RFM spend as the report counts money: USD at its rate, NZD (no rate) not at all, on a
+    first load and when a pull changes a stored order (its user recounted)."""
+    rules = replace(settings.pull_rules, currency="CNY", exchange_rates={"USD": Decimal("7.1")})
+    orders = [
+        ("a1", "u1", "10.00", "CNY"), ("a2", "u1", "2.00", "USD"), ("a3", "u2", "50.00", "NZD"),
+        ("a4", "u2", "1.50", "CNY"), ("a5", "u3", "3.00", "USD"),
+    ]  # fmt: skip
+
+    def pull(name: str, changed: dict[str, str]) -> None:
+        path = tmp_path / f"{name}.jsonl"
+        lines = [
+            json.dumps({"order_id": o, "user_id": u, "amount": changed.get(o, a),
+                        "currency": c, "created_at": "2026-10-02T08:00:00Z"})
+            for o, u, a, c in orders
+        ]  # fmt: skip
+        path.write_text("\n".join(lines) + "\n")
+        source = FileSource(name=name, entity="orders", path=str(path))
+        assert pull_source(engine, source, rules, "run").rejected == 0
+
+    def spend() -> dict[str, Decimal]:
+        with session_scope(engine) as session:
+            rows = session.execute(select(UserFacts.user_id, UserFacts.revenue))
+            return {user: Decimal(str(revenue)) for user, revenue in rows}
+
+    pull("first", {})
+    assert spend() == {"u1": Decimal("24.20"), "u2": Decimal("1.50"), "u3": Decimal("21.30")}
+    pull("again", {"a2": "4.00"})  # a stored order changed: u1 recounted
+    assert spend() == {"u1": Decimal("38.40"), "u2": Decimal("1.50"), "u3": Decimal("21.30")}
+
+
 def test_sqlite_reads_only_the_batch_orders_back_not_the_table(
     engine: Engine, settings: Settings
 ) -> None:
@@ -122,7 +160,8 @@ def test_sqlite_reads_only_the_batch_orders_back_not_the_table(
     with session_scope(engine) as session:
         session.execute(text("ANALYZE"))  # a store whose statistics were ever gathered
         for as_activity in (True, False):
-            for statement in fold_new_orders(NEW_ORDERS, as_activity, postgres=False):
+            new_orders = NEW_ORDERS.format(spend="amount")
+            for statement in fold_new_orders(new_orders, as_activity, postgres=False):
                 plan = " ".join(
                     str(row[3])
                     for row in session.execute(

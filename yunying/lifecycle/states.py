@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from yunying.config import LifecycleSettings
 from yunying.errors import PermanentError
+from yunying.reports.effects import Money
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import (
     ActiveDay,
@@ -192,12 +193,17 @@ _COLUMNS = tuple(column.key for column in LifecycleState.__table__.columns)
 
 
 def compute_lifecycle(
-    session: Session, business_date: dt.date, rules: LifecycleSettings, recompute: bool = False
+    session: Session,
+    business_date: dt.date,
+    rules: LifecycleSettings,
+    recompute: bool = False,
+    money: Money | None = None,
 ) -> LifecycleSummary:
     """Compute every user's state as of the date, writing only the users whose state or
     tier changed: the nightly cost is one read of users and facts, plus the changes.
     `recompute` first puts the states back as they were before the date (the dates after
-    it are to be run again, in order, by the caller)."""
+    it are to be run again, in order, by the caller). Spend read from orders (a backfill's)
+    is in `money` (None: amounts as they are), as the pull adds it to the facts."""
     fingerprint = settings_fingerprint(rules)
     # The date's own run is the one replaced (the latest may be under newer settings).
     replaced = (_latest_run(session, business_date) or _latest_run(session)) if recompute else None
@@ -214,7 +220,8 @@ def compute_lifecycle(
     if candidates is not None:
         _tune_planner(session)
         _stage_candidates(session, candidates)
-    _stage_changes(session, business_date, rules, only_candidates=candidates is not None)
+    spend = Order.amount if money is None else money.counted()
+    _stage_changes(session, business_date, rules, spend, only_candidates=candidates is not None)
     rerun = latest is not None and latest.business_date == business_date
     _record_transitions(session, business_date, rerun)
     _apply(session, counts_moved=candidates is not None)
@@ -296,12 +303,16 @@ def _stage_candidates(session: Session, candidates: Select[tuple[str]]) -> None:
 
 
 def _stage_changes(
-    session: Session, business_date: dt.date, rules: LifecycleSettings, only_candidates: bool
+    session: Session,
+    business_date: dt.date,
+    rules: LifecycleSettings,
+    spend: Any,
+    only_candidates: bool,
 ) -> None:
     """Fill the scratch table with the new rows of the users whose state or scores change,
     each with its stored state and tier as old_*."""
     day = literal(business_date, Date)
-    fresh = _new_states(business_date, rules, only_candidates).subquery()
+    fresh = _new_states(business_date, rules, spend, only_candidates).subquery()
     changed_today = fresh.c.old_since == day
     before_state, before_since = fresh.c.before_state, fresh.c.before_since
     same = fresh.c.state == before_state
@@ -543,7 +554,7 @@ def _candidates(
 
 
 def _new_states(
-    business_date: dt.date, rules: LifecycleSettings, only_candidates: bool
+    business_date: dt.date, rules: LifecycleSettings, spend: Any, only_candidates: bool
 ) -> Select[tuple[object, ...]]:
     """Every user's (or only the candidates') state and scores as of the date, with the
     state (and its since) before the date and the stored row's columns as old_*."""
@@ -578,7 +589,7 @@ def _new_states(
     )
     revenue_then = case(
         (facts_hold, func.coalesce(UserFacts.revenue, 0)),
-        else_=paid_then(func.coalesce(func.sum(Order.amount), 0)),
+        else_=paid_then(func.coalesce(func.sum(spend), 0)),
     )
     rows = (
         select(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -112,10 +114,13 @@ class PullRules:
     """What every pull applies besides its source's declaration, from the company's settings:
     the time zone of days, the defaults of what a record leaves out, the share of a batch that
     may be rejected (`max_rejected_share`) and which events and orders are activity
-    (`lifecycle.activity_events`, empty for all; `lifecycle.orders_are_activity`)."""
+    (`lifecycle.activity_events`, empty for all; `lifecycle.orders_are_activity`), and the
+    company's `currency` and `exchange_rates` orders' spend is counted in."""
 
     zone: ZoneInfo
     defaults: RecordDefaults = NO_CONSENT_ASSUMED
     max_rejected_share: float = 0.5
     activity_events: Sequence[str] = ()
     orders_are_activity: bool = True
+    currency: str | None = None  # orders' spend in it, converted at `exchange_rates`
+    exchange_rates: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)

@@ -194,6 +194,8 @@ def write_batch(
             batch.rows,
             uuid.uuid4().hex,
             orders_are_activity=rules.orders_are_activity,
+            currency=rules.currency,
+            exchange_rates=rules.exchange_rates,
         )
     reject(session, source.name, run_id, batch.rejects)
     reject(session, source.name, run_id, batch.again, only_new=True)

@@ -4,7 +4,8 @@ PostgreSQL's, one small interface)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Protocol, cast
 
 from sqlalchemy.orm import Session
@@ -41,9 +42,13 @@ def load_rows(
     load_id: str,
     activity_events: Sequence[str] = (),
     orders_are_activity: bool = True,
+    currency: str | None = None,
+    exchange_rates: Mapping[str, Decimal] | None = None,
 ) -> tuple[int, int]:
     """Upsert rows of one entity; returns (inserted, updated). With `orders_are_activity`,
-    an order's local day is an active day of its user (`lifecycle.orders_are_activity`)."""
+    an order's local day is an active day of its user (`lifecycle.orders_are_activity`); its
+    amount adds to its user's spend in `currency`, converted at `exchange_rates` (a currency
+    without a rate adds 0; no `currency`: amounts as they are)."""
     if entity == "events":
         events = cast(Sequence[EventRow], rows)
         return load_events(session, events_text(events, is_postgres(session)), activity_events), 0
@@ -58,7 +63,16 @@ def load_rows(
     distinct = "IS DISTINCT FROM" if is_postgres(session) else "IS NOT"
     changed = " OR ".join(f"{entity}.{c} {distinct} excluded.{c}" for c in compared)
     conflict = f"ON CONFLICT ({columns[0]}) DO UPDATE SET {assignments} WHERE {changed}"
-    upsert = Upsert(entity, columns, rows, load_id, conflict, orders_are_activity)
+    upsert = Upsert(
+        entity,
+        columns,
+        rows,
+        load_id,
+        conflict,
+        orders_are_activity,
+        currency,
+        exchange_rates or {},
+    )
     return writer_for(session).upsert(session, upsert)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,7 +24,8 @@ class EventsText:
 class Upsert:
     """Rows of one table in `columns` order (a last column the rows lack is `load_id`), to
     insert or update by `conflict` (its ON CONFLICT clause). Orders are folded into the
-    per-user facts, and into active days when `orders_are_activity`."""
+    per-user facts (their spend in `currency`, converted at `exchange_rates`), and into
+    active days when `orders_are_activity`."""
 
     table: str
     columns: list[str]
@@ -31,6 +33,8 @@ class Upsert:
     load_id: str
     conflict: str
     orders_are_activity: bool = True
+    currency: str | None = None  # the company's (None: amounts as they are), and the rates
+    exchange_rates: Mapping[str, Decimal] = field(default_factory=dict)  # others convert at
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ from what a batch added: the statements both writers share, and the orders' fold
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Numeric, text
@@ -85,13 +86,29 @@ def fold_events(fresh: str, only: str, look_pairs_up: bool = False) -> str:
     )
 
 
+def spend_in(currency: str | None, rates: Mapping[str, Decimal], of: str = "") -> str:
+    """SQL: an order's amount in the company's `currency` (the order row aliased `of`),
+    converted at `rates`, and 0 in a currency with none: the spend its user's facts add
+    (RFM monetary), counted as the report counts money; with no `currency`, the amount as
+    it is. Codes are validated ISO 4217."""
+    row = f"{of}." if of else ""
+    if currency is None:
+        return f"{row}amount"
+    whens = [f"WHEN '{currency}' THEN {row}amount"] + [
+        f"WHEN '{code}' THEN {row}amount * {rate}"
+        for code, rate in sorted(rates.items())
+        if code != currency
+    ]
+    return f"COALESCE(CASE {row}currency {' '.join(whens)} END, 0)"
+
+
 def fold_new_orders(fresh: str, as_activity: bool, postgres: bool) -> list[str]:
     """The statements folding orders all new to the store, those the query `fresh` gives
-    (user_id, amount, status, created_at, day), into user_facts and, with `as_activity`,
-    active_days. Paid orders and spend are added to the stored counts, which held every
-    earlier order, instead of recounting each user's orders (a second read of them through
-    an index). On PostgreSQL one statement returning how many orders `fresh` gave; on
-    SQLite two, the days' first."""
+    (user_id, amount, status, created_at, day; amount in the company's money), into
+    user_facts and, with `as_activity`, active_days. Paid orders and spend are added to the
+    stored counts, which held every earlier order, instead of recounting each user's orders
+    (a second read of them through an index). On PostgreSQL one statement returning how
+    many orders `fresh` gave; on SQLite two, the days' first."""
     if postgres:
         return [_fold_new_orders_postgres(fresh, as_activity)]
     times = "created_at, day" if as_activity else "NULL, NULL"
@@ -148,10 +165,17 @@ _NEW_ORDERS_FACTS = (
 )
 
 
-def fold_orders(session: Session, batch: str, params: dict[str, Any], as_activity: bool) -> None:
+def fold_orders(
+    session: Session,
+    batch: str,
+    params: dict[str, Any],
+    as_activity: bool,
+    spend: str = "o.amount",
+) -> None:
     """Recount paid orders and spend for the users of the orders the query `batch` gives
     (user_id, created_at, day: the batch as the writer holds it, with `params`) and, with
     `as_activity`, fold the orders into their last activity and active days, as events'.
+    `spend` is an order's amount in the company's money, the order aliased `o` (`spend_in`).
     Counts and last activity go in one upsert of user_facts: as two, the orders of the load
     were found and their users written twice (a fifth of an orders load's time)."""
     params = {**params, "now": store_time(session)}
@@ -164,7 +188,7 @@ def fold_orders(session: Session, batch: str, params: dict[str, Any], as_activit
         text(
             "INSERT INTO user_facts (user_id, last_active_at, last_active_day, event_count,"
             f" order_count, revenue, last_order_at, updated_at) SELECT touched.user_id, {times},"
-            " 0, COUNT(o.order_id), COALESCE(SUM(o.amount), 0), MAX(o.created_at), :now"
+            f" 0, COUNT(o.order_id), COALESCE(SUM({spend}), 0), MAX(o.created_at), :now"
             " FROM (SELECT user_id, MAX(created_at) AS last_at, MAX(day) AS last_day"
             f" FROM ({batch}) AS batch GROUP BY user_id) AS touched"
             " LEFT JOIN orders o ON o.user_id = touched.user_id AND o.status = 'paid'"

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.validate.rows import EVENT_COLUMNS
 from yunying.sources.write.batch import EventsText, NewEvents, Upsert
-from yunying.sources.write.facts import fold_events, fold_new_orders, fold_orders, store_time
+from yunying.sources.write.facts import (
+    fold_events,
+    fold_new_orders,
+    fold_orders,
+    spend_in,
+    store_time,
+)
 
 
 class PostgresWriter:
@@ -35,7 +41,8 @@ class PostgresWriter:
             # joined a first large batch in a nested loop, at a cost growing with its square.
             analyze_if_young(session, "orders", len(rows))
             staged = "SELECT user_id, created_at, day FROM stage_orders"
-            fold_orders(session, staged, {}, batch.orders_are_activity)
+            spend = spend_in(batch.currency, batch.exchange_rates, "o")
+            fold_orders(session, staged, {}, batch.orders_are_activity, spend)
         return counts
 
     def insert_events(self, session: Session, batch: NewEvents) -> int:
@@ -186,7 +193,9 @@ def _copy_new_orders(session: Session, batch: Upsert, rows: Sequence[Sequence[An
     `_copy_all_new` does for events (and undone the same ways)."""
     params = {"start": _last_page(session, "orders"), "first": rows[0][0]}
     _copy(session, "orders", batch.columns, rows)
-    fresh = _written_since("orders", "user_id, amount, status, created_at, day", "order_id")
+    spend = spend_in(batch.currency, batch.exchange_rates)
+    columns = f"user_id, {spend} AS amount, status, created_at, day"
+    fresh = _written_since("orders", columns, "order_id")
     (fold,) = fold_new_orders(fresh, batch.orders_are_activity, postgres=True)
     if session.scalar(text(fold), {**params, "now": store_time(session)}) != len(rows):
         raise _NotAllFound

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from yunying.sources.validate.rows import EVENT_COLUMNS
 from yunying.sources.write.batch import NewEvents, Upsert
-from yunying.sources.write.facts import fact_updates, fold_new_orders, fold_orders, store_time
+from yunying.sources.write.facts import (
+    fact_updates,
+    fold_new_orders,
+    fold_orders,
+    spend_in,
+    store_time,
+)
 
 
 class SqliteWriter:
@@ -92,7 +98,8 @@ def _insert_rows(
 # The orders above the rowid `:before`, read by rowid whatever the statement around them:
 # grouped by user, SQLite read the whole table through the index on user_id instead.
 NEW_ORDERS = (
-    "SELECT user_id, amount, status, created_at, day FROM orders NOT INDEXED WHERE rowid > :before"
+    "SELECT user_id, {spend} AS amount, status, created_at, day FROM orders NOT INDEXED"
+    " WHERE rowid > :before"
 )
 
 
@@ -118,8 +125,10 @@ def _fold(session: Session, batch: Upsert, before: int, all_new: bool) -> None:
     touched user's orders are recounted (`fold_orders`), the batch given as a JSON text."""
     if not all_new:
         written = orjson.dumps([(row[1], row[5], row[6]) for row in batch.rows]).decode()
-        fold_orders(session, BATCH_ORDERS, {"batch": written}, batch.orders_are_activity)
+        spend = spend_in(batch.currency, batch.exchange_rates, "o")
+        fold_orders(session, BATCH_ORDERS, {"batch": written}, batch.orders_are_activity, spend)
         return
     params = {"before": before, "now": store_time(session)}
-    for statement in fold_new_orders(NEW_ORDERS, batch.orders_are_activity, postgres=False):
+    new_orders = NEW_ORDERS.format(spend=spend_in(batch.currency, batch.exchange_rates))
+    for statement in fold_new_orders(new_orders, batch.orders_are_activity, postgres=False):
         session.execute(text(statement), params)
