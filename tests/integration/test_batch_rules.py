@@ -66,3 +66,15 @@ def test_the_last_record_of_a_repeated_id_in_a_batch_wins(
     with session_scope(engine) as session:
         assert load_events(session, events_text(later, postgres), ()) == 0
         assert session.scalar(select(Event.name)) == "last"
+
+
+def test_an_item_that_is_no_json_object_is_rejected_saying_so(settings: Settings) -> None:
+    """An API's `items` may hold a string or a number among the objects: each is set aside
+    as what it is, not as a record missing its fields."""
+    good = {"order_id": "o1", "user_id": "u1", "amount": "5", "created_at": "2026-11-01T00:00Z"}
+    rows, rejects = validate("orders", ["not an object", 7, good], {}, settings.zone)
+    assert len(rows) == 1
+    assert [(r.raw, r.field, r.reason) for r in rejects] == [
+        ('"not an object"', "json", "json: not a JSON object"),
+        ("7", "json", "json: not a JSON object"),
+    ]

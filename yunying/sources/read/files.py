@@ -102,6 +102,6 @@ def _jsonl_rows(stream: io.TextIOWrapper) -> Iterator[tuple[Record, Rejected | N
             yield {}, Rejected(line[:2000], "json", exc.msg)
             continue
         if not isinstance(record, dict):
-            yield {}, Rejected(line[:2000], "json", "not an object")
+            yield {}, Rejected(line[:2000], "json", "not a JSON object")
         else:
             yield record, None

@@ -61,12 +61,14 @@ def validate(
             plain = plain_orders(chunk, zone, defaults)
         rows = cast(list[StoreRow | None], plain)  # the same list, filled in below
         for offset in _nones(rows):
+            record = records[start + offset]
             try:
+                if columns is None and not isinstance(record, dict):
+                    raise InvalidRecord("json", "not a JSON object")
                 rows[offset] = _row(
                     entity, [column[offset] for column in chunk], zone, now, defaults
                 )
             except InvalidRecord as exc:
-                record = records[start + offset]
                 whole = record if columns is None else dict(zip(columns, record, strict=True))
                 raw = json.dumps(whole, default=str, ensure_ascii=False)
                 bad.append(Rejected(raw, exc.field, exc.why))
