@@ -62,7 +62,7 @@ def test_a_whole_table_sources_bad_rows_are_set_aside_once(
     assert shown[:2] == [
         "source db-users: 4 row(s) set aside",
         "  4 x signup_at: … is not an ISO 8601 time (like 2026-11-01T08:30:00+08:00; without"
-        " an offset, UTC)",
+        " an offset, in the source's naive_times_in (else UTC))",
     ]
     assert shown[2].startswith("      e.g. row b") and "not a time" in shown[2]
     assert main(["rejects", "nosuch"]) == 2

@@ -235,7 +235,9 @@ def parse_timestamp(value: Any) -> dt.datetime:
     return moment
 
 
-ISO_EXAMPLE = "like 2026-11-01T08:30:00+08:00; without an offset, UTC"
+ISO_EXAMPLE = (
+    "like 2026-11-01T08:30:00+08:00; without an offset, in the source's naive_times_in (else UTC)"
+)
 
 
 def _timestamp(raw: Mapping[str, Any], field: str) -> dt.datetime:
