@@ -167,9 +167,8 @@ def _show_samples(settings: Settings, out: Callable[[str], None]) -> set[str]:
             out("  PROBLEM: no row read is valid: check the mapping against the reasons below")
             unread.add(source.name)
         for reason in sample.reasons:
-            example = f"row {reason.example_id}" if reason.example_id else "a row"
             out(f"  {reason.count} would be rejected: {reason.reason}")
-            out(f"      e.g. {example}: {reason.example}")
+            out(f"      e.g. {reason.example_of}: {reason.example}")
         if sample.naive_times:
             out(
                 f"  {sample.naive_times} of {sample.read} rows have a time without an offset,"

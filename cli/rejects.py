@@ -33,9 +33,8 @@ def rejects(settings: Settings, name: str | None) -> str:
                     .limit(READ_AT_MOST)
                 ).tuples()
                 for reason in reject_reasons(source, list(newest)):
-                    example = f"row {reason.example_id}" if reason.example_id else "a row"
                     lines.append(f"  {reason.count} x {reason.reason}")
-                    lines.append(f"      e.g. {example}: {reason.example}")
+                    lines.append(f"      e.g. {reason.example_of}: {reason.example}")
                 if total and total > READ_AT_MOST:
                     lines.append(f"  (reasons from the newest {READ_AT_MOST:,} rows)")
     finally:

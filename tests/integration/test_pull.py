@@ -1026,7 +1026,10 @@ def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
     settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from cli.main import main
+
     _gzip_jsonl(tmp_path / "events-1.jsonl.gz", _events(0, 1000))
     whole = _gzip_jsonl(tmp_path / "events-2.jsonl.gz", _events(1000, 3000))
     (tmp_path / "events-2.jsonl.gz").write_bytes(whole[: len(whole) * 6 // 10])  # cut short
@@ -1061,6 +1064,9 @@ def test_a_truncated_gzip_is_set_aside_and_the_pull_goes_on(
     assert summary["events"]["files set aside"] == 1
     assert f"source events: set aside {path}: cannot be read whole" in "\n".join(warnings)
     assert marked == {str(tmp_path / f"events-{n}.jsonl.gz") for n in (1, 3)}
+    capsys.readouterr()
+    assert main(["rejects", "events"]) == 0  # names the file to look at
+    assert f"e.g. file {path}: file: cannot be read whole" in capsys.readouterr().out
 
     (tmp_path / "events-2.jsonl.gz").write_bytes(whole)  # the complete copy arrives
     again = pull_source(

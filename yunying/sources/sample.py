@@ -36,7 +36,7 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 class RejectReason:
     reason: str  # its wording, with the values it quotes left out
     count: int
-    example_id: str | None  # the id of one record rejected for it, when it has one
+    example_of: str  # one record rejected for it: "row <id>", "file <path>" or "a row"
     example: str  # that record's own reason, contacts masked
 
 
@@ -122,18 +122,25 @@ def reject_reasons(source: SourceConfig, rejected: list[tuple[str, str]]) -> lis
     for wording, members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
         raw, reason = members[0]
         summary.append(
-            RejectReason(wording, len(members), _record_id(raw, id_column), mask_text(reason))
+            RejectReason(wording, len(members), _example_of(raw, id_column), mask_text(reason))
         )
     return summary
 
 
-def _record_id(raw: str, column: str) -> str | None:
+def _example_of(raw: str, column: str) -> str:
+    """Which record `raw` is: its id, or the path of a file set aside whole."""
     try:
         record = json.loads(raw)
     except ValueError:
-        return None
-    value = record.get(column) if isinstance(record, dict) else None
-    return None if value is None or value == "" else str(value)
+        return "a row"
+    if not isinstance(record, dict):
+        return "a row"
+    value = record.get(column)
+    if value is not None and value != "":
+        return f"row {value}"
+    if set(record) == {"file"}:
+        return f"file {record['file']}"
+    return "a row"
 
 
 def mask_record(record: dict[str, Any], contact_columns: tuple[str, ...] = ()) -> dict[str, Any]:
