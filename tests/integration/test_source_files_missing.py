@@ -86,3 +86,27 @@ def test_a_pull_fails_the_source_that_matches_no_file_and_pulls_the_others(
     assert main(["run", "pull"]) == 0
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_init_check_reads_on_past_the_first_file_a_glob_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bad rows are in the second of three exports: the sample reads them too."""
+    head = "order_id,user_id,amount,created_at\n"
+    for n, body in enumerate(
+        [
+            "a1,u1,5,2026-10-01T00:00:00Z\na2,u2,7,2026-10-01T00:00:00Z\n",
+            "b1,u1,abc,2026-10-02T00:00:00Z\nb2,u2,3,2026-10-02T00:00:00Z\n",
+            "c1,u1,2,2026-10-03T00:00:00Z\n",
+        ]
+    ):
+        (tmp_path / f"orders-{n}.csv").write_text(head + body, encoding="utf-8")
+    (tmp_path / "users.csv").write_text(USERS, encoding="utf-8")
+    _file_sources(
+        monkeypatch, users=str(tmp_path / "users.csv"), orders=str(tmp_path / "orders-*.csv")
+    )
+    monkeypatch.setenv("YUNYING_HOME", str(tmp_path / "var"))
+    assert main(["init", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 5 rows read are valid" in out
+    assert "1 would be rejected: amount:" in out and "e.g. row b1" in out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,7 +61,7 @@ def sample_source(
     """Read up to `limit` records, check the mapping against the source's columns
     (ConfigError naming key and columns) and validate them as a pull would, with the pull's
     `defaults`; nothing is stored, no watermark moves."""
-    batch = _first_batch(source, limit)
+    batch = _sample_batch(source, limit)
     if batch is None:
         return SourceSample(source.name, source.entity, [])
     records = list(batch.records[:limit])
@@ -95,17 +95,31 @@ def sample_source(
 
 def source_columns(source: SourceConfig) -> list[str]:
     """The source's column names, from its first record (none when it has no record)."""
-    batch = _first_batch(source, 1)
+    batch = _sample_batch(source, 1)
     return [] if batch is None else columns_of(batch.records[:1], batch.columns)
 
 
-def _first_batch(source: SourceConfig, limit: int) -> Batch | None:
+def _sample_batch(source: SourceConfig, limit: int) -> Batch | None:
+    """Up to `limit` records in one batch: a file source's batches end with each file, so
+    the sample reads on into the next files (those of the same columns) until it has them."""
     small: SourceConfig = source.model_copy(update={"batch_size": limit})
     if isinstance(small, HttpSource):
         small = small.model_copy(update={"page_size": min(small.page_size, limit)})
     batches = read_source(small, None)
     try:
-        return next(batches, None)
+        first = next(batches, None)
+        if first is None or not isinstance(source, FileSource):
+            return first
+        records, unreadable = list(first.records), list(first.unreadable)
+        set_aside = list(first.set_aside)
+        while len(records) + len(unreadable) < limit:
+            more = next(batches, None)
+            if more is None or more.columns != first.columns:
+                break
+            records += more.records
+            unreadable += more.unreadable
+            set_aside += more.set_aside
+        return replace(first, records=records[:limit], unreadable=unreadable, set_aside=set_aside)
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
