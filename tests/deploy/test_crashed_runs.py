@@ -11,7 +11,14 @@ import sys
 
 import httpx
 
-from tests.deploy.test_operations import BIN, DEPLOYMENTS, ROOT, _served, environment
+from tests.deploy.test_operations import (
+    BIN,
+    DEPLOYMENTS,
+    ROOT,
+    _served,
+    environment,
+    paused_payout,
+)
 from tests.rig import wait_until
 
 __all__ = ["environment"]  # the fixture, shared with the operations tests
@@ -43,14 +50,7 @@ def test_a_killed_payout_run_ends_crashed(environment: dict[str, str]) -> None:
                 env=env, cwd=ROOT, check=True, capture_output=True, timeout=120,
             )  # fmt: skip
 
-            def paused_run() -> str | None:
-                runs = httpx.post(
-                    f"{api}/flow_runs/filter",
-                    json={"flow_runs": {"name": {"any_": ["reward-payout-ops-test"]}}},
-                ).json()
-                return runs[0]["id"] if runs and runs[0]["state"]["type"] == "PAUSED" else None
-
-            run_id = wait_until(paused_run, "the payout to pause for approval")
+            run_id = wait_until(lambda: paused_payout(api), "the payout to pause for approval")
             os.killpg(serving.pid, signal.SIGKILL)
             serving.wait()
 

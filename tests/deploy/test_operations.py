@@ -130,6 +130,15 @@ def _served(api: str) -> dict[str, dict[str, Any]]:
     return {deployment["name"]: deployment for deployment in found}
 
 
+def paused_payout(api: str) -> str | None:
+    """The id of the ops-test payout run once it waits for approval."""
+    runs = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"flow_runs": {"name": {"any_": ["reward-payout-ops-test"]}}},
+    ).json()
+    return runs[0]["id"] if runs and runs[0]["state"]["type"] == "PAUSED" else None
+
+
 def _scheduled_runs(api: str, deployment_id: str, at_least: int) -> list[dict[str, Any]]:
     """The deployment's scheduled runs, soonest first, once there are `at_least` of them."""
     runs = list(
@@ -214,14 +223,7 @@ def test_manual_payout_through_server_serve_and_cli(
         timeout=120,
     )
 
-    def paused_run() -> str | None:
-        runs = httpx.post(
-            f"{api}/flow_runs/filter",
-            json={"flow_runs": {"name": {"any_": ["reward-payout-ops-test"]}}},
-        ).json()
-        return runs[0]["id"] if runs and runs[0]["state"]["type"] == "PAUSED" else None
-
-    run_id = wait_until(paused_run, "the payout to pause for approval")
+    run_id = wait_until(lambda: paused_payout(api), "the payout to pause for approval")
 
     def resumed() -> httpx.Response | None:
         # Prefect's server on SQLite answers 503 "retry" while its database is busy.

@@ -11,6 +11,11 @@ from cli.main import main
 from tests.builders import silent_users
 from tests.rig import SmtpSink
 from yunying.config import Settings
+from yunying.rewards.approval import Decision, store_approved_plan
+from yunying.rewards.campaign import RewardCampaign
+from yunying.rewards.ledger import pay_batch
+from yunying.rewards.plan import PayoutPlan, PlanEntry
+from yunying.store.engine import session_scope
 
 
 def test_upgrade_preview_test_send_and_unsubscribe(
@@ -67,26 +72,25 @@ def test_a_bad_setting_stops_the_command_naming_it(
     assert "YUNYING_TIMEZONE" in capsys.readouterr().err
 
 
-def test_payouts_show_lists_the_ledger(
-    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import datetime as dt
-
-    from yunying.rewards.campaign import RewardCampaign
-    from yunying.rewards.ledger import pay_batch
-    from yunying.rewards.plan import PlanEntry
-
-    campaign = RewardCampaign.model_validate(
+def _points_campaign(name: str, budget: int) -> RewardCampaign:
+    """A campaign paying 10 points a winner, for the ledger tests."""
+    return RewardCampaign.model_validate(
         {
-            "name": "tiny",
+            "name": name,
             "start": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
             "end": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
-            "budget": 10,
+            "budget": budget,
             "per_user_cap": 10,
             "rule": {"kind": "min_actions", "event": "x"},
             "reward": {"kind": "points", "amounts": [10]},
         }
     )
+
+
+def test_payouts_show_lists_the_ledger(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign = _points_campaign("tiny", 10)
     pay_batch(engine, campaign, [PlanEntry("user-1234", 1, campaign.reward.amounts[0])])
     assert main(["payouts", "show", "tiny"]) == 0
     out = capsys.readouterr().out
@@ -96,25 +100,7 @@ def test_payouts_show_lists_the_ledger(
 def test_payouts_show_tells_apart_winners_whose_masks_collide(
     engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import datetime as dt
-
-    from yunying.rewards.approval import Decision, store_approved_plan
-    from yunying.rewards.campaign import RewardCampaign
-    from yunying.rewards.ledger import pay_batch
-    from yunying.rewards.plan import PayoutPlan, PlanEntry
-    from yunying.store.engine import session_scope
-
-    campaign = RewardCampaign.model_validate(
-        {
-            "name": "twins",
-            "start": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-            "end": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
-            "budget": 20,
-            "per_user_cap": 10,
-            "rule": {"kind": "min_actions", "event": "x"},
-            "reward": {"kind": "points", "amounts": [10]},
-        }
-    )
+    campaign = _points_campaign("twins", 20)
     entries = [
         PlanEntry("u00155", 1, Decimal(10), public_id="a1" * 8),
         PlanEntry("u00255", 2, Decimal(10), public_id="b2" * 8),
