@@ -19,6 +19,7 @@ from yunying.messaging.cn_sms import (
     _pct_phone_json,
     aliyun_phone,
     aliyun_signature,
+    e164_phone,
     pct,
     prepare,
     render_param,
@@ -198,3 +199,21 @@ def test_groups_pack_into_batches_and_are_cut_at_the_size() -> None:
     assert [[len(g.messages) for g in batch] for batch in batches] == [[3, 1], [4], [1]]
     ids = [m.claimed.id for batch in batches for g in batch for m in g.messages]
     assert ids == [0, 1, 2, 0, 1, 2, 3, 4, 0]
+
+
+@pytest.mark.parametrize(
+    ("stored", "e164", "aliyun"),
+    [
+        ("13900000001", "+8613900000001", "13900000001"),
+        ("8613900000001", "+8613900000001", "13900000001"),
+        ("008613900000001", "+8613900000001", "13900000001"),
+        ("+86 139-0000-0001", "+8613900000001", "13900000001"),
+        ("+14155550100", "+14155550100", "14155550100"),
+    ],
+)
+def test_a_mainland_number_in_any_stored_form_is_one_number(
+    stored: str, e164: str, aliyun: str
+) -> None:
+    """Tencent answers in E.164 and Aliyun's QuerySendDetails takes 11 digits: each form a
+    company stores is sent, and matched, as that one number."""
+    assert (e164_phone(stored), aliyun_phone(stored)) == (e164, aliyun)
