@@ -17,7 +17,7 @@ from yunying.config import Settings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
-from yunying.store.models import LifecycleState, LifecycleTransition
+from yunying.store.models import LifecycleRun, LifecycleState, LifecycleTransition
 
 pytestmark = pytest.mark.usefixtures("prefect")
 
@@ -93,6 +93,20 @@ def test_a_changed_threshold_is_said_and_a_plain_rerun_is_not_called_one(
         f"  {before}: lifecycle settings changed since the run for {before}: every user"
         f" recomputed from {before}\n"
     ) in capsys.readouterr().out
+
+
+def test_catch_up_days_missed_dates_are_each_computed(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lifecycle left at D - 15: the 14 missed nights (catch_up_days) and D are computed,
+    the first of them too (it was once skipped, its states read from the day before it)."""
+    left = D - dt.timedelta(days=15)
+    _loaded(engine, settings, left)
+    assert main(["run", "lifecycle", "--date", str(D)]) == 0
+    assert f"{left + dt.timedelta(days=1)} .. {D}" in capsys.readouterr().out
+    with session_scope(engine) as session:
+        computed = set(session.scalars(select(LifecycleRun.business_date)))
+    assert computed == {left + dt.timedelta(days=n) for n in range(16)}
 
 
 def test_missed_dates_beyond_catch_up_are_named_never_skipped(

@@ -104,7 +104,7 @@ def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: in
                 f" than catch_up_days ({catch_up_days}) catches up on its own; compute them in"
                 f" order with `yunying run lifecycle --from {after} --date {business_date}`"
             )
-        first = max(first, min(latest + dt.timedelta(days=1), business_date))
+        first = min(latest + dt.timedelta(days=1), business_date)  # every missed date
     return [first + dt.timedelta(days=i) for i in range((business_date - first).days + 1)]
 
 
