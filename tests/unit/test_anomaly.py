@@ -137,3 +137,17 @@ def test_a_series_mostly_of_zeros_gets_no_band_and_no_error() -> None:
         day = START + offset * DAY
         assert band_for(series, day, START) is None
         assert judge("new_users", series, day, START).status == "not enough history"
+
+
+def test_a_small_count_a_few_off_its_pattern_is_not_abnormal() -> None:
+    """A new user on the same weekdays every week, none on the others: so steady that the
+    spread is nil, yet one user more or less on a day is ordinary; 12 in a day is not."""
+    pattern = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    series = {START + k * DAY: pattern[k % 7] for k in range(84)}
+    for offset in range(70, 84):
+        day = START + offset * DAY
+        usual = series[day]
+        for value in {usual, usual + 1, max(usual - 1, 0.0), usual + 3}:
+            assert not judge("new_users", {**series, day: value}, day, START).raised
+    last = START + 83 * DAY
+    assert judge("new_users", {**series, last: 12.0}, last, START).status == "above"

@@ -10,7 +10,7 @@ Method (pure functions over a KPI's daily series):
   in square roots of the expected value (counts vary that way), their robust standard
   deviation (1.4826 x MAD), widened for the error of the expected value itself;
 - the band is expected +- Z spreads, never narrower than +-FLOOR of the expected value (a flat
-  history must not flag noise); no band until `MIN_HISTORY` same-weekday values exist, nor
+  history must not flag noise) nor than +-Z itself (a count a few events off is ordinary); no band until `MIN_HISTORY` same-weekday values exist, nor
   for a series mostly of zeros (a few new users a week): half its days would be "abnormal".
 
 Z = 3.5 is tuned for a false-alarm rate of about 0.6% per KPI and day on a steady series with
@@ -116,7 +116,8 @@ def band_for(
     # The expected value is itself estimated: the 7-day level adds 1/7 of a day's variance,
     # the median of n same-weekday ratios about pi/2n.
     spread *= math.sqrt(1 + 1 / 7 + math.pi / (2 * len(same_day)))
-    half_width = max(Z * spread * math.sqrt(expected), FLOOR * expected)
+    # A count a few events off is never abnormal (a new user more on a day of one or two).
+    half_width = max(Z * spread * math.sqrt(expected), FLOOR * expected, Z)
     return Band(max(expected - half_width, 0.0), expected + half_width, expected)
 
 
