@@ -148,3 +148,38 @@ def _rows(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, 
         states = session.execute(select(LifecycleState.__table__)).all()
         moves = session.execute(select(LifecycleTransition.__table__)).all()
     return sorted(map(tuple, states)), sorted(map(tuple, moves))
+
+
+def test_a_change_of_exchange_rates_recounts_every_users_spend(
+    engine: Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RFM spend converts at today's rates, as the report and segments do: 20 USD is 142 at
+    7.1 (monetary 2, from 100) and 20 at 1.0 (monetary 1). The rerun says why everyone
+    was recomputed; the next one, at the same rates, recounts nothing."""
+    with session_scope(engine) as session:
+        load_records(session, settings.zone, "users", [
+            {"user_id": "usd", "signup_at": "2026-09-01T00:00:00Z"}
+        ])  # fmt: skip
+        load_records(session, settings.zone, "orders", [
+            {"order_id": "o1", "user_id": "usd", "amount": "20", "currency": "USD",
+             "created_at": "2026-10-20T04:00:00Z"}
+        ])  # fmt: skip
+
+    def monetary(rate: str) -> int:
+        monkeypatch.setenv("YUNYING_EXCHANGE_RATES", f'{{"USD": {rate}}}')
+        assert main(["run", "lifecycle", "--date", str(D)]) == 0
+        with session_scope(engine) as session:
+            return int(session.scalars(select(LifecycleState.monetary_score)).one())
+
+    assert monetary("7.1") == 2
+    capsys.readouterr()
+    assert monetary("1.0") == 1
+    assert (
+        f"currency or exchange_rates changed since the run for {D}: every user's spend"
+        " recounted at today's rates" in capsys.readouterr().out
+    )
+    assert monetary("1.0") == 1
+    assert "exchange_rates changed" not in capsys.readouterr().out

@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from yunying.config import LifecycleSettings
 from yunying.errors import PermanentError
+from yunying.lifecycle.spend_money import recount_spend_if_money_changed
 from yunying.reports.effects import Money
 from yunying.store.engine import is_postgres, upsert_insert, utcnow
 from yunying.store.models import (
@@ -202,8 +203,9 @@ def compute_lifecycle(
     """Compute every user's state as of the date, writing only the users whose state or
     tier changed: the nightly cost is one read of users and facts, plus the changes.
     `recompute` first puts the states back as they were before the date (the dates after
-    it are to be run again, in order, by the caller). Spend read from orders (a backfill's)
-    is in `money` (None: amounts as they are), as the pull adds it to the facts."""
+    it are to be run again, in order, by the caller). Spend is in `money` (None: amounts as
+    they are): the facts' recounted when they were counted in other money, a backfill's read
+    from the orders."""
     fingerprint = settings_fingerprint(rules)
     # The date's own run is the one replaced (the latest may be under newer settings).
     replaced = (_latest_run(session, business_date) or _latest_run(session)) if recompute else None
@@ -213,6 +215,12 @@ def compute_lifecycle(
     recomputed_all = _why_everyone(
         replaced or latest, fingerprint, business_date if recompute else None
     )
+    before = replaced or latest
+    if money is not None and recount_spend_if_money_changed(session, money) and before:
+        recomputed_all = (
+            f"currency or exchange_rates changed since the run for {before.business_date}:"
+            " every user's spend recounted at today's rates and every user recomputed"
+        )
     started = utcnow()
     candidates = (
         None if recomputed_all is not None else _candidates(session, business_date, latest, rules)

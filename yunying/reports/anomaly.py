@@ -10,8 +10,9 @@ Method (pure functions over a KPI's daily series):
   in square roots of the expected value (counts vary that way), their robust standard
   deviation (1.4826 x MAD), widened for the error of the expected value itself;
 - the band is expected +- Z spreads, never narrower than +-FLOOR of the expected value (a flat
-  history must not flag noise) nor than +-Z itself (a count a few events off is ordinary); no band until `MIN_HISTORY` same-weekday values exist, nor
-  for a series mostly of zeros (a few new users a week): half its days would be "abnormal".
+  history must not flag noise) nor than +-Z itself (a count a few events off is ordinary);
+  no band until `MIN_HISTORY` same-weekday values exist, nor for a series mostly of zeros
+  (a few new users a week): half its days would be "abnormal".
 
 Z = 3.5 is tuned for a false-alarm rate of about 0.6% per KPI and day on a steady series with
 a weekly pattern and Poisson noise (about one false flag in six weeks over the four flagged
