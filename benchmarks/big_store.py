@@ -24,6 +24,7 @@ from yunying.config import LifecycleSettings
 from yunying.lifecycle.states import compute_lifecycle
 from yunying.messaging.campaign import Campaign
 from yunying.messaging.outbox import plan
+from yunying.reports.effects import Money
 from yunying.store.engine import create_store_engine, session_scope
 from yunying.store.migrate import upgrade
 from yunying.store.models import OutboxMessage
@@ -207,7 +208,10 @@ def _fill(store: BigStore) -> dict[str, float]:
             print(f"fill {step}: {seconds[step]:.0f}s", file=sys.stderr)
         started = time.perf_counter()
         with session_scope(engine) as session:
-            compute_lifecycle(session, store.end - dt.timedelta(1), LifecycleSettings())
+            # In the settings' money, as the flow's runs count it (no recount in them).
+            compute_lifecycle(
+                session, store.end - dt.timedelta(1), LifecycleSettings(), money=Money()
+            )
         seconds["lifecycle"] = time.perf_counter() - started
         started = time.perf_counter()
         _last_nights_sends(engine, store)

@@ -251,7 +251,7 @@ def _plain() -> dict[str, Any]:
     t = time.perf_counter()
     for day in days:  # as the flow does: a new store starts catch_up_days back
         with session_scope(engine) as session:
-            compute_lifecycle(session, day, settings.lifecycle)
+            compute_lifecycle(session, day, settings.lifecycle, money=money_for(settings))
     timed(f"lifecycle ({len(days)} dates)", t)
     t = time.perf_counter()
     campaign = find_campaign(settings.campaign_dir, CAMPAIGN)
