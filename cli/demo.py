@@ -74,13 +74,14 @@ def strategy_step(settings: Settings, day: dt.date) -> None:
     from flows.campaigns import campaigns
     from flows.pull import pull_sources
     from yunying.lifecycle.states import compute_lifecycle
+    from yunying.reports.kpis import money_for
     from yunying.store.engine import create_store_engine, session_scope
 
     pull_sources()
     engine = create_store_engine(settings.store_url)
     try:
         with session_scope(engine) as session:
-            compute_lifecycle(session, day, settings.lifecycle)
+            compute_lifecycle(session, day, settings.lifecycle, money=money_for(settings))
     finally:
         engine.dispose()
     campaigns(business_date=day, names=DEMO_CAMPAIGNS)
