@@ -90,7 +90,7 @@ def silent_users(
     ]
     events = [
         {
-            "event_id": f"s{i}-e",
+            "event_id": f"{u['user_id']}-e",
             "user_id": u["user_id"],
             "name": "app_open",
             "occurred_at": last_seen,

@@ -530,3 +530,17 @@ def test_slices_count_each_user_in_the_tier_they_had_when_sent(
     unknown = next(c for c in again.slices["tier"] if c.label == "-")
     assert (unknown.treated.users, unknown.reference.users) == (0, 1)
     assert again.funnel.eligible == review.funnel.eligible
+
+
+def test_a_zones_old_alias_is_one_slice_with_its_place(engine: Engine, settings: Settings) -> None:
+    """Users stored as Asia/Calcutta and as Asia/Kolkata are one time-zone slice, as they are
+    one segment; Europe/Oslo stays apart from Berlin."""
+    zones = {"Asia/Calcutta": 20, "Asia/Kolkata": 20, "Europe/Oslo": 10, "Europe/Berlin": 10}
+    for zone, count in zones.items():
+        silent_users(engine, settings, count, user_id=f"{zone[-4:]}-{{}}".format, timezone=zone)
+    chosen = Campaign.model_validate(__import__("tomllib").loads(CAMPAIGN))
+    with session_scope(engine) as session:
+        plan(session, chosen, DAY)
+        review = compute_review(session, chosen, AS_OF, settings.zone, Money())
+    sliced = {s.label: s.treated.users + s.reference.users for s in review.slices["timezone"]}
+    assert sliced == {"Asia/Kolkata": 40, "Europe/Berlin": 10, "Europe/Oslo": 10}

@@ -53,6 +53,7 @@ from yunying.store.models import (
     RewardLedgerEntry,
     User,
 )
+from yunying.time_zones import place_name
 
 SLICES = ("tier", "locale", "channel", "timezone")
 MIN_SLICE = MIN_ARM  # below this a slice is listed but never called best or worst
@@ -321,7 +322,9 @@ def compute_review(
         (holdout if held else assigned).add(n, k, rev)
         if not held:
             by_variant[var].add(n, k, rev)
-        for dimension, value in zip(SLICES, (tr, locale, ch, user_zone), strict=True):
+        # A zone's old alias and its current name are one slice, as they are one segment.
+        place = place_name(user_zone)
+        for dimension, value in zip(SLICES, (tr, locale, ch, place), strict=True):
             slices[dimension][value][1 if held else 0].add(n, k, rev)
     funnel.held_out, funnel.assigned, funnel.converted = (
         holdout.users,
