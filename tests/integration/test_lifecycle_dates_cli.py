@@ -121,9 +121,9 @@ def test_missed_dates_beyond_catch_up_are_named_never_skipped(
     after = left + dt.timedelta(days=1)
     assert main(["run", "lifecycle", "--date", str(D)]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: the lifecycle is computed up to {left}: the 39 dates after it are more than"
-        f" catch_up_days (14) catches up on its own; compute them in order with"
-        f" `yunying run lifecycle --from {after} --date {D}`"
+        f"error: the lifecycle is computed up to {left}: the 39 nights missed after it are"
+        f" more than catch_up_days (14) catches up on its own; compute them and {D} in order"
+        f" with `yunying run lifecycle --from {after} --date {D}`"
     )
     late = D - dt.timedelta(days=5)
     assert main(["run", "lifecycle", "--from", str(late), "--date", str(D)]) == 2

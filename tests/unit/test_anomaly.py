@@ -129,14 +129,14 @@ def test_bands_on_the_demo_history_are_informative() -> None:
     assert flags <= 6  # of 240 KPI-days with nothing planted: a handful at most
 
 
-def test_a_series_mostly_of_zeros_gets_no_band_and_no_error() -> None:
-    """A small company's new users: none on most days, one or two now and then. Its median
-    day is zero, so nothing can miss it: no band ("not enough history"), not a crash."""
+def test_a_series_mostly_of_zeros_flags_a_spike_and_nothing_else() -> None:
+    """A small company's new users: none on most days, two now and then. Its usual day is
+    zero; a band of +-Z around it keeps a few ordinary, and 30 in a day is flagged."""
     series = {START + k * DAY: (2.0 if k % 9 == 0 else 0.0) for k in range(70)}
     for offset in range(56, 70):
         day = START + offset * DAY
-        assert band_for(series, day, START) is None
-        assert judge("new_users", series, day, START).status == "not enough history"
+        assert not judge("new_users", series, day, START).raised
+        assert judge("new_users", {**series, day: 30.0}, day, START).status == "above"
 
 
 def test_a_small_count_a_few_off_its_pattern_is_not_abnormal() -> None:

@@ -101,9 +101,10 @@ def dates_to_compute(session: Session, business_date: dt.date, catch_up_days: in
         if missed > catch_up_days:  # skipped, they would leave states and transitions wrong
             after = latest + dt.timedelta(days=1)
             raise PermanentError(
-                f"the lifecycle is computed up to {latest}: the {missed} dates after it are more"
-                f" than catch_up_days ({catch_up_days}) catches up on its own; compute them in"
-                f" order with `yunying run lifecycle --from {after} --date {business_date}`"
+                f"the lifecycle is computed up to {latest}: the {missed} nights missed after it"
+                f" are more than catch_up_days ({catch_up_days}) catches up on its own; compute"
+                f" them and {business_date} in order with"
+                f" `yunying run lifecycle --from {after} --date {business_date}`"
             )
         first = min(latest + dt.timedelta(days=1), business_date)  # every missed date
     return [first + dt.timedelta(days=i) for i in range((business_date - first).days + 1)]

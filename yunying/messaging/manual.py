@@ -56,8 +56,8 @@ def preview(
         f"template: {template}" + (f" (variant {variant})" if variant else ""),
         locale_note(template, chosen, user.locale, settings.template_dir),
     ]
-    if user.signup_day > day:
-        said.append(f"not a user yet on {day} (signed up {user.signup_day}): not sent it")
+    if user.signup_day > day:  # no night could send it: nothing to render
+        return "\n".join([*said, f"not a user yet on {day} (signed up {user.signup_day})"])
     if not reached:
         said.append(
             f"not reachable: no {chosen} address, no consent to {chosen} or unsubscribed;"

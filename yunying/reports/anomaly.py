@@ -10,9 +10,9 @@ Method (pure functions over a KPI's daily series):
   in square roots of the expected value (counts vary that way), their robust standard
   deviation (1.4826 x MAD), widened for the error of the expected value itself;
 - the band is expected +- Z spreads, never narrower than +-FLOOR of the expected value (a flat
-  history must not flag noise) nor than +-Z itself (a count a few events off is ordinary);
-  no band until `MIN_HISTORY` same-weekday values exist, nor for a series mostly of zeros
-  (a few new users a week): half its days would be "abnormal".
+  history must not flag noise) nor than +-Z itself (a count a few events off is ordinary,
+  as on a day whose usual value is zero); no band until `MIN_HISTORY` same-weekday values
+  exist.
 
 Z = 3.5 is tuned for a false-alarm rate of about 0.6% per KPI and day on a steady series with
 a weekly pattern and Poisson noise (about one false flag in six weeks over the four flagged
@@ -110,10 +110,10 @@ def band_for(
         if past_level * shape[weekday] > 0
     ]
     expected = level * shape[day.weekday()]
-    if not misses or expected <= 0:  # a sparse series, mostly zeros: no typical day to miss
-        return None
-    centre = statistics.median(misses)
-    spread = 1.4826 * statistics.median(abs(m - centre) for m in misses)
+    spread = 0.0  # a series mostly of zeros has no misses: its band is the floor below
+    if misses:
+        centre = statistics.median(misses)
+        spread = 1.4826 * statistics.median(abs(m - centre) for m in misses)
     # The expected value is itself estimated: the 7-day level adds 1/7 of a day's variance,
     # the median of n same-weekday ratios about pi/2n.
     spread *= math.sqrt(1 + 1 / 7 + math.pi / (2 * len(same_day)))
